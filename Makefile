@@ -1,0 +1,42 @@
+# stepflash — build and test. Both the SIMD (GOEXPERIMENT=simd) and the
+# pure-Go kernel paths are tested; the binary is built with SIMD.
+GO       ?= go
+BIN      ?= bin/stepflash
+PKGS     ?= ./...
+export CGO_ENABLED := 0
+
+.PHONY: all build serve test test-purego test-simd vet lint fuzz bench clean
+
+all: build
+
+build:
+	GOEXPERIMENT=simd $(GO) build -trimpath -o $(BIN) ./cmd/stepflash
+
+## test: vet, lint, and the test suite on both kernel paths.
+test: vet lint test-purego test-simd
+
+test-purego:
+	$(GO) test -count=1 $(PKGS)
+
+test-simd:
+	GOEXPERIMENT=simd $(GO) test -count=1 $(PKGS)
+
+vet:
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need formatting" && exit 1)
+	$(GO) vet $(PKGS)
+	GOEXPERIMENT=simd $(GO) vet $(PKGS)
+
+lint:
+	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck $(PKGS)
+
+## fuzz: the long fuzz runs (FUZZTIME per target, default 5m).
+FUZZTIME ?= 5m
+fuzz:
+	$(GO) test ./gguf -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME)
+
+bench:
+	GOEXPERIMENT=simd $(GO) test -run '^$$' -bench . -benchmem ./tensor/...
+
+clean:
+	rm -rf bin

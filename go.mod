@@ -1,0 +1,3 @@
+module github.com/stepflash/stepflash
+
+go 1.26
