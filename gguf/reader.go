@@ -210,6 +210,21 @@ func (f *File) TensorData(t *TensorInfo) []byte {
 	return f.data[start:end:end]
 }
 
+// describe formats v briefly for an error message.
+func describe(v Value) string {
+	switch v.Type {
+	case Array:
+		return fmt.Sprintf("array of %d %s", v.Len(), v.ElemType)
+	case String:
+		s, _ := v.V.(string)
+		if len(s) > 40 {
+			s = s[:40] + "..."
+		}
+		return fmt.Sprintf("string %q", s)
+	}
+	return fmt.Sprintf("%s %v", v.Type, v.V)
+}
+
 // decoder reads little-endian values from b, tracking the offset.
 type decoder struct {
 	b   []byte
@@ -316,8 +331,8 @@ func (f *File) parse(d *decoder) error {
 	f.Alignment = DefaultAlignment
 	if v, ok := f.Get(KeyAlignment); ok {
 		a, ok := v.Uint()
-		if !ok || v.Type == Array {
-			return fmt.Errorf("gguf: %s has type %s, want an unsigned integer", KeyAlignment, v.Type)
+		if !ok {
+			return fmt.Errorf("gguf: %s must be a positive integer, got %s", KeyAlignment, describe(v))
 		}
 		if a == 0 || a&(a-1) != 0 || a > math.MaxUint32 {
 			return fmt.Errorf("gguf: %s = %d is not a non-zero power of two that fits uint32", KeyAlignment, a)
@@ -475,7 +490,7 @@ func fixedArray(t ValueType, b []byte, n int) any {
 	le := binary.LittleEndian
 	switch t {
 	case Uint8:
-		return append([]uint8(nil), b...)
+		return append(make([]uint8, 0, n), b...)
 	case Int8:
 		return decodeSlice(b, n, 1, func(p []byte) int8 { return int8(p[0]) })
 	case Bool:
