@@ -63,9 +63,15 @@ func TestRawBuilderValid(t *testing.T) {
 	}
 }
 
-// TestHostile feeds corrupt files to Read: each must fail with an error
-// naming the problem, and never panic.
-func TestHostile(t *testing.T) {
+// hostileCase is a corrupt file and a substring its error must contain.
+type hostileCase struct {
+	name string
+	data []byte
+	want string
+}
+
+// hostileCases builds the corrupt-file table (also used as fuzz seeds).
+func hostileCases(t testing.TB) []hostileCase {
 	hdr := func(nT, nKV uint64) *raw { return (&raw{}).header(nT, nKV) }
 	deep := hdr(0, 1).str("deep").u32(uint32(Array))
 	for range MaxArrayDepth {
@@ -85,11 +91,7 @@ func TestHostile(t *testing.T) {
 	}
 	longName := strings.Repeat("x", MaxNameLen+1)
 
-	cases := []struct {
-		name string
-		data []byte
-		want string
-	}{
+	return []hostileCase{
 		{"empty", nil, `not a GGUF file (magic "", want "GGUF")`},
 		{"bad magic", []byte("GGML\x03\x00\x00\x00"), `not a GGUF file (magic "GGML"`},
 		{"magic only", []byte("GGUF"), "version at offset 4: file truncated (need 4 bytes, 0 remain)"},
@@ -140,7 +142,12 @@ func TestHostile(t *testing.T) {
 		{"overlap reversed order", hdr(2, 0).tensor("a", []uint64{8}, TypeF32, 32).tensor("b", []uint64{16}, TypeF32, 0).pad(32).zeros(128).b, `tensor "a": data [32, 64) overlaps tensor "b" at [0, 64)`},
 		{"same offset", hdr(2, 0).tensor("a", []uint64{1}, TypeF32, 0).tensor("b", []uint64{1}, TypeF32, 0).pad(32).zeros(64).b, "overlaps tensor"},
 	}
-	for _, c := range cases {
+}
+
+// TestHostile feeds corrupt files to Read: each must fail with an error
+// naming the problem, and never panic.
+func TestHostile(t *testing.T) {
+	for _, c := range hostileCases(t) {
 		t.Run(c.name, func(t *testing.T) {
 			f, err := Read(c.data)
 			if err == nil {

@@ -33,6 +33,9 @@ const MaxNameLen = 63
 // MaxArrayDepth is how deeply arrays may nest (an array of arrays has depth 2).
 const MaxArrayDepth = 4
 
+// prealloc caps how many entries are allocated ahead of parsing them.
+const prealloc = 1024
+
 // KeyAlignment is the metadata key holding the data alignment.
 const KeyAlignment = "general.alignment"
 
@@ -314,8 +317,10 @@ func (f *File) parse(d *decoder) error {
 		return fmt.Errorf("gguf: tensor count %d is impossible: %d tensor infos need at least %d bytes each, only %d bytes remain after the header", nTensors, nTensors, minTensor, d.remaining())
 	}
 
-	f.KV = make([]KV, 0, nKV)
-	f.kvIndex = make(map[string]int, nKV)
+	// Counts are only bounded by the file size here: grow the tables as
+	// entries are actually parsed rather than preallocating by the count.
+	f.KV = make([]KV, 0, min(nKV, prealloc))
+	f.kvIndex = make(map[string]int, min(nKV, prealloc))
 	for i := range int(nKV) {
 		kv, err := f.readKV(d, i)
 		if err != nil {
@@ -343,8 +348,8 @@ func (f *File) parse(d *decoder) error {
 	if nTensors > uint64(d.remaining()/minTensor) {
 		return fmt.Errorf("gguf: tensor count %d is impossible: %d tensor infos need at least %d bytes each, only %d bytes remain after the metadata", nTensors, nTensors, minTensor, d.remaining())
 	}
-	f.Tensors = make([]TensorInfo, 0, nTensors)
-	f.tIndex = make(map[string]int, nTensors)
+	f.Tensors = make([]TensorInfo, 0, min(nTensors, prealloc))
+	f.tIndex = make(map[string]int, min(nTensors, prealloc))
 	for i := range int(nTensors) {
 		t, err := f.readTensorInfo(d, i)
 		if err != nil {
@@ -434,19 +439,25 @@ func readValue(d *decoder, t ValueType, depth int) (Value, error) {
 	val := Value{Type: Array, ElemType: et}
 	switch et {
 	case String:
-		s := make([]string, cnt)
-		for i := range s {
-			if s[i], err = d.str(fmt.Sprintf("array element %d", i)); err != nil {
+		// Elements vary in size: grow as they are read, so the memory
+		// used stays proportional to the bytes actually consumed.
+		s := make([]string, 0, min(cnt, prealloc))
+		for i := range cnt {
+			e, err := d.str(fmt.Sprintf("array element %d", i))
+			if err != nil {
 				return Value{}, err
 			}
+			s = append(s, e)
 		}
 		val.V = s
 	case Array:
-		s := make([]Value, cnt)
-		for i := range s {
-			if s[i], err = readValue(d, Array, depth+1); err != nil {
+		s := make([]Value, 0, min(cnt, prealloc))
+		for i := range cnt {
+			e, err := readValue(d, Array, depth+1)
+			if err != nil {
 				return Value{}, fmt.Errorf("array element %d: %w", i, err)
 			}
+			s = append(s, e)
 		}
 		val.V = s
 	default:
