@@ -1,0 +1,89 @@
+package tensor
+
+import "math"
+
+// f16ToF32 converts an IEEE 754 binary16 value to float32 exactly.
+// The common normal case is branch-light and inlinable.
+func f16ToF32(h uint16) float32 {
+	if e := h & 0x7c00; e != 0 && e != 0x7c00 {
+		return math.Float32frombits(uint32(h&0x8000)<<16 | (uint32(h&0x7fff)<<13 + 0x38000000))
+	}
+	return f16ToF32Slow(h)
+}
+
+// f16ToF32Slow handles zeros, subnormals, infinities and NaNs.
+func f16ToF32Slow(h uint16) float32 {
+	sign := uint32(h&0x8000) << 16
+	e := uint32(h>>10) & 0x1f
+	m := uint32(h & 0x3ff)
+	switch {
+	case e == 0x1f:
+		return math.Float32frombits(sign | 0x7f800000 | m<<13)
+	case e == 0 && m == 0:
+		return math.Float32frombits(sign)
+	case e == 0:
+		// Subnormal: m * 2^-24, exact in float32.
+		v := float32(m) * (1.0 / (1 << 24))
+		return math.Float32frombits(sign | math.Float32bits(v))
+	}
+	return math.Float32frombits(sign | (e+112)<<23 | m<<13)
+}
+
+// f32ToF16 converts a float32 to binary16 with round-to-nearest-even, as the
+// F16C instruction VCVTPS2PH (and ggml's GGML_FP32_TO_FP16) does.
+func f32ToF16(f float32) uint16 {
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	e := int32(b>>23) & 0xff
+	m := b & 0x7fffff
+	if e == 0xff { // Inf or NaN
+		if m != 0 {
+			return sign | 0x7e00 | uint16(m>>13)
+		}
+		return sign | 0x7c00
+	}
+	e -= 127 - 15
+	if e >= 0x1f {
+		return sign | 0x7c00
+	}
+	if e <= 0 {
+		if e < -10 {
+			return sign // rounds to zero
+		}
+		m |= 0x800000
+		shift := uint32(14 - e)
+		half := uint32(1) << (shift - 1)
+		rest := m & (1<<shift - 1)
+		r := m >> shift
+		if rest > half || (rest == half && r&1 == 1) {
+			r++
+		}
+		return sign | uint16(r)
+	}
+	r := uint32(e)<<10 | m>>13
+	rest := m & 0x1fff
+	if rest > 0x1000 || (rest == 0x1000 && r&1 == 1) {
+		r++ // may carry into the exponent, which is correct (up to Inf)
+	}
+	return sign | uint16(r)
+}
+
+// bf16ToF32 converts a bfloat16 to float32 exactly.
+func bf16ToF32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+// f32ToBF16 rounds a float32 to bfloat16 with round-to-nearest-even, as ggml's
+// GGML_FP32_TO_BF16 does (NaNs are kept quiet).
+func f32ToBF16(f float32) uint16 {
+	u := math.Float32bits(f)
+	if u&0x7fffffff > 0x7f800000 {
+		return uint16(u>>16) | 64
+	}
+	u += 0x7fff + (u>>16)&1
+	return uint16(u >> 16)
+}
+
+// roundF16 returns f rounded to the nearest binary16 value, as float32.
+func roundF16(f float32) float32 { return f16ToF32(f32ToF16(f)) }
+
+// roundBF16 returns f rounded to the nearest bfloat16 value, as float32.
+func roundBF16(f float32) float32 { return bf16ToF32(f32ToBF16(f)) }
