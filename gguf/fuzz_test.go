@@ -22,7 +22,7 @@ func fuzzSeeds(t testing.TB) [][]byte {
 	mustAddKV(t, w, "tokenizer.ggml.scores", []float32{0, -1, float32(math.NaN())})
 	mustAddKV(t, w, "tokenizer.ggml.token_type", []int32{2, 1, 1})
 	mustAddKV(t, w, "b", true)
-	mustAddKV(t, w, "f64", -0.0)
+	mustAddKV(t, w, "f64", math.Copysign(0, -1))
 	mustAddTensor(t, w, "token_embd.weight", TypeF32, []uint64{4, 3}, pattern(48, 1))
 	mustAddTensor(t, w, "blk.0.attn_q.weight", TypeQ8_0, []uint64{32, 1}, pattern(34, 2))
 	mustAddTensor(t, w, "output_norm.weight", TypeF16, []uint64{4}, pattern(8, 3))

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -113,7 +114,7 @@ func hostileCases(t testing.TB) []hostileCase {
 		{"absurd u32 array", hdr(0, 1).str("k").u32(uint32(Array)).u32(uint32(Uint32)).u64(1 << 61).zeros(12).b, `kv 0 "k": array at offset 37: 2305843009213693952 uint32 elements need at least 4 bytes each, only 12 bytes remain`},
 		{"u32 array one short", hdr(0, 1).str("k").u32(uint32(Array)).u32(uint32(Uint32)).u64(4).zeros(15).b, "4 uint32 elements need at least 4 bytes each, only 15 bytes remain"},
 		{"absurd string array", hdr(0, 1).str("tokenizer.ggml.tokens").u32(uint32(Array)).u32(uint32(String)).u64(math.MaxUint64).zeros(64).b, "18446744073709551615 string elements need at least 8 bytes each"},
-		{"string array element too long", hdr(0, 1).str("k").u32(uint32(Array)).u32(uint32(String)).u64(2).str("a").u64(100).zeros(10).b, `kv 0 "k": array element 1 at offset 58: length 100 exceeds the 10 bytes remaining`},
+		{"string array element too long", hdr(0, 1).str("k").u32(uint32(Array)).u32(uint32(String)).u64(2).str("a").u64(100).zeros(10).b, `kv 0 "k": array element 1: string at offset 58: length 100 exceeds the 10 bytes remaining`},
 		{"absurd nested array", hdr(0, 1).str("k").u32(uint32(Array)).u32(uint32(Array)).u64(1 << 40).zeros(100).b, "1099511627776 array elements need at least 12 bytes each"},
 		{"unknown array element type", hdr(0, 1).str("k").u32(uint32(Array)).u32(99).u64(0).b, `kv 0 "k": array at offset 37: unknown element type 99`},
 		{"nested too deep", deep.b, fmt.Sprintf("arrays nested more than %d deep", MaxArrayDepth)},
@@ -225,6 +226,52 @@ func TestTensorDataForeign(t *testing.T) {
 	for _, ti := range []*TensorInfo{nil, {Offset: 1 << 20, Size: 4}, {Offset: math.MaxUint64, Size: 2}, {Size: math.MaxUint64}} {
 		if d := f.TensorData(ti); d != nil {
 			t.Errorf("TensorData(%+v) = %d bytes, want nil", ti, len(d))
+		}
+	}
+}
+
+// TestAllocationBounded: whatever counts a file claims, Read allocates
+// memory proportional to the file's size, not to the counts: a count that
+// the remaining bytes cannot hold is rejected before anything is allocated.
+func TestAllocationBounded(t *testing.T) {
+	const body = 1 << 20
+	hdr := func(nT, nKV uint64) *raw { return (&raw{}).header(nT, nKV) }
+	cases := map[string][]byte{
+		"kv count":      hdr(0, body/14).zeros(body).b,
+		"tensor count":  hdr(body/33, 0).zeros(body).b,
+		"string array":  hdr(0, 1).str("k").u32(uint32(Array)).u32(uint32(String)).u64(body / 8).zeros(body - 8).b,
+		"nested arrays": hdr(0, 1).str("k").u32(uint32(Array)).u32(uint32(Array)).u64(body / 12).u32(uint32(Array)).u64(body/12 - 2).zeros(body).b,
+		"u64 array":     hdr(0, 1).str("k").u32(uint32(Array)).u32(uint32(Uint64)).u64(body / 8).zeros(body - 1).b,
+		"valid strings": hdr(0, 1).str("k").u32(uint32(Array)).u32(uint32(String)).u64(body / 8).zeros(body).b,
+	}
+	nested := hdr(0, 1).str("k").u32(uint32(Array)).u32(uint32(Array)).u64(body / 12)
+	cases["valid empty arrays"] = nested.zeros(body / 12 * 12).b
+	many := hdr(body/34, 1).kvU32(KeyAlignment, 1)
+	for i := range body / 34 {
+		many.str(fmt.Sprintf("%05x", i)).u32(1).u64(1).u32(uint32(TypeI8)).u64(uint64(i))
+	}
+	cases["many tensors"] = many.zeros(body / 34).b
+	kvs := hdr(0, body/16)
+	for i := range body / 16 {
+		kvs.str(fmt.Sprintf("%03x", i)).u32(uint32(Uint8)).bytes(0)
+	}
+	cases["many kvs"] = kvs.b
+	for name, data := range cases {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := Read(data)
+		runtime.ReadMemStats(&after)
+		alloc := after.TotalAlloc - before.TotalAlloc
+		t.Logf("%s: %d bytes allocated for a %d-byte file (err: %v)", name, alloc, len(data), err)
+		// Tables of tiny entries (16-byte kvs, 34-byte tensor infos) cost
+		// a few hundred bytes of Go memory per entry; everything else must
+		// stay within a small multiple of the file.
+		limit := 4 * uint64(len(data))
+		if strings.HasPrefix(name, "many") {
+			limit = 32 * uint64(len(data))
+		}
+		if alloc > limit {
+			t.Errorf("%s: %d bytes allocated for a %d-byte file", name, alloc, len(data))
 		}
 	}
 }

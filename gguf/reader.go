@@ -34,6 +34,7 @@ const MaxNameLen = 63
 const MaxArrayDepth = 4
 
 // prealloc caps how many entries are allocated ahead of parsing them.
+// (Arrays are sized exactly, after a validating pass.)
 const prealloc = 1024
 
 // KeyAlignment is the metadata key holding the data alignment.
@@ -264,16 +265,29 @@ func (d *decoder) u64(what string) (uint64, error) {
 	return binary.LittleEndian.Uint64(d.bytes(8)), nil
 }
 
+// str reads a string (uint64 length + bytes), copying it.
 func (d *decoder) str(what string) (string, error) {
+	b, err := d.strBytes(what)
+	return string(b), err
+}
+
+// skipStr validates and skips a string.
+func (d *decoder) skipStr(what string) error {
+	_, err := d.strBytes(what)
+	return err
+}
+
+// strBytes reads a string's bytes without copying them.
+func (d *decoder) strBytes(what string) ([]byte, error) {
 	at := d.off
-	n, err := d.u64(what + " length")
-	if err != nil {
-		return "", err
+	if d.remaining() < 8 {
+		return nil, fmt.Errorf("%s length at offset %d: file truncated (need 8 bytes, %d remain)", what, d.off, d.remaining())
 	}
+	n := binary.LittleEndian.Uint64(d.bytes(8))
 	if n > uint64(d.remaining()) {
-		return "", fmt.Errorf("%s at offset %d: length %d exceeds the %d bytes remaining", what, at, n, d.remaining())
+		return nil, fmt.Errorf("%s at offset %d: length %d exceeds the %d bytes remaining", what, at, n, d.remaining())
 	}
-	return string(d.bytes(int(n))), nil
+	return d.bytes(int(n)), nil
 }
 
 func (f *File) parse(d *decoder) error {
@@ -399,20 +413,41 @@ func (f *File) readKV(d *decoder, i int) (KV, error) {
 }
 
 // readValue reads one value of type t; depth is the array nesting level the
-// value would have if it were an array (1 for a top-level value).
+// value would have if it were an array (1 for a top-level value). Top-level
+// values are validated by a first pass that allocates nothing (build false),
+// so that the second pass can size every slice exactly.
 func readValue(d *decoder, t ValueType, depth int) (Value, error) {
+	if depth == 1 && t == Array {
+		dry := *d
+		if _, err := parseValue(&dry, t, depth, false); err != nil {
+			return Value{}, err
+		}
+	}
+	return parseValue(d, t, depth, true)
+}
+
+// parseValue reads one value; with build false it only validates and skips.
+func parseValue(d *decoder, t ValueType, depth int, build bool) (Value, error) {
 	if !t.Known() {
 		return Value{}, fmt.Errorf("unknown value type %d at offset %d", uint32(t), d.off-4)
 	}
 	if t == String {
+		if !build {
+			return Value{}, d.skipStr("string")
+		}
 		s, err := d.str("string")
 		return Value{Type: String, V: s}, err
 	}
 	if t != Array {
-		if err := d.need(uint64(t.fixedSize()), t.String()+" value"); err != nil {
-			return Value{}, err
+		n := t.fixedSize()
+		if d.remaining() < n {
+			return Value{}, fmt.Errorf("%s value at offset %d: file truncated (need %d bytes, %d remain)", t, d.off, n, d.remaining())
 		}
-		return Value{Type: t, V: scalar(t, d.bytes(t.fixedSize()))}, nil
+		b := d.bytes(n)
+		if !build {
+			return Value{}, nil
+		}
+		return Value{Type: t, V: scalar(t, b)}, nil
 	}
 
 	at := d.off
@@ -437,33 +472,61 @@ func readValue(d *decoder, t ValueType, depth int) (Value, error) {
 	}
 	cnt := int(n)
 	val := Value{Type: Array, ElemType: et}
+	if cnt == 0 {
+		if build {
+			val.V = emptyArrays[et]
+		}
+		return val, nil
+	}
 	switch et {
 	case String:
-		// Elements vary in size: grow as they are read, so the memory
-		// used stays proportional to the bytes actually consumed.
-		s := make([]string, 0, min(cnt, prealloc))
-		for i := range cnt {
-			e, err := d.str(fmt.Sprintf("array element %d", i))
-			if err != nil {
-				return Value{}, err
-			}
-			s = append(s, e)
+		var s []string
+		if build {
+			s = make([]string, cnt)
 		}
-		val.V = s
-	case Array:
-		s := make([]Value, 0, min(cnt, prealloc))
 		for i := range cnt {
-			e, err := readValue(d, Array, depth+1)
+			var err error
+			if build {
+				s[i], err = d.str("string")
+			} else {
+				err = d.skipStr("string")
+			}
 			if err != nil {
 				return Value{}, fmt.Errorf("array element %d: %w", i, err)
 			}
-			s = append(s, e)
+		}
+		val.V = s
+	case Array:
+		var s []Value
+		if build {
+			s = make([]Value, cnt)
+		}
+		for i := range cnt {
+			e, err := parseValue(d, Array, depth+1, build)
+			if err != nil {
+				return Value{}, fmt.Errorf("array element %d: %w", i, err)
+			}
+			if build {
+				s[i] = e
+			}
 		}
 		val.V = s
 	default:
-		val.V = fixedArray(et, d.bytes(cnt*int(ms)), cnt)
+		b := d.bytes(cnt * int(ms))
+		if build {
+			val.V = fixedArray(et, b, cnt)
+		}
 	}
 	return val, nil
+}
+
+// emptyArrays holds an empty slice of each element type, boxed once, so that
+// empty arrays cost no allocation (a hostile file can hold many).
+var emptyArrays = [...]any{
+	Uint8: []uint8{}, Int8: []int8{}, Uint16: []uint16{}, Int16: []int16{},
+	Uint32: []uint32{}, Int32: []int32{}, Float32: []float32{}, Bool: []bool{},
+	String: []string{}, Array: []Value{}, Uint64: []uint64{}, Int64: []int64{},
+	Float64: []float64{},
 }
 
 // scalar decodes one fixed-size value.
