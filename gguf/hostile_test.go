@@ -124,7 +124,7 @@ func hostileCases(t testing.TB) []hostileCase {
 		{"alignment negative", hdr(0, 1).str(KeyAlignment).u32(uint32(Int32)).u32(math.MaxUint32).b, "general.alignment must be a positive integer, got int32 -1"},
 		{"alignment huge", hdr(0, 1).str(KeyAlignment).u32(uint32(Uint64)).u64(1 << 40).b, "general.alignment = 1099511627776 is not a non-zero power of two that fits uint32"},
 		{"empty tensor name", f32("", []uint64{1}, 0).zeros(64).b, "tensor 0 at offset 24: empty name"},
-		{"tensor name too long", f32(longName, []uint64{1}, 0).zeros(64).b, "name \"xxxxxxxxxxxxxxxx...\" is 64 bytes long, the limit is 63"},
+		{"tensor name too long", f32(longName, []uint64{1}, 0).zeros(64).b, `name "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"... is 64 bytes long, the limit is 63`},
 		{"truncated tensor info", f32("w", []uint64{8, 8}, 0).b[:60], `tensor "w": data offset at offset 57: file truncated (need 8 bytes, 3 remain)`},
 		{"duplicate tensor", hdr(2, 0).tensor("w", []uint64{1}, TypeF32, 0).tensor("w", []uint64{1}, TypeF32, 32).pad(32).zeros(64).b, `tensor 1: duplicate tensor name "w" (first defined by tensor 0)`},
 		{"n_dims 0", f32("w", nil, 0).zeros(64).b, `tensor "w": n_dims 0 at offset 33 out of range [1, 4]`},

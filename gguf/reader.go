@@ -73,7 +73,7 @@ type File struct {
 }
 
 // Read parses a GGUF file held in memory. Tensor data returned by
-// TensorData aliases data.
+// TensorData aliases data; metadata (keys, values, names) is copied.
 func Read(data []byte) (*File, error) {
 	d := &decoder{b: data}
 	f := &File{data: data}
@@ -84,7 +84,8 @@ func Read(data []byte) (*File, error) {
 }
 
 // Close releases the file's mapping, if any. TensorData returns nil after
-// Close. Calling Close more than once is harmless.
+// Close, and slices it returned before must no longer be used; metadata and
+// tensor infos stay valid. Calling Close more than once is harmless.
 func (f *File) Close() error {
 	f.data = nil
 	if f.unmap != nil {
@@ -214,6 +215,14 @@ func (f *File) TensorData(t *TensorInfo) []byte {
 	return f.data[start:end:end]
 }
 
+// clip quotes s for an error message, shortened if long.
+func clip(s string) string {
+	if len(s) > 32 {
+		return fmt.Sprintf("%q...", s[:32])
+	}
+	return fmt.Sprintf("%q", s)
+}
+
 // describe formats v briefly for an error message.
 func describe(v Value) string {
 	switch v.Type {
@@ -341,7 +350,7 @@ func (f *File) parse(d *decoder) error {
 			return err
 		}
 		if j, dup := f.kvIndex[kv.Key]; dup {
-			return fmt.Errorf("gguf: kv %d: duplicate key %q (first defined by kv %d)", i, kv.Key, j)
+			return fmt.Errorf("gguf: kv %d: duplicate key %s (first defined by kv %d)", i, clip(kv.Key), j)
 		}
 		f.kvIndex[kv.Key] = len(f.KV)
 		f.KV = append(f.KV, kv)
@@ -403,11 +412,11 @@ func (f *File) readKV(d *decoder, i int) (KV, error) {
 	}
 	vt, err := d.u32("value type")
 	if err != nil {
-		return KV{}, fmt.Errorf("gguf: kv %d %q: %w", i, key, err)
+		return KV{}, fmt.Errorf("gguf: kv %d %s: %w", i, clip(key), err)
 	}
 	val, err := readValue(d, ValueType(vt), 1)
 	if err != nil {
-		return KV{}, fmt.Errorf("gguf: kv %d %q: %w", i, key, err)
+		return KV{}, fmt.Errorf("gguf: kv %d %s: %w", i, clip(key), err)
 	}
 	return KV{Key: key, Value: val}, nil
 }
@@ -607,7 +616,7 @@ func (f *File) readTensorInfo(d *decoder, i int) (TensorInfo, error) {
 		return TensorInfo{}, fmt.Errorf("gguf: tensor %d at offset %d: empty name", i, at)
 	}
 	if len(name) > MaxNameLen {
-		return TensorInfo{}, fmt.Errorf("gguf: tensor %d at offset %d: name %q is %d bytes long, the limit is %d", i, at, name[:16]+"...", len(name), MaxNameLen)
+		return TensorInfo{}, fmt.Errorf("gguf: tensor %d at offset %d: name %s is %d bytes long, the limit is %d", i, at, clip(name), len(name), MaxNameLen)
 	}
 	fail := func(format string, args ...any) (TensorInfo, error) {
 		return TensorInfo{}, fmt.Errorf("gguf: tensor %q: "+format, append([]any{name}, args...)...)
