@@ -2,31 +2,18 @@ package tensor
 
 import "math"
 
-// f16ToF32 converts an IEEE 754 binary16 value to float32 exactly.
-// The common normal case is branch-light and inlinable.
+// f16ToF32 converts an IEEE 754 binary16 value to float32 exactly. It is
+// branch-free and inlinable (a call in a SIMD loop would spill every vector
+// register): the exponent and mantissa bits are placed in a float32 and
+// rescaled by 2^112, which is exact for normal and subnormal halves alike;
+// infinities and NaNs get the all-ones exponent.
 func f16ToF32(h uint16) float32 {
-	if e := h & 0x7c00; e != 0 && e != 0x7c00 {
-		return math.Float32frombits(uint32(h&0x8000)<<16 | (uint32(h&0x7fff)<<13 + 0x38000000))
+	em := uint32(h&0x7fff) << 13
+	bits := math.Float32bits(math.Float32frombits(em)*0x1p112) | uint32(h&0x8000)<<16
+	if em >= 0x0f800000 {
+		bits |= 0x7f800000
 	}
-	return f16ToF32Slow(h)
-}
-
-// f16ToF32Slow handles zeros, subnormals, infinities and NaNs.
-func f16ToF32Slow(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	e := uint32(h>>10) & 0x1f
-	m := uint32(h & 0x3ff)
-	switch {
-	case e == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | m<<13)
-	case e == 0 && m == 0:
-		return math.Float32frombits(sign)
-	case e == 0:
-		// Subnormal: m * 2^-24, exact in float32.
-		v := float32(m) * (1.0 / (1 << 24))
-		return math.Float32frombits(sign | math.Float32bits(v))
-	}
-	return math.Float32frombits(sign | (e+112)<<23 | m<<13)
+	return math.Float32frombits(bits)
 }
 
 // f32ToF16 converts a float32 to binary16 with round-to-nearest-even, as the

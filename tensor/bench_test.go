@@ -1,0 +1,95 @@
+package tensor
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stepflash/stepflash/gguf"
+)
+
+var benchShapes = [][2]int{{1024, 1024}, {3072, 1024}}
+
+// benchMatrices returns copies of a random rows x cols matrix totalling at
+// least 128 MiB, so a benchmark cycling through them reads from memory as
+// decoding does, not from the last-level cache.
+func benchMatrices(typ gguf.Type, rows, cols int) []Matrix {
+	rng := rand.New(rand.NewPCG(1, uint64(typ)))
+	m := randMatrix(rng, typ, rows, cols)
+	copies := max(1, (128<<20)/len(m.Data))
+	ms := []Matrix{m}
+	for i := 1; i < copies; i++ {
+		c := m
+		c.Data = append([]byte(nil), m.Data...)
+		ms = append(ms, c)
+	}
+	return ms
+}
+
+func benchMatMul(b *testing.B, n int) {
+	for _, typ := range allTypes {
+		for _, sh := range benchShapes {
+			ms := benchMatrices(typ, sh[0], sh[1])
+			x := randFloats(rand.New(rand.NewPCG(3, 4)), n*sh[1])
+			out := make([]float32, n*sh[0])
+			for _, threads := range []int{1, 2} {
+				b.Run(fmt.Sprintf("%v/%dx%d/t%d", typ, sh[0], sh[1], threads), func(b *testing.B) {
+					p := NewPool(threads)
+					defer p.Close()
+					b.SetBytes(int64(len(ms[0].Data)))
+					i := 0
+					for b.Loop() {
+						MatMul(p, ms[i%len(ms)], x, n, out)
+						i++
+					}
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkMatVec measures decode-style products (one input vector); the
+// MB/s column is weight bytes streamed per second.
+func BenchmarkMatVec(b *testing.B) { benchMatMul(b, 1) }
+
+// BenchmarkMatMul measures prefill-style products of 64 input vectors; MB/s
+// counts each weight byte once per product.
+func BenchmarkMatMul(b *testing.B) { benchMatMul(b, 64) }
+
+func BenchmarkDot(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	x, y := randFloats(rng, 4096), randFloats(rng, 4096)
+	b.SetBytes(2 * 4 * 4096)
+	for b.Loop() {
+		Dot(x, y)
+	}
+}
+
+func BenchmarkSoftmax(b *testing.B) {
+	x := randFloats(rand.New(rand.NewPCG(7, 8)), 4096)
+	y := make([]float32, len(x))
+	b.SetBytes(4 * 4096)
+	for b.Loop() {
+		copy(y, x)
+		Softmax(y)
+	}
+}
+
+func BenchmarkSwiGLU(b *testing.B) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	g, u := randFloats(rng, 3072), randFloats(rng, 3072)
+	y := make([]float32, len(g))
+	b.SetBytes(4 * 3072)
+	for b.Loop() {
+		copy(y, g)
+		SwiGLU(y, u)
+	}
+}
+
+func BenchmarkPoolFor(b *testing.B) {
+	p := NewPool(2)
+	defer p.Close()
+	for b.Loop() {
+		p.For(2, func(lo, hi int) {})
+	}
+}

@@ -1,0 +1,567 @@
+//go:build goexperiment.simd && amd64
+
+package tensor
+
+import (
+	"simd/archsimd"
+	"unsafe"
+
+	"github.com/stepflash/stepflash/gguf"
+)
+
+// The SIMD kernels need AVX2 only (256-bit vectors); each reproduces the lane
+// layout and float operation order of its pure-Go twin in dot.go / vec.go.
+
+// hasSIMD reports whether the SIMD kernels are in use.
+var hasSIMD = archsimd.X86.AVX2()
+
+func init() {
+	if !hasSIMD {
+		return
+	}
+	kernels[gguf.TypeF32] = dotF32SIMD
+	kernels[gguf.TypeF16] = dotF16SIMD
+	kernels[gguf.TypeBF16] = dotBF16SIMD
+	kernels[gguf.TypeQ8_0] = dotQ8_0SIMD
+	kernels[gguf.TypeQ4_0] = dotQ4_0SIMD
+	kernels[gguf.TypeQ4_1] = dotQ4_1SIMD
+	kernels[gguf.TypeQ5_0] = dotQ5_0SIMD
+	kernels[gguf.TypeQ5_1] = dotQ5_1SIMD
+	kernels[gguf.TypeQ4_K] = dotQ4_KSIMD
+	kernels[gguf.TypeQ6_K] = dotQ6_KSIMD
+	dotImpl = dotSIMD32
+	axpyImpl = axpySIMD
+	scaleImpl = scaleSIMD
+	addImpl = addSIMD
+	mulImpl = mulSIMD
+	expImpl = expSIMD
+	swigluImpl = swigluSIMD
+}
+
+type (
+	f32x8  = archsimd.Float32x8
+	i32x8  = archsimd.Int32x8
+	u32x8  = archsimd.Uint32x8
+	i16x16 = archsimd.Int16x16
+	i8x32  = archsimd.Int8x32
+	u8x32  = archsimd.Uint8x32
+	i8x16  = archsimd.Int8x16
+)
+
+// Unchecked loads: callers check bounds once per row.
+
+func ldF32(p unsafe.Pointer, i int) f32x8 {
+	return archsimd.LoadFloat32x8((*[8]float32)(unsafe.Add(p, 4*i)))
+}
+func stF32(v f32x8, p unsafe.Pointer, i int) { v.Store((*[8]float32)(unsafe.Add(p, 4*i))) }
+func ldI8(p unsafe.Pointer, off int) i8x32 {
+	return archsimd.LoadInt8x32((*[32]int8)(unsafe.Add(p, off)))
+}
+func ldU8(p unsafe.Pointer, off int) u8x32 {
+	return archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(p, off)))
+}
+func ldI16(p unsafe.Pointer, off int) i16x16 {
+	return archsimd.LoadInt16x16((*[16]int16)(unsafe.Add(p, off)))
+}
+func ldU16(p unsafe.Pointer, off int) uint16 { return *(*uint16)(unsafe.Add(p, off)) }
+
+func ptr[T any](s []T) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(s)) }
+
+func storeHsum8(v f32x8) float32 {
+	var a [8]float32
+	v.Store(&a)
+	return hsum8(&a)
+}
+
+func hsumI32(v i32x8) int32 {
+	s := v.GetLo().Add(v.GetHi())
+	s = s.AddPairs(s)
+	s = s.AddPairs(s)
+	return s.GetElem(0)
+}
+
+// ---- float dots: 4 accumulators x 8 lanes, as dotGeneric32 ----
+
+func dotSIMD32(a, b []float32) float32 {
+	n := len(a)
+	b = b[:n]
+	return dotF32Ptr(ptr(a), ptr(b), a, b, n)
+}
+
+func dotF32Ptr(pa, pb unsafe.Pointer, a, b []float32, n int) float32 {
+	var acc0, acc1, acc2, acc3 f32x8
+	i := 0
+	for ; i+32 <= n; i += 32 {
+		acc0 = acc0.Add(ldF32(pa, i).Mul(ldF32(pb, i)))
+		acc1 = acc1.Add(ldF32(pa, i+8).Mul(ldF32(pb, i+8)))
+		acc2 = acc2.Add(ldF32(pa, i+16).Mul(ldF32(pb, i+16)))
+		acc3 = acc3.Add(ldF32(pa, i+24).Mul(ldF32(pb, i+24)))
+	}
+	var tail float32
+	for ; i < n; i++ {
+		tail += float32(a[i] * b[i])
+	}
+	return storeHsum8(acc0.Add(acc1).Add(acc2.Add(acc3))) + tail
+}
+
+func dotF32SIMD(w []byte, a *act, e0 int) float32 {
+	n := a.cols
+	x := a.f[e0 : e0+n]
+	wf := unsafe.Slice((*float32)(ptr(w)), len(w)/4)[:n]
+	return dotF32Ptr(ptr(wf), ptr(x), wf, x, n)
+}
+
+// f16x8 converts 8 binary16 values (zero-extended to 32 bits) to float32,
+// exactly as f16ToF32.
+func f16x8(h u32x8) f32x8 {
+	em := h.And(archsimd.BroadcastUint32x8(0x7fff)).ShiftAllLeft(13)
+	sign := h.And(archsimd.BroadcastUint32x8(0x8000)).ShiftAllLeft(16)
+	f := em.AsFloat32x8().Mul(archsimd.BroadcastFloat32x8(0x1p112))
+	inf := em.AsInt32x8().Greater(archsimd.BroadcastInt32x8(0x0f7fffff))
+	bits := f.AsUint32x8().Or(sign).Or(archsimd.BroadcastUint32x8(0x7f800000).Masked(inf))
+	return bits.AsFloat32x8()
+}
+
+func ldF16(p unsafe.Pointer, i int) f32x8 {
+	return f16x8(archsimd.LoadUint16x8((*[8]uint16)(unsafe.Add(p, 2*i))).ExtendToUint32())
+}
+
+func ldBF16(p unsafe.Pointer, i int) f32x8 {
+	return archsimd.LoadUint16x8((*[8]uint16)(unsafe.Add(p, 2*i))).ExtendToUint32().ShiftAllLeft(16).AsFloat32x8()
+}
+
+func dotF16SIMD(w []byte, a *act, e0 int) float32 {
+	n := a.cols
+	x := a.f[e0 : e0+n]
+	w = w[:2*n]
+	pw, px := ptr(w), ptr(x)
+	var acc0, acc1, acc2, acc3 f32x8
+	i := 0
+	for ; i+32 <= n; i += 32 {
+		acc0 = acc0.Add(ldF16(pw, i).Mul(ldF32(px, i)))
+		acc1 = acc1.Add(ldF16(pw, i+8).Mul(ldF32(px, i+8)))
+		acc2 = acc2.Add(ldF16(pw, i+16).Mul(ldF32(px, i+16)))
+		acc3 = acc3.Add(ldF16(pw, i+24).Mul(ldF32(px, i+24)))
+	}
+	var tail float32
+	for ; i < n; i++ {
+		tail += float32(f16ToF32(le16(w[2*i:])) * x[i])
+	}
+	return storeHsum8(acc0.Add(acc1).Add(acc2.Add(acc3))) + tail
+}
+
+func dotBF16SIMD(w []byte, a *act, e0 int) float32 {
+	n := a.cols
+	x := a.f[e0 : e0+n]
+	w = w[:2*n]
+	pw, px := ptr(w), ptr(x)
+	var acc0, acc1, acc2, acc3 f32x8
+	i := 0
+	for ; i+32 <= n; i += 32 {
+		acc0 = acc0.Add(ldBF16(pw, i).Mul(ldF32(px, i)))
+		acc1 = acc1.Add(ldBF16(pw, i+8).Mul(ldF32(px, i+8)))
+		acc2 = acc2.Add(ldBF16(pw, i+16).Mul(ldF32(px, i+16)))
+		acc3 = acc3.Add(ldBF16(pw, i+24).Mul(ldF32(px, i+24)))
+	}
+	var tail float32
+	for ; i < n; i++ {
+		tail += float32(bf16ToF32(le16(w[2*i:])) * x[i])
+	}
+	return storeHsum8(acc0.Add(acc1).Add(acc2.Add(acc3))) + tail
+}
+
+// ---- 32-element block formats ----
+
+// mulSumI8 returns the 8 int32 lane sums of x*y for signed int8 x, y (x may
+// be -128, y may not), as VPMADDUBSW + VPMADDWD.
+func mulSumI8(x, y i8x32, ones i16x16) i32x8 {
+	return x.Abs().AsUint8x32().DotProductPairsSaturated(y.CopySign(x)).DotProductPairs(ones)
+}
+
+func dotQ8_0SIMD(w []byte, a *act, e0 int) float32 {
+	nb := a.cols / qk
+	w = w[:nb*bytesQ8_0]
+	qs := a.qs[e0 : e0+a.cols]
+	ds := a.d[e0/qk : e0/qk+nb]
+	pw, py := ptr(w), ptr(qs)
+	ones := archsimd.BroadcastInt16x16(1)
+	var acc0, acc1 f32x8
+	b := 0
+	for ; b+2 <= nb; b += 2 {
+		p0 := unsafe.Add(pw, b*bytesQ8_0)
+		p1 := unsafe.Add(p0, bytesQ8_0)
+		s0 := mulSumI8(ldI8(p0, 2), ldI8(py, b*qk), ones).ConvertToFloat32()
+		s1 := mulSumI8(ldI8(p1, 2), ldI8(py, b*qk+qk), ones).ConvertToFloat32()
+		d0 := f16ToF32(ldU16(p0, 0)) * ds[b]
+		d1 := f16ToF32(ldU16(p1, 0)) * ds[b+1]
+		acc0 = acc0.Add(s0.Mul(archsimd.BroadcastFloat32x8(d0)))
+		acc1 = acc1.Add(s1.Mul(archsimd.BroadcastFloat32x8(d1)))
+	}
+	if b < nb {
+		p0 := unsafe.Add(pw, b*bytesQ8_0)
+		s0 := mulSumI8(ldI8(p0, 2), ldI8(py, b*qk), ones).ConvertToFloat32()
+		d0 := f16ToF32(ldU16(p0, 0)) * ds[b]
+		acc0 = acc0.Add(s0.Mul(archsimd.BroadcastFloat32x8(d0)))
+	}
+	return storeHsum8(acc0.Add(acc1))
+}
+
+var bitShuf = [32]int8{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3}
+
+// nibbles returns the 32 4-bit quants of the 16-byte qs field at p: low
+// nibbles in elements 0..15, high nibbles in 16..31.
+func nibbles(p unsafe.Pointer, mask u8x32) u8x32 {
+	v := archsimd.LoadUint8x16((*[16]uint8)(p))
+	hi := v.AsUint16x8().ShiftAllRight(4).AsUint8x16()
+	return u8x32{}.SetLo(v).SetHi(hi).And(mask)
+}
+
+// bits32 returns 0xff in byte j where bit j of the 32-bit field at p is set
+// (ggml's bytes_from_bits_32).
+func bits32(p unsafe.Pointer, shuf i8x32, bitmask, allOnes u8x32) i8x32 {
+	v := archsimd.BroadcastUint32x8(*(*uint32)(p)).AsUint8x32().PermuteOrZeroGrouped(shuf)
+	return v.Or(bitmask).Equal(allOnes).ToInt8x32()
+}
+
+// scaled returns the lanes s (int32) as float32 multiplied by d.
+func scaled(s i32x8, d float32) f32x8 {
+	return s.ConvertToFloat32().Mul(archsimd.BroadcastFloat32x8(d))
+}
+
+func dotQ4_0SIMD(w []byte, a *act, e0 int) float32 {
+	nb := a.cols / qk
+	w = w[:nb*bytesQ4_0]
+	qs := a.qs[e0 : e0+a.cols]
+	ds := a.d[e0/qk : e0/qk+nb]
+	pw, py := ptr(w), ptr(qs)
+	ones := archsimd.BroadcastInt16x16(1)
+	mask := archsimd.BroadcastUint8x32(0x0f)
+	eight := archsimd.BroadcastInt8x32(8)
+	var acc0, acc1 f32x8
+	for b := 0; b < nb; b++ {
+		p := unsafe.Add(pw, b*bytesQ4_0)
+		qx := nibbles(unsafe.Add(p, 2), mask).AsInt8x32().Sub(eight)
+		v := scaled(mulSumI8(qx, ldI8(py, b*qk), ones), f16ToF32(ldU16(p, 0))*ds[b])
+		if b&1 == 0 {
+			acc0 = acc0.Add(v)
+		} else {
+			acc1 = acc1.Add(v)
+		}
+	}
+	return storeHsum8(acc0.Add(acc1))
+}
+
+func dotQ5_0SIMD(w []byte, a *act, e0 int) float32 {
+	nb := a.cols / qk
+	w = w[:nb*bytesQ5_0]
+	qs := a.qs[e0 : e0+a.cols]
+	ds := a.d[e0/qk : e0/qk+nb]
+	pw, py := ptr(w), ptr(qs)
+	ones := archsimd.BroadcastInt16x16(1)
+	mask := archsimd.BroadcastUint8x32(0x0f)
+	hi := archsimd.BroadcastInt8x32(-16)
+	shuf := archsimd.LoadInt8x32(&bitShuf)
+	bitmask := archsimd.BroadcastUint64x4(0x7fbfdfeff7fbfdfe).AsUint8x32()
+	allOnes := archsimd.BroadcastUint8x32(0xff)
+	var acc0, acc1 f32x8
+	for b := 0; b < nb; b++ {
+		p := unsafe.Add(pw, b*bytesQ5_0)
+		// (q | h<<4) - 16 == q | (h ? 0 : 0xf0) in two's complement.
+		qx := nibbles(unsafe.Add(p, 6), mask).AsInt8x32().Or(hi.AndNot(bits32(unsafe.Add(p, 2), shuf, bitmask, allOnes)))
+		v := scaled(mulSumI8(qx, ldI8(py, b*qk), ones), f16ToF32(ldU16(p, 0))*ds[b])
+		if b&1 == 0 {
+			acc0 = acc0.Add(v)
+		} else {
+			acc1 = acc1.Add(v)
+		}
+	}
+	return storeHsum8(acc0.Add(acc1))
+}
+
+func dotQ4_1SIMD(w []byte, a *act, e0 int) float32 {
+	nb := a.cols / qk
+	w = w[:nb*bytesQ4_1]
+	qs := a.qs[e0 : e0+a.cols]
+	ds := a.d[e0/qk : e0/qk+nb]
+	ss := a.s[e0/qk : e0/qk+nb]
+	pw, py := ptr(w), ptr(qs)
+	ones := archsimd.BroadcastInt16x16(1)
+	mask := archsimd.BroadcastUint8x32(0x0f)
+	var acc0, acc1 f32x8
+	var summs float32
+	for b := 0; b < nb; b++ {
+		p := unsafe.Add(pw, b*bytesQ4_1)
+		qx := nibbles(unsafe.Add(p, 4), mask)
+		v := scaled(qx.DotProductPairsSaturated(ldI8(py, b*qk)).DotProductPairs(ones), f16ToF32(ldU16(p, 0))*ds[b])
+		if b&1 == 0 {
+			acc0 = acc0.Add(v)
+		} else {
+			acc1 = acc1.Add(v)
+		}
+		summs += float32(f16ToF32(ldU16(p, 2)) * ss[b])
+	}
+	return storeHsum8(acc0.Add(acc1)) + summs
+}
+
+func dotQ5_1SIMD(w []byte, a *act, e0 int) float32 {
+	nb := a.cols / qk
+	w = w[:nb*bytesQ5_1]
+	qs := a.qs[e0 : e0+a.cols]
+	ds := a.d[e0/qk : e0/qk+nb]
+	ss := a.s[e0/qk : e0/qk+nb]
+	pw, py := ptr(w), ptr(qs)
+	ones := archsimd.BroadcastInt16x16(1)
+	mask := archsimd.BroadcastUint8x32(0x0f)
+	h10 := archsimd.BroadcastInt8x32(0x10)
+	shuf := archsimd.LoadInt8x32(&bitShuf)
+	bitmask := archsimd.BroadcastUint64x4(0x7fbfdfeff7fbfdfe).AsUint8x32()
+	allOnes := archsimd.BroadcastUint8x32(0xff)
+	var acc0, acc1 f32x8
+	var summs float32
+	for b := 0; b < nb; b++ {
+		p := unsafe.Add(pw, b*bytesQ5_1)
+		qx := nibbles(unsafe.Add(p, 8), mask).AsInt8x32().Or(bits32(unsafe.Add(p, 4), shuf, bitmask, allOnes).And(h10)).AsUint8x32()
+		v := scaled(qx.DotProductPairsSaturated(ldI8(py, b*qk)).DotProductPairs(ones), f16ToF32(ldU16(p, 0))*ds[b])
+		if b&1 == 0 {
+			acc0 = acc0.Add(v)
+		} else {
+			acc1 = acc1.Add(v)
+		}
+		summs += float32(f16ToF32(ldU16(p, 2)) * ss[b])
+	}
+	return storeHsum8(acc0.Add(acc1)) + summs
+}
+
+// ---- K-quants ----
+
+// Byte-shuffle indices that spread one scale byte over 16 bytes (k4Bcast[j])
+// and pairs for Q6_K (q6Pair[g]: 8 copies of byte g then 8 of byte g+1), and
+// the Q4_K mins pattern m0,m0,m1,m1,...
+var (
+	k4Bcast [8][16]int8
+	q6Pair  [16][16]int8
+	minsDup = [16]int8{0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7}
+)
+
+func init() {
+	for j := range k4Bcast {
+		for i := range k4Bcast[j] {
+			k4Bcast[j][i] = int8(j)
+		}
+	}
+	for g := 0; g < 15; g++ {
+		for i := 0; i < 16; i++ {
+			q6Pair[g][i] = int8(g + i/8)
+		}
+	}
+}
+
+func ldIdx(p *[16]int8) i8x16 { return archsimd.LoadInt8x16(p) }
+
+// q4KScalesU64 unpacks Q4_K/Q5_K scales and mins into 8 bytes each.
+func q4KScalesU64(s unsafe.Pointer) (sc, mn uint64) {
+	const kmask1, kmask2, kmask3 = 0x3f3f3f3f, 0x0f0f0f0f, 0x03030303
+	u0 := *(*uint32)(s)
+	u1 := *(*uint32)(unsafe.Add(s, 4))
+	u2 := *(*uint32)(unsafe.Add(s, 8))
+	u3 := ((u2 >> 4) & kmask2) | (((u1 >> 6) & kmask3) << 4)
+	uaux := u1 & kmask1
+	u1 = (u2 & kmask2) | (((u0 >> 6) & kmask3) << 4)
+	u2 = uaux
+	u0 &= kmask1
+	return uint64(u0) | uint64(u1)<<32, uint64(u2) | uint64(u3)<<32
+}
+
+func dotQ4_KSIMD(w []byte, a *act, e0 int) float32 {
+	nb := a.cols / qkK
+	w = w[:nb*bytesQ4_K]
+	qs := a.qs[e0 : e0+a.cols]
+	bsums := a.bsums[e0/16 : e0/16+nb*16]
+	ds := a.d[e0/qkK : e0/qkK+nb]
+	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
+	mask := archsimd.BroadcastUint8x32(0x0f)
+	dup := ldIdx(&minsDup)
+	b0, b1, b2, b3 := ldIdx(&k4Bcast[0]), ldIdx(&k4Bcast[1]), ldIdx(&k4Bcast[2]), ldIdx(&k4Bcast[3])
+	b4, b5, b6, b7 := ldIdx(&k4Bcast[4]), ldIdx(&k4Bcast[5]), ldIdx(&k4Bcast[6]), ldIdx(&k4Bcast[7])
+	var sum float32
+	for b := 0; b < nb; b++ {
+		p := unsafe.Add(pw, b*bytesQ4_K)
+		y := unsafe.Add(py, b*qkK)
+		scU, mnU := q4KScalesU64(unsafe.Add(p, 4))
+		mins := archsimd.BroadcastUint64x2(mnU).AsInt8x16().PermuteOrZero(dup).ExtendToInt16()
+		imin := hsumI32(ldI16(pbs, b*32).DotProductPairs(mins))
+		scv := archsimd.BroadcastUint64x2(scU).AsInt8x16()
+		q := unsafe.Add(p, 16)
+
+		var acc i32x8
+		step := func(c int, s0, s1 i8x16) {
+			q4 := ldU8(q, 32*c)
+			lo := q4.And(mask)
+			hi := q4.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask)
+			p0 := lo.DotProductPairsSaturated(ldI8(y, 64*c)).DotProductPairs(scv.PermuteOrZero(s0).ExtendToInt16())
+			p1 := hi.DotProductPairsSaturated(ldI8(y, 64*c+32)).DotProductPairs(scv.PermuteOrZero(s1).ExtendToInt16())
+			acc = acc.Add(p0).Add(p1)
+		}
+		step(0, b0, b1)
+		step(1, b2, b3)
+		step(2, b4, b5)
+		step(3, b6, b7)
+		isum := hsumI32(acc)
+		d := ds[b] * f16ToF32(ldU16(p, 0))
+		dmin := ds[b] * f16ToF32(ldU16(p, 2))
+		sum = kAcc(sum, d, isum, dmin, imin)
+	}
+	return sum
+}
+
+func dotQ6_KSIMD(w []byte, a *act, e0 int) float32 {
+	nb := a.cols / qkK
+	w = w[:nb*bytesQ6_K]
+	qs := a.qs[e0 : e0+a.cols]
+	bsums := a.bsums[e0/16 : e0/16+nb*16]
+	ds := a.d[e0/qkK : e0/qkK+nb]
+	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
+	m4 := archsimd.BroadcastUint8x32(0x0f)
+	m30 := archsimd.BroadcastUint8x32(0x30)
+	var sum float32
+	for b := 0; b < nb; b++ {
+		p := unsafe.Add(pw, b*bytesQ6_K)
+		y := unsafe.Add(py, b*qkK)
+		sc := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(p, 192)))
+		// 32 * sum_g sc[g]*bsums[g]: the -32 offset of the quants.
+		bias := ldI16(pbs, b*32).DotProductPairs(sc.ExtendToInt16())
+		var acc i32x8
+		for n := 0; n < 2; n++ {
+			ql0 := ldU8(p, 64*n)
+			ql1 := ldU8(p, 64*n+32)
+			qh := ldU8(p, 128+32*n).AsUint16x16()
+			q1 := ql0.And(m4).Or(qh.ShiftAllLeft(4).AsUint8x32().And(m30))
+			q2 := ql1.And(m4).Or(qh.ShiftAllLeft(2).AsUint8x32().And(m30))
+			q3 := ql0.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.AsUint8x32().And(m30))
+			q4 := ql1.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.ShiftAllRight(2).AsUint8x32().And(m30))
+			yy := unsafe.Add(y, 128*n)
+			g := 8 * n
+			acc = acc.Add(q1.DotProductPairsSaturated(ldI8(yy, 0)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g])).ExtendToInt16()))
+			acc = acc.Add(q2.DotProductPairsSaturated(ldI8(yy, 32)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g+2])).ExtendToInt16()))
+			acc = acc.Add(q3.DotProductPairsSaturated(ldI8(yy, 64)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g+4])).ExtendToInt16()))
+			acc = acc.Add(q4.DotProductPairsSaturated(ldI8(yy, 96)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g+6])).ExtendToInt16()))
+		}
+		isum := hsumI32(acc.Sub(bias.ShiftAllLeft(5)))
+		sum = kAcc(sum, ds[b]*f16ToF32(ldU16(p, 208)), isum, 0, 0)
+	}
+	return sum
+}
+
+// ---- element-wise vector ops ----
+
+func axpySIMD(a float32, x, y []float32) {
+	n := len(x)
+	y = y[:n]
+	px, py := ptr(x), ptr(y)
+	va := archsimd.BroadcastFloat32x8(a)
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		stF32(ldF32(py, i).Add(va.Mul(ldF32(px, i))), py, i)
+	}
+	for ; i < n; i++ {
+		y[i] += float32(a * x[i])
+	}
+}
+
+func scaleSIMD(x []float32, a float32) {
+	n := len(x)
+	px := ptr(x)
+	va := archsimd.BroadcastFloat32x8(a)
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		stF32(ldF32(px, i).Mul(va), px, i)
+	}
+	for ; i < n; i++ {
+		x[i] *= a
+	}
+}
+
+func addSIMD(dst, src []float32) {
+	n := len(dst)
+	src = src[:n]
+	pd, ps := ptr(dst), ptr(src)
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		stF32(ldF32(pd, i).Add(ldF32(ps, i)), pd, i)
+	}
+	for ; i < n; i++ {
+		dst[i] += src[i]
+	}
+}
+
+func mulSIMD(dst, src []float32) {
+	n := len(dst)
+	src = src[:n]
+	pd, ps := ptr(dst), ptr(src)
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		stF32(ldF32(pd, i).Mul(ldF32(ps, i)), pd, i)
+	}
+	for ; i < n; i++ {
+		dst[i] *= src[i]
+	}
+}
+
+// expx8 is expf on 8 lanes (ggml_v_expf without fused multiply-adds).
+func expx8(x f32x8) f32x8 {
+	bc := archsimd.BroadcastFloat32x8
+	r := bc(0x1.8p23)
+	z := x.Mul(bc(0x1.715476p+0)).Add(r)
+	n := z.Sub(r)
+	b := x.Sub(n.Mul(bc(0x1.62e4p-1)))
+	b = b.Sub(n.Mul(bc(0x1.7f7d1cp-20)))
+	e := z.AsUint32x8().ShiftAllLeft(23)
+	k := e.Add(archsimd.BroadcastUint32x8(0x3f800000)).AsFloat32x8()
+	u := b.Mul(b)
+	p1 := bc(0x1.0e4020p-7).Mul(b).Add(bc(0x1.573e2ep-5))
+	p2 := bc(0x1.555e66p-3).Mul(b).Add(bc(0x1.fffdb6p-2))
+	j := p1.Mul(u).Add(p2).Mul(u).Add(bc(0x1.ffffecp-1).Mul(b))
+	an := n.AsUint32x8().And(archsimd.BroadcastUint32x8(0x7fffffff)).AsFloat32x8()
+	c := an.Greater(bc(126))
+	normal := j.Mul(k).Add(k)
+	if c.ToBits() == 0 {
+		return normal
+	}
+	g := archsimd.BroadcastUint32x8(0x82000000).Masked(n.LessEqual(archsimd.Float32x8{}))
+	s1 := g.Add(archsimd.BroadcastUint32x8(0x7f000000)).AsFloat32x8()
+	s2 := e.Sub(g).AsFloat32x8()
+	big := s1.Mul(s1)
+	mid := s2.Mul(j).Add(s2).Mul(s1)
+	d := an.Greater(bc(192))
+	return big.Merge(mid.Merge(normal, c), d)
+}
+
+func expSIMD(x []float32) {
+	n := len(x)
+	px := ptr(x)
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		stF32(expx8(ldF32(px, i)), px, i)
+	}
+	for ; i < n; i++ {
+		x[i] = expf(x[i])
+	}
+}
+
+func swigluSIMD(gate, up []float32) {
+	n := len(gate)
+	up = up[:n]
+	pg, pu := ptr(gate), ptr(up)
+	one := archsimd.BroadcastFloat32x8(1)
+	var zero f32x8
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		g := ldF32(pg, i)
+		e := expx8(zero.Sub(g))
+		stF32(g.Div(one.Add(e)).Mul(ldF32(pu, i)), pg, i)
+	}
+	for ; i < n; i++ {
+		g := gate[i]
+		gate[i] = g / (1 + expf(-g)) * up[i]
+	}
+}
