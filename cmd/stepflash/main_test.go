@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stepflash/stepflash/internal/testmodels"
+)
+
+func runMain(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(args, &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+// TestRunJSONMatchesReferences runs `stepflash run --json` greedily on every
+// text model with a llama.cpp reference and compares the generated ids.
+func TestRunJSONMatchesReferences(t *testing.T) {
+	dir := testmodels.Models(t)
+	cases := []struct {
+		model   string
+		variant string
+		args    []string
+		exact   bool
+	}{
+		{"stories260K.gguf", "default", nil, true},
+		{"tiny-llama-F32.gguf", "default", nil, true},
+		{"tiny-llama-F16.gguf", "default", nil, true},
+		{"tiny-qwen3-F32.gguf", "default", nil, true},
+		{"tiny-qwen3moe-F32.gguf", "default", nil, true},
+		{"tiny-llama-Q4_K_M.gguf", "default", nil, false},
+		{"tiny-qwen3-Q8_0.gguf", "default", nil, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.model+"/"+tc.variant, func(t *testing.T) {
+			raw, err := os.ReadFile(filepath.Join(dir, "refs", strings.TrimSuffix(tc.model, ".gguf")+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ref struct {
+				Runs []struct {
+					Variant string `json:"variant"`
+					Cases   []struct {
+						Prompt    string    `json:"prompt"`
+						PromptIDs []int32   `json:"prompt_token_ids"`
+						Generated []int32   `json:"generated_token_ids"`
+						Margins   []float64 `json:"margins"`
+						Steps     []struct {
+							Top []struct {
+								ID      int32   `json:"id"`
+								Logprob float64 `json:"logprob"`
+							} `json:"top"`
+						} `json:"steps"`
+					} `json:"cases"`
+				} `json:"runs"`
+			}
+			if err := json.Unmarshal(raw, &ref); err != nil {
+				t.Fatal(err)
+			}
+			for _, run := range ref.Runs {
+				if run.Variant != tc.variant {
+					continue
+				}
+				for _, c := range run.Cases {
+					args := append([]string{"run", "-m", filepath.Join(dir, tc.model), "--temp", "0", "-n", "48", "--top-logprobs", "5", "--json", "-t", "2", "--ignore-eos"}, tc.args...)
+					args = append(args, "--", c.Prompt)
+					stdout, stderr, code := runMain(t, args...)
+					if code != 0 {
+						t.Fatalf("exit %d: %s", code, stderr)
+					}
+					var got runOutput
+					if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+						t.Fatalf("bad JSON %q: %v", stdout, err)
+					}
+					if !equalIDs(got.PromptTokens, c.PromptIDs) {
+						t.Errorf("prompt tokens %v, reference %v", got.PromptTokens, c.PromptIDs)
+					}
+					n := len(c.Generated)
+					if !tc.exact { // compare up to the first near-tie (README rule for quantized files)
+						for i, m := range c.Margins {
+							if m < 1.5 {
+								n = i // a near-tie may legitimately flip
+								break
+							}
+						}
+					}
+					if len(got.Tokens) < n || !equalIDs(got.Tokens[:n], c.Generated[:n]) {
+						t.Errorf("generated %v, reference %v (first %d must match)", got.Tokens, c.Generated, n)
+					}
+					if len(got.TopLogprobs) != len(got.Tokens) || len(got.TopLogprobs[0]) != 5 {
+						t.Fatalf("top_logprobs has %d rows (want %d) of %d", len(got.TopLogprobs), len(got.Tokens), len(got.TopLogprobs[0]))
+					}
+					if tc.exact {
+						// Each reference alternative is among ours with a close
+						// log-prob, unless it sits at the cut-off next to another.
+						const tol = 0.05
+						for i, st := range c.Steps {
+							mine := got.TopLogprobs[i]
+							for _, top := range st.Top {
+								found := false
+								for _, g := range mine {
+									if g.ID == top.ID {
+										found = true
+										if abs(float64(g.Logprob)-top.Logprob) > tol {
+											t.Fatalf("position %d token %d: logprob %.5f, reference %.5f", i, top.ID, g.Logprob, top.Logprob)
+										}
+									}
+								}
+								if !found && abs(float64(mine[len(mine)-1].Logprob)-top.Logprob) > tol {
+									t.Fatalf("position %d: reference alternative %d (%.5f) missing from %+v", i, top.ID, top.Logprob, mine)
+								}
+							}
+						}
+					}
+					if got.Timings.PrefillTPS <= 0 || got.Timings.DecodeTPS <= 0 {
+						t.Errorf("timings not reported: %+v", got.Timings)
+					}
+				}
+			}
+		})
+	}
+}
+
+func equalIDs(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+func TestTokenizeCommand(t *testing.T) {
+	dir := testmodels.Models(t)
+	m := filepath.Join(dir, "stories260K.gguf")
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"tokenize", "-m", m, "--json", "Once upon a time"}, `{"tokens":[403,407,261,378]}`},
+		{[]string{"tokenize", "-m", m, "--json", "--bos", "Once upon a time"}, `{"tokens":[1,403,407,261,378]}`},
+	}
+	for _, tc := range cases {
+		stdout, stderr, code := runMain(t, tc.args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, stderr)
+		}
+		if strings.TrimSpace(stdout) != tc.want {
+			t.Errorf("%v: got %s, want %s", tc.args, stdout, tc.want)
+		}
+	}
+}
+
+func TestCommandErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"nosuch"}, 2, "unknown command"},
+		{[]string{"run", "hello"}, 1, "no model"},
+		{[]string{"run", "-m", "/nonexistent.gguf", "hi"}, 1, "nonexistent"},
+		{[]string{"run", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"tokenize", "-m", "x.gguf"}, 1, "no text"},
+		{[]string{"run", "-m", "x", "--top-logprobs", "21", "hi"}, 1, "0..20"},
+	}
+	for _, tc := range cases {
+		_, stderr, code := runMain(t, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d containing %q", tc.args, code, stderr, tc.code, tc.want)
+		}
+	}
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+
+	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/gguf"
+	"github.com/stepflash/stepflash/model"
+	"github.com/stepflash/stepflash/tokenizer"
+)
+
+// modelFlags are the flags shared by the commands that load a model.
+type modelFlags struct {
+	model   string
+	threads int
+	ctx     int
+}
+
+func (m *modelFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&m.model, "m", "", "model: path to a GGUF file")
+	fs.StringVar(&m.model, "model", "", "same as -m")
+	fs.IntVar(&m.threads, "t", runtime.NumCPU(), "threads for the kernels")
+	fs.IntVar(&m.threads, "threads", runtime.NumCPU(), "same as -t")
+	fs.IntVar(&m.ctx, "c", 0, "context length in tokens (0: min(model's training context, 4096))")
+	fs.IntVar(&m.ctx, "ctx", 0, "same as -c")
+}
+
+// loaded is an opened model with its tokenizer and engine.
+type loaded struct {
+	file   *gguf.File
+	model  model.Model
+	tok    *tokenizer.Tokenizer
+	engine *engine.Engine
+}
+
+func (l *loaded) Close() {
+	if l.model != nil {
+		l.model.Close()
+	}
+	if l.file != nil {
+		l.file.Close()
+	}
+}
+
+func (m *modelFlags) load() (*loaded, error) {
+	if m.model == "" {
+		return nil, fmt.Errorf("no model: pass -m FILE.gguf")
+	}
+	if m.threads <= 0 {
+		return nil, fmt.Errorf("-t must be at least 1, got %d", m.threads)
+	}
+	mdl, f, err := model.Open(m.model, model.Options{Threads: m.threads})
+	if err != nil {
+		return nil, err
+	}
+	l := &loaded{file: f, model: mdl}
+	l.tok, err = tokenizer.FromGGUF(f)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	if n := l.tok.VocabSize(); n != mdl.Config().NVocab {
+		l.Close()
+		return nil, fmt.Errorf("%s: tokenizer has %d tokens but the output layer has %d rows", m.model, n, mdl.Config().NVocab)
+	}
+	l.engine = engine.New(mdl, l.tok, engine.Options{Context: m.ctx})
+	return l, nil
+}
+
+// textArg joins the positional arguments into one text; "-" reads stdin.
+func textArg(args []string, stdin io.Reader) (string, error) {
+	if len(args) == 1 && args[0] == "-" {
+		b, err := io.ReadAll(stdin)
+		return string(b), err
+	}
+	if len(args) == 0 {
+		return "", fmt.Errorf("no text given (pass it as an argument, or - for standard input)")
+	}
+	return strings.Join(args, " "), nil
+}
+
+var stdin io.Reader = os.Stdin

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+
+	"github.com/stepflash/stepflash/engine"
+)
+
+// samplingFlags are the sampling flags of run (and later serve).
+type samplingFlags struct {
+	temp     float64
+	topK     int
+	topP     float64
+	minP     float64
+	seed     int64
+	nPredict int
+	topLP    int
+}
+
+func (s *samplingFlags) register(fs *flag.FlagSet) {
+	fs.Float64Var(&s.temp, "temp", 0.8, "temperature (0: greedy)")
+	fs.IntVar(&s.topK, "top-k", 40, "top-k sampling (0: off)")
+	fs.Float64Var(&s.topP, "top-p", 0.95, "top-p (nucleus) sampling (1: off)")
+	fs.Float64Var(&s.minP, "min-p", 0.05, "min-p sampling (0: off)")
+	fs.Int64Var(&s.seed, "seed", -1, "random seed (-1: random)")
+	fs.IntVar(&s.nPredict, "n", 128, "tokens to generate at most (-1: until the context is full)")
+	fs.IntVar(&s.nPredict, "max-tokens", 128, "same as -n")
+	fs.IntVar(&s.topLP, "top-logprobs", 0, "report the N most likely tokens at each generated position (0..20)")
+}
+
+func (s *samplingFlags) params() engine.SamplerParams {
+	seed := uint64(s.seed)
+	if s.seed < 0 {
+		seed = rand.Uint64()
+	}
+	return engine.SamplerParams{Temperature: float32(s.temp), TopK: s.topK, TopP: float32(s.topP), MinP: float32(s.minP), Seed: seed}
+}
+
+// runOutput is the JSON object `run --json` prints (../shared/DESIGN.md section 2).
+type runOutput struct {
+	Model        string         `json:"model"`
+	PromptTokens []int32        `json:"prompt_tokens"`
+	Tokens       []int32        `json:"tokens"`
+	Text         string         `json:"text"`
+	TopLogprobs  [][]topLogprob `json:"top_logprobs"`
+	FinishReason string         `json:"finish_reason"`
+	Timings      struct {
+		PrefillTPS float64 `json:"prefill_tps"`
+		DecodeTPS  float64 `json:"decode_tps"`
+	} `json:"timings"`
+}
+
+type topLogprob struct {
+	ID      int32   `json:"id"`
+	Token   string  `json:"token"`
+	Logprob float32 `json:"logprob"`
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var mf modelFlags
+	var sf samplingFlags
+	mf.register(fs)
+	sf.register(fs)
+	asJSON := fs.Bool("json", false, "print one JSON object (ids, text, top log-probs, timings) instead of streaming text")
+	ignoreEOS := fs.Bool("ignore-eos", false, "keep generating past end-of-generation tokens")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: stepflash run -m MODEL [flags] [--] PROMPT\n\nRaw completion (no chat template). The prompt is tokenized as llama.cpp's server does:\nBOS when the vocabulary asks for it, special tokens parsed. PROMPT \"-\" reads standard input.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	prompt, err := textArg(pos, stdin)
+	if err != nil {
+		return err
+	}
+	if sf.topLP < 0 || sf.topLP > 20 {
+		return fmt.Errorf("--top-logprobs must be in 0..20, got %d", sf.topLP)
+	}
+	l, err := mf.load()
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+
+	ids := l.tok.Encode(prompt, true, true)
+	req := engine.Request{Prompt: ids, MaxTokens: sf.nPredict, Sampling: sf.params(), TopLogprobs: sf.topLP, IgnoreEOS: *ignoreEOS}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	var onToken func(engine.Token) bool
+	if !*asJSON {
+		fmt.Fprint(stdout, prompt)
+		onToken = func(t engine.Token) bool {
+			fmt.Fprint(stdout, t.Text)
+			return true
+		}
+	}
+	res, err := l.engine.Generate(ctx, req, onToken)
+	if err != nil {
+		return err
+	}
+	if !*asJSON {
+		fmt.Fprintln(stdout)
+		fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generated: %d tokens, %.1f tok/s; finish: %s\n",
+			len(ids), res.PrefillTPS(len(ids)), len(res.Tokens), res.DecodeTPS(), res.FinishReason)
+		return nil
+	}
+	out := runOutput{Model: mf.model, PromptTokens: ids, Tokens: []int32{}, TopLogprobs: [][]topLogprob{}, FinishReason: res.FinishReason}
+	for _, t := range res.Tokens {
+		out.Tokens = append(out.Tokens, t.ID)
+		out.Text += t.Text
+		if sf.topLP > 0 {
+			row := make([]topLogprob, len(t.Top))
+			for i, a := range t.Top {
+				row[i] = topLogprob{ID: a.ID, Token: string(l.tok.Piece(a.ID)), Logprob: a.Logprob}
+			}
+			out.TopLogprobs = append(out.TopLogprobs, row)
+		}
+	}
+	out.Timings.PrefillTPS = res.PrefillTPS(len(ids))
+	out.Timings.DecodeTPS = res.DecodeTPS()
+	enc := json.NewEncoder(stdout)
+	return enc.Encode(out)
+}

@@ -1,0 +1,420 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+
+	"github.com/stepflash/stepflash/tensor"
+)
+
+// Attention holds the projections of a self-attention block.
+type Attention struct {
+	Q tensor.Matrix `gguf:"attn_q"`
+	K tensor.Matrix `gguf:"attn_k"`
+	V tensor.Matrix `gguf:"attn_v"`
+	O tensor.Matrix `gguf:"attn_output"`
+}
+
+// QKNorm holds per-head RMSNorm weights applied to queries and keys before RoPE (Qwen3).
+type QKNorm struct {
+	Q []float32 `gguf:"attn_q_norm"`
+	K []float32 `gguf:"attn_k_norm"`
+}
+
+// MLP is a SwiGLU feed-forward block: Down(silu(Gate h) ⊙ Up h).
+type MLP struct {
+	Gate tensor.Matrix `gguf:"ffn_gate"`
+	Up   tensor.Matrix `gguf:"ffn_up"`
+	Down tensor.Matrix `gguf:"ffn_down"`
+}
+
+// MoE is a routed mixture of SwiGLU experts.
+type MoE struct {
+	Router tensor.Matrix `gguf:"ffn_gate_inp"`
+	Gate   Experts       `gguf:"ffn_gate_exps"`
+	Up     Experts       `gguf:"ffn_up_exps"`
+	Down   Experts       `gguf:"ffn_down_exps"`
+}
+
+// Output holds the token embedding, the final norm and the LM head.
+type Output struct {
+	TokenEmbd tensor.Matrix `gguf:"token_embd"`
+	Norm      []float32     `gguf:"output_norm"`
+	Head      tensor.Matrix `gguf:"output,optional"` // absent: tied to TokenEmbd
+}
+
+func (o *Output) head() tensor.Matrix {
+	if o.Head.Data != nil {
+		return o.Head
+	}
+	return o.TokenEmbd
+}
+
+func (o *Output) check(s *shapeCheck, c *Config) {
+	if c.NVocab == 0 {
+		c.NVocab = o.TokenEmbd.Rows
+	}
+	s.mat("token_embd", o.TokenEmbd, c.NVocab, c.NEmbd)
+	s.vec("output_norm", o.Norm, c.NEmbd)
+	s.mat("output", o.Head, c.NVocab, c.NEmbd)
+}
+
+func (a *Attention) check(s *shapeCheck, c *Config, layer int) {
+	p := fmt.Sprintf("blk.%d.", layer)
+	s.mat(p+"attn_q", a.Q, c.QDim(), c.NEmbd)
+	s.mat(p+"attn_k", a.K, c.KVDim(), c.NEmbd)
+	s.mat(p+"attn_v", a.V, c.VDim(), c.NEmbd)
+	s.mat(p+"attn_output", a.O, c.NEmbd, c.QDim())
+}
+
+func (n *QKNorm) check(s *shapeCheck, c *Config, layer int) {
+	p := fmt.Sprintf("blk.%d.", layer)
+	s.vec(p+"attn_q_norm", n.Q, c.HeadDim)
+	s.vec(p+"attn_k_norm", n.K, c.HeadDim)
+}
+
+func (m *MLP) check(s *shapeCheck, c *Config, layer int) {
+	p := fmt.Sprintf("blk.%d.", layer)
+	if c.NFF == 0 {
+		c.NFF = m.Gate.Rows
+	}
+	s.mat(p+"ffn_gate", m.Gate, c.NFF, c.NEmbd)
+	s.mat(p+"ffn_up", m.Up, c.NFF, c.NEmbd)
+	s.mat(p+"ffn_down", m.Down, c.NEmbd, c.NFF)
+}
+
+func (m *MoE) check(s *shapeCheck, c *Config, layer int) {
+	p := fmt.Sprintf("blk.%d.", layer)
+	if c.ExpertFF == 0 {
+		c.ExpertFF = m.Gate.Rows
+	}
+	s.mat(p+"ffn_gate_inp", m.Router, c.NExpert, c.NEmbd)
+	s.experts(p+"ffn_gate_exps", m.Gate, c.NExpert, c.ExpertFF, c.NEmbd)
+	s.experts(p+"ffn_up_exps", m.Up, c.NExpert, c.ExpertFF, c.NEmbd)
+	s.experts(p+"ffn_down_exps", m.Down, c.NExpert, c.NEmbd, c.ExpertFF)
+}
+
+// runner holds the activations of one forward pass and the operations that
+// transform them. Its buffers grow to the largest batch seen and are reused.
+type runner struct {
+	cfg  *Config
+	pool *tensor.Pool
+	rope RopeType
+	// ropeFreq, when set, divides each rotation frequency (llama3 rope_freqs).
+	ropeFreq []float32
+
+	n        int       // tokens in the current batch
+	x        []float32 // residual stream [n][NEmbd]
+	h        []float32 // normalised input of the current sub-block [n][NEmbd]
+	tmp      []float32 // sub-block output before the residual add [n][NEmbd]
+	q, k, v  []float32 // [n][QDim], [n][KVDim], [n][VDim]
+	att      []float32 // attention output [n][QDim]
+	gate, up []float32 // [n][NFF or ExpertFF]
+	cos, sin []float32 // [n][RopeDims/2]
+	// MoE scratch
+	route   []float32 // router probabilities [n][NExpert]
+	sel     []int     // chosen experts [n][NExpertUse]
+	selW    []float32 // their weights [n][NExpertUse]
+	xin     []float32 // gathered inputs for one expert
+	xout    []float32
+	outRows []int
+}
+
+var scorePool = sync.Pool{New: func() any { return new([]float32) }}
+
+func grow(buf []float32, n int) []float32 {
+	if cap(buf) < n {
+		return make([]float32, n)
+	}
+	return buf[:n]
+}
+
+// begin validates b and sizes the buffers for it.
+func (r *runner) begin(b *Batch, logits []float32) error {
+	c := r.cfg
+	n := len(b.Tokens)
+	if n == 0 {
+		return fmt.Errorf("model: empty batch")
+	}
+	if len(b.Pos) != n || len(b.Seq) != n || (b.Output != nil && len(b.Output) != n) || (b.ExpertsUsed != nil && len(b.ExpertsUsed) != n) {
+		return fmt.Errorf("model: batch fields have different lengths")
+	}
+	for i, t := range b.Tokens {
+		if t < 0 || int(t) >= c.NVocab {
+			return fmt.Errorf("model: token %d at batch index %d is outside the vocabulary of %d", t, i, c.NVocab)
+		}
+		if b.Pos[i] < 0 {
+			return fmt.Errorf("model: negative position %d at batch index %d", b.Pos[i], i)
+		}
+		if b.ExpertsUsed != nil && (b.ExpertsUsed[i] < 0 || b.ExpertsUsed[i] > c.NExpertUse && c.NExpert > 0) {
+			return fmt.Errorf("model: experts per token %d at batch index %d is outside 1..%d", b.ExpertsUsed[i], i, c.NExpertUse)
+		}
+	}
+	if want := b.NumOutputs() * c.NVocab; len(logits) < want {
+		return fmt.Errorf("model: logits buffer holds %d floats, need %d", len(logits), want)
+	}
+	r.n = n
+	ff := max(c.NFF, c.ExpertFF)
+	r.x = grow(r.x, n*c.NEmbd)
+	r.h = grow(r.h, n*c.NEmbd)
+	r.tmp = grow(r.tmp, n*c.NEmbd)
+	r.q = grow(r.q, n*c.QDim())
+	r.k = grow(r.k, n*c.KVDim())
+	r.v = grow(r.v, n*c.VDim())
+	r.att = grow(r.att, n*c.QDim())
+	r.gate = grow(r.gate, n*ff)
+	r.up = grow(r.up, n*ff)
+	r.ropeTables(b)
+	return nil
+}
+
+// ropeTables computes cos/sin of every rotation angle for the batch positions,
+// as ggml does: theta_i = pos * base^(-2i/d), built by repeated float32 products.
+func (r *runner) ropeTables(b *Batch) {
+	c := r.cfg
+	half := c.RopeDims / 2
+	r.cos = grow(r.cos, r.n*half)
+	r.sin = grow(r.sin, r.n*half)
+	scale := float32(math.Pow(float64(c.RopeBase), -2.0/float64(c.RopeDims)))
+	for t := 0; t < r.n; t++ {
+		theta := float32(b.Pos[t])
+		cs, sn := r.cos[t*half:(t+1)*half], r.sin[t*half:(t+1)*half]
+		for i := 0; i < half; i++ {
+			th := theta
+			if r.ropeFreq != nil {
+				th /= r.ropeFreq[i]
+			}
+			th *= c.RopeScale
+			cs[i] = float32(math.Cos(float64(th)))
+			sn[i] = float32(math.Sin(float64(th)))
+			theta *= scale
+		}
+	}
+}
+
+// embed looks up the token embeddings into the residual stream.
+func (r *runner) embed(e tensor.Matrix, b *Batch) {
+	d := r.cfg.NEmbd
+	for t, tok := range b.Tokens {
+		e.DequantizeRow(int(tok), r.x[t*d:(t+1)*d])
+	}
+}
+
+// norm sets h = RMSNorm(x) ⊙ w, row by row.
+func (r *runner) norm(w []float32) {
+	d := r.cfg.NEmbd
+	for t := 0; t < r.n; t++ {
+		tensor.RMSNorm(r.h[t*d:(t+1)*d], r.x[t*d:(t+1)*d], w, r.cfg.RMSEps)
+	}
+}
+
+// residual adds the sub-block output tmp to the residual stream.
+func (r *runner) residual() { tensor.Add(r.x[:r.n*r.cfg.NEmbd], r.tmp[:r.n*r.cfg.NEmbd]) }
+
+// applyRope rotates every head of rows (n rows of heads*HeadDim) by its token's position.
+func (r *runner) applyRope(rows []float32, heads int) {
+	c := r.cfg
+	hd, half := c.HeadDim, c.RopeDims/2
+	for t := 0; t < r.n; t++ {
+		cs, sn := r.cos[t*half:(t+1)*half], r.sin[t*half:(t+1)*half]
+		for h := 0; h < heads; h++ {
+			x := rows[(t*heads+h)*hd : (t*heads+h+1)*hd]
+			if r.rope == RopeNeox {
+				for i := 0; i < half; i++ {
+					x0, x1 := x[i], x[i+half]
+					x[i] = x0*cs[i] - x1*sn[i]
+					x[i+half] = x0*sn[i] + x1*cs[i]
+				}
+			} else {
+				for i := 0; i < half; i++ {
+					x0, x1 := x[2*i], x[2*i+1]
+					x[2*i] = x0*cs[i] - x1*sn[i]
+					x[2*i+1] = x0*sn[i] + x1*cs[i]
+				}
+			}
+		}
+	}
+}
+
+// headNorm applies RMSNorm with weights w to every head of rows in place.
+func (r *runner) headNorm(rows []float32, heads int, w []float32) {
+	hd := r.cfg.HeadDim
+	for i := 0; i < r.n*heads; i++ {
+		x := rows[i*hd : (i+1)*hd]
+		tensor.RMSNorm(x, x, w, r.cfg.RMSEps)
+	}
+}
+
+// attention runs causal multi-head attention with grouped KV heads on h and
+// adds the projected result to the residual stream. Keys and values of the
+// batch are stored in the cache first, so tokens see earlier tokens of their
+// own sequence in the same batch.
+func (r *runner) attention(layer int, a *Attention, qk *QKNorm, c Cache, b *Batch) {
+	cfg := r.cfg
+	n, hd := r.n, cfg.HeadDim
+	kvDim := cfg.KVDim()
+	tensor.MatMul(r.pool, a.Q, r.h, n, r.q)
+	tensor.MatMul(r.pool, a.K, r.h, n, r.k)
+	tensor.MatMul(r.pool, a.V, r.h, n, r.v)
+	if qk != nil {
+		r.headNorm(r.q, cfg.NHead, qk.Q)
+		r.headNorm(r.k, cfg.NHeadKV, qk.K)
+	}
+	r.applyRope(r.q, cfg.NHead)
+	r.applyRope(r.k, cfg.NHeadKV)
+
+	bs := c.BlockSize()
+	for t := 0; t < n; t++ {
+		kb, vb := c.Block(layer, b.Seq[t], b.Pos[t])
+		row := b.Pos[t] % bs
+		copy(kb[row*kvDim:(row+1)*kvDim], r.k[t*kvDim:(t+1)*kvDim])
+		copy(vb[row*kvDim:(row+1)*kvDim], r.v[t*kvDim:(t+1)*kvDim])
+	}
+
+	group := cfg.NHead / cfg.NHeadKV
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	r.pool.For(n*cfg.NHead, func(lo, hi int) {
+		sp := scorePool.Get().(*[]float32)
+		for i := lo; i < hi; i++ {
+			t, h := i/cfg.NHead, i%cfg.NHead
+			kvOff := (h / group) * hd
+			q := r.q[(t*cfg.NHead+h)*hd : (t*cfg.NHead+h+1)*hd]
+			out := r.att[(t*cfg.NHead+h)*hd : (t*cfg.NHead+h+1)*hd]
+			npos := b.Pos[t] + 1
+			if cap(*sp) < npos {
+				*sp = make([]float32, npos)
+			}
+			scores := (*sp)[:npos]
+			for p0 := 0; p0 < npos; p0 += bs {
+				kb, _ := c.Block(layer, b.Seq[t], p0)
+				for j := 0; j < bs && p0+j < npos; j++ {
+					scores[p0+j] = tensor.Dot(q, kb[j*kvDim+kvOff:j*kvDim+kvOff+hd]) * scale
+				}
+			}
+			tensor.Softmax(scores)
+			clear(out)
+			for p0 := 0; p0 < npos; p0 += bs {
+				_, vb := c.Block(layer, b.Seq[t], p0)
+				for j := 0; j < bs && p0+j < npos; j++ {
+					tensor.Axpy(scores[p0+j], vb[j*kvDim+kvOff:j*kvDim+kvOff+hd], out)
+				}
+			}
+		}
+		scorePool.Put(sp)
+	})
+	tensor.MatMul(r.pool, a.O, r.att, n, r.tmp)
+	r.residual()
+}
+
+// mlp runs the SwiGLU feed-forward block on h and adds it to the residual stream.
+func (r *runner) mlp(m *MLP) {
+	n, ff := r.n, m.Gate.Rows
+	gate, up := r.gate[:n*ff], r.up[:n*ff]
+	tensor.MatMul(r.pool, m.Gate, r.h, n, gate)
+	tensor.MatMul(r.pool, m.Up, r.h, n, up)
+	tensor.SwiGLU(gate, up)
+	tensor.MatMul(r.pool, m.Down, gate, n, r.tmp)
+	r.residual()
+}
+
+// moe routes each token of h to its top experts (softmax over all experts,
+// top k, weights renormalised to sum to 1 when normTopK), runs each expert
+// once on all the tokens routed to it, and adds the weighted sum to the
+// residual stream. Only the chosen experts' weights are read.
+func (r *runner) moe(m *MoE, b *Batch, normTopK bool) {
+	cfg := r.cfg
+	n, d, ne, kmax := r.n, cfg.NEmbd, cfg.NExpert, cfg.NExpertUse
+	r.route = grow(r.route, n*ne)
+	tensor.MatMul(r.pool, m.Router, r.h, n, r.route)
+	if cap(r.sel) < n*kmax {
+		r.sel = make([]int, n*kmax)
+	}
+	r.sel = r.sel[:n*kmax]
+	r.selW = grow(r.selW, n*kmax)
+	counts := make([]int, ne)
+	for t := 0; t < n; t++ {
+		p := r.route[t*ne : (t+1)*ne]
+		tensor.Softmax(p)
+		k := kmax
+		if b.ExpertsUsed != nil && b.ExpertsUsed[t] > 0 {
+			k = b.ExpertsUsed[t]
+		}
+		sel, w := r.sel[t*kmax:t*kmax+kmax], r.selW[t*kmax:t*kmax+kmax]
+		topK(p, sel[:k])
+		var sum float32
+		for j := 0; j < k; j++ {
+			w[j] = p[sel[j]]
+			sum += w[j]
+			counts[sel[j]]++
+		}
+		for j := k; j < kmax; j++ {
+			sel[j], w[j] = -1, 0
+		}
+		if normTopK {
+			for j := 0; j < k; j++ {
+				w[j] /= sum
+			}
+		}
+	}
+	clear(r.tmp[:n*d])
+	for e := 0; e < ne; e++ {
+		cnt := counts[e]
+		if cnt == 0 {
+			continue
+		}
+		ff := m.Gate.Rows
+		r.xin = grow(r.xin, cnt*d)
+		r.xout = grow(r.xout, cnt*d)
+		r.outRows = r.outRows[:0]
+		var weights []float32
+		for t := 0; t < n; t++ {
+			for j := 0; j < kmax; j++ {
+				if r.sel[t*kmax+j] == e {
+					copy(r.xin[len(r.outRows)*d:], r.h[t*d:(t+1)*d])
+					r.outRows = append(r.outRows, t)
+					weights = append(weights, r.selW[t*kmax+j])
+				}
+			}
+		}
+		gate, up := r.gate[:cnt*ff], r.up[:cnt*ff] // cnt <= n: a token picks an expert once
+		tensor.MatMul(r.pool, m.Gate.Expert(e), r.xin, cnt, gate)
+		tensor.MatMul(r.pool, m.Up.Expert(e), r.xin, cnt, up)
+		tensor.SwiGLU(gate, up)
+		tensor.MatMul(r.pool, m.Down.Expert(e), gate, cnt, r.xout)
+		for i, t := range r.outRows {
+			tensor.Axpy(weights[i], r.xout[i*d:(i+1)*d], r.tmp[t*d:(t+1)*d])
+		}
+	}
+	r.residual()
+}
+
+// topK writes the indices of the len(dst) largest values of p to dst, largest
+// first; ties go to the lower index.
+func topK(p []float32, dst []int) {
+	idx := make([]int, len(p))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return p[idx[a]] > p[idx[b]] })
+	copy(dst, idx[:len(dst)])
+}
+
+// output applies the final norm to the tokens whose logits are wanted and
+// projects them onto the vocabulary.
+func (r *runner) output(o *Output, b *Batch, logits []float32) error {
+	d := r.cfg.NEmbd
+	rows := 0
+	for t := 0; t < r.n; t++ {
+		if b.wantOutput(t) {
+			tensor.RMSNorm(r.h[rows*d:(rows+1)*d], r.x[t*d:(t+1)*d], o.Norm, r.cfg.RMSEps)
+			rows++
+		}
+	}
+	if rows == 0 {
+		return nil
+	}
+	tensor.MatMul(r.pool, o.head(), r.h[:rows*d], rows, logits[:rows*r.cfg.NVocab])
+	return nil
+}

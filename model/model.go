@@ -1,0 +1,156 @@
+// Package model holds the transformer architectures (llama, qwen3, qwen3moe, …)
+// that run a batch of tokens through GGUF weights; each architecture is one
+// file that registers itself.
+package model
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/stepflash/stepflash/gguf"
+	"github.com/stepflash/stepflash/tensor"
+)
+
+// Batch is one forward pass worth of tokens, possibly from several sequences.
+// Token i sits at position Pos[i] of sequence Seq[i]; it attends to the
+// positions 0..Pos[i] of its own sequence in the cache, including tokens of the
+// same batch.
+type Batch struct {
+	Tokens []int32
+	Pos    []int
+	Seq    []int
+	// Output marks the tokens whose logits are wanted; their rows are written
+	// to the logits buffer in batch order. Nil means only the last token.
+	Output []bool
+	// ExpertsUsed sets, per token, how many experts an MoE model routes it to
+	// (1..trained count); nil or 0 means the trained count. Dense models ignore it.
+	ExpertsUsed []int
+}
+
+// Len is the number of tokens in the batch.
+func (b *Batch) Len() int { return len(b.Tokens) }
+
+// NumOutputs is the number of logits rows Forward writes.
+func (b *Batch) NumOutputs() int {
+	if b.Output == nil {
+		if len(b.Tokens) > 0 {
+			return 1
+		}
+		return 0
+	}
+	n := 0
+	for _, o := range b.Output {
+		if o {
+			n++
+		}
+	}
+	return n
+}
+
+func (b *Batch) wantOutput(i int) bool {
+	if b.Output == nil {
+		return i == len(b.Tokens)-1
+	}
+	return b.Output[i]
+}
+
+// Cache stores keys and values per layer in blocks of BlockSize positions.
+// The engine owns allocation; the model only reads and writes through Block.
+type Cache interface {
+	// BlockSize is the number of positions in one block.
+	BlockSize() int
+	// Block returns the key and value storage of the block that holds
+	// position pos of sequence seq in layer layer. Each holds BlockSize()
+	// rows of KVDim floats; position pos is row pos%BlockSize().
+	Block(layer, seq, pos int) (k, v []float32)
+}
+
+// Model is a loaded architecture ready to run.
+type Model interface {
+	// Config returns the hyperparameters.
+	Config() *Config
+	// Forward runs b through the model, storing keys and values in c, and
+	// writes b.NumOutputs() rows of vocabulary logits to logits.
+	Forward(b *Batch, c Cache, logits []float32) error
+	// Close stops the model's worker threads. The GGUF file stays open: its
+	// owner closes it after the model.
+	Close() error
+}
+
+// Options tune how a model runs.
+type Options struct {
+	// Threads is the number of threads for the kernels (default 1).
+	Threads int
+}
+
+// Constructor builds an architecture from an opened GGUF file.
+type Constructor func(f *gguf.File, cfg *Config, pool *tensor.Pool) (Model, error)
+
+var (
+	regMu    sync.RWMutex
+	registry = map[string]Constructor{}
+)
+
+// Register makes an architecture available under its GGUF general.architecture name.
+func Register(arch string, c Constructor) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := registry[arch]; dup {
+		panic("model: architecture registered twice: " + arch)
+	}
+	registry[arch] = c
+}
+
+// Architectures lists the registered architecture names.
+func Architectures() []string {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	var names []string
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Load builds the model of an already opened GGUF file. The file must stay
+// open while the model is used.
+func Load(f *gguf.File, opts Options) (Model, error) {
+	arch := f.Architecture()
+	regMu.RLock()
+	ctor := registry[arch]
+	regMu.RUnlock()
+	if ctor == nil {
+		return nil, fmt.Errorf("model: architecture %q is not supported (supported: %v)", arch, Architectures())
+	}
+	cfg, err := ReadConfig(f)
+	if err != nil {
+		return nil, err
+	}
+	threads := opts.Threads
+	if threads <= 0 {
+		threads = 1
+	}
+	pool := tensor.NewPool(threads)
+	m, err := ctor(f, cfg, pool)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Open opens a GGUF file and loads its model. Close the model, then the file.
+func Open(path string, opts Options) (Model, *gguf.File, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := Load(f, opts)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return m, f, nil
+}
