@@ -27,8 +27,8 @@ type LlamaBlock struct {
 	AttnNorm []float32 `gguf:"attn_norm"`
 	Attn     Attention
 	FFNNorm  []float32 `gguf:"ffn_norm"`
-	MLP      *MLP // dense feed-forward, or
-	MoE      *MoE // Mixtral-style experts (softmax, top-k, renormalised)
+	MLP      *MLP      // dense feed-forward, or
+	MoE      *MoE      // Mixtral-style experts (softmax, top-k, renormalised)
 }
 
 func newLlama(f *gguf.File, cfg *Config, pool *tensor.Pool) (Model, error) {
