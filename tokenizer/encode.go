@@ -113,7 +113,7 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 			}
 			t.pre.split(text, s.cpts, func(piece []rune) {
 				s.piece = appendPiece(s.piece[:0], piece, !t.pre.cfg.rawUTF8)
-				out = t.bpeWord(&s, s.piece, out)
+				out = t.bpeWordCached(&s, s.piece, out)
 			})
 		}
 		if addSpecial && t.addEOS {

@@ -1,5 +1,7 @@
 package tokenizer
 
+import "slices"
+
 // The SPM and BPE tokenizers both start from the characters of a piece of
 // text and merge neighbouring symbols, best pair first, through a priority
 // queue; they differ in what "best" means (the merged token's score for SPM,
@@ -199,6 +201,36 @@ func (t *Tokenizer) rank(w []byte, a, b *symbol) int32 {
 		}
 	}
 	return -1
+}
+
+// Word cache bounds: words longer than maxCachedWord bytes are not cached,
+// and the cache is emptied when it reaches maxCacheEntries words.
+const (
+	maxCachedWord   = 64
+	maxCacheEntries = 1 << 16
+)
+
+// bpeWordCached is bpeWord through the tokenizer's word cache.
+func (t *Tokenizer) bpeWordCached(s *session, w []byte, out []int32) []int32 {
+	if len(w) > maxCachedWord {
+		return t.bpeWord(s, w, out)
+	}
+	t.cacheMu.Lock()
+	ids, ok := t.cache[string(w)]
+	t.cacheMu.Unlock()
+	if ok {
+		return append(out, ids...)
+	}
+	n := len(out)
+	out = t.bpeWord(s, w, out)
+	ids = slices.Clone(out[n:])
+	t.cacheMu.Lock()
+	if t.cache == nil || len(t.cache) >= maxCacheEntries {
+		t.cache = make(map[string][]int32, 1024)
+	}
+	t.cache[string(w)] = ids
+	t.cacheMu.Unlock()
+	return out
 }
 
 // bpeWord tokenizes one pre-tokenized word the way llama.cpp's

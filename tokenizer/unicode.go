@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"slices"
 	"sort"
 	"sync"
 	"unicode"
@@ -122,6 +123,7 @@ func utf8Len(b byte) int {
 // sequences by their bit patterns (without rejecting overlong forms or
 // surrogates), and each byte that starts no sequence as U+FFFD.
 func decodeCpts(s string, dst []rune) []rune {
+	dst = slices.Grow(dst, len(s))
 	for i := 0; i < len(s); {
 		c := s[i]
 		switch {

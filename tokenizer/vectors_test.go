@@ -150,3 +150,98 @@ func TestEveryVocabFile(t *testing.T) {
 		})
 	}
 }
+
+// TestVocabSpecials pins the special tokens llama.cpp derives for each vocab
+// file: its per-model defaults, the metadata, and its text-based detection of
+// end-of-generation tokens.
+func TestVocabSpecials(t *testing.T) {
+	dir := vocabDir(t)
+	tests := []struct {
+		name          string
+		bos, eos, unk int32
+		addBOS        bool
+		eogs          []string
+	}{
+		{"llama-spm", 1, 2, 0, true, []string{"</s>"}},
+		{"baichuan", 1, 2, 0, true, []string{"</s>"}},
+		{"phi-3", 1, 32000, 0, true, []string{"</s>", "<|endoftext|>", "<|end|>"}},
+		{"gpt-2", 50256, 50256, NoToken, false, []string{"<|endoftext|>"}},
+		{"falcon", 11, 11, NoToken, false, []string{"<|endoftext|>"}},
+		{"mpt", 0, 0, 0, false, []string{"<|endoftext|>"}},
+		{"gpt-neox", 0, 0, 0, false, []string{"<|endoftext|>"}},
+		{"starcoder", 0, 0, 0, false, []string{"<|endoftext|>", "<fim_pad>"}},
+		{"refact", 0, 0, 0, false, []string{"<|endoftext|>", "<fim_pad>", "<reponame>"}},
+		{"deepseek-coder", 32013, 32014, NoToken, true, []string{"<｜end▁of▁sentence｜>"}},
+		{"deepseek-llm", 100000, 100001, NoToken, true, []string{"<｜end▁of▁sentence｜>"}},
+		// BERT: CLS as BOS; "[PAD]" is in llama.cpp's FIM-pad name list, so it is EOG too
+		{"bert-bge", 101, NoToken, 100, true, []string{"[PAD]"}},
+	}
+	for _, tc := range tests {
+		tok := loadTokenizer(t, filepath.Join(dir, "ggml-vocab-"+tc.name+".gguf"))
+		var eogs []string
+		for _, id := range tok.EOGs() {
+			eogs = append(eogs, tok.TokenText(id))
+			if !tok.IsEOG(id) {
+				t.Errorf("%s: IsEOG(%d) = false for an EOG", tc.name, id)
+			}
+		}
+		if tok.BOS() != tc.bos || tok.EOS() != tc.eos || tok.UNK() != tc.unk || tok.AddBOS() != tc.addBOS || !slices.Equal(eogs, tc.eogs) {
+			t.Errorf("%s: bos %d eos %d unk %d addBOS %v eogs %q; want %d %d %d %v %q", tc.name,
+				tok.BOS(), tok.EOS(), tok.UNK(), tok.AddBOS(), eogs, tc.bos, tc.eos, tc.unk, tc.addBOS, tc.eogs)
+		}
+		if tc.addBOS {
+			if ids := tok.Encode("Hello", true, false); len(ids) == 0 || ids[0] != tc.bos {
+				t.Errorf("%s: Encode with addSpecial = %v, want BOS first", tc.name, ids)
+			}
+		}
+	}
+}
+
+// TestVocabSpecialParsing checks special-token handling on real vocabs:
+// phi-3 (its special tokens strip the whitespace after them, as llama.cpp
+// sets for models named phi-3/phi3), BERT's CLS/SEP, and Lookup.
+func TestVocabSpecialParsing(t *testing.T) {
+	dir := vocabDir(t)
+	phi := loadTokenizer(t, filepath.Join(dir, "ggml-vocab-phi-3.gguf"))
+	user, _ := phi.Lookup("<|user|>")
+	end, _ := phi.Lookup("<|end|>")
+	asst, _ := phi.Lookup("<|assistant|>")
+	hello := phi.Encode("Hello", false, false) // "▁Hello"
+	tests := []struct {
+		text         string
+		parseSpecial bool
+		want         []int32
+	}{
+		{"<|user|>\nHello<|end|>\n<|assistant|>", true, slices.Concat([]int32{1, user}, hello, []int32{end, asst})},
+		// "</s>" is user-defined here, but llama.cpp's EOG detection also makes
+		// it a control token: parsed only with parseSpecial, then rstripped
+		{"</s>\n Hello", true, slices.Concat([]int32{1, 2}, hello)},
+		{"</s>", false, []int32{1, 1533, 29879, 29958}},
+	}
+	for _, tc := range tests {
+		if got := phi.Encode(tc.text, true, tc.parseSpecial); !slices.Equal(got, tc.want) {
+			t.Errorf("phi-3 Encode(%q, parseSpecial=%v) = %v, want %v", tc.text, tc.parseSpecial, got, tc.want)
+		}
+	}
+	if got := phi.Encode("<|user|>", false, false); slices.Contains(got, user) {
+		t.Errorf("control token parsed without parseSpecial: %v", got)
+	}
+	if got := phi.Decode([]int32{user, end}); got != "" {
+		t.Errorf("control tokens decode to %q, want nothing", got)
+	}
+	if got := phi.Detokenize([]int32{user, end}, false, true); got != "<|user|><|end|>" {
+		t.Errorf("control tokens with special rendering: %q", got)
+	}
+
+	bert := loadTokenizer(t, filepath.Join(dir, "ggml-vocab-bert-bge.gguf"))
+	ids := bert.Encode("Hello World!", true, false)
+	if len(ids) < 3 || ids[0] != 101 || ids[len(ids)-1] != 102 {
+		t.Errorf("bert Encode with addSpecial = %v, want [CLS] ... [SEP]", ids)
+	}
+	if got := bert.Decode(ids[1 : len(ids)-1]); got != " hello world!" {
+		t.Errorf("bert Decode = %q", got)
+	}
+	if _, ok := bert.Lookup("nonexistent-token-text"); ok {
+		t.Error("Lookup found a token that does not exist")
+	}
+}

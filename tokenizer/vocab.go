@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // NoToken is the id that stands for "no such token" (llama.cpp's LLAMA_TOKEN_NULL).
@@ -112,6 +113,9 @@ type Tokenizer struct {
 	eog                     map[int32]bool
 	special                 []int32  // control, user-defined and unknown tokens, longest text first
 	pieces                  []string // token_to_piece with special rendering
+
+	cacheMu sync.Mutex
+	cache   map[string][]int32 // BPE: tokens of recently seen pre-tokenized words
 }
 
 func boolOr(p *bool, def bool) bool {
@@ -358,14 +362,13 @@ func (t *Tokenizer) detectSpecial(v Vocab) {
 		if *dst != NoToken {
 			return
 		}
-		for id, s := range t.text {
-			for _, c := range texts {
-				if s == c {
-					*dst = int32(id)
-					t.attrs[id] |= attrControl
-					return
-				}
+		for _, c := range texts {
+			if id, ok := t.ids[c]; ok && (*dst == NoToken || id < *dst) {
+				*dst = id
 			}
+		}
+		if *dst != NoToken {
+			t.attrs[*dst] |= attrControl
 		}
 	}
 	byText(&t.eot, eotTexts)
@@ -389,17 +392,14 @@ func (t *Tokenizer) detectSpecial(v Vocab) {
 			t.eog[id] = true
 		}
 	}
-	eogSet := map[string]bool{}
 	for _, s := range eogTexts {
-		eogSet[s] = true
-	}
-	for id, s := range t.text {
-		if eogSet[s] {
-			t.eog[int32(id)] = true
+		if id, ok := t.ids[s]; ok {
+			t.eog[id] = true
 			t.attrs[id] |= attrControl
 		}
-		switch s {
-		case "<|channel|>", "<|message|>", "<|start|>", "<|constrain|>":
+	}
+	for _, s := range []string{"<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"} {
+		if id, ok := t.ids[s]; ok {
 			t.attrs[id] = attrUserDefined
 		}
 	}
