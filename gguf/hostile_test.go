@@ -194,13 +194,14 @@ func TestTruncatedEverywhere(t *testing.T) {
 func TestVocabOnlyUnpadded(t *testing.T) {
 	w := NewWriter()
 	mustAddKV(t, w, "tokenizer.ggml.tokens", []string{"a", "b", "c", "dd"})
-	full := encode(t, w)
-	meta := (&raw{}).header(0, 1).str("tokenizer.ggml.tokens").u32(uint32(Array)).u32(uint32(String)).u64(4).
+	meta := encode(t, w)
+	want := (&raw{}).header(0, 1).str("tokenizer.ggml.tokens").u32(uint32(Array)).u32(uint32(String)).u64(4).
 		str("a").str("b").str("c").str("dd").b
-	if !bytes.HasPrefix(full, meta) || len(meta)%DefaultAlignment == 0 {
-		t.Fatalf("test setup: metadata is %d bytes; writer output %d bytes", len(meta), len(full))
+	if !bytes.Equal(meta, want) || len(meta)%DefaultAlignment == 0 {
+		t.Fatalf("writer made %d bytes, want %d unpadded bytes (not a multiple of %d)", len(meta), len(want), DefaultAlignment)
 	}
-	for _, data := range [][]byte{meta, full} {
+	padded := (&raw{b: bytes.Clone(meta)}).pad(DefaultAlignment).b
+	for _, data := range [][]byte{meta, padded} {
 		f, err := Read(data)
 		if err != nil {
 			t.Fatalf("%d-byte file: %v", len(data), err)

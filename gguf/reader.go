@@ -631,8 +631,8 @@ func (f *File) readTensorInfo(d *decoder, i int) (TensorInfo, error) {
 	t := TensorInfo{Name: name, Shape: make([]uint64, nd)}
 	elems := uint64(1)
 	for j := range t.Shape {
-		if t.Shape[j], err = d.u64(fmt.Sprintf("dimension %d", j)); err != nil {
-			return fail("%w", err)
+		if t.Shape[j], err = d.u64("dimension"); err != nil {
+			return fail("%d-D shape: %w", nd, err)
 		}
 		if t.Shape[j] > math.MaxInt64 {
 			return fail("dimension %d is %d, larger than int64", j, t.Shape[j])

@@ -15,7 +15,8 @@ import (
 //
 // The layout is canonical: tensors are stored in the order they were added,
 // each at the next multiple of the alignment, and the file is padded to the
-// alignment after the tensor infos and after every tensor.
+// alignment after the tensor infos and after every tensor. A file without
+// tensors ends right after its metadata, like llama.cpp's vocab-only files.
 type Writer struct {
 	version   uint32
 	alignment int
@@ -164,7 +165,9 @@ func (w *Writer) WriteTo(out io.Writer) (int64, error) {
 		e.u64(t.Offset)
 		off = alignUp(off+t.Size, a)
 	}
-	e.pad(a)
+	if len(w.tensors) > 0 {
+		e.pad(a) // a file without tensors has no data section to align
+	}
 	for _, t := range w.tensors {
 		e.raw(t.data)
 		e.pad(a)
@@ -273,7 +276,7 @@ func checkValue(v Value, depth int) error {
 			return fmt.Errorf("unknown value type %d", uint32(v.Type))
 		}
 		got, err := toValue(v.V)
-		if err != nil || got.Type != v.Type {
+		if _, isInt := v.V.(int); err != nil || isInt || got.Type != v.Type {
 			return fmt.Errorf("value of Go type %T does not match type %s", v.V, v.Type)
 		}
 		return nil

@@ -3,6 +3,7 @@ package gguf
 import (
 	"bytes"
 	"math"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -342,6 +343,8 @@ func TestWriterRejects(t *testing.T) {
 		{"x", 1 << 40, "does not fit int32"},
 		{"x", []int{1 << 40}, "does not fit int32"},
 		{"x", Value{Type: Uint32, V: "s"}, "does not match"},
+		{"x", Value{Type: Int32, V: 7}, "value of Go type int does not match type int32"},
+		{"x", Value{Type: Array, ElemType: Int32, V: []int{1}}, "does not match"},
 		{"x", Value{Type: Array, ElemType: Uint32, V: []int32{1}}, "does not match"},
 		{"x", Value{Type: 42, V: 1}, "unknown value type 42"},
 		{"x", []Value{{Type: Uint8, V: uint8(1)}}, "has type uint8"},
@@ -409,5 +412,32 @@ func TestWriteFileOpen(t *testing.T) {
 	}
 	if err := w.WriteFile(filepath.Join(t.TempDir(), "no", "such", "dir")); err == nil {
 		t.Error("WriteFile into a missing directory succeeded")
+	}
+}
+
+// TestOpenErrors checks Open on paths that are not GGUF files.
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.gguf")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.gguf")
+	if err := os.WriteFile(bad, []byte("GGUF\x01\x00\x00\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ path, want string }{
+		{filepath.Join(dir, "missing.gguf"), "no such file"},
+		{empty, "empty.gguf: gguf: not a GGUF file"},
+		{bad, "bad.gguf: gguf: GGUF version 1 is not supported"},
+		{dir, "is a directory"},
+	} {
+		f, err := Open(c.path)
+		if err == nil {
+			f.Close()
+			t.Errorf("Open(%s) succeeded", c.path)
+		} else if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Open(%s): %v, want %q", c.path, err, c.want)
+		}
 	}
 }

@@ -1,0 +1,48 @@
+//go:build unix
+
+package gguf
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// TestOpenFIFO: a file that cannot be mapped (a named pipe) is read instead.
+func TestOpenFIFO(t *testing.T) {
+	w := NewWriter()
+	mustAddKV(t, w, "general.architecture", "llama")
+	data := pattern(16, 9)
+	mustAddTensor(t, w, "t", TypeF32, []uint64{4}, data)
+	raw := encode(t, w)
+	path := filepath.Join(t.TempDir(), "pipe.gguf")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		fh, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err == nil {
+			_, err = fh.Write(raw)
+			fh.Close()
+		}
+		done <- err
+	}()
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if f.unmap != nil {
+		t.Error("a FIFO was mapped")
+	}
+	ti, _ := f.Tensor("t")
+	if !bytes.Equal(f.TensorData(ti), data) {
+		t.Error("tensor data mismatch")
+	}
+}
