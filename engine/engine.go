@@ -59,7 +59,18 @@ type Request struct {
 	TopLogprobs int // alternatives reported per generated token (0: none)
 	ExpertsUsed int // MoE experts per token; 0 = the model's trained count
 	IgnoreEOS   bool
+	// LimitThinking caps the tokens spent inside a <think>…</think> block at
+	// ThinkingBudget (0: close it at once). When the budget is spent the
+	// engine writes HandOver and the closing tag itself and lets the model
+	// answer. StartsInThinking says the prompt already opened the block.
+	LimitThinking    bool
+	ThinkingBudget   int
+	StartsInThinking bool
 }
+
+// HandOver is the text the engine writes to close a thinking block whose
+// budget is spent (Qwen3's recommended wording), ending with the closing tag.
+const HandOver = "\n\nConsidering the limited time, I have to give the solution based on the thinking directly now.\n</think>\n\n"
 
 // Token is one generated token.
 type Token struct {
@@ -67,6 +78,10 @@ type Token struct {
 	Text    string // newly completed UTF-8 text (may be empty mid-character)
 	Logprob float32
 	Top     []TokenLogprob
+	// Reasoning marks a token inside a thinking block (tags included).
+	Reasoning bool
+	// Forced marks a token the engine wrote (closing a thinking block) rather than sampled.
+	Forced bool
 }
 
 // Result summarises a finished generation.
@@ -78,6 +93,8 @@ type Result struct {
 	// Decoded is the number of forward passes of one token (generated tokens
 	// after the first, which comes from the prompt pass).
 	Decoded int
+	// ReasoningTokens counts the generated tokens inside thinking blocks.
+	ReasoningTokens int
 }
 
 // PrefillTPS is prompt tokens per second.
@@ -158,6 +175,7 @@ func (e *Engine) Generate(ctx context.Context, req Request, onToken func(Token) 
 	if req.ExpertsUsed > 0 {
 		one.ExpertsUsed = []int{req.ExpertsUsed}
 	}
+	think := newThinkState(e.Tok, req)
 	decStart := time.Now()
 	for i := 0; i < maxNew; i++ {
 		if i > 0 {
@@ -167,9 +185,16 @@ func (e *Engine) Generate(ctx context.Context, req Request, onToken func(Token) 
 			}
 			res.Decoded++
 		}
-		id := sampler.Sample(logits)
+		id, forced := think.next()
+		if !forced {
+			id = sampler.Sample(logits)
+		}
 		lp, top := LogSoftmaxTop(logits, id, req.TopLogprobs)
-		tok := Token{ID: id, Logprob: lp, Top: top}
+		tok := Token{ID: id, Logprob: lp, Top: top, Forced: forced}
+		tok.Reasoning = think.observe(id)
+		if tok.Reasoning {
+			res.ReasoningTokens++
+		}
 		eog := !req.IgnoreEOS && e.Tok.IsEOG(id)
 		if !eog {
 			tok.Text = dec.Push(id)

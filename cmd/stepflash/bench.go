@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+
 	"flag"
 	"fmt"
+	"github.com/stepflash/stepflash/engine"
 	"io"
 	"sort"
 	"time"
@@ -45,6 +47,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	runs := fs.Int("r", 5, "runs per test")
 	warmup := fs.Bool("warmup", true, "do one untimed run of each test first")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
+	effort := fs.String("effort", "", "reasoning effort tier: low, medium (default) or high (MoE: experts per token)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: stepflash bench -m MODEL [flags]\n\nPrefill (random prompt of -p tokens) and decode (-n single-token passes) speed on an\nempty cache, like llama-bench's pp and tg tests; min/median/max tok/s over -r runs.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -60,6 +63,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if *nPrompt < 0 || *nGen < 0 {
 		return fmt.Errorf("-p and -n must not be negative")
 	}
+	if _, err := engine.ParseEffort(*effort); err != nil {
+		return err
+	}
 	if mf.ctx == 0 {
 		mf.ctx = max(*nPrompt, *nGen) + 1
 	}
@@ -69,16 +75,25 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	defer l.Close()
 	e := l.engine
+	cfg := l.model.Config()
+	applied, err := engine.DefaultEffortPolicy(cfg).Apply(*effort, cfg)
+	if err != nil {
+		return err
+	}
+	experts := 0
+	if applied.ExpertsPerToken != nil {
+		experts = *applied.ExpertsPerToken
+	}
 	var results []benchStat
 	if *nPrompt > 0 {
 		if *warmup {
-			if _, err := e.BenchPrefill(*nPrompt, 0, 0); err != nil {
+			if _, err := e.BenchPrefill(*nPrompt, experts, 0); err != nil {
 				return err
 			}
 		}
 		var durs []time.Duration
 		for i := 0; i < *runs; i++ {
-			d, err := e.BenchPrefill(*nPrompt, 0, uint64(i+1))
+			d, err := e.BenchPrefill(*nPrompt, experts, uint64(i+1))
 			if err != nil {
 				return err
 			}
@@ -88,13 +103,13 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	if *nGen > 0 {
 		if *warmup {
-			if _, err := e.BenchDecode(min(*nGen, 16), 0, 0); err != nil {
+			if _, err := e.BenchDecode(min(*nGen, 16), experts, 0); err != nil {
 				return err
 			}
 		}
 		var durs []time.Duration
 		for i := 0; i < *runs; i++ {
-			d, err := e.BenchDecode(*nGen, 0, uint64(i+1))
+			d, err := e.BenchDecode(*nGen, experts, uint64(i+1))
 			if err != nil {
 				return err
 			}
@@ -104,12 +119,13 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(struct {
-			Model   string      `json:"model"`
-			Threads int         `json:"threads"`
-			Results []benchStat `json:"results"`
-		}{mf.model, mf.threads, results})
+			Model   string               `json:"model"`
+			Threads int                  `json:"threads"`
+			Effort  engine.AppliedEffort `json:"effort"`
+			Results []benchStat          `json:"results"`
+		}{mf.model, mf.threads, applied, results})
 	}
-	fmt.Fprintf(stdout, "model: %s  threads: %d  runs: %d\n", mf.model, mf.threads, *runs)
+	fmt.Fprintf(stdout, "model: %s  threads: %d  runs: %d  effort: %s\n", mf.model, mf.threads, *runs, describeEffort(applied))
 	fmt.Fprintf(stdout, "%-8s %12s %12s %12s\n", "test", "min t/s", "median t/s", "max t/s")
 	for _, r := range results {
 		fmt.Fprintf(stdout, "%-8s %12.2f %12.2f %12.2f\n", r.Test, r.Min, r.Median, r.Max)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stepflash/stepflash/engine"
 	"github.com/stepflash/stepflash/internal/testmodels"
 )
 
@@ -33,11 +34,15 @@ func TestRunJSONMatchesReferences(t *testing.T) {
 		{"tiny-llama-F16.gguf", "default", nil, true},
 		{"tiny-qwen3-F32.gguf", "default", nil, true},
 		{"tiny-qwen3moe-F32.gguf", "default", nil, true},
+		{"tiny-qwen3moe-F32.gguf", "default", []string{"--effort", "medium"}, true},
+		{"tiny-qwen3moe-F32.gguf", "n_expert_used_1", []string{"--effort", "low"}, true},
+		{"tiny-qwen3moe-Q8_0.gguf", "n_expert_used_1", []string{"--effort", "low"}, false},
+		{"tiny-qwen3moe-Q4_K_M.gguf", "default", []string{"--effort", "high"}, false},
 		{"tiny-llama-Q4_K_M.gguf", "default", nil, false},
 		{"tiny-qwen3-Q8_0.gguf", "default", nil, false},
 	}
 	for _, tc := range cases {
-		t.Run(tc.model+"/"+tc.variant, func(t *testing.T) {
+		t.Run(tc.model+"/"+tc.variant+strings.Join(tc.args, ""), func(t *testing.T) {
 			raw, err := os.ReadFile(filepath.Join(dir, "refs", strings.TrimSuffix(tc.model, ".gguf")+".json"))
 			if err != nil {
 				t.Fatal(err)
@@ -117,6 +122,23 @@ func TestRunJSONMatchesReferences(t *testing.T) {
 							}
 						}
 					}
+					wantTier, wantExperts := "medium", 2
+					if len(tc.args) == 2 {
+						wantTier = tc.args[1]
+					}
+					if wantTier == "low" {
+						wantExperts = 1
+					}
+					if got.Effort.Applied != engine.Effort(wantTier) {
+						t.Errorf("effort applied %q, want %q", got.Effort.Applied, wantTier)
+					}
+					if strings.Contains(tc.model, "moe") {
+						if got.Effort.ExpertsPerToken == nil || *got.Effort.ExpertsPerToken != wantExperts {
+							t.Errorf("experts_per_token %v, want %d", got.Effort.ExpertsPerToken, wantExperts)
+						}
+					} else if got.Effort.ExpertsPerToken != nil {
+						t.Errorf("dense model echoes experts_per_token %d, want null", *got.Effort.ExpertsPerToken)
+					}
 					if got.Timings.PrefillTPS <= 0 || got.Timings.DecodeTPS <= 0 {
 						t.Errorf("timings not reported: %+v", got.Timings)
 					}
@@ -178,6 +200,8 @@ func TestCommandErrors(t *testing.T) {
 		{[]string{"run", "--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"tokenize", "-m", "x.gguf"}, 1, "no text"},
 		{[]string{"run", "-m", "x", "--top-logprobs", "21", "hi"}, 1, "0..20"},
+		{[]string{"run", "-m", "x", "--effort", "max", "hi"}, 1, `invalid reasoning_effort "max": allowed values are low, medium, high`},
+		{[]string{"bench", "-m", "x", "--effort", "Low"}, 1, `invalid reasoning_effort "Low"`},
 	}
 	for _, tc := range cases {
 		_, stderr, code := runMain(t, tc.args...)

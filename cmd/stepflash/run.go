@@ -51,7 +51,10 @@ type runOutput struct {
 	Text         string         `json:"text"`
 	TopLogprobs  [][]topLogprob `json:"top_logprobs"`
 	FinishReason string         `json:"finish_reason"`
-	Timings      struct {
+	// Effort echoes the applied reasoning_effort tier (never silently ignored).
+	Effort          engine.AppliedEffort `json:"effort"`
+	ReasoningTokens int                  `json:"reasoning_tokens"`
+	Timings         struct {
 		PrefillTPS float64 `json:"prefill_tps"`
 		DecodeTPS  float64 `json:"decode_tps"`
 	} `json:"timings"`
@@ -72,6 +75,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	sf.register(fs)
 	asJSON := fs.Bool("json", false, "print one JSON object (ids, text, top log-probs, timings) instead of streaming text")
 	ignoreEOS := fs.Bool("ignore-eos", false, "keep generating past end-of-generation tokens")
+	effort := fs.String("effort", "", "reasoning effort: low, medium (default) or high — experts per token (MoE) and thinking budget")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: stepflash run -m MODEL [flags] [--] PROMPT\n\nRaw completion (no chat template). The prompt is tokenized as llama.cpp's server does:\nBOS when the vocabulary asks for it, special tokens parsed. PROMPT \"-\" reads standard input.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -87,14 +91,26 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if sf.topLP < 0 || sf.topLP > 20 {
 		return fmt.Errorf("--top-logprobs must be in 0..20, got %d", sf.topLP)
 	}
+	if _, err := engine.ParseEffort(*effort); err != nil {
+		return err
+	}
 	l, err := mf.load()
 	if err != nil {
 		return err
 	}
 	defer l.Close()
+	cfg := l.model.Config()
+	applied, err := engine.DefaultEffortPolicy(cfg).Apply(*effort, cfg)
+	if err != nil {
+		return err
+	}
 
 	ids := l.tok.Encode(prompt, true, true)
-	req := engine.Request{Prompt: ids, MaxTokens: sf.nPredict, Sampling: sf.params(), TopLogprobs: sf.topLP, IgnoreEOS: *ignoreEOS}
+	req := engine.Request{Prompt: ids, MaxTokens: sf.nPredict, Sampling: sf.params(), TopLogprobs: sf.topLP, IgnoreEOS: *ignoreEOS,
+		LimitThinking: true, ThinkingBudget: applied.ThinkingBudget}
+	if applied.ExpertsPerToken != nil {
+		req.ExpertsUsed = *applied.ExpertsPerToken
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	var onToken func(engine.Token) bool
@@ -111,11 +127,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	if !*asJSON {
 		fmt.Fprintln(stdout)
-		fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generated: %d tokens, %.1f tok/s; finish: %s\n",
-			len(ids), res.PrefillTPS(len(ids)), len(res.Tokens), res.DecodeTPS(), res.FinishReason)
+		fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generated: %d tokens, %.1f tok/s; finish: %s; effort: %s\n",
+			len(ids), res.PrefillTPS(len(ids)), len(res.Tokens), res.DecodeTPS(), res.FinishReason, describeEffort(applied))
 		return nil
 	}
-	out := runOutput{Model: mf.model, PromptTokens: ids, Tokens: []int32{}, TopLogprobs: [][]topLogprob{}, FinishReason: res.FinishReason}
+	out := runOutput{Model: mf.model, PromptTokens: ids, Tokens: []int32{}, TopLogprobs: [][]topLogprob{}, FinishReason: res.FinishReason,
+		Effort: applied, ReasoningTokens: res.ReasoningTokens}
 	for _, t := range res.Tokens {
 		out.Tokens = append(out.Tokens, t.ID)
 		out.Text += t.Text
@@ -131,4 +148,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	out.Timings.DecodeTPS = res.DecodeTPS()
 	enc := json.NewEncoder(stdout)
 	return enc.Encode(out)
+}
+
+// describeEffort renders an applied effort for the terminal.
+func describeEffort(a engine.AppliedEffort) string {
+	experts := "n/a (dense)"
+	if a.ExpertsPerToken != nil {
+		experts = fmt.Sprint(*a.ExpertsPerToken)
+	}
+	return fmt.Sprintf("%s (experts per token %s, thinking budget %d)", a.Applied, experts, a.ThinkingBudget)
 }

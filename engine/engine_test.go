@@ -1,0 +1,263 @@
+package engine
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stepflash/stepflash/gguf"
+	"github.com/stepflash/stepflash/internal/testmodels"
+	"github.com/stepflash/stepflash/model"
+	"github.com/stepflash/stepflash/tokenizer"
+)
+
+func TestSamplerGreedyAndFilters(t *testing.T) {
+	logits := []float32{1, 5, 3, 5, -2}
+	cases := []struct {
+		name string
+		p    SamplerParams
+		want map[int32]bool // tokens the sampler may return
+	}{
+		{"greedy ties go to the lower id", SamplerParams{Temperature: 0}, map[int32]bool{1: true}},
+		{"top-k 1 is greedy", SamplerParams{Temperature: 1, TopK: 1}, map[int32]bool{1: true}},
+		{"top-k 2 keeps the two best", SamplerParams{Temperature: 5, TopK: 2}, map[int32]bool{1: true, 3: true}},
+		{"min-p drops the tail", SamplerParams{Temperature: 5, MinP: 0.5}, map[int32]bool{1: true, 3: true}},
+		{"top-p 0.5 keeps the first token past the mass", SamplerParams{Temperature: 5, TopP: 0.4}, map[int32]bool{1: true}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for seed := uint64(0); seed < 200; seed++ {
+				tc.p.Seed = seed
+				got := NewSampler(tc.p).Sample(logits)
+				if !tc.want[got] {
+					t.Fatalf("seed %d: sampled %d, allowed %v", seed, got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestSamplerSeedReproducibleAndSpread(t *testing.T) {
+	logits := make([]float32, 50)
+	for i := range logits {
+		logits[i] = float32(i%7) * 0.3
+	}
+	p := SamplerParams{Temperature: 1, Seed: 42}
+	a, b := NewSampler(p), NewSampler(p)
+	seen := map[int32]bool{}
+	for i := 0; i < 100; i++ {
+		x, y := a.Sample(logits), b.Sample(logits)
+		if x != y {
+			t.Fatalf("draw %d: same seed gave %d and %d", i, x, y)
+		}
+		seen[x] = true
+	}
+	if len(seen) < 10 {
+		t.Fatalf("temperature 1 over 50 similar logits drew only %d distinct tokens", len(seen))
+	}
+	p.Seed = 43
+	c := NewSampler(p)
+	same := 0
+	a = NewSampler(SamplerParams{Temperature: 1, Seed: 42})
+	for i := 0; i < 100; i++ {
+		if a.Sample(logits) == c.Sample(logits) {
+			same++
+		}
+	}
+	if same == 100 {
+		t.Fatal("different seeds drew identical sequences")
+	}
+}
+
+func TestLogSoftmaxTop(t *testing.T) {
+	logits := []float32{0, 2, 1, 3, -1}
+	lp, top := LogSoftmaxTop(logits, 2, 3)
+	sum := 0.0
+	for _, l := range logits {
+		sum += math.Exp(float64(l))
+	}
+	want := func(i int) float32 { return float32(float64(logits[i]) - math.Log(sum)) }
+	if math.Abs(float64(lp-want(2))) > 1e-6 {
+		t.Fatalf("logprob %v, want %v", lp, want(2))
+	}
+	ids := []int32{3, 1, 2}
+	for i, tl := range top {
+		if tl.ID != ids[i] || math.Abs(float64(tl.Logprob-want(int(ids[i])))) > 1e-6 {
+			t.Fatalf("top[%d] = %+v, want id %d logprob %v", i, tl, ids[i], want(int(ids[i])))
+		}
+	}
+}
+
+func TestKVCacheBlocks(t *testing.T) {
+	cfg := &model.Config{NLayer: 2, NHeadKV: 1, HeadDim: 4}
+	c := NewKVCache(cfg, 100, 32) // 4 blocks
+	if c.Capacity() != 128 {
+		t.Fatalf("capacity %d, want 128", c.Capacity())
+	}
+	if err := c.Reserve(0, 40); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reserve(1, 64); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reserve(2, 1); err == nil || !strings.Contains(err.Error(), "KV cache full") {
+		t.Fatalf("reserving past capacity: %v", err)
+	}
+	k0, _ := c.Block(1, 0, 33)
+	k1, _ := c.Block(1, 1, 33)
+	k0[0], k1[0] = 1, 2
+	if k0[0] == k1[0] {
+		t.Fatal("two sequences share a block")
+	}
+	c.Truncate(1, 10)
+	if c.Len(1) != 32 || c.FreePositions() != 32 {
+		t.Fatalf("after truncate: len %d free %d", c.Len(1), c.FreePositions())
+	}
+	c.Free(0)
+	c.Free(1)
+	if c.FreePositions() != 128 {
+		t.Fatalf("after free: %d free", c.FreePositions())
+	}
+}
+
+func TestEffortPolicy(t *testing.T) {
+	moe := &model.Config{NExpert: 128, NExpertUse: 8}
+	dense := &model.Config{}
+	cases := []struct {
+		cfg        *model.Config
+		req        string
+		applied    Effort
+		experts    int // -1: null
+		budget     int
+		wantErr    string
+		requestNil bool
+	}{
+		{moe, "", EffortMedium, 8, 1024, "", true},
+		{moe, "low", EffortLow, 4, 0, "", false},
+		{moe, "high", EffortHigh, 8, 8192, "", false},
+		{&model.Config{NExpert: 8, NExpertUse: 1}, "low", EffortLow, 1, 0, "", false},
+		{dense, "low", EffortLow, -1, 0, "", false},
+		{dense, "hgih", "", 0, 0, `invalid reasoning_effort "hgih": allowed values are low, medium, high`, false},
+	}
+	for _, tc := range cases {
+		a, err := DefaultEffortPolicy(tc.cfg).Apply(tc.req, tc.cfg)
+		if tc.wantErr != "" {
+			if err == nil || err.Error() != tc.wantErr {
+				t.Errorf("%q: error %v, want %q", tc.req, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Applied != tc.applied || a.ThinkingBudget != tc.budget || (a.Requested == nil) != tc.requestNil {
+			t.Errorf("%q: %+v", tc.req, a)
+		}
+		if tc.experts < 0 && a.ExpertsPerToken != nil || tc.experts >= 0 && (a.ExpertsPerToken == nil || *a.ExpertsPerToken != tc.experts) {
+			t.Errorf("%q: experts %v, want %d", tc.req, a.ExpertsPerToken, tc.experts)
+		}
+	}
+}
+
+// thinkingModel writes a copy of tiny-qwen3-F32 whose tokens 1000 and 1001
+// are renamed <think> and </think>, so the budget logic runs on a real model.
+func thinkingModel(t *testing.T) string {
+	src, err := gguf.Open(testmodels.Path(t, "tiny-qwen3-F32.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	w := gguf.NewWriter()
+	for _, kv := range src.KV {
+		v := any(kv.Value)
+		if kv.Key == "tokenizer.ggml.tokens" {
+			toks, _ := src.Strings(kv.Key)
+			toks = append([]string(nil), toks...)
+			toks[1000], toks[1001] = "<think>", "</think>"
+			v = toks
+		}
+		if kv.Key == "tokenizer.ggml.token_type" {
+			types, _ := src.Int32s(kv.Key)
+			types = append([]int32(nil), types...)
+			types[1000], types[1001] = 4, 4 // user-defined, as in Qwen3
+			v = types
+		}
+		if err := w.AddKV(kv.Key, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range src.Tensors {
+		ti := &src.Tensors[i]
+		if err := w.AddTensor(ti.Name, ti.Type, ti.Shape, src.TensorData(ti)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "think.gguf")
+	if err := w.WriteFile(p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestThinkingBudget(t *testing.T) {
+	m, f, err := model.Open(thinkingModel(t), model.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	defer m.Close()
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(m, tok, Options{Context: 256})
+	closeID, _ := tok.Lookup("</think>")
+	handOver := tok.Encode(HandOver, false, true)
+	prompt := tok.Encode("Once upon a time<think>", false, true)
+	for _, budget := range []int{0, 5, 17} {
+		res, err := e.Generate(context.Background(), Request{
+			Prompt: prompt, MaxTokens: 60, IgnoreEOS: true,
+			LimitThinking: true, ThinkingBudget: budget, StartsInThinking: true,
+		}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// budget sampled tokens, then the forced hand-over ending in </think>, then the answer.
+		end := -1
+		for i, tk := range res.Tokens {
+			if tk.ID == closeID {
+				end = i
+				break
+			}
+		}
+		closeAt := -1
+		for i, id := range handOver {
+			if id == closeID {
+				closeAt = i
+			}
+		}
+		if closeAt < 0 || end != budget+closeAt {
+			t.Fatalf("budget %d: </think> at %d, want %d (hand-over %v)", budget, end, budget+closeAt, handOver)
+		}
+		for i, tk := range res.Tokens {
+			inForced := i >= budget && i < budget+len(handOver)
+			if tk.Forced != inForced {
+				t.Fatalf("budget %d: token %d forced=%v, want %v", budget, i, tk.Forced, inForced)
+			}
+			if inForced && tk.ID != handOver[i-budget] {
+				t.Fatalf("budget %d: forced token %d is %d, want %d", budget, i, tk.ID, handOver[i-budget])
+			}
+			if tk.Reasoning != (i <= end) {
+				t.Fatalf("budget %d: token %d reasoning=%v (close at %d)", budget, i, tk.Reasoning, end)
+			}
+		}
+		if res.ReasoningTokens != end+1 {
+			t.Fatalf("budget %d: %d reasoning tokens, want %d", budget, res.ReasoningTokens, end+1)
+		}
+		if len(res.Tokens) != 60 {
+			t.Fatalf("budget %d: the model stopped answering after the hand-over (%d tokens)", budget, len(res.Tokens))
+		}
+	}
+}
