@@ -240,6 +240,7 @@ func toyBPE(t *testing.T, pre string, merges []string, extra ...string) *Tokeniz
 	}
 	v := NewVocab("gpt2", tokens)
 	v.Pre, v.Merges, v.Types = pre, merges, types
+	v.BOS = int32(len(tokens) - 1)
 	tok, err := New(v)
 	if err != nil {
 		t.Fatal(err)
@@ -274,9 +275,10 @@ func TestBPEEncode(t *testing.T) {
 			t.Errorf("Encode(%q) = %v, want %v", tc.text, got, tc.want)
 		}
 	}
-	// gpt2 vocabs add no BOS unless the metadata says so; the default BOS/EOS id is 11
-	if tok.AddBOS() || tok.BOS() != 11 || tok.EOS() != 11 {
-		t.Errorf("AddBOS %v BOS %d EOS %d, want false 11 11", tok.AddBOS(), tok.BOS(), tok.EOS())
+	// gpt2 vocabs add no BOS unless the metadata says so; without an
+	// eos_token_id the EOS is llama.cpp's default 11
+	if tok.AddBOS() || tok.EOS() != 11 {
+		t.Errorf("AddBOS %v EOS %d, want false 11", tok.AddBOS(), tok.EOS())
 	}
 	// <|endoftext|> and <|im_end|> end generation; EOT is the first of them
 	for _, s := range []string{"<|endoftext|>", "<|im_end|>"} {
@@ -295,5 +297,72 @@ func TestBPEEncode(t *testing.T) {
 	}
 	if got := string(tok.Piece(id("Ġworld"))); got != " world" {
 		t.Errorf("Piece(Ġworld) = %q", got)
+	}
+}
+
+func TestGemma4Encode(t *testing.T) {
+	tokens := []string{"<pad>", "<eos>", "<bos>"}
+	types := []int32{TypeControl, TypeControl, TypeControl}
+	for b := 0; b < 256; b++ {
+		tokens = append(tokens, byteTokenText(byte(b)))
+		types = append(types, TypeByte)
+	}
+	for _, s := range []string{"▁", "h", "i", "▁h", "▁hi", "\n", "\n\n"} {
+		tokens = append(tokens, s)
+		types = append(types, TypeNormal)
+	}
+	v := NewVocab("gemma4", tokens)
+	v.Types, v.Merges = types, []string{"▁ h", "▁h i"}
+	v.BOS, v.EOS = 2, 1
+	tok, err := New(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := func(s string) int32 { x, _ := tok.Lookup(s); return x }
+	tests := []struct {
+		text string
+		add  bool
+		want []int32
+	}{
+		// spaces become ▁, BPE runs on raw UTF-8 between newlines
+		{"hi hi\n\nh", false, []int32{id("h"), id("i"), id("▁hi"), id("\n\n"), id("h")}},
+		// gemma4 always adds BOS
+		{"hi", true, []int32{2, id("h"), id("i")}},
+		// characters without a token fall back to <0xXX> tokens
+		{"é", false, []int32{3 + 0xC3, 3 + 0xA9}},
+	}
+	for _, tc := range tests {
+		if got := tok.Encode(tc.text, tc.add, false); !slices.Equal(got, tc.want) {
+			t.Errorf("Encode(%q) = %v, want %v", tc.text, got, tc.want)
+		}
+	}
+	if got := tok.Decode(tok.Encode("hi hi é\n\nh", false, false)); got != "hi hi é\n\nh" {
+		t.Errorf("round trip: %q", got)
+	}
+}
+
+func TestIgnoreMerges(t *testing.T) {
+	// "abc" is a token that the merges cannot build: the Llama 3 family
+	// (ignore_merges) takes whole-word tokens directly, GPT-2 merges.
+	for _, tc := range []struct {
+		pre    string
+		want   []string
+		addBOS bool
+	}{
+		{"llama-bpe", []string{"abc"}, true},
+		{"gpt-2", []string{"ab", "c"}, false},
+	} {
+		tok := toyBPE(t, tc.pre, []string{"a b"}, "abc")
+		var want []int32
+		for _, s := range tc.want {
+			x, _ := tok.Lookup(s)
+			want = append(want, x)
+		}
+		if got := tok.Encode("abc", false, false); !slices.Equal(got, want) {
+			t.Errorf("%s: Encode(abc) = %v, want %v", tc.pre, got, want)
+		}
+		if tok.AddBOS() != tc.addBOS {
+			t.Errorf("%s: AddBOS = %v", tc.pre, tok.AddBOS())
+		}
 	}
 }
