@@ -1084,6 +1084,12 @@ func fInt(v Value, args []Value, kw *Dict) (Value, error) {
 	switch x := v.(type) {
 	case string:
 		s := strings.ReplaceAll(strings.TrimSpace(x), "_", "")
+		if p := map[int64]string{2: "0b", 8: "0o", 16: "0x"}[base]; p != "" {
+			t := strings.TrimLeft(s, "+-")
+			if len(t) > 2 && strings.EqualFold(t[:2], p) {
+				s = s[:len(s)-len(t)] + t[2:]
+			}
+		}
 		if i, err := strconv.ParseInt(s, int(base), 64); err == nil {
 			return i, nil
 		}

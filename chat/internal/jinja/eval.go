@@ -313,7 +313,7 @@ func (r *renderer) loop(n *forNode, seq Value, s *scope, b *strings.Builder, dep
 				return sub.String(), nil
 			}})
 		}
-		inner.vars["loop"] = loopD
+		inner = &scope{vars: map[string]Value{"loop": loopD}, parent: s}
 		if err := assign(inner, n.targets, it); err != nil {
 			return err
 		}
@@ -553,19 +553,42 @@ func (r *renderer) eval(e expr, s *scope) (Value, error) {
 }
 
 func (r *renderer) evalArgs(args []expr, kwargs []kwarg, s *scope) ([]Value, *Dict, error) {
-	out := make([]Value, len(args))
-	for i, a := range args {
+	out := make([]Value, 0, len(args))
+	for _, a := range args {
+		if st, ok := a.(*starE); ok {
+			v, err := r.eval(st.x, s)
+			if err != nil {
+				return nil, nil, err
+			}
+			items, err := iterate(v)
+			if err != nil {
+				return nil, nil, err
+			}
+			out = append(out, items...)
+			continue
+		}
 		v, err := r.eval(a, s)
 		if err != nil {
 			return nil, nil, err
 		}
-		out[i] = v
+		out = append(out, v)
 	}
 	kw := NewDict()
 	for _, k := range kwargs {
 		v, err := r.eval(k.v, s)
 		if err != nil {
 			return nil, nil, err
+		}
+		if k.name == "" {
+			d, ok := v.(*Dict)
+			if !ok {
+				return nil, nil, fmt.Errorf("argument after ** must be a mapping, not %s", typeName(v))
+			}
+			for _, key := range d.Keys() {
+				dv, _ := d.Get(key)
+				kw.Set(key, dv)
+			}
+			continue
 		}
 		kw.Set(k.name, v)
 	}
@@ -922,6 +945,12 @@ func binary(op string, l, r Value) (Value, error) {
 			}
 		}
 	case "*":
+		if _, ok := r.(string); ok && lok && !lFloat {
+			return binary("*", r, l)
+		}
+		if _, ok := r.(*List); ok && lok && !lFloat {
+			return binary("*", r, l)
+		}
 		if ls, ok := l.(string); ok && rok && !rFloat {
 			return strings.Repeat(ls, int(max(ri, 0))), nil
 		}
@@ -990,6 +1019,8 @@ func walk(nodes []node, fn func(expr)) {
 			for _, x := range e.rest {
 				we(x)
 			}
+		case *starE:
+			we(e.x)
 		case *condE:
 			we(e.cond)
 			we(e.then)

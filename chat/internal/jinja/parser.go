@@ -76,7 +76,7 @@ type (
 	callE    struct {
 		fn     expr
 		args   []expr
-		kwargs []kwarg
+		kwargs []kwarg // a kwarg with an empty name is **dict
 	}
 	filterE struct {
 		obj    expr // nil in filter blocks and set blocks
@@ -104,6 +104,7 @@ type (
 		rest  []expr
 	}
 	condE struct{ cond, then, els expr }
+	starE struct{ x expr } // *args in a call
 	listE struct {
 		items []expr
 		tuple bool
@@ -1014,7 +1015,19 @@ func (p *parser) parseArgs() ([]expr, []kwarg, error) {
 		return nil, nil, err
 	}
 	for !p.isOp(")") {
-		if p.peek().kind == tName && p.peekAt(1).kind == tOp && p.peekAt(1).val == "=" {
+		if p.acceptOp("**") {
+			v, err := p.parseExpr(true)
+			if err != nil {
+				return nil, nil, err
+			}
+			kwargs = append(kwargs, kwarg{v: v})
+		} else if p.acceptOp("*") {
+			v, err := p.parseExpr(true)
+			if err != nil {
+				return nil, nil, err
+			}
+			args = append(args, &starE{x: v})
+		} else if p.peek().kind == tName && p.peekAt(1).kind == tOp && p.peekAt(1).val == "=" {
 			name := p.next().val
 			p.pos++
 			v, err := p.parseExpr(true)

@@ -605,7 +605,7 @@ func contains(container, item Value) (bool, error) {
 		_, found := x.m[s]
 		return found, nil
 	case Undefined:
-		return false, x.err()
+		return false, nil
 	}
 	return false, fmt.Errorf("argument of type '%s' is not iterable", typeName(container))
 }
