@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -193,6 +194,7 @@ func PreTokenizers() []string {
 			out = append(out, n)
 		}
 	}
+	slices.Sort(out)
 	return out
 }
 

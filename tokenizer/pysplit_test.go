@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/dlclark/regexp2"
 )
@@ -227,4 +228,42 @@ func mustCompile(t *testing.T, pat string) *regexp2.Regexp {
 		t.Fatal(err)
 	}
 	return re
+}
+
+// TestEveryPreTokenizer builds every pre-tokenizer name llama.cpp accepts
+// and this package supports, and splits the vector texts with it: every
+// regex compiles, every family is reachable, and the pieces cover the text.
+func TestEveryPreTokenizer(t *testing.T) {
+	texts := append(vectorTexts(t), randomTexts(50, 40, 3)...)
+	reached := map[string]bool{}
+	for _, name := range PreTokenizers() {
+		cfg, err := lookupPre(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		reached[cfg.name] = true
+		p, err := newPreTokenizer(cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, text := range texts {
+			if !utf8.ValidString(text) {
+				continue
+			}
+			if got := strings.Join(goSplit(p, text), ""); got != text {
+				t.Fatalf("%s: pieces of %q join to %q", name, text, got)
+			}
+		}
+	}
+	for fam := range preFamilies {
+		if !reached[fam] {
+			t.Errorf("pre-tokenizer family %q has no name", fam)
+		}
+	}
+	for name := range unsupportedPre {
+		if _, err := lookupPre(name); err == nil || !strings.Contains(err.Error(), "not supported") {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+	t.Logf("%d names, %d families", len(PreTokenizers()), len(preFamilies))
 }

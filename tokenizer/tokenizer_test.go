@@ -203,13 +203,14 @@ func TestNewErrors(t *testing.T) {
 		{"no model", base(""), "no tokenizer model"},
 		{"unknown model", base("nonsense"), "unknown tokenizer model"},
 		{"unigram", base("t5"), "not supported"},
-		{"unknown pre", func() Vocab { v := base("gpt2"); v.Pre = "nonsense"; return v }(), "unknown pre-tokenizer"},
-		{"unsupported pre", func() Vocab { v := base("gpt2"); v.Pre = "kimi-k2"; return v }(), "not supported"},
-		{"duplicate", NewVocab("gpt2", []string{"a", "a"}), "duplicate token"},
+		{"unknown pre", func() Vocab { v := base("gpt2"); v.Pre = "nonsense"; v.Merges = []string{}; return v }(), "unknown pre-tokenizer"},
+		{"unsupported pre", func() Vocab { v := base("gpt2"); v.Pre = "kimi-k2"; v.Merges = []string{}; return v }(), "not supported"},
+		{"duplicate", NewVocab("llama", []string{"a", "a"}), "duplicate token"},
+		{"no merges", base("gpt2"), "no merges"},
 		{"short scores", func() Vocab { v := base("llama"); v.Scores = []float32{0}; return v }(), "scores"},
 		// SPM's default BOS (1) exists; a vocab of 1 token has none to add
 		{"add_bos without bos", NewVocab("llama", []string{"a"}), "bos_token_id is not set"},
-		{"add_eos without eos", func() Vocab { v := base("gpt2"); v.AddEOS = ptr(true); v.EOS = NoToken; return v }(), "eos_token_id"},
+		{"add_eos without eos", func() Vocab { v := base("gpt2"); v.Merges = []string{}; v.AddEOS = ptr(true); return v }(), "eos_token_id"},
 	}
 	for _, tc := range tests {
 		_, err := New(tc.v)

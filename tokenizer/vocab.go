@@ -228,6 +228,9 @@ func New(v Vocab) (*Tokenizer, error) {
 		}
 	}
 	if t.kind == kindBPE {
+		if v.Merges == nil {
+			return nil, errors.New("tokenizer: no merges (tokenizer.ggml.merges) for a BPE vocabulary")
+		}
 		t.buildRanks(v.Merges)
 	}
 	t.buildByteTokens()
