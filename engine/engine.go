@@ -1,11 +1,14 @@
-// Package engine runs generation on a loaded model: the paged KV cache,
-// batched prefill and decode, sampling, log-probabilities and timings.
+// Package engine runs generation on a loaded model: a scheduler that batches
+// many sequences into each forward pass (continuous batching), the paged KV
+// cache with reuse of a previous turn's prefix, sampling, log-probabilities,
+// reasoning-effort tiers and timings.
 package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/stepflash/stepflash/model"
@@ -17,39 +20,98 @@ type Options struct {
 	// Context is the most positions one sequence may hold (prompt plus
 	// generated tokens); 0 means min(the model's training context, 4096).
 	Context int
-	// BatchSize is the most prompt tokens run in one forward pass (default 512).
+	// BatchSize is the most tokens run in one forward pass (default 512).
 	BatchSize int
+	// Parallel is the most sequences decoded together (default 1).
+	Parallel int
+	// QueueLimit is the most requests waiting for a slot; more fail with
+	// ErrOverloaded (default 64).
+	QueueLimit int
+	// KVTokens is the KV cache size in positions (default Context × Parallel).
+	KVTokens int
+	// KeepPrefixes is how many finished sequences keep their KV cache for a
+	// follow-up request that starts with the same tokens (default Parallel).
+	// Negative disables reuse.
+	KeepPrefixes int
 }
 
-// Engine generates text from one model. Generate calls are serialised.
+// Engine generates text from one model. Requests from many goroutines are
+// scheduled together: each forward pass carries one new token of every
+// decoding sequence plus a chunk of waiting prompts.
 type Engine struct {
 	Model model.Model
 	Tok   *tokenizer.Tokenizer
-	ctx   int
-	batch int
-	cache *KVCache
-	sem   chan struct{}
+	opts  Options
+
+	mu      sync.Mutex // guards the fields below
+	pending []*sequence
+	running []*sequence
+	parked  []*parkedSeq // finished sequences whose KV is kept for reuse, oldest first
+	nextID  int
+	closed  bool
+	wake    chan struct{}
+	done    chan struct{}
+
+	forward sync.Mutex // held while the model runs (the loop or a benchmark)
+	cache   *KVCache
+	logits  []float32
 }
 
-// New makes an engine for a model and its tokenizer.
+// New makes an engine for a model and its tokenizer and starts its scheduler.
 func New(m model.Model, tok *tokenizer.Tokenizer, opts Options) *Engine {
 	cfg := m.Config()
-	n := opts.Context
-	if n <= 0 {
-		n = min(cfg.NCtxTrain, 4096)
-		if n <= 0 {
-			n = 4096
+	if opts.Context <= 0 {
+		opts.Context = min(cfg.NCtxTrain, 4096)
+		if opts.Context <= 0 {
+			opts.Context = 4096
 		}
 	}
-	b := opts.BatchSize
-	if b <= 0 {
-		b = 512
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 512
 	}
-	return &Engine{Model: m, Tok: tok, ctx: n, batch: b, cache: NewKVCache(cfg, n, DefaultBlockSize), sem: make(chan struct{}, 1)}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 1
+	}
+	if opts.QueueLimit <= 0 {
+		opts.QueueLimit = 64
+	}
+	if opts.KVTokens <= 0 {
+		opts.KVTokens = opts.Context * opts.Parallel
+	}
+	if opts.KeepPrefixes == 0 {
+		opts.KeepPrefixes = opts.Parallel
+	}
+	e := &Engine{
+		Model: m, Tok: tok, opts: opts,
+		cache: NewKVCache(cfg, opts.KVTokens, DefaultBlockSize),
+		wake:  make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	go e.loop()
+	return e
+}
+
+// Close stops the scheduler; running requests end with ErrClosed.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.closed = true
+	e.mu.Unlock()
+	e.signal()
+	<-e.done
 }
 
 // Context is the most positions one sequence may hold.
-func (e *Engine) Context() int { return e.ctx }
+func (e *Engine) Context() int { return e.opts.Context }
+
+// QueueDepth is the number of requests waiting for a slot.
+func (e *Engine) QueueDepth() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.pending)
+}
 
 // Request is one generation.
 type Request struct {
@@ -87,7 +149,10 @@ type Token struct {
 // Result summarises a finished generation.
 type Result struct {
 	Tokens       []Token
-	FinishReason string // "stop" (end of generation token), "length", or "cancelled"
+	FinishReason string // "stop" (end-of-generation token), "length", or "cancelled"
+	// CachedTokens is how many prompt tokens were reused from the KV cache.
+	CachedTokens int
+	QueueTime    time.Duration
 	PromptTime   time.Duration
 	DecodeTime   time.Duration
 	// Decoded is the number of forward passes of one token (generated tokens
@@ -97,12 +162,12 @@ type Result struct {
 	ReasoningTokens int
 }
 
-// PrefillTPS is prompt tokens per second.
+// PrefillTPS is prompt tokens computed (not reused) per second.
 func (r *Result) PrefillTPS(promptLen int) float64 {
 	if r.PromptTime <= 0 {
 		return 0
 	}
-	return float64(promptLen) / r.PromptTime.Seconds()
+	return float64(promptLen-r.CachedTokens) / r.PromptTime.Seconds()
 }
 
 // DecodeTPS is generated tokens per second over the decode passes.
@@ -113,114 +178,91 @@ func (r *Result) DecodeTPS() float64 {
 	return float64(r.Decoded) / r.DecodeTime.Seconds()
 }
 
-// ErrContextLength reports a prompt that does not fit the context.
-var ErrContextLength = errors.New("engine: prompt exceeds the context length")
+// Errors a request can end with.
+var (
+	ErrContextLength = errors.New("engine: prompt exceeds the context length")
+	ErrOverloaded    = errors.New("engine: request queue is full")
+	ErrClosed        = errors.New("engine: closed")
+)
 
 // Generate runs the prompt and samples tokens until an end-of-generation
-// token, MaxTokens, the context limit, ctx cancellation, or onToken returning
-// false. onToken may be nil.
+// token, MaxTokens, the context limit, ctx cancellation, or onToken
+// returning false. onToken (may be nil) runs on the caller's goroutine, so a
+// slow consumer never stalls other requests.
 func (e *Engine) Generate(ctx context.Context, req Request, onToken func(Token) bool) (*Result, error) {
-	select {
-	case e.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	defer func() { <-e.sem }()
-	const seq = 0
-	defer e.cache.Free(seq)
-
 	n := len(req.Prompt)
 	if n == 0 {
 		return nil, fmt.Errorf("engine: empty prompt")
 	}
-	if n >= e.ctx {
-		return nil, fmt.Errorf("%w: %d prompt tokens, context %d", ErrContextLength, n, e.ctx)
+	if n >= e.opts.Context {
+		return nil, fmt.Errorf("%w: %d prompt tokens, context %d", ErrContextLength, n, e.opts.Context)
 	}
-	maxNew := e.ctx - n
+	vocab := e.Model.Config().NVocab
+	for i, id := range req.Prompt {
+		if id < 0 || int(id) >= vocab {
+			return nil, fmt.Errorf("engine: prompt token %d at index %d is outside the vocabulary of %d", id, i, vocab)
+		}
+	}
+	maxNew := e.opts.Context - n
 	if req.MaxTokens > 0 && req.MaxTokens < maxNew {
 		maxNew = req.MaxTokens
 	}
-	vocab := e.Model.Config().NVocab
-	logits := make([]float32, vocab)
-	res := &Result{FinishReason: "length"}
-	if err := e.cache.Reserve(seq, n+maxNew); err != nil {
-		return nil, err
+	s := &sequence{req: req, maxNew: maxNew, notify: make(chan struct{}, 1), submitted: time.Now()}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, ErrClosed
 	}
+	if len(e.pending) >= e.opts.QueueLimit {
+		e.mu.Unlock()
+		return nil, ErrOverloaded
+	}
+	s.id = e.nextID
+	e.nextID++
+	e.pending = append(e.pending, s)
+	e.mu.Unlock()
+	e.signal()
 
-	start := time.Now()
-	for lo := 0; lo < n; lo += e.batch {
-		hi := min(lo+e.batch, n)
-		b := &model.Batch{Tokens: req.Prompt[lo:hi], Pos: make([]int, hi-lo), Seq: make([]int, hi-lo)}
-		for i := range b.Pos {
-			b.Pos[i] = lo + i
+	delivered := 0
+	stopped := false // the consumer or ctx ended the request
+	ctxDone := ctx.Done()
+	for {
+		select {
+		case <-s.notify:
+		case <-ctxDone:
+			s.cancel()
+			stopped, ctxDone = true, nil // the scheduler drops the sequence at its next step and notifies
 		}
-		if req.ExpertsUsed > 0 {
-			b.ExpertsUsed = make([]int, hi-lo)
-			for i := range b.ExpertsUsed {
-				b.ExpertsUsed[i] = req.ExpertsUsed
+		s.mu.Lock()
+		toks := s.out[delivered:]
+		fin, err := s.isDone, s.err
+		s.mu.Unlock()
+		for _, t := range toks {
+			if stopped {
+				break
+			}
+			delivered++
+			if onToken != nil && !onToken(t) {
+				s.cancel()
+				stopped = true
 			}
 		}
-		if err := e.Model.Forward(b, e.cache, logits); err != nil {
-			return nil, err
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-	}
-	res.PromptTime = time.Since(start)
-
-	sampler := NewSampler(req.Sampling)
-	dec := e.Tok.NewStreamDecoder()
-	one := &model.Batch{Tokens: make([]int32, 1), Pos: make([]int, 1), Seq: make([]int, 1)}
-	if req.ExpertsUsed > 0 {
-		one.ExpertsUsed = []int{req.ExpertsUsed}
-	}
-	think := newThinkState(e.Tok, req)
-	decStart := time.Now()
-	for i := 0; i < maxNew; i++ {
-		if i > 0 {
-			one.Pos[0] = n + i - 1
-			if err := e.Model.Forward(one, e.cache, logits); err != nil {
+		if fin {
+			if err != nil {
 				return nil, err
 			}
-			res.Decoded++
-		}
-		id, forced := think.next()
-		if !forced {
-			id = sampler.Sample(logits)
-		}
-		lp, top := LogSoftmaxTop(logits, id, req.TopLogprobs)
-		tok := Token{ID: id, Logprob: lp, Top: top, Forced: forced}
-		tok.Reasoning = think.observe(id)
-		if tok.Reasoning {
-			res.ReasoningTokens++
-		}
-		eog := !req.IgnoreEOS && e.Tok.IsEOG(id)
-		if !eog {
-			tok.Text = dec.Push(id)
-		}
-		res.Tokens = append(res.Tokens, tok)
-		if eog {
-			res.FinishReason = "stop"
-			break
-		}
-		if onToken != nil && !onToken(tok) {
-			res.FinishReason = "cancelled"
-			break
-		}
-		if ctx.Err() != nil {
-			res.FinishReason = "cancelled"
-			break
-		}
-		one.Tokens[0] = id
-	}
-	res.DecodeTime = time.Since(decStart)
-	if rest := dec.Flush(); rest != "" && len(res.Tokens) > 0 {
-		last := &res.Tokens[len(res.Tokens)-1]
-		last.Text += rest
-		if onToken != nil {
-			onToken(Token{ID: -1, Text: rest})
+			s.res.Tokens = s.out[:delivered]
+			if stopped {
+				s.res.FinishReason = "cancelled"
+			}
+			return &s.res, nil
 		}
 	}
-	return res, nil
+}
+
+func (e *Engine) signal() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
 }

@@ -101,6 +101,15 @@ func (c *KVCache) Truncate(seq, n int) {
 	}
 }
 
+// Move hands the blocks of sequence from to sequence to, which must hold none.
+func (c *KVCache) Move(from, to int) {
+	if len(c.tables[to]) > 0 {
+		panic("engine: KVCache.Move onto a sequence that holds blocks")
+	}
+	c.tables[to] = c.tables[from]
+	delete(c.tables, from)
+}
+
 // Free releases every block of seq.
 func (c *KVCache) Free(seq int) {
 	for _, id := range c.tables[seq] {

@@ -200,6 +200,7 @@ func checkRefFile(t *testing.T, ref *refFile) {
 			res, err := eng.Generate(context.Background(), engine.Request{
 				Prompt: c.PromptIDs, MaxTokens: len(c.Generated), ExpertsUsed: experts, IgnoreEOS: true,
 			}, nil)
+			eng.Close()
 			if err != nil {
 				t.Fatal(err)
 			}

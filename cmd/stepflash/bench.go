@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"github.com/stepflash/stepflash/engine"
 	"io"
+	"os"
+	"runtime/pprof"
 	"sort"
 	"time"
 )
@@ -47,6 +49,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	runs := fs.Int("r", 5, "runs per test")
 	warmup := fs.Bool("warmup", true, "do one untimed run of each test first")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed runs to this file (go tool pprof)")
 	effort := fs.String("effort", "", "reasoning effort tier: low, medium (default) or high (MoE: experts per token)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: stepflash bench -m MODEL [flags]\n\nPrefill (random prompt of -p tokens) and decode (-n single-token passes) speed on an\nempty cache, like llama-bench's pp and tg tests; min/median/max tok/s over -r runs.\n\nFlags:\n")
@@ -85,6 +88,17 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		experts = *applied.ExpertsPerToken
 	}
 	var results []benchStat
+	if *cpuProfile != "" {
+		pf, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if *nPrompt > 0 {
 		if *warmup {
 			if _, err := e.BenchPrefill(*nPrompt, experts, 0); err != nil {

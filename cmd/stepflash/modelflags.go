@@ -39,6 +39,9 @@ type loaded struct {
 }
 
 func (l *loaded) Close() {
+	if l.engine != nil {
+		l.engine.Close()
+	}
 	if l.model != nil {
 		l.model.Close()
 	}
