@@ -1,10 +1,3 @@
-// Package tokenizer turns text into token ids and back, as llama.cpp does, from the vocabulary in a GGUF file.
-//
-// Supported tokenizer models (tokenizer.ggml.model): "llama" (SentencePiece
-// BPE with byte fallback, llama.cpp's SPM), "gpt2" (byte-level BPE with the
-// pre-tokenizer that tokenizer.ggml.pre selects), "gemma4" (BPE on raw UTF-8
-// with ▁ for spaces) and "bert" (WordPiece, llama.cpp's WPM). Unigram ("t5"),
-// RWKV and PLaMo-2 vocabularies are rejected by New with an error.
 package tokenizer
 
 import (
@@ -141,8 +134,7 @@ func New(v Vocab) (*Tokenizer, error) {
 	t := &Tokenizer{
 		model: v.Model,
 		eot:   NoToken, eom: NoToken, sep: NoToken, pad: NoToken, mask: NoToken,
-		fim:         [6]int32{NoToken, NoToken, NoToken, NoToken, NoToken, NoToken},
-		cleanSpaces: false,
+		fim: [6]int32{NoToken, NoToken, NoToken, NoToken, NoToken, NoToken},
 	}
 	// Per-model defaults (llama_vocab::impl::load).
 	switch v.Model {
