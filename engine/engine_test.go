@@ -39,6 +39,34 @@ func TestSamplerGreedyAndFilters(t *testing.T) {
 	}
 }
 
+func TestSamplerPenaltiesAndBias(t *testing.T) {
+	logits := []float32{3, 2.5, 1, 0}
+	s := NewSampler(SamplerParams{PresencePenalty: 1})
+	if got := s.Sample(logits); got != 0 {
+		t.Fatalf("first pick %d, want 0", got)
+	}
+	s.Accept(0)
+	if got := s.Sample(logits); got != 1 {
+		t.Fatalf("presence penalty 1 on token 0 (3-1 < 2.5): picked %d, want 1", got)
+	}
+	f := NewSampler(SamplerParams{FrequencyPenalty: 0.4})
+	f.Accept(0)
+	if got := f.Sample(logits); got != 0 {
+		t.Fatalf("one occurrence, 3-0.4 > 2.5: picked %d", got)
+	}
+	f.Accept(0)
+	if got := f.Sample(logits); got != 1 {
+		t.Fatalf("two occurrences, 3-0.8 < 2.5: picked %d", got)
+	}
+	b := NewSampler(SamplerParams{LogitBias: map[int32]float32{0: -100, 3: 5}})
+	if got := b.Sample(logits); got != 3 {
+		t.Fatalf("bias: picked %d, want 3", got)
+	}
+	if logits[0] != 3 || logits[3] != 0 {
+		t.Fatal("Sample modified the caller's logits")
+	}
+}
+
 func TestSamplerSeedReproducibleAndSpread(t *testing.T) {
 	logits := make([]float32, 50)
 	for i := range logits {

@@ -300,6 +300,7 @@ func (e *Engine) emit(s *sequence, logits []float32) bool {
 	if !forced {
 		id = s.sampler.Sample(logits)
 	}
+	s.sampler.Accept(id)
 	lp, top := LogSoftmaxTop(logits, id, s.req.TopLogprobs)
 	tok := Token{ID: id, Logprob: lp, Top: top, Forced: forced}
 	tok.Reasoning = s.think.observe(id)
