@@ -46,6 +46,7 @@ type act struct {
 	d     []float32 // Q8 kinds: per-block scale (fp16-rounded for Q8_0/Q8_1)
 	s     []float32 // actQ8_1: fp16(d * sum(qs)) per block
 	bsums []int16   // actQ8_K: sums of 16 consecutive qs
+	d4    []float32 // actQ8_K with n >= 4: d of vectors 4g..4g+3 at block b in d4[(g*nb+b)*4+k]
 }
 
 // grow returns s resized to n, reusing its storage when it is large enough.
@@ -74,6 +75,22 @@ func (a *act) prepare(kind actKind, cols, n int) {
 		a.qs = grow(a.qs, total)
 		a.d = grow(a.d, total/qkK)
 		a.bsums = grow(a.bsums, total/16)
+		a.d4 = grow(a.d4, n/4*4*(cols/qkK))
+	}
+}
+
+// transposeScales fills d4 from d after quantization.
+func (a *act) transposeScales(n int) {
+	if a.kind != actQ8_K {
+		return
+	}
+	nb := a.cols / qkK
+	for g := 0; g < n/4; g++ {
+		for b := 0; b < nb; b++ {
+			for k := 0; k < 4; k++ {
+				a.d4[(g*nb+b)*4+k] = a.d[(4*g+k)*nb+b]
+			}
+		}
 	}
 }
 

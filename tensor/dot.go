@@ -15,6 +15,14 @@ type dotFunc func(w []byte, a *act, e0 int) float32
 // init when the CPU supports them.
 var kernels = map[gguf.Type]dotFunc{}
 
+// dot4Func computes the dots of one weight row with the activation vectors
+// j0..j0+3 of a (j0 a multiple of 4), bit-identical to four dotFunc calls.
+type dot4Func func(w []byte, a *act, j0 int, out *[4]float32)
+
+// kernels4 holds the multi-vector kernels (SIMD builds only); MatMul uses
+// them for batches, else it calls the dotFunc per vector.
+var kernels4 = map[gguf.Type]dot4Func{}
+
 // genericKernels are the pure-Go kernels, always compiled; tests compare the
 // active kernels with them bit for bit.
 var genericKernels = map[gguf.Type]dotFunc{

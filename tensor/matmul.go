@@ -46,6 +46,8 @@ func MatMul(p *Pool, m Matrix, x []float32, n int, out []float32) {
 	} else {
 		a.quantize(x, 0, n*m.Cols)
 	}
+	a.transposeScales(n)
+	dot4 := kernels4[m.Type]
 
 	rows, cols, data := m.Rows, m.Cols, m.Data
 	work := func(lo, hi int) {
@@ -55,11 +57,22 @@ func MatMul(p *Pool, m Matrix, x []float32, n int, out []float32) {
 			}
 			return
 		}
+		var o4 [4]float32
 		for c0 := 0; c0 < n; c0 += colTile {
 			c1 := min(c0+colTile, n)
 			for r := lo; r < hi; r++ {
 				w := data[r*rb : (r+1)*rb]
-				for j := c0; j < c1; j++ {
+				j := c0
+				if dot4 != nil {
+					for ; j+4 <= c1; j += 4 {
+						dot4(w, a, j, &o4)
+						out[j*rows+r] = o4[0]
+						out[(j+1)*rows+r] = o4[1]
+						out[(j+2)*rows+r] = o4[2]
+						out[(j+3)*rows+r] = o4[3]
+					}
+				}
+				for ; j < c1; j++ {
 					out[j*rows+r] = dot(w, a, j*cols)
 				}
 			}

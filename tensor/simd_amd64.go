@@ -29,6 +29,11 @@ func init() {
 	kernels[gguf.TypeQ5_1] = dotQ5_1SIMD
 	kernels[gguf.TypeQ4_K] = dotQ4_KSIMD
 	kernels[gguf.TypeQ6_K] = dotQ6_KSIMD
+	kernels[gguf.TypeQ5_K] = dotQ5_KSIMD
+	kernels[gguf.TypeQ3_K] = dotQ3_KSIMD
+	kernels[gguf.TypeQ2_K] = dotQ2_KSIMD
+	kernels4[gguf.TypeQ4_K] = dot4Q4_KSIMD
+	kernels4[gguf.TypeQ6_K] = dot4Q6_KSIMD
 	dotImpl = dotSIMD32
 	axpyImpl = axpySIMD
 	scaleImpl = scaleSIMD
@@ -334,19 +339,18 @@ func dotQ5_1SIMD(w []byte, a *act, e0 int) float32 {
 
 // ---- K-quants ----
 
-// Byte-shuffle indices that spread one scale byte over 16 bytes (k4Bcast[j])
-// and pairs for Q6_K (q6Pair[g]: 8 copies of byte g then 8 of byte g+1), and
-// the Q4_K mins pattern m0,m0,m1,m1,...
+// Byte-shuffle indices: k4Idx[j] picks int16 element j in each 128-bit lane
+// (a Q4_K/Q5_K sub-block scale); q6Pair[g] gives 8 copies of byte g then 8 of
+// byte g+1 (Q6_K scales of two 16-element groups).
 var (
-	k4Bcast [8][16]int8
-	q6Pair  [16][16]int8
-	minsDup = [16]int8{0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7}
+	k4Idx  [8][32]int8
+	q6Pair [16][16]int8
 )
 
 func init() {
-	for j := range k4Bcast {
-		for i := range k4Bcast[j] {
-			k4Bcast[j][i] = int8(j)
+	for j := range k4Idx {
+		for i := range k4Idx[j] {
+			k4Idx[j][i] = int8(2*j + i%2)
 		}
 	}
 	for g := 0; g < 15; g++ {
@@ -372,6 +376,42 @@ func q4KScalesU64(s unsafe.Pointer) (sc, mn uint64) {
 	return uint64(u0) | uint64(u1)<<32, uint64(u2) | uint64(u3)<<32
 }
 
+// q4KScaleVecs returns the 8 sub-block scales as int16 in both 128-bit lanes
+// and the 8 mins as int16, from the 12-byte scales field at p.
+func q4KScaleVecs(p unsafe.Pointer) (scv i16x16, mins archsimd.Int16x8) {
+	scU, mnU := q4KScalesU64(p)
+	e := archsimd.BroadcastUint64x2(scU).SetElem(1, mnU).AsInt8x16().ExtendToInt16()
+	lo := e.GetLo()
+	return e.SetHi(lo), e.GetHi()
+}
+
+// subScale broadcasts sub-block j's scale from scv to all 16 elements.
+func subScale(scv i16x16, idx i8x32) i16x16 {
+	return scv.AsInt8x32().PermuteOrZeroGrouped(idx).AsInt16x16()
+}
+
+// bsumPairs returns the 8 sums of adjacent Q8_K block sums (per 32 elements).
+func bsumPairs(pbs unsafe.Pointer, off int) archsimd.Int16x8 {
+	v := ldI16(pbs, off)
+	return v.GetLo().AddPairs(v.GetHi())
+}
+
+func hsumI32x4(v archsimd.Int32x4) int32 {
+	v = v.AddPairs(v)
+	v = v.AddPairs(v)
+	return v.GetElem(0)
+}
+
+// reduce4 returns the lane sums of four int32x8 accumulators.
+func reduce4(a0, a1, a2, a3 i32x8) archsimd.Int32x4 {
+	h := a0.AddPairsGrouped(a1).AddPairsGrouped(a2.AddPairsGrouped(a3))
+	return h.GetLo().Add(h.GetHi())
+}
+
+func reduce4x4(a0, a1, a2, a3 archsimd.Int32x4) archsimd.Int32x4 {
+	return a0.AddPairs(a1).AddPairs(a2.AddPairs(a3))
+}
+
 func dotQ4_KSIMD(w []byte, a *act, e0 int) float32 {
 	nb := a.cols / qkK
 	w = w[:nb*bytesQ4_K]
@@ -380,38 +420,75 @@ func dotQ4_KSIMD(w []byte, a *act, e0 int) float32 {
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	mask := archsimd.BroadcastUint8x32(0x0f)
-	dup := ldIdx(&minsDup)
-	b0, b1, b2, b3 := ldIdx(&k4Bcast[0]), ldIdx(&k4Bcast[1]), ldIdx(&k4Bcast[2]), ldIdx(&k4Bcast[3])
-	b4, b5, b6, b7 := ldIdx(&k4Bcast[4]), ldIdx(&k4Bcast[5]), ldIdx(&k4Bcast[6]), ldIdx(&k4Bcast[7])
+	i0, i1, i2, i3 := archsimd.LoadInt8x32(&k4Idx[0]), archsimd.LoadInt8x32(&k4Idx[1]), archsimd.LoadInt8x32(&k4Idx[2]), archsimd.LoadInt8x32(&k4Idx[3])
+	i4, i5, i6, i7 := archsimd.LoadInt8x32(&k4Idx[4]), archsimd.LoadInt8x32(&k4Idx[5]), archsimd.LoadInt8x32(&k4Idx[6]), archsimd.LoadInt8x32(&k4Idx[7])
 	var sum float32
 	for b := 0; b < nb; b++ {
 		p := unsafe.Add(pw, b*bytesQ4_K)
 		y := unsafe.Add(py, b*qkK)
-		scU, mnU := q4KScalesU64(unsafe.Add(p, 4))
-		mins := archsimd.BroadcastUint64x2(mnU).AsInt8x16().PermuteOrZero(dup).ExtendToInt16()
-		imin := hsumI32(ldI16(pbs, b*32).DotProductPairs(mins))
-		scv := archsimd.BroadcastUint64x2(scU).AsInt8x16()
+		scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
+		imin := hsumI32x4(mins.DotProductPairs(bsumPairs(pbs, b*32)))
 		q := unsafe.Add(p, 16)
-
-		var acc i32x8
-		step := func(c int, s0, s1 i8x16) {
-			q4 := ldU8(q, 32*c)
-			lo := q4.And(mask)
-			hi := q4.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask)
-			p0 := lo.DotProductPairsSaturated(ldI8(y, 64*c)).DotProductPairs(scv.PermuteOrZero(s0).ExtendToInt16())
-			p1 := hi.DotProductPairsSaturated(ldI8(y, 64*c+32)).DotProductPairs(scv.PermuteOrZero(s1).ExtendToInt16())
-			acc = acc.Add(p0).Add(p1)
-		}
-		step(0, b0, b1)
-		step(1, b2, b3)
-		step(2, b4, b5)
-		step(3, b6, b7)
+		q0, q1, q2, q3 := ldU8(q, 0), ldU8(q, 32), ldU8(q, 64), ldU8(q, 96)
+		acc := q0.And(mask).DotProductPairsSaturated(ldI8(y, 0)).DotProductPairs(subScale(scv, i0))
+		acc = acc.Add(q0.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 32)).DotProductPairs(subScale(scv, i1)))
+		acc = acc.Add(q1.And(mask).DotProductPairsSaturated(ldI8(y, 64)).DotProductPairs(subScale(scv, i2)))
+		acc = acc.Add(q1.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 96)).DotProductPairs(subScale(scv, i3)))
+		acc = acc.Add(q2.And(mask).DotProductPairsSaturated(ldI8(y, 128)).DotProductPairs(subScale(scv, i4)))
+		acc = acc.Add(q2.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 160)).DotProductPairs(subScale(scv, i5)))
+		acc = acc.Add(q3.And(mask).DotProductPairsSaturated(ldI8(y, 192)).DotProductPairs(subScale(scv, i6)))
+		acc = acc.Add(q3.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 224)).DotProductPairs(subScale(scv, i7)))
 		isum := hsumI32(acc)
 		d := ds[b] * f16ToF32(ldU16(p, 0))
 		dmin := ds[b] * f16ToF32(ldU16(p, 2))
 		sum = kAcc(sum, d, isum, dmin, imin)
 	}
 	return sum
+}
+
+// dot4Q4_KSIMD is dotQ4_KSIMD for activation vectors j0..j0+3, sharing the
+// weight unpacking; the per-vector float steps are done 4 lanes wide with the
+// same operations as kAcc.
+func dot4Q4_KSIMD(w []byte, a *act, j0 int, out *[4]float32) {
+	nb := a.cols / qkK
+	w = w[:nb*bytesQ4_K]
+	e0 := j0 * a.cols
+	qs := a.qs[e0 : e0+4*a.cols]
+	bsums := a.bsums[e0/16 : (e0+4*a.cols)/16]
+	d4 := a.d4[j0/4*nb*4 : (j0/4+1)*nb*4]
+	pw, py, pbs, pd := ptr(w), ptr(qs), ptr(bsums), ptr(d4)
+	st, sb := a.cols, a.cols/16*2 // byte strides between vectors in qs and bsums
+	mask := archsimd.BroadcastUint8x32(0x0f)
+	var sum4 archsimd.Float32x4
+	for b := 0; b < nb; b++ {
+		p := unsafe.Add(pw, b*bytesQ4_K)
+		y := unsafe.Add(py, b*qkK)
+		scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
+		bo := b * 32
+		imin := reduce4x4(mins.DotProductPairs(bsumPairs(pbs, bo)), mins.DotProductPairs(bsumPairs(pbs, bo+sb)),
+			mins.DotProductPairs(bsumPairs(pbs, bo+2*sb)), mins.DotProductPairs(bsumPairs(pbs, bo+3*sb)))
+		q := unsafe.Add(p, 16)
+		var acc0, acc1, acc2, acc3 i32x8
+		for c := 0; c < 4; c++ {
+			q4 := ldU8(q, 32*c)
+			lo := q4.And(mask)
+			hi := q4.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask)
+			s0 := subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c]))
+			s1 := subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c+1]))
+			o := 64 * c
+			acc0 = acc0.Add(lo.DotProductPairsSaturated(ldI8(y, o)).DotProductPairs(s0)).Add(hi.DotProductPairsSaturated(ldI8(y, o+32)).DotProductPairs(s1))
+			acc1 = acc1.Add(lo.DotProductPairsSaturated(ldI8(y, st+o)).DotProductPairs(s0)).Add(hi.DotProductPairsSaturated(ldI8(y, st+o+32)).DotProductPairs(s1))
+			acc2 = acc2.Add(lo.DotProductPairsSaturated(ldI8(y, 2*st+o)).DotProductPairs(s0)).Add(hi.DotProductPairsSaturated(ldI8(y, 2*st+o+32)).DotProductPairs(s1))
+			acc3 = acc3.Add(lo.DotProductPairsSaturated(ldI8(y, 3*st+o)).DotProductPairs(s0)).Add(hi.DotProductPairsSaturated(ldI8(y, 3*st+o+32)).DotProductPairs(s1))
+		}
+		isum := reduce4(acc0, acc1, acc2, acc3)
+		dy := archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))
+		d := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 0))))
+		dmin := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 2))))
+		sum4 = sum4.Add(d.Mul(isum.ConvertToFloat32()))
+		sum4 = sum4.Sub(dmin.Mul(imin.ConvertToFloat32()))
+	}
+	sum4.Store(out)
 }
 
 func dotQ6_KSIMD(w []byte, a *act, e0 int) float32 {
@@ -448,6 +525,184 @@ func dotQ6_KSIMD(w []byte, a *act, e0 int) float32 {
 		}
 		isum := hsumI32(acc.Sub(bias.ShiftAllLeft(5)))
 		sum = kAcc(sum, ds[b]*f16ToF32(ldU16(p, 208)), isum, 0, 0)
+	}
+	return sum
+}
+
+// q6Quants returns the four 32-element quant vectors (0..63) of one 128-element
+// half of a Q6_K block at p (ql at p+64n, qh at p+128+32n).
+func q6Quants(p unsafe.Pointer, n int, m4, m30 u8x32) (q1, q2, q3, q4 u8x32) {
+	ql0 := ldU8(p, 64*n)
+	ql1 := ldU8(p, 64*n+32)
+	qh := ldU8(p, 128+32*n).AsUint16x16()
+	q1 = ql0.And(m4).Or(qh.ShiftAllLeft(4).AsUint8x32().And(m30))
+	q2 = ql1.And(m4).Or(qh.ShiftAllLeft(2).AsUint8x32().And(m30))
+	q3 = ql0.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.AsUint8x32().And(m30))
+	q4 = ql1.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.ShiftAllRight(2).AsUint8x32().And(m30))
+	return
+}
+
+// dot4Q6_KSIMD is dotQ6_KSIMD for activation vectors j0..j0+3.
+func dot4Q6_KSIMD(w []byte, a *act, j0 int, out *[4]float32) {
+	nb := a.cols / qkK
+	w = w[:nb*bytesQ6_K]
+	e0 := j0 * a.cols
+	qs := a.qs[e0 : e0+4*a.cols]
+	bsums := a.bsums[e0/16 : (e0+4*a.cols)/16]
+	d4 := a.d4[j0/4*nb*4 : (j0/4+1)*nb*4]
+	pw, py, pbs, pd := ptr(w), ptr(qs), ptr(bsums), ptr(d4)
+	st, sb := a.cols, a.cols/16*2
+	m4 := archsimd.BroadcastUint8x32(0x0f)
+	m30 := archsimd.BroadcastUint8x32(0x30)
+	var sum4 archsimd.Float32x4
+	for b := 0; b < nb; b++ {
+		p := unsafe.Add(pw, b*bytesQ6_K)
+		y := unsafe.Add(py, b*qkK)
+		sc := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(p, 192)))
+		sc16 := sc.ExtendToInt16()
+		bo := b * 32
+		acc0 := ldI16(pbs, bo).DotProductPairs(sc16).ShiftAllLeft(5)
+		acc1 := ldI16(pbs, bo+sb).DotProductPairs(sc16).ShiftAllLeft(5)
+		acc2 := ldI16(pbs, bo+2*sb).DotProductPairs(sc16).ShiftAllLeft(5)
+		acc3 := ldI16(pbs, bo+3*sb).DotProductPairs(sc16).ShiftAllLeft(5)
+		var zero i32x8
+		acc0, acc1, acc2, acc3 = zero.Sub(acc0), zero.Sub(acc1), zero.Sub(acc2), zero.Sub(acc3)
+		for n := 0; n < 2; n++ {
+			q1, q2, q3, q4 := q6Quants(p, n, m4, m30)
+			for k, q := range [4]u8x32{q1, q2, q3, q4} {
+				s := sc.PermuteOrZero(ldIdx(&q6Pair[8*n+2*k])).ExtendToInt16()
+				o := 128*n + 32*k
+				acc0 = acc0.Add(q.DotProductPairsSaturated(ldI8(y, o)).DotProductPairs(s))
+				acc1 = acc1.Add(q.DotProductPairsSaturated(ldI8(y, st+o)).DotProductPairs(s))
+				acc2 = acc2.Add(q.DotProductPairsSaturated(ldI8(y, 2*st+o)).DotProductPairs(s))
+				acc3 = acc3.Add(q.DotProductPairsSaturated(ldI8(y, 3*st+o)).DotProductPairs(s))
+			}
+		}
+		isum := reduce4(acc0, acc1, acc2, acc3)
+		dy := archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))
+		d := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 208))))
+		sum4 = sum4.Add(d.Mul(isum.ConvertToFloat32()))
+	}
+	sum4.Store(out)
+}
+
+// bitTo moves bit k of every byte of v to bit `to` (other bits are garbage;
+// callers mask).
+func bitTo(v archsimd.Uint16x16, k, to int) u8x32 {
+	switch {
+	case k < to:
+		return v.ShiftAllLeft(uint64(to - k)).AsUint8x32()
+	case k > to:
+		return v.ShiftAllRight(uint64(k - to)).AsUint8x32()
+	}
+	return v.AsUint8x32()
+}
+
+func dotQ5_KSIMD(w []byte, a *act, e0 int) float32 {
+	nb := a.cols / qkK
+	w = w[:nb*bytesQ5_K]
+	qs := a.qs[e0 : e0+a.cols]
+	bsums := a.bsums[e0/16 : e0/16+nb*16]
+	ds := a.d[e0/qkK : e0/qkK+nb]
+	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
+	mask := archsimd.BroadcastUint8x32(0x0f)
+	m10 := archsimd.BroadcastUint8x32(0x10)
+	var sum float32
+	for b := 0; b < nb; b++ {
+		p := unsafe.Add(pw, b*bytesQ5_K)
+		y := unsafe.Add(py, b*qkK)
+		scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
+		imin := hsumI32x4(mins.DotProductPairs(bsumPairs(pbs, b*32)))
+		qh := ldU8(p, 16).AsUint16x16()
+		var acc i32x8
+		for c := 0; c < 4; c++ {
+			q4 := ldU8(p, 48+32*c)
+			lo := q4.And(mask).Or(bitTo(qh, 2*c, 4).And(m10))
+			hi := q4.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).Or(bitTo(qh, 2*c+1, 4).And(m10))
+			acc = acc.Add(lo.DotProductPairsSaturated(ldI8(y, 64*c)).DotProductPairs(subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c]))))
+			acc = acc.Add(hi.DotProductPairsSaturated(ldI8(y, 64*c+32)).DotProductPairs(subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c+1]))))
+		}
+		isum := hsumI32(acc)
+		d := ds[b] * f16ToF32(ldU16(p, 0))
+		dmin := ds[b] * f16ToF32(ldU16(p, 2))
+		sum = kAcc(sum, d, isum, dmin, imin)
+	}
+	return sum
+}
+
+// q3KScales returns Q3_K's 16 scales (minus 32) from the 12 bytes at p.
+func q3KScales(p unsafe.Pointer) i8x16 {
+	const kmask1, kmask2 = 0x03030303, 0x0f0f0f0f
+	a0 := *(*uint32)(p)
+	a1 := *(*uint32)(unsafe.Add(p, 4))
+	tmp := *(*uint32)(unsafe.Add(p, 8))
+	s2 := ((a0 >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4)
+	s3 := ((a1 >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4)
+	s0 := (a0 & kmask2) | (((tmp >> 0) & kmask1) << 4)
+	s1 := (a1 & kmask2) | (((tmp >> 2) & kmask1) << 4)
+	v := archsimd.BroadcastUint64x2(uint64(s0)|uint64(s1)<<32).SetElem(1, uint64(s2)|uint64(s3)<<32)
+	return v.AsInt8x16().Sub(archsimd.BroadcastInt8x16(32))
+}
+
+func dotQ3_KSIMD(w []byte, a *act, e0 int) float32 {
+	nb := a.cols / qkK
+	w = w[:nb*bytesQ3_K]
+	qs := a.qs[e0 : e0+a.cols]
+	bsums := a.bsums[e0/16 : e0/16+nb*16]
+	ds := a.d[e0/qkK : e0/qkK+nb]
+	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
+	m3 := archsimd.BroadcastUint8x32(3)
+	m4 := archsimd.BroadcastUint8x32(4)
+	var sum float32
+	for b := 0; b < nb; b++ {
+		p := unsafe.Add(pw, b*bytesQ3_K)
+		y := unsafe.Add(py, b*qkK)
+		sc := q3KScales(unsafe.Add(p, 96))
+		// The quants are u-4 with u = q | h<<2 in 0..7: subtract 4*sum(sc*bsums).
+		acc := archsimd.Int32x8{}.Sub(ldI16(pbs, b*32).DotProductPairs(sc.ExtendToInt16()).ShiftAllLeft(2))
+		hm := ldU8(p, 0).AsUint16x16()
+		for n := 0; n < 2; n++ {
+			q := ldU8(p, 32+32*n).AsUint16x16()
+			for j := 0; j < 4; j++ {
+				u := q.ShiftAllRight(uint64(2 * j)).AsUint8x32().And(m3).Or(bitTo(hm, 4*n+j, 2).And(m4))
+				s := sc.PermuteOrZero(ldIdx(&q6Pair[8*n+2*j])).ExtendToInt16()
+				acc = acc.Add(u.DotProductPairsSaturated(ldI8(y, 128*n+32*j)).DotProductPairs(s))
+			}
+		}
+		sum = kAcc(sum, ds[b]*f16ToF32(ldU16(p, 108)), hsumI32(acc), 0, 0)
+	}
+	return sum
+}
+
+func dotQ2_KSIMD(w []byte, a *act, e0 int) float32 {
+	nb := a.cols / qkK
+	w = w[:nb*bytesQ2_K]
+	qs := a.qs[e0 : e0+a.cols]
+	bsums := a.bsums[e0/16 : e0/16+nb*16]
+	ds := a.d[e0/qkK : e0/qkK+nb]
+	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
+	m3 := archsimd.BroadcastUint8x32(3)
+	m15 := archsimd.BroadcastUint8x16(15)
+	var sum float32
+	for b := 0; b < nb; b++ {
+		p := unsafe.Add(pw, b*bytesQ2_K)
+		y := unsafe.Add(py, b*qkK)
+		raw := archsimd.LoadUint8x16((*[16]uint8)(p))
+		sc := raw.And(m15).AsInt8x16()
+		mn := raw.AsUint16x8().ShiftAllRight(4).AsUint8x16().And(m15).AsInt8x16()
+		imin := hsumI32(ldI16(pbs, b*32).DotProductPairs(mn.ExtendToInt16()))
+		var acc i32x8
+		for n := 0; n < 2; n++ {
+			q := ldU8(p, 16+32*n).AsUint16x16()
+			for j := 0; j < 4; j++ {
+				u := q.ShiftAllRight(uint64(2 * j)).AsUint8x32().And(m3)
+				s := sc.PermuteOrZero(ldIdx(&q6Pair[8*n+2*j])).ExtendToInt16()
+				acc = acc.Add(u.DotProductPairsSaturated(ldI8(y, 128*n+32*j)).DotProductPairs(s))
+			}
+		}
+		d := ds[b] * f16ToF32(ldU16(p, 80))
+		dmin := ds[b] * f16ToF32(ldU16(p, 82))
+		sum = kAcc(sum, d, hsumI32(acc), dmin, imin)
 	}
 	return sum
 }
