@@ -128,6 +128,10 @@ type Request struct {
 	LimitThinking    bool
 	ThinkingBudget   int
 	StartsInThinking bool
+	// JSONObject constrains the answer (after any thinking block) to one
+	// JSON object (OpenAI response_format json_object); generation ends
+	// with an end-of-generation token when the object is complete.
+	JSONObject bool
 }
 
 // HandOver is the text the engine writes to close a thinking block whose

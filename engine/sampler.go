@@ -76,8 +76,50 @@ func (s *Sampler) adjust(logits []float32) []float32 {
 }
 
 // Sample picks the next token from one row of logits.
-func (s *Sampler) Sample(logits []float32) int32 {
+func (s *Sampler) Sample(logits []float32) int32 { return s.SampleAllowed(logits, nil) }
+
+// SampleAllowed is Sample restricted to the tokens allow accepts (nil: all).
+// The usual filters pick a shortlist first; when none of it is allowed, the
+// most likely allowed token is taken. It returns -1 if no token is allowed.
+func (s *Sampler) SampleAllowed(logits []float32, allow func(int32) bool) int32 {
 	logits = s.adjust(logits)
+	if allow != nil {
+		if s.p.Greedy() {
+			if id := Argmax(logits); allow(id) {
+				return id
+			}
+			return bestAllowed(logits, allow)
+		}
+		id := s.sample(logits, allow)
+		if id < 0 {
+			return bestAllowed(logits, allow)
+		}
+		return id
+	}
+	return s.sample(logits, nil)
+}
+
+// bestAllowed returns the allowed token with the largest logit, or -1.
+func bestAllowed(logits []float32, allow func(int32) bool) int32 {
+	idx := make([]int32, len(logits))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	sort.Slice(idx, func(a, b int) bool {
+		if logits[idx[a]] != logits[idx[b]] {
+			return logits[idx[a]] > logits[idx[b]]
+		}
+		return idx[a] < idx[b]
+	})
+	for _, id := range idx {
+		if allow(id) {
+			return id
+		}
+	}
+	return -1
+}
+
+func (s *Sampler) sample(logits []float32, allow func(int32) bool) int32 {
 	if s.p.Greedy() {
 		return Argmax(logits)
 	}
@@ -115,6 +157,18 @@ func (s *Sampler) Sample(logits []float32) int32 {
 			n++
 		}
 		c = c[:n]
+	}
+	if allow != nil {
+		kept := c[:0]
+		for _, x := range c {
+			if allow(x.id) {
+				kept = append(kept, x)
+			}
+		}
+		if len(kept) == 0 {
+			return -1
+		}
+		c = kept
 	}
 	softmaxCand(c, s.p.Temperature)
 	r := s.rng.Float64()

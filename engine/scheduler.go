@@ -22,6 +22,7 @@ type sequence struct {
 	tokens    []int32 // prompt followed by generated tokens
 	sampler   *Sampler
 	think     *thinkState
+	json      *jsonState // response_format json_object, else nil
 	dec       *tokenizer.StreamDecoder
 	generated int
 	started   time.Time // admitted
@@ -136,6 +137,9 @@ func (e *Engine) admit() {
 		s.tokens = append([]int32(nil), s.req.Prompt...)
 		s.sampler = NewSampler(s.req.Sampling)
 		s.think = newThinkState(e.Tok, s.req)
+		if s.req.JSONObject {
+			s.json = &jsonState{}
+		}
 		s.dec = e.Tok.NewStreamDecoder()
 		s.started = time.Now()
 		s.res.CachedTokens = s.past
@@ -297,7 +301,15 @@ func (e *Engine) step() {
 // emit samples the next token of s from its logits and reports whether s is finished.
 func (e *Engine) emit(s *sequence, logits []float32) bool {
 	id, forced := s.think.next()
-	if !forced {
+	switch {
+	case forced:
+	case s.json != nil && !s.think.in:
+		if id = e.sampleJSON(s, logits); id < 0 {
+			s.push(Token{ID: -1})
+			s.res.FinishReason = "stop"
+			return true
+		}
+	default:
 		id = s.sampler.Sample(logits)
 	}
 	s.sampler.Accept(id)
@@ -315,6 +327,9 @@ func (e *Engine) emit(s *sequence, logits []float32) bool {
 		return true
 	}
 	tok.Text = s.dec.Push(id)
+	if s.json != nil && !tok.Reasoning {
+		s.json.advance(e.Tok.Piece(id))
+	}
 	s.tokens = append(s.tokens, id)
 	s.push(tok)
 	if s.cancelled.Load() {
@@ -322,4 +337,18 @@ func (e *Engine) emit(s *sequence, logits []float32) bool {
 		return true
 	}
 	return s.generated >= s.maxNew
+}
+
+// sampleJSON picks a token that keeps the answer a valid JSON object prefix;
+// once the object is complete it picks an end-of-generation token.
+func (e *Engine) sampleJSON(s *sequence, logits []float32) int32 {
+	if s.json.done {
+		if eogs := e.Tok.EOGs(); len(eogs) > 0 {
+			return eogs[0]
+		}
+		return -1
+	}
+	return s.sampler.SampleAllowed(logits, func(id int32) bool {
+		return !e.Tok.IsControl(id) && s.json.accepts(e.Tok.Piece(id))
+	})
 }
