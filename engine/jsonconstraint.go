@@ -283,6 +283,7 @@ func (s *jsonState) numberByte(c byte) {
 	}
 	// The number ended at a complete state; c continues after the value.
 	s.mode = jmAfter
+	s.ws = 0 // c is counted again by the re-feed
 	s.feed(c)
 }
 
