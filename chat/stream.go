@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Delta is one piece of parsed model output, in OpenAI streaming terms.
@@ -107,6 +108,7 @@ type StreamParser struct {
 	family  Family
 	mode    mode
 	buf     string          // input not yet decided
+	partial string          // incomplete UTF-8 sequence at the end of input
 	pending string          // trailing whitespace held back
 	gap     string          // whitespace dropped before the current tag
 	body    strings.Builder // tool call text being collected
@@ -135,8 +137,32 @@ func (p *StreamParser) Push(text string) []Delta {
 	if p.done {
 		return nil
 	}
-	p.buf += text
+	p.buf += p.partial + text
+	p.partial = ""
+	if n := incompleteRune(p.buf); n > 0 {
+		// Wait for the rest of a UTF-8 sequence split across pushes.
+		p.partial = p.buf[len(p.buf)-n:]
+		p.buf = p.buf[:len(p.buf)-n]
+	}
 	return p.process(false, nil)
+}
+
+// incompleteRune returns the length of an incomplete UTF-8 sequence at the
+// end of s.
+func incompleteRune(s string) int {
+	for n := 1; n <= 3 && n <= len(s); n++ {
+		c := s[len(s)-n]
+		if c < 0x80 {
+			return 0
+		}
+		if c >= 0xC0 { // leading byte
+			if utf8.FullRuneInString(s[len(s)-n:]) {
+				return 0
+			}
+			return n
+		}
+	}
+	return 0
 }
 
 // Finish ends the reply and returns the remaining deltas.
@@ -144,6 +170,8 @@ func (p *StreamParser) Finish() []Delta {
 	if p.done {
 		return nil
 	}
+	p.buf += p.partial
+	p.partial = ""
 	ds := p.process(true, nil)
 	p.done = true
 	return ds
@@ -221,7 +249,9 @@ func (p *StreamParser) process(final bool, ds []Delta) []Delta {
 			if p.family == FamilyLlama3 && !p.started {
 				t := strings.TrimLeftFunc(p.pending+p.buf, unicode.IsSpace)
 				if t == "" && !final {
-					p.pending += p.buf
+					if !p.trim {
+						p.pending += p.buf
+					}
 					p.buf = ""
 					return ds
 				}

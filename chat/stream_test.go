@@ -23,6 +23,7 @@ var parseCases = []parseCase{
 	{name: "plain", family: FamilyHermes, in: "Hello world", want: Result{Content: "Hello world"}},
 	{name: "angle brackets", family: FamilyHermes, in: "a < b and <b>bold</b> <tool", want: Result{Content: "a < b and <b>bold</b> <tool"}},
 	{name: "trailing whitespace", family: FamilyNone, in: "  Hi there\n\n", want: Result{Content: "  Hi there"}},
+	{name: "multibyte", family: FamilyHermes, in: "<think>é 日本\u00a0</think>\u00a0🎉 done\u2028", want: Result{Reasoning: "é 日本", Content: "🎉 done"}},
 	{name: "think block", family: FamilyHermes, in: "<think>\nreason\nmore\n</think>\n\nAnswer.", want: Result{Reasoning: "reason\nmore", Content: "Answer."}},
 	{name: "empty think", family: FamilyHermes, in: "<think>\n\n</think>\n\nAnswer", want: Result{Content: "Answer"}},
 	{name: "starts in thinking", family: FamilyHermes, thinking: true, in: "reason here\n</think>\n\nAnswer", want: Result{Reasoning: "reason here", Content: "Answer"}},
@@ -142,7 +143,7 @@ func TestStreamSplits(t *testing.T) {
 				}
 			}
 			bytes := make([]string, len(c.in))
-			for i := range c.in {
+			for i := 0; i < len(c.in); i++ {
 				bytes[i] = c.in[i : i+1]
 			}
 			if got := runParser(c, bytes); !reflect.DeepEqual(got, c.want) {
@@ -200,4 +201,19 @@ func TestMistralIDs(t *testing.T) {
 	if len(r.ToolCalls) != 1 || len(r.ToolCalls[0].ID) != 9 {
 		t.Fatalf("%#v", r)
 	}
+}
+
+// FuzzStreamSplit checks split invariance on arbitrary replies.
+func FuzzStreamSplit(f *testing.F) {
+	for _, c := range parseCases {
+		f.Add(c.in, uint(len(c.in)/2), uint8(c.family), c.thinking)
+	}
+	f.Fuzz(func(t *testing.T, in string, at uint, fam uint8, thinking bool) {
+		c := parseCase{family: Family(fam % 4), thinking: thinking, in: in}
+		i := int(at % uint(len(in)+1))
+		whole := runParser(c, []string{in})
+		if got := runParser(c, []string{in[:i], in[i:]}); !reflect.DeepEqual(got, whole) {
+			t.Fatalf("split at %d: %#v\nwhole: %#v", i, got, whole)
+		}
+	})
 }

@@ -13,7 +13,12 @@ type Template struct {
 }
 
 // Compile parses src.
-func Compile(src string) (*Template, error) {
+func Compile(src string) (t *Template, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			t, err = nil, fmt.Errorf("template compile panic: %v", r)
+		}
+	}()
 	nodes, err := compile(src)
 	if err != nil {
 		return nil, err
@@ -78,6 +83,32 @@ func (s *scope) lookup(name string) (Value, bool) {
 
 type renderer struct {
 	depth int
+	steps int // loop iterations and output writes, bounded by maxSteps
+	out   int // bytes written, bounded by maxOutput
+}
+
+// Limits that stop a hostile template from hanging a render (variables so
+// tests can lower them).
+var (
+	maxSteps  = 2_000_000
+	maxOutput = 64 << 20
+)
+
+func (r *renderer) write(b *strings.Builder, s string) error {
+	r.out += len(s)
+	if r.out > maxOutput {
+		return fmt.Errorf("template output exceeds %d bytes", maxOutput)
+	}
+	b.WriteString(s)
+	return nil
+}
+
+func (r *renderer) step() error {
+	r.steps++
+	if r.steps > maxSteps {
+		return fmt.Errorf("template exceeds %d loop iterations", maxSteps)
+	}
+	return nil
 }
 
 var (
@@ -99,13 +130,13 @@ func (r *renderer) exec(nodes []node, s *scope, b *strings.Builder) error {
 func (r *renderer) execNode(n node, s *scope, b *strings.Builder) error {
 	switch n := n.(type) {
 	case *textNode:
-		b.WriteString(n.s)
+		return r.write(b, n.s)
 	case *outputNode:
 		v, err := r.eval(n.e, s)
 		if err != nil {
 			return err
 		}
-		b.WriteString(toStr(v))
+		return r.write(b, toStr(v))
 	case *ifNode:
 		for i, c := range n.conds {
 			v, err := r.eval(c, s)
@@ -262,6 +293,9 @@ func (r *renderer) loop(n *forNode, seq Value, s *scope, b *strings.Builder, dep
 	var lastChanged []Value
 	changedInit := false
 	for i, it := range items {
+		if err := r.step(); err != nil {
+			return err
+		}
 		total := int64(len(items))
 		idx := int64(i)
 		loopD.Set("index", idx+1)

@@ -68,3 +68,21 @@ func TestGolden(t *testing.T) {
 		})
 	}
 }
+
+func TestLimits(t *testing.T) {
+	defer func(s, o int) { maxSteps, maxOutput = s, o }(maxSteps, maxOutput)
+	maxSteps, maxOutput = 100_000, 1<<20
+	for _, src := range []string{
+		"{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+		"{% for a in range(100000) %}{% for b in range(100000) %}xxxxxxxxxxxxxxxx{% endfor %}{% endfor %}",
+		"{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+	} {
+		tmpl, err := Compile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tmpl.Render(nil); err == nil {
+			t.Errorf("%s: no error", src)
+		}
+	}
+}
