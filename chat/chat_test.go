@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,5 +155,30 @@ func TestRenderExtraAndParts(t *testing.T) {
 	got, err = tmpl.Render([]Message{{Role: "user", Parts: []Part{{Type: "text", Text: "a"}, {Type: "image"}}}}, RenderOptions{})
 	if want := "<text:a><image:>"; err != nil || got != want {
 		t.Fatalf("got %q, %v; want %q", got, err, want)
+	}
+}
+
+func TestRenderConcurrent(t *testing.T) {
+	tmpl := mustTemplate(t, "gemma4.jinja")
+	msgs := []Message{{Role: "system", Content: "s"}, {Role: "user", Content: "u"}}
+	opts := RenderOptions{AddGenerationPrompt: true, Tools: []Tool{{Function: ToolFunction{Name: "f", Parameters: []byte(`{"type": "object", "properties": {"a": {"type": "string"}}}`)}}}}
+	want, err := tmpl.Render(msgs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			got, err := tmpl.Render(msgs, opts)
+			if err == nil && got != want {
+				err = fmt.Errorf("concurrent render differs")
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
