@@ -36,6 +36,12 @@ func vecDotKind(t gguf.Type) actKind {
 	return actF32
 }
 
+// Block quantizers; SIMD builds replace them at init.
+var (
+	quantQ8_0Impl = quantizeBlockQ8_0
+	quantQ8_KImpl = quantizeBlockQ8_K
+)
+
 // act holds n quantized activation vectors of cols elements each, stored
 // back to back (vector j starts at element j*cols).
 type act struct {
@@ -113,11 +119,11 @@ func (a *act) quantize(x []float32, lo, hi int) {
 			s = a.s
 		}
 		for b := lo / qk; b < hi/qk; b++ {
-			quantizeBlockQ8_0(x[b*qk:b*qk+qk], a.qs[b*qk:b*qk+qk], a.d, s, b)
+			quantQ8_0Impl(x[b*qk:b*qk+qk], a.qs[b*qk:b*qk+qk], a.d, s, b)
 		}
 	case actQ8_K:
 		for b := lo / qkK; b < hi/qkK; b++ {
-			quantizeBlockQ8_K(x[b*qkK:b*qkK+qkK], a.qs[b*qkK:b*qkK+qkK], a.d, a.bsums[b*16:b*16+16], b)
+			quantQ8_KImpl(x[b*qkK:b*qkK+qkK], a.qs[b*qkK:b*qkK+qkK], a.d, a.bsums[b*16:b*16+16], b)
 		}
 	}
 }
@@ -131,7 +137,9 @@ func quantizeBlockQ8_0(x []float32, q []int8, d, s []float32, b int) {
 	q = q[:qk]
 	var amax float32
 	for _, v := range x {
-		amax = max(amax, float32(math.Abs(float64(v))))
+		if av := abs32(v); av > amax {
+			amax = av
+		}
 	}
 	dd := amax / 127
 	d[b] = roundF16(dd)
@@ -150,6 +158,8 @@ func quantizeBlockQ8_0(x []float32, q []int8, d, s []float32, b int) {
 	}
 }
 
+func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }
+
 // nearestInt rounds to the nearest integer, ties to even, as ggml's
 // nearest_int does for |f| < 2^22.
 func nearestInt(f float32) int {
@@ -164,7 +174,7 @@ func quantizeBlockQ8_K(x []float32, q []int8, d []float32, bsums []int16, b int)
 	q = q[:qkK]
 	var amax, vmax float32
 	for _, v := range x {
-		if av := float32(math.Abs(float64(v))); av > amax {
+		if av := abs32(v); av > amax {
 			amax, vmax = av, v
 		}
 	}

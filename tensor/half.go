@@ -3,17 +3,19 @@ package tensor
 import "math"
 
 // f16ToF32 converts an IEEE 754 binary16 value to float32 exactly. It is
-// branch-free and inlinable (a call in a SIMD loop would spill every vector
-// register): the exponent and mantissa bits are placed in a float32 and
-// rescaled by 2^112, which is exact for normal and subnormal halves alike;
-// infinities and NaNs get the all-ones exponent.
+// small enough to inline (a call in a SIMD loop would spill every vector
+// register): normal values are rebiased with integer arithmetic; zeros and
+// subnormals are rescaled by 2^112 (exact); infinities and NaNs get the
+// all-ones exponent.
 func f16ToF32(h uint16) float32 {
 	em := uint32(h&0x7fff) << 13
-	bits := math.Float32bits(math.Float32frombits(em)*0x1p112) | uint32(h&0x8000)<<16
-	if em >= 0x0f800000 {
-		bits |= 0x7f800000
+	bits := em + 0x38000000
+	if em < 0x00800000 {
+		bits = math.Float32bits(math.Float32frombits(em) * 0x1p112)
+	} else if em >= 0x0f800000 {
+		bits = em | 0x7f800000
 	}
-	return math.Float32frombits(bits)
+	return math.Float32frombits(bits | uint32(h&0x8000)<<16)
 }
 
 // f32ToF16 converts a float32 to binary16 with round-to-nearest-even, as the
@@ -21,6 +23,12 @@ func f16ToF32(h uint16) float32 {
 func f32ToF16(f float32) uint16 {
 	b := math.Float32bits(f)
 	sign := uint16(b>>16) & 0x8000
+	if a := b & 0x7fffffff; a-0x38800000 < 0x47800000-0x38800000 {
+		// Normal half range: round the mantissa to 10 bits (ties to even);
+		// a carry correctly bumps the exponent, up to Inf.
+		a += 0xfff + (a>>13)&1
+		return sign | uint16((a-0x38000000)>>13)
+	}
 	e := int32(b>>23) & 0xff
 	m := b & 0x7fffff
 	if e == 0xff { // Inf or NaN

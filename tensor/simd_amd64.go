@@ -41,6 +41,10 @@ func init() {
 	mulImpl = mulSIMD
 	expImpl = expSIMD
 	swigluImpl = swigluSIMD
+	if archsimd.X86.AVX512() {
+		quantQ8_0Impl = quantQ8_0SIMD
+		quantQ8_KImpl = quantQ8_KSIMD
+	}
 }
 
 type (
@@ -819,4 +823,102 @@ func swigluSIMD(gate, up []float32) {
 		g := gate[i]
 		gate[i] = g / (1 + expf(-g)) * up[i]
 	}
+}
+
+// ---- activation quantizers (AVX-512), bit-identical to act.go ----
+
+func absF32x16(v archsimd.Float32x16) archsimd.Float32x16 {
+	return v.AsUint32x16().And(archsimd.BroadcastUint32x16(0x7fffffff)).AsFloat32x16()
+}
+
+// hmax16 returns the largest lane of v (lanes are non-negative, not NaN).
+func hmax16(v archsimd.Float32x16) float32 {
+	var a [16]float32
+	v.Store(&a)
+	m := a[0]
+	for _, x := range a[1:] {
+		if x > m {
+			m = x
+		}
+	}
+	return m
+}
+
+func hsumI32x16(v archsimd.Int32x16) int32 {
+	return hsumI32(v.GetLo().Add(v.GetHi()))
+}
+
+func ldF32x16(p unsafe.Pointer, i int) archsimd.Float32x16 {
+	return archsimd.LoadFloat32x16((*[16]float32)(unsafe.Add(p, 4*i)))
+}
+
+// roundI32 rounds v*s to the nearest integer (ties to even) as int32 lanes.
+func roundI32(v archsimd.Float32x16, s archsimd.Float32x16) archsimd.Int32x16 {
+	return v.Mul(s).RoundToEvenScaled(0).ConvertToInt32()
+}
+
+func quantQ8_0SIMD(x []float32, q []int8, d, s []float32, b int) {
+	x = x[:qk]
+	q = q[:qk]
+	px, pq := ptr(x), ptr(q)
+	v0, v1 := ldF32x16(px, 0), ldF32x16(px, 16)
+	amax := hmax16(absF32x16(v0).Max(absF32x16(v1)))
+	dd := amax / 127
+	d[b] = roundF16(dd)
+	var id float32
+	if amax != 0 {
+		id = 127 / amax
+	}
+	vid := archsimd.BroadcastFloat32x16(id)
+	i0, i1 := roundI32(v0, vid), roundI32(v1, vid)
+	i0.TruncateToInt8().Store((*[16]int8)(pq))
+	i1.TruncateToInt8().Store((*[16]int8)(unsafe.Add(pq, 16)))
+	if s != nil {
+		s[b] = roundF16(dd * float32(hsumI32x16(i0.Add(i1))))
+	}
+}
+
+func quantQ8_KSIMD(x []float32, q []int8, d []float32, bsums []int16, b int) {
+	x = x[:qkK]
+	q = q[:qkK]
+	bsums = bsums[:16]
+	px, pq := ptr(x), ptr(q)
+	m := absF32x16(ldF32x16(px, 0))
+	for k := 1; k < 16; k++ {
+		m = m.Max(absF32x16(ldF32x16(px, 16*k)))
+	}
+	amax := hmax16(m)
+	if amax == 0 {
+		d[b] = 0
+		clear(q)
+		clear(bsums)
+		return
+	}
+	// The first element of largest magnitude, as the scalar scan finds it.
+	va := archsimd.BroadcastFloat32x16(amax)
+	var vmax float32
+	for k := 0; k < 16; k++ {
+		if bits := absF32x16(ldF32x16(px, 16*k)).Equal(va).ToBits(); bits != 0 {
+			vmax = x[16*k+bits16TrailingZeros(bits)]
+			break
+		}
+	}
+	iscale := -127 / vmax
+	vs := archsimd.BroadcastFloat32x16(iscale)
+	m127 := archsimd.BroadcastInt32x16(127)
+	for k := 0; k < 16; k++ {
+		iv := roundI32(ldF32x16(px, 16*k), vs).Min(m127)
+		iv.TruncateToInt8().Store((*[16]int8)(unsafe.Add(pq, 16*k)))
+		bsums[k] = int16(hsumI32x16(iv))
+	}
+	d[b] = 1 / iscale
+}
+
+func bits16TrailingZeros(b uint16) int {
+	n := 0
+	for b&1 == 0 {
+		b >>= 1
+		n++
+	}
+	return n
 }

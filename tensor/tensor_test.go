@@ -263,6 +263,52 @@ func TestKernelsBitExact(t *testing.T) {
 	}
 }
 
+// TestQuantizersBitExact compares the active activation quantizers with the
+// pure-Go ones, including zero blocks, ties and repeated maxima.
+func TestQuantizersBitExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	x := randFloats(rng, 8*256)
+	clear(x[256:512])              // zero block
+	x[600], x[700] = -3.5, 3.5     // equal magnitudes: the first one wins
+	x[900], x[901] = 0.5, -0.5     // ties
+	for i := 1024; i < 1280; i++ { // values on exact .5 boundaries after scaling
+		x[i] = float32(i%9-4) * 0.5
+	}
+	for i := 1280; i < 1536; i++ {
+		x[i] *= 1e-30
+	}
+	for _, kind := range []actKind{actQ8_0, actQ8_1, actQ8_K} {
+		var a1, a2 act
+		a1.prepare(kind, 256, 8)
+		a2.prepare(kind, 256, 8)
+		a1.quantize(x, 0, len(x))
+		saved0, savedK := quantQ8_0Impl, quantQ8_KImpl
+		quantQ8_0Impl, quantQ8_KImpl = quantizeBlockQ8_0, quantizeBlockQ8_K
+		a2.quantize(x, 0, len(x))
+		quantQ8_0Impl, quantQ8_KImpl = saved0, savedK
+		for i := range a1.qs {
+			if a1.qs[i] != a2.qs[i] {
+				t.Fatalf("kind %d: qs[%d] = %d, want %d", kind, i, a1.qs[i], a2.qs[i])
+			}
+		}
+		for i := range a1.d {
+			if math.Float32bits(a1.d[i]) != math.Float32bits(a2.d[i]) {
+				t.Fatalf("kind %d: d[%d] = %v, want %v", kind, i, a1.d[i], a2.d[i])
+			}
+		}
+		for i := range a1.s {
+			if math.Float32bits(a1.s[i]) != math.Float32bits(a2.s[i]) {
+				t.Fatalf("kind %d: s[%d] = %v, want %v", kind, i, a1.s[i], a2.s[i])
+			}
+		}
+		for i := range a1.bsums {
+			if a1.bsums[i] != a2.bsums[i] {
+				t.Fatalf("kind %d: bsums[%d] = %d, want %d", kind, i, a1.bsums[i], a2.bsums[i])
+			}
+		}
+	}
+}
+
 func TestVectorOpsBitExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	for _, n := range []int{0, 1, 7, 8, 15, 16, 31, 32, 33, 63, 64, 100, 1024, 1031} {
