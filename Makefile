@@ -5,12 +5,20 @@ BIN      ?= bin/stepflash
 PKGS     ?= ./...
 export CGO_ENABLED := 0
 
-.PHONY: all build serve test test-purego test-simd vet lint fuzz bench clean
+.PHONY: all build run test test-purego test-simd vet lint fuzz bench clean
+
+# Shared test models (../shared/models beside the repository); override with STEPFLASH_MODELS.
+MODELS   ?= $(or $(STEPFLASH_MODELS),../shared/models)
+PROMPT   ?= Once upon a time
 
 all: build
 
 build:
 	GOEXPERIMENT=simd $(GO) build -trimpath -o $(BIN) ./cmd/stepflash
+
+## run: build, then a greedy completion from the small real model in ../shared.
+run: build
+	$(BIN) run -m $(MODELS)/stories260K.gguf --temp 0 -n 64 -- "$(PROMPT)"
 
 ## test: vet, lint, and the test suite on both kernel paths.
 test: vet lint test-purego test-simd
