@@ -1,0 +1,127 @@
+package model_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/gguf"
+	"github.com/stepflash/stepflash/internal/testmodels"
+	"github.com/stepflash/stepflash/model"
+	"github.com/stepflash/stepflash/tokenizer"
+)
+
+// writeTinyMixtral turns tiny-qwen3moe-F32 into a Mixtral-style model: the
+// llama architecture with routed experts (no q/k norms, adjacent-pair RoPE).
+// The output is deterministic; testdata/tiny-mixtral-ref.json records its
+// sha256 and what llama.cpp computes on it.
+func writeTinyMixtral(t testing.TB, dst string) {
+	src, err := gguf.Open(testmodels.Path(t, "tiny-qwen3moe-F32.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	w := gguf.NewWriter()
+	for _, kv := range src.KV {
+		key := kv.Key
+		var v any = kv.Value
+		switch {
+		case key == "general.architecture":
+			v = "llama"
+		case key == "general.name":
+			v = "tiny-mixtral"
+		case strings.HasPrefix(key, "qwen3moe."):
+			key = "llama." + strings.TrimPrefix(key, "qwen3moe.")
+			if key == "llama.expert_feed_forward_length" {
+				continue // llama reads the expert width from feed_forward_length
+			}
+			if key == "llama.feed_forward_length" {
+				v = uint32(64)
+			}
+		}
+		if err := w.AddKV(key, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range src.Tensors {
+		ti := &src.Tensors[i]
+		if strings.HasSuffix(ti.Name, "attn_q_norm.weight") || strings.HasSuffix(ti.Name, "attn_k_norm.weight") {
+			continue
+		}
+		if err := w.AddTensor(ti.Name, ti.Type, ti.Shape, src.TensorData(ti)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.WriteFile(dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMixtralStyleLlamaMoE checks the llama architecture's MoE path against
+// llama.cpp on a synthetic Mixtral-style model.
+func TestMixtralStyleLlamaMoE(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tiny-mixtral-F32.gguf")
+	if p := os.Getenv("STEPFLASH_WRITE_MIXTRAL"); p != "" {
+		path = p // to regenerate the reference, see testdata/README.md
+	}
+	writeTinyMixtral(t, path)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref struct {
+		SHA256 string    `json:"model_sha256"`
+		Cases  []refCase `json:"cases"`
+	}
+	golden, err := os.ReadFile("testdata/tiny-mixtral-ref.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(golden, &ref); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(raw)
+	if got := hex.EncodeToString(sum[:]); got != ref.SHA256 {
+		t.Fatalf("synthetic model sha256 %s, reference made on %s: regenerate the reference", got, ref.SHA256)
+	}
+	m, f, err := model.Open(path, model.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	defer m.Close()
+	if _, ok := m.(*model.Llama); !ok || m.Config().NExpert != 8 {
+		t.Fatalf("loaded %T with %d experts, want the llama architecture with 8", m, m.Config().NExpert)
+	}
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := m.Config()
+	for _, c := range ref.Cases {
+		if got := tok.Encode(c.Prompt, true, true); len(got) != len(c.PromptIDs) {
+			t.Fatalf("%s: prompt tokens %v, reference %v", c.Name, got, c.PromptIDs)
+		}
+		full := append(append([]int32{}, c.PromptIDs...), c.Generated[:len(c.Generated)-1]...)
+		cache := engine.NewKVCache(cfg, len(full), 0)
+		if err := cache.Reserve(0, len(full)); err != nil {
+			t.Fatal(err)
+		}
+		b := &model.Batch{Tokens: full, Pos: make([]int, len(full)), Seq: make([]int, len(full)), Output: make([]bool, len(full))}
+		for i := range full {
+			b.Pos[i] = i
+			b.Output[i] = i >= len(c.PromptIDs)-1
+		}
+		logits := make([]float32, len(c.Generated)*cfg.NVocab)
+		if err := m.Forward(b, cache, logits); err != nil {
+			t.Fatal(err)
+		}
+		dev := compareSteps(t, "mixtral "+c.Name, &c, logits, cfg.NVocab, 0, 1e-3)
+		t.Logf("%s: max |Δlogprob| %.2g", c.Name, dev)
+	}
+}
