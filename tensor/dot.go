@@ -10,18 +10,35 @@ import (
 // vector that starts at element e0 of a.
 type dotFunc func(w []byte, a *act, e0 int) float32
 
-// kernels maps a weight type to its fused dot product; the table starts with
-// the pure-Go kernels (genericKernels) and SIMD builds replace entries at
-// init when the CPU supports them.
-var kernels = map[gguf.Type]dotFunc{}
+// rowsFunc computes out[r] = dot(row r, activation vector at e0 of a) for
+// r in [0, nrows), where w holds nrows consecutive rows of a.cols elements.
+// Looping over rows inside the kernel matters: a call per short row costs as
+// much as the row's arithmetic.
+type rowsFunc func(w []byte, nrows int, a *act, e0 int, out []float32)
 
-// dot4Func computes the dots of one weight row with the activation vectors
-// j0..j0+3 of a (j0 a multiple of 4), bit-identical to four dotFunc calls.
-type dot4Func func(w []byte, a *act, j0 int, out *[4]float32)
+// kernels maps a weight type to its fused multi-row dot product; the table
+// starts with the pure-Go kernels (genericKernels) and SIMD builds replace
+// entries at init when the CPU supports them.
+var kernels = map[gguf.Type]rowsFunc{}
+
+// rowsOf turns a single-row kernel into a rowsFunc.
+func rowsOf(f dotFunc) rowsFunc {
+	return func(w []byte, nrows int, a *act, e0 int, out []float32) {
+		rb := len(w) / max(nrows, 1)
+		for r := range out[:nrows] {
+			out[r] = f(w[r*rb:(r+1)*rb], a, e0)
+		}
+	}
+}
+
+// rows4Func computes the dots of nrows weight rows with the activation
+// vectors j0..j0+3 of a (j0 a multiple of 4) into out[k*ostride + r],
+// bit-identical to the single-vector kernels.
+type rows4Func func(w []byte, nrows int, a *act, j0 int, out []float32, ostride int)
 
 // kernels4 holds the multi-vector kernels (SIMD builds only); MatMul uses
-// them for batches, else it calls the dotFunc per vector.
-var kernels4 = map[gguf.Type]dot4Func{}
+// them for batches, else it runs the single-vector kernel per vector.
+var kernels4 = map[gguf.Type]rows4Func{}
 
 // genericKernels are the pure-Go kernels, always compiled; tests compare the
 // active kernels with them bit for bit.
@@ -43,7 +60,7 @@ var genericKernels = map[gguf.Type]dotFunc{
 
 func init() {
 	for t, f := range genericKernels {
-		kernels[t] = f
+		kernels[t] = rowsOf(f)
 	}
 }
 

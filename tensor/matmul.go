@@ -11,9 +11,10 @@ var actPool = sync.Pool{New: func() any { return new(act) }}
 // the calling goroutine only (waking the workers costs a few microseconds).
 const minParallelWork = 1 << 15
 
-// colTile is how many activation vectors a weight row is multiplied with while
-// it is hot in cache.
-const colTile = 16
+// rowBlockBytes is the size of the block of weight rows that batched MatMul
+// multiplies with every input vector while it is hot in the L1/L2 cache (a
+// variable so tests can shrink it).
+var rowBlockBytes = 32 << 10
 
 // MatMul computes out[j*m.Rows + r] = dot(row r of m, x[j*m.Cols : (j+1)*m.Cols])
 // for j in [0,n). n == 1 is mat-vec (decode); n > 1 is mat-mat (prefill),
@@ -50,31 +51,24 @@ func MatMul(p *Pool, m Matrix, x []float32, n int, out []float32) {
 	dot4 := kernels4[m.Type]
 
 	rows, cols, data := m.Rows, m.Cols, m.Data
+	rblk := max(1, rowBlockBytes/max(rb, 1))
 	work := func(lo, hi int) {
 		if n == 1 {
-			for r := lo; r < hi; r++ {
-				out[r] = dot(data[r*rb:(r+1)*rb], a, 0)
-			}
+			dot(data[lo*rb:hi*rb], hi-lo, a, 0, out[lo:hi])
 			return
 		}
-		var o4 [4]float32
-		for c0 := 0; c0 < n; c0 += colTile {
-			c1 := min(c0+colTile, n)
-			for r := lo; r < hi; r++ {
-				w := data[r*rb : (r+1)*rb]
-				j := c0
-				if dot4 != nil {
-					for ; j+4 <= c1; j += 4 {
-						dot4(w, a, j, &o4)
-						out[j*rows+r] = o4[0]
-						out[(j+1)*rows+r] = o4[1]
-						out[(j+2)*rows+r] = o4[2]
-						out[(j+3)*rows+r] = o4[3]
-					}
+		// Blocks of rows stay in cache while all n vectors pass over them.
+		for r0 := lo; r0 < hi; r0 += rblk {
+			r1 := min(r0+rblk, hi)
+			w := data[r0*rb : r1*rb]
+			j := 0
+			if dot4 != nil {
+				for ; j+4 <= n; j += 4 {
+					dot4(w, r1-r0, a, j, out[j*rows+r0:], rows)
 				}
-				for ; j < c1; j++ {
-					out[j*rows+r] = dot(w, a, j*cols)
-				}
+			}
+			for ; j < n; j++ {
+				dot(w, r1-r0, a, j*cols, out[j*rows+r0:j*rows+r1])
 			}
 		}
 	}

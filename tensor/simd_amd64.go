@@ -113,11 +113,15 @@ func dotF32Ptr(pa, pb unsafe.Pointer, a, b []float32, n int) float32 {
 	return storeHsum8(acc0.Add(acc1).Add(acc2.Add(acc3))) + tail
 }
 
-func dotF32SIMD(w []byte, a *act, e0 int) float32 {
+func dotF32SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	n := a.cols
 	x := a.f[e0 : e0+n]
-	wf := unsafe.Slice((*float32)(ptr(w)), len(w)/4)[:n]
-	return dotF32Ptr(ptr(wf), ptr(x), wf, x, n)
+	wf := unsafe.Slice((*float32)(ptr(w)), len(w)/4)[:nrows*n]
+	out = out[:nrows]
+	for r := range out {
+		row := wf[r*n : (r+1)*n]
+		out[r] = dotF32Ptr(ptr(row), ptr(x), row, x, n)
+	}
 }
 
 // f16x8 converts 8 binary16 values (zero-extended to 32 bits) to float32,
@@ -139,44 +143,52 @@ func ldBF16(p unsafe.Pointer, i int) f32x8 {
 	return archsimd.LoadUint16x8((*[8]uint16)(unsafe.Add(p, 2*i))).ExtendToUint32().ShiftAllLeft(16).AsFloat32x8()
 }
 
-func dotF16SIMD(w []byte, a *act, e0 int) float32 {
+func dotF16SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	n := a.cols
 	x := a.f[e0 : e0+n]
-	w = w[:2*n]
-	pw, px := ptr(w), ptr(x)
-	var acc0, acc1, acc2, acc3 f32x8
-	i := 0
-	for ; i+32 <= n; i += 32 {
-		acc0 = acc0.Add(ldF16(pw, i).Mul(ldF32(px, i)))
-		acc1 = acc1.Add(ldF16(pw, i+8).Mul(ldF32(px, i+8)))
-		acc2 = acc2.Add(ldF16(pw, i+16).Mul(ldF32(px, i+16)))
-		acc3 = acc3.Add(ldF16(pw, i+24).Mul(ldF32(px, i+24)))
+	w = w[:nrows*2*n]
+	out = out[:nrows]
+	pw0, px := ptr(w), ptr(x)
+	for r := range out {
+		pw := unsafe.Add(pw0, 2*n*r)
+		var acc0, acc1, acc2, acc3 f32x8
+		i := 0
+		for ; i+32 <= n; i += 32 {
+			acc0 = acc0.Add(ldF16(pw, i).Mul(ldF32(px, i)))
+			acc1 = acc1.Add(ldF16(pw, i+8).Mul(ldF32(px, i+8)))
+			acc2 = acc2.Add(ldF16(pw, i+16).Mul(ldF32(px, i+16)))
+			acc3 = acc3.Add(ldF16(pw, i+24).Mul(ldF32(px, i+24)))
+		}
+		var tail float32
+		for ; i < n; i++ {
+			tail += float32(f16ToF32(le16(w[2*(r*n+i):])) * x[i])
+		}
+		out[r] = storeHsum8(acc0.Add(acc1).Add(acc2.Add(acc3))) + tail
 	}
-	var tail float32
-	for ; i < n; i++ {
-		tail += float32(f16ToF32(le16(w[2*i:])) * x[i])
-	}
-	return storeHsum8(acc0.Add(acc1).Add(acc2.Add(acc3))) + tail
 }
 
-func dotBF16SIMD(w []byte, a *act, e0 int) float32 {
+func dotBF16SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	n := a.cols
 	x := a.f[e0 : e0+n]
-	w = w[:2*n]
-	pw, px := ptr(w), ptr(x)
-	var acc0, acc1, acc2, acc3 f32x8
-	i := 0
-	for ; i+32 <= n; i += 32 {
-		acc0 = acc0.Add(ldBF16(pw, i).Mul(ldF32(px, i)))
-		acc1 = acc1.Add(ldBF16(pw, i+8).Mul(ldF32(px, i+8)))
-		acc2 = acc2.Add(ldBF16(pw, i+16).Mul(ldF32(px, i+16)))
-		acc3 = acc3.Add(ldBF16(pw, i+24).Mul(ldF32(px, i+24)))
+	w = w[:nrows*2*n]
+	out = out[:nrows]
+	pw0, px := ptr(w), ptr(x)
+	for r := range out {
+		pw := unsafe.Add(pw0, 2*n*r)
+		var acc0, acc1, acc2, acc3 f32x8
+		i := 0
+		for ; i+32 <= n; i += 32 {
+			acc0 = acc0.Add(ldBF16(pw, i).Mul(ldF32(px, i)))
+			acc1 = acc1.Add(ldBF16(pw, i+8).Mul(ldF32(px, i+8)))
+			acc2 = acc2.Add(ldBF16(pw, i+16).Mul(ldF32(px, i+16)))
+			acc3 = acc3.Add(ldBF16(pw, i+24).Mul(ldF32(px, i+24)))
+		}
+		var tail float32
+		for ; i < n; i++ {
+			tail += float32(bf16ToF32(le16(w[2*(r*n+i):])) * x[i])
+		}
+		out[r] = storeHsum8(acc0.Add(acc1).Add(acc2.Add(acc3))) + tail
 	}
-	var tail float32
-	for ; i < n; i++ {
-		tail += float32(bf16ToF32(le16(w[2*i:])) * x[i])
-	}
-	return storeHsum8(acc0.Add(acc1).Add(acc2.Add(acc3))) + tail
 }
 
 // ---- 32-element block formats ----
@@ -187,32 +199,37 @@ func mulSumI8(x, y i8x32, ones i16x16) i32x8 {
 	return x.Abs().AsUint8x32().DotProductPairsSaturated(y.CopySign(x)).DotProductPairs(ones)
 }
 
-func dotQ8_0SIMD(w []byte, a *act, e0 int) float32 {
+func dotQ8_0SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qk
-	w = w[:nb*bytesQ8_0]
+	rb := nb * bytesQ8_0
+	w = w[:nrows*rb]
+	out = out[:nrows]
 	qs := a.qs[e0 : e0+a.cols]
 	ds := a.d[e0/qk : e0/qk+nb]
 	pw, py := ptr(w), ptr(qs)
 	ones := archsimd.BroadcastInt16x16(1)
-	var acc0, acc1 f32x8
-	b := 0
-	for ; b+2 <= nb; b += 2 {
-		p0 := unsafe.Add(pw, b*bytesQ8_0)
-		p1 := unsafe.Add(p0, bytesQ8_0)
-		s0 := mulSumI8(ldI8(p0, 2), ldI8(py, b*qk), ones).ConvertToFloat32()
-		s1 := mulSumI8(ldI8(p1, 2), ldI8(py, b*qk+qk), ones).ConvertToFloat32()
-		d0 := f16ToF32(ldU16(p0, 0)) * ds[b]
-		d1 := f16ToF32(ldU16(p1, 0)) * ds[b+1]
-		acc0 = acc0.Add(s0.Mul(archsimd.BroadcastFloat32x8(d0)))
-		acc1 = acc1.Add(s1.Mul(archsimd.BroadcastFloat32x8(d1)))
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var acc0, acc1 f32x8
+		b := 0
+		for ; b+2 <= nb; b += 2 {
+			p0 := unsafe.Add(pr, b*bytesQ8_0)
+			p1 := unsafe.Add(p0, bytesQ8_0)
+			s0 := mulSumI8(ldI8(p0, 2), ldI8(py, b*qk), ones).ConvertToFloat32()
+			s1 := mulSumI8(ldI8(p1, 2), ldI8(py, b*qk+qk), ones).ConvertToFloat32()
+			d0 := f16ToF32(ldU16(p0, 0)) * ds[b]
+			d1 := f16ToF32(ldU16(p1, 0)) * ds[b+1]
+			acc0 = acc0.Add(s0.Mul(archsimd.BroadcastFloat32x8(d0)))
+			acc1 = acc1.Add(s1.Mul(archsimd.BroadcastFloat32x8(d1)))
+		}
+		if b < nb {
+			p0 := unsafe.Add(pr, b*bytesQ8_0)
+			s0 := mulSumI8(ldI8(p0, 2), ldI8(py, b*qk), ones).ConvertToFloat32()
+			d0 := f16ToF32(ldU16(p0, 0)) * ds[b]
+			acc0 = acc0.Add(s0.Mul(archsimd.BroadcastFloat32x8(d0)))
+		}
+		out[r] = storeHsum8(acc0.Add(acc1))
 	}
-	if b < nb {
-		p0 := unsafe.Add(pw, b*bytesQ8_0)
-		s0 := mulSumI8(ldI8(p0, 2), ldI8(py, b*qk), ones).ConvertToFloat32()
-		d0 := f16ToF32(ldU16(p0, 0)) * ds[b]
-		acc0 = acc0.Add(s0.Mul(archsimd.BroadcastFloat32x8(d0)))
-	}
-	return storeHsum8(acc0.Add(acc1))
 }
 
 var bitShuf = [32]int8{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3}
@@ -237,32 +254,39 @@ func scaled(s i32x8, d float32) f32x8 {
 	return s.ConvertToFloat32().Mul(archsimd.BroadcastFloat32x8(d))
 }
 
-func dotQ4_0SIMD(w []byte, a *act, e0 int) float32 {
+func dotQ4_0SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qk
-	w = w[:nb*bytesQ4_0]
+	rb := nb * bytesQ4_0
+	w = w[:nrows*rb]
+	out = out[:nrows]
 	qs := a.qs[e0 : e0+a.cols]
 	ds := a.d[e0/qk : e0/qk+nb]
 	pw, py := ptr(w), ptr(qs)
 	ones := archsimd.BroadcastInt16x16(1)
 	mask := archsimd.BroadcastUint8x32(0x0f)
 	eight := archsimd.BroadcastInt8x32(8)
-	var acc0, acc1 f32x8
-	for b := 0; b < nb; b++ {
-		p := unsafe.Add(pw, b*bytesQ4_0)
-		qx := nibbles(unsafe.Add(p, 2), mask).AsInt8x32().Sub(eight)
-		v := scaled(mulSumI8(qx, ldI8(py, b*qk), ones), f16ToF32(ldU16(p, 0))*ds[b])
-		if b&1 == 0 {
-			acc0 = acc0.Add(v)
-		} else {
-			acc1 = acc1.Add(v)
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var acc0, acc1 f32x8
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ4_0)
+			qx := nibbles(unsafe.Add(p, 2), mask).AsInt8x32().Sub(eight)
+			v := scaled(mulSumI8(qx, ldI8(py, b*qk), ones), f16ToF32(ldU16(p, 0))*ds[b])
+			if b&1 == 0 {
+				acc0 = acc0.Add(v)
+			} else {
+				acc1 = acc1.Add(v)
+			}
 		}
+		out[r] = storeHsum8(acc0.Add(acc1))
 	}
-	return storeHsum8(acc0.Add(acc1))
 }
 
-func dotQ5_0SIMD(w []byte, a *act, e0 int) float32 {
+func dotQ5_0SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qk
-	w = w[:nb*bytesQ5_0]
+	rb := nb * bytesQ5_0
+	w = w[:nrows*rb]
+	out = out[:nrows]
 	qs := a.qs[e0 : e0+a.cols]
 	ds := a.d[e0/qk : e0/qk+nb]
 	pw, py := ptr(w), ptr(qs)
@@ -272,49 +296,59 @@ func dotQ5_0SIMD(w []byte, a *act, e0 int) float32 {
 	shuf := archsimd.LoadInt8x32(&bitShuf)
 	bitmask := archsimd.BroadcastUint64x4(0x7fbfdfeff7fbfdfe).AsUint8x32()
 	allOnes := archsimd.BroadcastUint8x32(0xff)
-	var acc0, acc1 f32x8
-	for b := 0; b < nb; b++ {
-		p := unsafe.Add(pw, b*bytesQ5_0)
-		// (q | h<<4) - 16 == q | (h ? 0 : 0xf0) in two's complement.
-		qx := nibbles(unsafe.Add(p, 6), mask).AsInt8x32().Or(hi.AndNot(bits32(unsafe.Add(p, 2), shuf, bitmask, allOnes)))
-		v := scaled(mulSumI8(qx, ldI8(py, b*qk), ones), f16ToF32(ldU16(p, 0))*ds[b])
-		if b&1 == 0 {
-			acc0 = acc0.Add(v)
-		} else {
-			acc1 = acc1.Add(v)
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var acc0, acc1 f32x8
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ5_0)
+			// (q | h<<4) - 16 == q | (h ? 0 : 0xf0) in two's complement.
+			qx := nibbles(unsafe.Add(p, 6), mask).AsInt8x32().Or(hi.AndNot(bits32(unsafe.Add(p, 2), shuf, bitmask, allOnes)))
+			v := scaled(mulSumI8(qx, ldI8(py, b*qk), ones), f16ToF32(ldU16(p, 0))*ds[b])
+			if b&1 == 0 {
+				acc0 = acc0.Add(v)
+			} else {
+				acc1 = acc1.Add(v)
+			}
 		}
+		out[r] = storeHsum8(acc0.Add(acc1))
 	}
-	return storeHsum8(acc0.Add(acc1))
 }
 
-func dotQ4_1SIMD(w []byte, a *act, e0 int) float32 {
+func dotQ4_1SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qk
-	w = w[:nb*bytesQ4_1]
+	rb := nb * bytesQ4_1
+	w = w[:nrows*rb]
+	out = out[:nrows]
 	qs := a.qs[e0 : e0+a.cols]
 	ds := a.d[e0/qk : e0/qk+nb]
 	ss := a.s[e0/qk : e0/qk+nb]
 	pw, py := ptr(w), ptr(qs)
 	ones := archsimd.BroadcastInt16x16(1)
 	mask := archsimd.BroadcastUint8x32(0x0f)
-	var acc0, acc1 f32x8
-	var summs float32
-	for b := 0; b < nb; b++ {
-		p := unsafe.Add(pw, b*bytesQ4_1)
-		qx := nibbles(unsafe.Add(p, 4), mask)
-		v := scaled(qx.DotProductPairsSaturated(ldI8(py, b*qk)).DotProductPairs(ones), f16ToF32(ldU16(p, 0))*ds[b])
-		if b&1 == 0 {
-			acc0 = acc0.Add(v)
-		} else {
-			acc1 = acc1.Add(v)
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var acc0, acc1 f32x8
+		var summs float32
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ4_1)
+			qx := nibbles(unsafe.Add(p, 4), mask)
+			v := scaled(qx.DotProductPairsSaturated(ldI8(py, b*qk)).DotProductPairs(ones), f16ToF32(ldU16(p, 0))*ds[b])
+			if b&1 == 0 {
+				acc0 = acc0.Add(v)
+			} else {
+				acc1 = acc1.Add(v)
+			}
+			summs += float32(f16ToF32(ldU16(p, 2)) * ss[b])
 		}
-		summs += float32(f16ToF32(ldU16(p, 2)) * ss[b])
+		out[r] = storeHsum8(acc0.Add(acc1)) + summs
 	}
-	return storeHsum8(acc0.Add(acc1)) + summs
 }
 
-func dotQ5_1SIMD(w []byte, a *act, e0 int) float32 {
+func dotQ5_1SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qk
-	w = w[:nb*bytesQ5_1]
+	rb := nb * bytesQ5_1
+	w = w[:nrows*rb]
+	out = out[:nrows]
 	qs := a.qs[e0 : e0+a.cols]
 	ds := a.d[e0/qk : e0/qk+nb]
 	ss := a.s[e0/qk : e0/qk+nb]
@@ -325,20 +359,23 @@ func dotQ5_1SIMD(w []byte, a *act, e0 int) float32 {
 	shuf := archsimd.LoadInt8x32(&bitShuf)
 	bitmask := archsimd.BroadcastUint64x4(0x7fbfdfeff7fbfdfe).AsUint8x32()
 	allOnes := archsimd.BroadcastUint8x32(0xff)
-	var acc0, acc1 f32x8
-	var summs float32
-	for b := 0; b < nb; b++ {
-		p := unsafe.Add(pw, b*bytesQ5_1)
-		qx := nibbles(unsafe.Add(p, 8), mask).AsInt8x32().Or(bits32(unsafe.Add(p, 4), shuf, bitmask, allOnes).And(h10)).AsUint8x32()
-		v := scaled(qx.DotProductPairsSaturated(ldI8(py, b*qk)).DotProductPairs(ones), f16ToF32(ldU16(p, 0))*ds[b])
-		if b&1 == 0 {
-			acc0 = acc0.Add(v)
-		} else {
-			acc1 = acc1.Add(v)
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var acc0, acc1 f32x8
+		var summs float32
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ5_1)
+			qx := nibbles(unsafe.Add(p, 8), mask).AsInt8x32().Or(bits32(unsafe.Add(p, 4), shuf, bitmask, allOnes).And(h10)).AsUint8x32()
+			v := scaled(qx.DotProductPairsSaturated(ldI8(py, b*qk)).DotProductPairs(ones), f16ToF32(ldU16(p, 0))*ds[b])
+			if b&1 == 0 {
+				acc0 = acc0.Add(v)
+			} else {
+				acc1 = acc1.Add(v)
+			}
+			summs += float32(f16ToF32(ldU16(p, 2)) * ss[b])
 		}
-		summs += float32(f16ToF32(ldU16(p, 2)) * ss[b])
+		out[r] = storeHsum8(acc0.Add(acc1)) + summs
 	}
-	return storeHsum8(acc0.Add(acc1)) + summs
 }
 
 // ---- K-quants ----
@@ -416,9 +453,11 @@ func reduce4x4(a0, a1, a2, a3 archsimd.Int32x4) archsimd.Int32x4 {
 	return a0.AddPairs(a1).AddPairs(a2.AddPairs(a3))
 }
 
-func dotQ4_KSIMD(w []byte, a *act, e0 int) float32 {
+func dotQ4_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qkK
-	w = w[:nb*bytesQ4_K]
+	rb := nb * bytesQ4_K
+	w = w[:nrows*rb]
+	out = out[:nrows]
 	qs := a.qs[e0 : e0+a.cols]
 	bsums := a.bsums[e0/16 : e0/16+nb*16]
 	ds := a.d[e0/qkK : e0/qkK+nb]
@@ -426,36 +465,41 @@ func dotQ4_KSIMD(w []byte, a *act, e0 int) float32 {
 	mask := archsimd.BroadcastUint8x32(0x0f)
 	i0, i1, i2, i3 := archsimd.LoadInt8x32(&k4Idx[0]), archsimd.LoadInt8x32(&k4Idx[1]), archsimd.LoadInt8x32(&k4Idx[2]), archsimd.LoadInt8x32(&k4Idx[3])
 	i4, i5, i6, i7 := archsimd.LoadInt8x32(&k4Idx[4]), archsimd.LoadInt8x32(&k4Idx[5]), archsimd.LoadInt8x32(&k4Idx[6]), archsimd.LoadInt8x32(&k4Idx[7])
-	var sum float32
-	for b := 0; b < nb; b++ {
-		p := unsafe.Add(pw, b*bytesQ4_K)
-		y := unsafe.Add(py, b*qkK)
-		scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
-		imin := hsumI32x4(mins.DotProductPairs(bsumPairs(pbs, b*32)))
-		q := unsafe.Add(p, 16)
-		q0, q1, q2, q3 := ldU8(q, 0), ldU8(q, 32), ldU8(q, 64), ldU8(q, 96)
-		acc := q0.And(mask).DotProductPairsSaturated(ldI8(y, 0)).DotProductPairs(subScale(scv, i0))
-		acc = acc.Add(q0.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 32)).DotProductPairs(subScale(scv, i1)))
-		acc = acc.Add(q1.And(mask).DotProductPairsSaturated(ldI8(y, 64)).DotProductPairs(subScale(scv, i2)))
-		acc = acc.Add(q1.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 96)).DotProductPairs(subScale(scv, i3)))
-		acc = acc.Add(q2.And(mask).DotProductPairsSaturated(ldI8(y, 128)).DotProductPairs(subScale(scv, i4)))
-		acc = acc.Add(q2.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 160)).DotProductPairs(subScale(scv, i5)))
-		acc = acc.Add(q3.And(mask).DotProductPairsSaturated(ldI8(y, 192)).DotProductPairs(subScale(scv, i6)))
-		acc = acc.Add(q3.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 224)).DotProductPairs(subScale(scv, i7)))
-		isum := hsumI32(acc)
-		d := ds[b] * f16ToF32(ldU16(p, 0))
-		dmin := ds[b] * f16ToF32(ldU16(p, 2))
-		sum = kAcc(sum, d, isum, dmin, imin)
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var sum float32
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ4_K)
+			y := unsafe.Add(py, b*qkK)
+			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
+			imin := hsumI32x4(mins.DotProductPairs(bsumPairs(pbs, b*32)))
+			q := unsafe.Add(p, 16)
+			q0, q1, q2, q3 := ldU8(q, 0), ldU8(q, 32), ldU8(q, 64), ldU8(q, 96)
+			acc := q0.And(mask).DotProductPairsSaturated(ldI8(y, 0)).DotProductPairs(subScale(scv, i0))
+			acc = acc.Add(q0.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 32)).DotProductPairs(subScale(scv, i1)))
+			acc = acc.Add(q1.And(mask).DotProductPairsSaturated(ldI8(y, 64)).DotProductPairs(subScale(scv, i2)))
+			acc = acc.Add(q1.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 96)).DotProductPairs(subScale(scv, i3)))
+			acc = acc.Add(q2.And(mask).DotProductPairsSaturated(ldI8(y, 128)).DotProductPairs(subScale(scv, i4)))
+			acc = acc.Add(q2.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 160)).DotProductPairs(subScale(scv, i5)))
+			acc = acc.Add(q3.And(mask).DotProductPairsSaturated(ldI8(y, 192)).DotProductPairs(subScale(scv, i6)))
+			acc = acc.Add(q3.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 224)).DotProductPairs(subScale(scv, i7)))
+			isum := hsumI32(acc)
+			d := ds[b] * f16ToF32(ldU16(p, 0))
+			dmin := ds[b] * f16ToF32(ldU16(p, 2))
+			sum = kAcc(sum, d, isum, dmin, imin)
+		}
+		out[r] = sum
 	}
-	return sum
 }
 
 // dot4Q4_KSIMD is dotQ4_KSIMD for activation vectors j0..j0+3, sharing the
 // weight unpacking; the per-vector float steps are done 4 lanes wide with the
 // same operations as kAcc.
-func dot4Q4_KSIMD(w []byte, a *act, j0 int, out *[4]float32) {
+func dot4Q4_KSIMD(w []byte, nrows int, a *act, j0 int, out []float32, ostride int) {
 	nb := a.cols / qkK
-	w = w[:nb*bytesQ4_K]
+	rb := nb * bytesQ4_K
+	w = w[:nrows*rb]
+	out = out[:3*ostride+nrows]
 	e0 := j0 * a.cols
 	qs := a.qs[e0 : e0+4*a.cols]
 	bsums := a.bsums[e0/16 : (e0+4*a.cols)/16]
@@ -463,74 +507,84 @@ func dot4Q4_KSIMD(w []byte, a *act, j0 int, out *[4]float32) {
 	pw, py, pbs, pd := ptr(w), ptr(qs), ptr(bsums), ptr(d4)
 	st, sb := a.cols, a.cols/16*2 // byte strides between vectors in qs and bsums
 	mask := archsimd.BroadcastUint8x32(0x0f)
-	var sum4 archsimd.Float32x4
-	for b := 0; b < nb; b++ {
-		p := unsafe.Add(pw, b*bytesQ4_K)
-		y := unsafe.Add(py, b*qkK)
-		scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
-		bo := b * 32
-		imin := reduce4x4(mins.DotProductPairs(bsumPairs(pbs, bo)), mins.DotProductPairs(bsumPairs(pbs, bo+sb)),
-			mins.DotProductPairs(bsumPairs(pbs, bo+2*sb)), mins.DotProductPairs(bsumPairs(pbs, bo+3*sb)))
-		q := unsafe.Add(p, 16)
-		var acc0, acc1, acc2, acc3 i32x8
-		for c := 0; c < 4; c++ {
-			q4 := ldU8(q, 32*c)
-			lo := q4.And(mask)
-			hi := q4.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask)
-			s0 := subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c]))
-			s1 := subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c+1]))
-			o := 64 * c
-			acc0 = acc0.Add(lo.DotProductPairsSaturated(ldI8(y, o)).DotProductPairs(s0)).Add(hi.DotProductPairsSaturated(ldI8(y, o+32)).DotProductPairs(s1))
-			acc1 = acc1.Add(lo.DotProductPairsSaturated(ldI8(y, st+o)).DotProductPairs(s0)).Add(hi.DotProductPairsSaturated(ldI8(y, st+o+32)).DotProductPairs(s1))
-			acc2 = acc2.Add(lo.DotProductPairsSaturated(ldI8(y, 2*st+o)).DotProductPairs(s0)).Add(hi.DotProductPairsSaturated(ldI8(y, 2*st+o+32)).DotProductPairs(s1))
-			acc3 = acc3.Add(lo.DotProductPairsSaturated(ldI8(y, 3*st+o)).DotProductPairs(s0)).Add(hi.DotProductPairsSaturated(ldI8(y, 3*st+o+32)).DotProductPairs(s1))
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var sum4 archsimd.Float32x4
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ4_K)
+			y := unsafe.Add(py, b*qkK)
+			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
+			bo := b * 32
+			imin := reduce4x4(mins.DotProductPairs(bsumPairs(pbs, bo)), mins.DotProductPairs(bsumPairs(pbs, bo+sb)),
+				mins.DotProductPairs(bsumPairs(pbs, bo+2*sb)), mins.DotProductPairs(bsumPairs(pbs, bo+3*sb)))
+			q := unsafe.Add(p, 16)
+			var acc0, acc1, acc2, acc3 i32x8
+			for c := 0; c < 4; c++ {
+				q4 := ldU8(q, 32*c)
+				lo := q4.And(mask)
+				hi := q4.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask)
+				s0 := subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c]))
+				s1 := subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c+1]))
+				o := 64 * c
+				acc0 = acc0.Add(lo.DotProductPairsSaturated(ldI8(y, o)).DotProductPairs(s0)).Add(hi.DotProductPairsSaturated(ldI8(y, o+32)).DotProductPairs(s1))
+				acc1 = acc1.Add(lo.DotProductPairsSaturated(ldI8(y, st+o)).DotProductPairs(s0)).Add(hi.DotProductPairsSaturated(ldI8(y, st+o+32)).DotProductPairs(s1))
+				acc2 = acc2.Add(lo.DotProductPairsSaturated(ldI8(y, 2*st+o)).DotProductPairs(s0)).Add(hi.DotProductPairsSaturated(ldI8(y, 2*st+o+32)).DotProductPairs(s1))
+				acc3 = acc3.Add(lo.DotProductPairsSaturated(ldI8(y, 3*st+o)).DotProductPairs(s0)).Add(hi.DotProductPairsSaturated(ldI8(y, 3*st+o+32)).DotProductPairs(s1))
+			}
+			isum := reduce4(acc0, acc1, acc2, acc3)
+			dy := archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))
+			d := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 0))))
+			dmin := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 2))))
+			sum4 = sum4.Add(d.Mul(isum.ConvertToFloat32()))
+			sum4 = sum4.Sub(dmin.Mul(imin.ConvertToFloat32()))
 		}
-		isum := reduce4(acc0, acc1, acc2, acc3)
-		dy := archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))
-		d := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 0))))
-		dmin := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 2))))
-		sum4 = sum4.Add(d.Mul(isum.ConvertToFloat32()))
-		sum4 = sum4.Sub(dmin.Mul(imin.ConvertToFloat32()))
+		var o [4]float32
+		sum4.Store(&o)
+		out[r], out[ostride+r], out[2*ostride+r], out[3*ostride+r] = o[0], o[1], o[2], o[3]
 	}
-	sum4.Store(out)
 }
 
-func dotQ6_KSIMD(w []byte, a *act, e0 int) float32 {
+func dotQ6_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qkK
-	w = w[:nb*bytesQ6_K]
+	rb := nb * bytesQ6_K
+	w = w[:nrows*rb]
+	out = out[:nrows]
 	qs := a.qs[e0 : e0+a.cols]
 	bsums := a.bsums[e0/16 : e0/16+nb*16]
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	m4 := archsimd.BroadcastUint8x32(0x0f)
 	m30 := archsimd.BroadcastUint8x32(0x30)
-	var sum float32
-	for b := 0; b < nb; b++ {
-		p := unsafe.Add(pw, b*bytesQ6_K)
-		y := unsafe.Add(py, b*qkK)
-		sc := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(p, 192)))
-		// 32 * sum_g sc[g]*bsums[g]: the -32 offset of the quants.
-		bias := ldI16(pbs, b*32).DotProductPairs(sc.ExtendToInt16())
-		var acc i32x8
-		for n := 0; n < 2; n++ {
-			ql0 := ldU8(p, 64*n)
-			ql1 := ldU8(p, 64*n+32)
-			qh := ldU8(p, 128+32*n).AsUint16x16()
-			q1 := ql0.And(m4).Or(qh.ShiftAllLeft(4).AsUint8x32().And(m30))
-			q2 := ql1.And(m4).Or(qh.ShiftAllLeft(2).AsUint8x32().And(m30))
-			q3 := ql0.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.AsUint8x32().And(m30))
-			q4 := ql1.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.ShiftAllRight(2).AsUint8x32().And(m30))
-			yy := unsafe.Add(y, 128*n)
-			g := 8 * n
-			acc = acc.Add(q1.DotProductPairsSaturated(ldI8(yy, 0)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g])).ExtendToInt16()))
-			acc = acc.Add(q2.DotProductPairsSaturated(ldI8(yy, 32)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g+2])).ExtendToInt16()))
-			acc = acc.Add(q3.DotProductPairsSaturated(ldI8(yy, 64)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g+4])).ExtendToInt16()))
-			acc = acc.Add(q4.DotProductPairsSaturated(ldI8(yy, 96)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g+6])).ExtendToInt16()))
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var sum float32
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ6_K)
+			y := unsafe.Add(py, b*qkK)
+			sc := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(p, 192)))
+			// 32 * sum_g sc[g]*bsums[g]: the -32 offset of the quants.
+			bias := ldI16(pbs, b*32).DotProductPairs(sc.ExtendToInt16())
+			var acc i32x8
+			for n := 0; n < 2; n++ {
+				ql0 := ldU8(p, 64*n)
+				ql1 := ldU8(p, 64*n+32)
+				qh := ldU8(p, 128+32*n).AsUint16x16()
+				q1 := ql0.And(m4).Or(qh.ShiftAllLeft(4).AsUint8x32().And(m30))
+				q2 := ql1.And(m4).Or(qh.ShiftAllLeft(2).AsUint8x32().And(m30))
+				q3 := ql0.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.AsUint8x32().And(m30))
+				q4 := ql1.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.ShiftAllRight(2).AsUint8x32().And(m30))
+				yy := unsafe.Add(y, 128*n)
+				g := 8 * n
+				acc = acc.Add(q1.DotProductPairsSaturated(ldI8(yy, 0)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g])).ExtendToInt16()))
+				acc = acc.Add(q2.DotProductPairsSaturated(ldI8(yy, 32)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g+2])).ExtendToInt16()))
+				acc = acc.Add(q3.DotProductPairsSaturated(ldI8(yy, 64)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g+4])).ExtendToInt16()))
+				acc = acc.Add(q4.DotProductPairsSaturated(ldI8(yy, 96)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g+6])).ExtendToInt16()))
+			}
+			isum := hsumI32(acc.Sub(bias.ShiftAllLeft(5)))
+			sum = kAcc(sum, ds[b]*f16ToF32(ldU16(p, 208)), isum, 0, 0)
 		}
-		isum := hsumI32(acc.Sub(bias.ShiftAllLeft(5)))
-		sum = kAcc(sum, ds[b]*f16ToF32(ldU16(p, 208)), isum, 0, 0)
+		out[r] = sum
 	}
-	return sum
 }
 
 // q6Quants returns the four 32-element quant vectors (0..63) of one 128-element
@@ -547,9 +601,11 @@ func q6Quants(p unsafe.Pointer, n int, m4, m30 u8x32) (q1, q2, q3, q4 u8x32) {
 }
 
 // dot4Q6_KSIMD is dotQ6_KSIMD for activation vectors j0..j0+3.
-func dot4Q6_KSIMD(w []byte, a *act, j0 int, out *[4]float32) {
+func dot4Q6_KSIMD(w []byte, nrows int, a *act, j0 int, out []float32, ostride int) {
 	nb := a.cols / qkK
-	w = w[:nb*bytesQ6_K]
+	rb := nb * bytesQ6_K
+	w = w[:nrows*rb]
+	out = out[:3*ostride+nrows]
 	e0 := j0 * a.cols
 	qs := a.qs[e0 : e0+4*a.cols]
 	bsums := a.bsums[e0/16 : (e0+4*a.cols)/16]
@@ -558,36 +614,41 @@ func dot4Q6_KSIMD(w []byte, a *act, j0 int, out *[4]float32) {
 	st, sb := a.cols, a.cols/16*2
 	m4 := archsimd.BroadcastUint8x32(0x0f)
 	m30 := archsimd.BroadcastUint8x32(0x30)
-	var sum4 archsimd.Float32x4
-	for b := 0; b < nb; b++ {
-		p := unsafe.Add(pw, b*bytesQ6_K)
-		y := unsafe.Add(py, b*qkK)
-		sc := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(p, 192)))
-		sc16 := sc.ExtendToInt16()
-		bo := b * 32
-		acc0 := ldI16(pbs, bo).DotProductPairs(sc16).ShiftAllLeft(5)
-		acc1 := ldI16(pbs, bo+sb).DotProductPairs(sc16).ShiftAllLeft(5)
-		acc2 := ldI16(pbs, bo+2*sb).DotProductPairs(sc16).ShiftAllLeft(5)
-		acc3 := ldI16(pbs, bo+3*sb).DotProductPairs(sc16).ShiftAllLeft(5)
-		var zero i32x8
-		acc0, acc1, acc2, acc3 = zero.Sub(acc0), zero.Sub(acc1), zero.Sub(acc2), zero.Sub(acc3)
-		for n := 0; n < 2; n++ {
-			q1, q2, q3, q4 := q6Quants(p, n, m4, m30)
-			for k, q := range [4]u8x32{q1, q2, q3, q4} {
-				s := sc.PermuteOrZero(ldIdx(&q6Pair[8*n+2*k])).ExtendToInt16()
-				o := 128*n + 32*k
-				acc0 = acc0.Add(q.DotProductPairsSaturated(ldI8(y, o)).DotProductPairs(s))
-				acc1 = acc1.Add(q.DotProductPairsSaturated(ldI8(y, st+o)).DotProductPairs(s))
-				acc2 = acc2.Add(q.DotProductPairsSaturated(ldI8(y, 2*st+o)).DotProductPairs(s))
-				acc3 = acc3.Add(q.DotProductPairsSaturated(ldI8(y, 3*st+o)).DotProductPairs(s))
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var sum4 archsimd.Float32x4
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ6_K)
+			y := unsafe.Add(py, b*qkK)
+			sc := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(p, 192)))
+			sc16 := sc.ExtendToInt16()
+			bo := b * 32
+			acc0 := ldI16(pbs, bo).DotProductPairs(sc16).ShiftAllLeft(5)
+			acc1 := ldI16(pbs, bo+sb).DotProductPairs(sc16).ShiftAllLeft(5)
+			acc2 := ldI16(pbs, bo+2*sb).DotProductPairs(sc16).ShiftAllLeft(5)
+			acc3 := ldI16(pbs, bo+3*sb).DotProductPairs(sc16).ShiftAllLeft(5)
+			var zero i32x8
+			acc0, acc1, acc2, acc3 = zero.Sub(acc0), zero.Sub(acc1), zero.Sub(acc2), zero.Sub(acc3)
+			for n := 0; n < 2; n++ {
+				q1, q2, q3, q4 := q6Quants(p, n, m4, m30)
+				for k, q := range [4]u8x32{q1, q2, q3, q4} {
+					s := sc.PermuteOrZero(ldIdx(&q6Pair[8*n+2*k])).ExtendToInt16()
+					o := 128*n + 32*k
+					acc0 = acc0.Add(q.DotProductPairsSaturated(ldI8(y, o)).DotProductPairs(s))
+					acc1 = acc1.Add(q.DotProductPairsSaturated(ldI8(y, st+o)).DotProductPairs(s))
+					acc2 = acc2.Add(q.DotProductPairsSaturated(ldI8(y, 2*st+o)).DotProductPairs(s))
+					acc3 = acc3.Add(q.DotProductPairsSaturated(ldI8(y, 3*st+o)).DotProductPairs(s))
+				}
 			}
+			isum := reduce4(acc0, acc1, acc2, acc3)
+			dy := archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))
+			d := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 208))))
+			sum4 = sum4.Add(d.Mul(isum.ConvertToFloat32()))
 		}
-		isum := reduce4(acc0, acc1, acc2, acc3)
-		dy := archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))
-		d := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 208))))
-		sum4 = sum4.Add(d.Mul(isum.ConvertToFloat32()))
+		var o [4]float32
+		sum4.Store(&o)
+		out[r], out[ostride+r], out[2*ostride+r], out[3*ostride+r] = o[0], o[1], o[2], o[3]
 	}
-	sum4.Store(out)
 }
 
 // bitTo moves bit k of every byte of v to bit `to` (other bits are garbage;
@@ -602,36 +663,41 @@ func bitTo(v archsimd.Uint16x16, k, to int) u8x32 {
 	return v.AsUint8x32()
 }
 
-func dotQ5_KSIMD(w []byte, a *act, e0 int) float32 {
+func dotQ5_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qkK
-	w = w[:nb*bytesQ5_K]
+	rb := nb * bytesQ5_K
+	w = w[:nrows*rb]
+	out = out[:nrows]
 	qs := a.qs[e0 : e0+a.cols]
 	bsums := a.bsums[e0/16 : e0/16+nb*16]
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	mask := archsimd.BroadcastUint8x32(0x0f)
 	m10 := archsimd.BroadcastUint8x32(0x10)
-	var sum float32
-	for b := 0; b < nb; b++ {
-		p := unsafe.Add(pw, b*bytesQ5_K)
-		y := unsafe.Add(py, b*qkK)
-		scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
-		imin := hsumI32x4(mins.DotProductPairs(bsumPairs(pbs, b*32)))
-		qh := ldU8(p, 16).AsUint16x16()
-		var acc i32x8
-		for c := 0; c < 4; c++ {
-			q4 := ldU8(p, 48+32*c)
-			lo := q4.And(mask).Or(bitTo(qh, 2*c, 4).And(m10))
-			hi := q4.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).Or(bitTo(qh, 2*c+1, 4).And(m10))
-			acc = acc.Add(lo.DotProductPairsSaturated(ldI8(y, 64*c)).DotProductPairs(subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c]))))
-			acc = acc.Add(hi.DotProductPairsSaturated(ldI8(y, 64*c+32)).DotProductPairs(subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c+1]))))
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var sum float32
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ5_K)
+			y := unsafe.Add(py, b*qkK)
+			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
+			imin := hsumI32x4(mins.DotProductPairs(bsumPairs(pbs, b*32)))
+			qh := ldU8(p, 16).AsUint16x16()
+			var acc i32x8
+			for c := 0; c < 4; c++ {
+				q4 := ldU8(p, 48+32*c)
+				lo := q4.And(mask).Or(bitTo(qh, 2*c, 4).And(m10))
+				hi := q4.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).Or(bitTo(qh, 2*c+1, 4).And(m10))
+				acc = acc.Add(lo.DotProductPairsSaturated(ldI8(y, 64*c)).DotProductPairs(subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c]))))
+				acc = acc.Add(hi.DotProductPairsSaturated(ldI8(y, 64*c+32)).DotProductPairs(subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c+1]))))
+			}
+			isum := hsumI32(acc)
+			d := ds[b] * f16ToF32(ldU16(p, 0))
+			dmin := ds[b] * f16ToF32(ldU16(p, 2))
+			sum = kAcc(sum, d, isum, dmin, imin)
 		}
-		isum := hsumI32(acc)
-		d := ds[b] * f16ToF32(ldU16(p, 0))
-		dmin := ds[b] * f16ToF32(ldU16(p, 2))
-		sum = kAcc(sum, d, isum, dmin, imin)
+		out[r] = sum
 	}
-	return sum
 }
 
 // q3KScales returns Q3_K's 16 scales (minus 32) from the 12 bytes at p.
@@ -648,67 +714,77 @@ func q3KScales(p unsafe.Pointer) i8x16 {
 	return v.AsInt8x16().Sub(archsimd.BroadcastInt8x16(32))
 }
 
-func dotQ3_KSIMD(w []byte, a *act, e0 int) float32 {
+func dotQ3_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qkK
-	w = w[:nb*bytesQ3_K]
+	rb := nb * bytesQ3_K
+	w = w[:nrows*rb]
+	out = out[:nrows]
 	qs := a.qs[e0 : e0+a.cols]
 	bsums := a.bsums[e0/16 : e0/16+nb*16]
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	m3 := archsimd.BroadcastUint8x32(3)
 	m4 := archsimd.BroadcastUint8x32(4)
-	var sum float32
-	for b := 0; b < nb; b++ {
-		p := unsafe.Add(pw, b*bytesQ3_K)
-		y := unsafe.Add(py, b*qkK)
-		sc := q3KScales(unsafe.Add(p, 96))
-		// The quants are u-4 with u = q | h<<2 in 0..7: subtract 4*sum(sc*bsums).
-		acc := archsimd.Int32x8{}.Sub(ldI16(pbs, b*32).DotProductPairs(sc.ExtendToInt16()).ShiftAllLeft(2))
-		hm := ldU8(p, 0).AsUint16x16()
-		for n := 0; n < 2; n++ {
-			q := ldU8(p, 32+32*n).AsUint16x16()
-			for j := 0; j < 4; j++ {
-				u := q.ShiftAllRight(uint64(2 * j)).AsUint8x32().And(m3).Or(bitTo(hm, 4*n+j, 2).And(m4))
-				s := sc.PermuteOrZero(ldIdx(&q6Pair[8*n+2*j])).ExtendToInt16()
-				acc = acc.Add(u.DotProductPairsSaturated(ldI8(y, 128*n+32*j)).DotProductPairs(s))
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var sum float32
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ3_K)
+			y := unsafe.Add(py, b*qkK)
+			sc := q3KScales(unsafe.Add(p, 96))
+			// The quants are u-4 with u = q | h<<2 in 0..7: subtract 4*sum(sc*bsums).
+			acc := archsimd.Int32x8{}.Sub(ldI16(pbs, b*32).DotProductPairs(sc.ExtendToInt16()).ShiftAllLeft(2))
+			hm := ldU8(p, 0).AsUint16x16()
+			for n := 0; n < 2; n++ {
+				q := ldU8(p, 32+32*n).AsUint16x16()
+				for j := 0; j < 4; j++ {
+					u := q.ShiftAllRight(uint64(2 * j)).AsUint8x32().And(m3).Or(bitTo(hm, 4*n+j, 2).And(m4))
+					s := sc.PermuteOrZero(ldIdx(&q6Pair[8*n+2*j])).ExtendToInt16()
+					acc = acc.Add(u.DotProductPairsSaturated(ldI8(y, 128*n+32*j)).DotProductPairs(s))
+				}
 			}
+			sum = kAcc(sum, ds[b]*f16ToF32(ldU16(p, 108)), hsumI32(acc), 0, 0)
 		}
-		sum = kAcc(sum, ds[b]*f16ToF32(ldU16(p, 108)), hsumI32(acc), 0, 0)
+		out[r] = sum
 	}
-	return sum
 }
 
-func dotQ2_KSIMD(w []byte, a *act, e0 int) float32 {
+func dotQ2_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qkK
-	w = w[:nb*bytesQ2_K]
+	rb := nb * bytesQ2_K
+	w = w[:nrows*rb]
+	out = out[:nrows]
 	qs := a.qs[e0 : e0+a.cols]
 	bsums := a.bsums[e0/16 : e0/16+nb*16]
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	m3 := archsimd.BroadcastUint8x32(3)
 	m15 := archsimd.BroadcastUint8x16(15)
-	var sum float32
-	for b := 0; b < nb; b++ {
-		p := unsafe.Add(pw, b*bytesQ2_K)
-		y := unsafe.Add(py, b*qkK)
-		raw := archsimd.LoadUint8x16((*[16]uint8)(p))
-		sc := raw.And(m15).AsInt8x16()
-		mn := raw.AsUint16x8().ShiftAllRight(4).AsUint8x16().And(m15).AsInt8x16()
-		imin := hsumI32(ldI16(pbs, b*32).DotProductPairs(mn.ExtendToInt16()))
-		var acc i32x8
-		for n := 0; n < 2; n++ {
-			q := ldU8(p, 16+32*n).AsUint16x16()
-			for j := 0; j < 4; j++ {
-				u := q.ShiftAllRight(uint64(2 * j)).AsUint8x32().And(m3)
-				s := sc.PermuteOrZero(ldIdx(&q6Pair[8*n+2*j])).ExtendToInt16()
-				acc = acc.Add(u.DotProductPairsSaturated(ldI8(y, 128*n+32*j)).DotProductPairs(s))
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var sum float32
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ2_K)
+			y := unsafe.Add(py, b*qkK)
+			raw := archsimd.LoadUint8x16((*[16]uint8)(p))
+			sc := raw.And(m15).AsInt8x16()
+			mn := raw.AsUint16x8().ShiftAllRight(4).AsUint8x16().And(m15).AsInt8x16()
+			imin := hsumI32(ldI16(pbs, b*32).DotProductPairs(mn.ExtendToInt16()))
+			var acc i32x8
+			for n := 0; n < 2; n++ {
+				q := ldU8(p, 16+32*n).AsUint16x16()
+				for j := 0; j < 4; j++ {
+					u := q.ShiftAllRight(uint64(2 * j)).AsUint8x32().And(m3)
+					s := sc.PermuteOrZero(ldIdx(&q6Pair[8*n+2*j])).ExtendToInt16()
+					acc = acc.Add(u.DotProductPairsSaturated(ldI8(y, 128*n+32*j)).DotProductPairs(s))
+				}
 			}
+			d := ds[b] * f16ToF32(ldU16(p, 80))
+			dmin := ds[b] * f16ToF32(ldU16(p, 82))
+			sum = kAcc(sum, d, hsumI32(acc), dmin, imin)
 		}
-		d := ds[b] * f16ToF32(ldU16(p, 80))
-		dmin := ds[b] * f16ToF32(ldU16(p, 82))
-		sum = kAcc(sum, d, hsumI32(acc), dmin, imin)
+		out[r] = sum
 	}
-	return sum
 }
 
 // ---- element-wise vector ops ----

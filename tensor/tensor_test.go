@@ -216,8 +216,10 @@ func TestFusedDot(t *testing.T) {
 						want += mb * (float64(a.s[b]) - ysum)
 					}
 				}
-				for name, k := range map[string]dotFunc{"active": kernels[typ], "generic": genericKernels[typ]} {
-					got := float64(k(w, &a, 0))
+				for name, k := range map[string]rowsFunc{"active": kernels[typ], "generic": rowsOf(genericKernels[typ])} {
+					var o [1]float32
+					k(w, 1, &a, 0, o[:])
+					got := float64(o[0])
 					if math.Abs(got-want) > 1e-5*mag+1e-6 {
 						t.Errorf("%s: got %v, want %v (sum |terms| %v)", name, got, want, mag)
 					}
@@ -241,7 +243,12 @@ func TestKernelsBitExact(t *testing.T) {
 		}
 		for _, cols := range sizes {
 			for rep := 0; rep < 3; rep++ {
-				w := randRow(rng, typ, cols)
+				const nrows = 3
+				var w []byte
+				for r := 0; r < nrows; r++ {
+					w = append(w, randRow(rng, typ, cols)...)
+				}
+				rb := len(w) / nrows
 				x := randFloats(rng, 3*cols)
 				if rep == 2 {
 					for i := range x {
@@ -252,10 +259,13 @@ func TestKernelsBitExact(t *testing.T) {
 				a.prepare(vecDotKind(typ), cols, 3)
 				a.quantize(x, 0, 3*cols)
 				for j := 0; j < 3; j++ {
-					got := kernels[typ](w, &a, j*cols)
-					want := genericKernels[typ](w, &a, j*cols)
-					if math.Float32bits(got) != math.Float32bits(want) {
-						t.Fatalf("%v cols %d vec %d: active %v (%#x) != generic %v (%#x)", typ, cols, j, got, math.Float32bits(got), want, math.Float32bits(want))
+					var outs [nrows]float32
+					kernels[typ](w, nrows, &a, j*cols, outs[:])
+					for r, got := range outs {
+						want := genericKernels[typ](w[r*rb:(r+1)*rb], &a, j*cols)
+						if math.Float32bits(got) != math.Float32bits(want) {
+							t.Fatalf("%v cols %d vec %d row %d: active %v (%#x) != generic %v (%#x)", typ, cols, j, r, got, math.Float32bits(got), want, math.Float32bits(want))
+						}
 					}
 				}
 			}
@@ -455,6 +465,8 @@ func TestMatMul(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	pool := NewPool(3)
 	defer pool.Close()
+	defer func(v int) { rowBlockBytes = v }(rowBlockBytes)
+	rowBlockBytes = 3000 // several row blocks per chunk
 	for _, typ := range allTypes {
 		rows, cols, n := 37, 512, 21
 		m := randMatrix(rng, typ, rows, cols)
