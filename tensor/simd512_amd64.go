@@ -5,19 +5,11 @@ package tensor
 import (
 	"simd/archsimd"
 	"unsafe"
-
-	"github.com/stepflash/stepflash/gguf"
 )
 
-// AVX-512 variants of the hottest kernels: same integer sums, same float
-// steps, half the vector instructions of the AVX2 versions.
-
-func init() {
-	if !hasSIMD || !archsimd.X86.AVX512() {
-		return
-	}
-	kernels[gguf.TypeQ4_K] = dotQ4_KAVX512
-}
+// AVX-512 variants of the hottest kernels (registered in simd_amd64.go):
+// same integer sums, same float steps, fewer vector instructions than the
+// AVX2 versions.
 
 // k4Idx512[2p+h] broadcasts, per 128-bit lane, the Q4_K sub-block scale for
 // chunk pair p and nibble half h (see init).

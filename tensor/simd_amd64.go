@@ -15,23 +15,44 @@ import (
 // hasSIMD reports whether the SIMD kernels are in use.
 var hasSIMD = archsimd.X86.AVX2()
 
+// kernelVariant is one SIMD implementation of a weight type's kernel; tests
+// check every variant the CPU can run against the pure-Go kernel, including
+// those that a faster variant replaces in the dispatch table.
+type kernelVariant struct {
+	typ  gguf.Type
+	name string
+	ok   bool // the CPU supports it
+	rows rowsFunc
+}
+
+var kernelVariants []kernelVariant
+
+func addVariant(t gguf.Type, name string, ok bool, f rowsFunc) {
+	kernelVariants = append(kernelVariants, kernelVariant{t, name, ok, f})
+	if ok {
+		kernels[t] = f
+	}
+}
+
 func init() {
+	avx512 := hasSIMD && archsimd.X86.AVX512()
+	addVariant(gguf.TypeF32, "avx2", hasSIMD, dotF32SIMD)
+	addVariant(gguf.TypeF16, "avx2", hasSIMD, dotF16SIMD)
+	addVariant(gguf.TypeBF16, "avx2", hasSIMD, dotBF16SIMD)
+	addVariant(gguf.TypeQ8_0, "avx2", hasSIMD, dotQ8_0SIMD)
+	addVariant(gguf.TypeQ4_0, "avx2", hasSIMD, dotQ4_0SIMD)
+	addVariant(gguf.TypeQ4_1, "avx2", hasSIMD, dotQ4_1SIMD)
+	addVariant(gguf.TypeQ5_0, "avx2", hasSIMD, dotQ5_0SIMD)
+	addVariant(gguf.TypeQ5_1, "avx2", hasSIMD, dotQ5_1SIMD)
+	addVariant(gguf.TypeQ2_K, "avx2", hasSIMD, dotQ2_KSIMD)
+	addVariant(gguf.TypeQ3_K, "avx2", hasSIMD, dotQ3_KSIMD)
+	addVariant(gguf.TypeQ4_K, "avx2", hasSIMD, dotQ4_KSIMD)
+	addVariant(gguf.TypeQ4_K, "avx512", avx512, dotQ4_KAVX512)
+	addVariant(gguf.TypeQ5_K, "avx2", hasSIMD, dotQ5_KSIMD)
+	addVariant(gguf.TypeQ6_K, "avx2", hasSIMD, dotQ6_KSIMD)
 	if !hasSIMD {
 		return
 	}
-	kernels[gguf.TypeF32] = dotF32SIMD
-	kernels[gguf.TypeF16] = dotF16SIMD
-	kernels[gguf.TypeBF16] = dotBF16SIMD
-	kernels[gguf.TypeQ8_0] = dotQ8_0SIMD
-	kernels[gguf.TypeQ4_0] = dotQ4_0SIMD
-	kernels[gguf.TypeQ4_1] = dotQ4_1SIMD
-	kernels[gguf.TypeQ5_0] = dotQ5_0SIMD
-	kernels[gguf.TypeQ5_1] = dotQ5_1SIMD
-	kernels[gguf.TypeQ4_K] = dotQ4_KSIMD
-	kernels[gguf.TypeQ6_K] = dotQ6_KSIMD
-	kernels[gguf.TypeQ5_K] = dotQ5_KSIMD
-	kernels[gguf.TypeQ3_K] = dotQ3_KSIMD
-	kernels[gguf.TypeQ2_K] = dotQ2_KSIMD
 	kernels4[gguf.TypeQ4_K] = dot4Q4_KSIMD
 	kernels4[gguf.TypeQ6_K] = dot4Q6_KSIMD
 	dotImpl = dotSIMD32
@@ -41,7 +62,7 @@ func init() {
 	mulImpl = mulSIMD
 	expImpl = expSIMD
 	swigluImpl = swigluSIMD
-	if archsimd.X86.AVX512() {
+	if avx512 {
 		quantQ8_0Impl = quantQ8_0SIMD
 		quantQ8_KImpl = quantQ8_KSIMD
 	}

@@ -1,0 +1,16 @@
+//go:build !(goexperiment.simd && amd64)
+
+package tensor
+
+import "github.com/stepflash/stepflash/gguf"
+
+// Pure-Go builds have no SIMD kernel variants.
+
+type kernelVariant struct {
+	typ  gguf.Type
+	name string
+	ok   bool
+	rows rowsFunc
+}
+
+var kernelVariants []kernelVariant
