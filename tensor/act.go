@@ -53,6 +53,23 @@ type act struct {
 	s     []float32 // actQ8_1: fp16(d * sum(qs)) per block
 	bsums []int16   // actQ8_K: sums of 16 consecutive qs
 	d4    []float32 // actQ8_K with n >= 4: d of vectors 4g..4g+3 at block b in d4[(g*nb+b)*4+k]
+	d16   []float32 // actQ8_0/actQ8_1 batches: for vector j and block pair p, [d[2p] x8, d[2p+1] x8] at d16[(j*nb/2+p)*16:]
+}
+
+// expandPairScales fills d16 from d (for the 2-block-wide batched kernels).
+func (a *act) expandPairScales(n int) {
+	nb := a.cols / qk
+	np := nb / 2
+	a.d16 = grow(a.d16, n*np*16)
+	for j := 0; j < n; j++ {
+		for p := 0; p < np; p++ {
+			v := a.d16[(j*np+p)*16 : (j*np+p)*16+16]
+			for l := 0; l < 8; l++ {
+				v[l] = a.d[j*nb+2*p]
+				v[8+l] = a.d[j*nb+2*p+1]
+			}
+		}
+	}
 }
 
 // grow returns s resized to n, reusing its storage when it is large enough.

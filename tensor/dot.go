@@ -40,6 +40,15 @@ type rows4Func func(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 // them for batches, else it runs the single-vector kernel per vector.
 var kernels4 = map[gguf.Type]rows4Func{}
 
+// rowsNFunc multiplies nrows weight rows with the activation vectors
+// 0..ncols-1 of a (ncols a multiple of 4) into out[j*ostride + r],
+// bit-identical to the single-vector kernels.
+type rowsNFunc func(w []byte, nrows int, a *act, ncols int, out []float32, ostride int)
+
+// kernelsN holds whole-batch tiled kernels (SIMD builds only). Their
+// activations need d16 (act.expandPairScales).
+var kernelsN = map[gguf.Type]rowsNFunc{}
+
 // genericKernels are the pure-Go kernels, always compiled; tests compare the
 // active kernels with them bit for bit.
 var genericKernels = map[gguf.Type]dotFunc{

@@ -49,6 +49,13 @@ func MatMul(p *Pool, m Matrix, x []float32, n int, out []float32) {
 	}
 	a.transposeScales(n)
 	dot4 := kernels4[m.Type]
+	dotN := kernelsN[m.Type]
+	if n < 4 {
+		dotN = nil
+	}
+	if dotN != nil {
+		a.expandPairScales(n)
+	}
 
 	rows, cols, data := m.Rows, m.Cols, m.Data
 	rblk := max(1, rowBlockBytes/max(rb, 1))
@@ -62,6 +69,10 @@ func MatMul(p *Pool, m Matrix, x []float32, n int, out []float32) {
 			r1 := min(r0+rblk, hi)
 			w := data[r0*rb : r1*rb]
 			j := 0
+			if dotN != nil {
+				j = n &^ 3
+				dotN(w, r1-r0, a, j, out[r0:], rows)
+			}
 			if dot4 != nil {
 				for ; j+4 <= n; j += 4 {
 					dot4(w, r1-r0, a, j, out[j*rows+r0:], rows)

@@ -79,3 +79,105 @@ func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 		out[r] = sum
 	}
 }
+
+// pairF32 returns [d0 x8 | d1 x8]: the per-lane scales of an even/odd block
+// pair in the 16-lane layout.
+func pairF32(d0, d1 float32) archsimd.Float32x16 {
+	return archsimd.Float32x16{}.SetLo(archsimd.BroadcastFloat32x8(d0)).SetHi(archsimd.BroadcastFloat32x8(d1))
+}
+
+// ldQ8Pair loads the quants of Q8_0 blocks b and b+1 at p (block b's start).
+func ldQ8Pair(p unsafe.Pointer) archsimd.Int8x64 {
+	return archsimd.Int8x64{}.SetLo(ldI8(p, 2)).SetHi(ldI8(p, 2+bytesQ8_0))
+}
+
+// q8Pair returns the scaled products of one weight block pair (|x|, x<0)
+// with one activation block pair y: the 16-lane form of the even/odd lane
+// accumulation of dotQ8_0Generic.
+func q8Pair(ax archsimd.Uint8x64, neg archsimd.Mask8x64, y archsimd.Int8x64, ones archsimd.Int16x32, d archsimd.Float32x16) archsimd.Float32x16 {
+	sy := archsimd.Int8x64{}.Sub(y).Merge(y, neg)
+	return ax.DotProductPairsSaturated(sy).DotProductPairs(ones).ConvertToFloat32().Mul(d)
+}
+
+func finish16(acc archsimd.Float32x16) float32 { return storeHsum8(acc.GetLo().Add(acc.GetHi())) }
+
+// mmQ8_0AVX512 multiplies nrows Q8_0 rows with activation vectors 0..ncols-1
+// (ncols a multiple of 4) into out[j*ostride + r], in tiles of 2 rows by 4
+// vectors; each (row, vector) dot is computed exactly as dotQ8_0Generic.
+// a.d16 must hold the expanded activation scales (act.expandPairScales).
+func mmQ8_0AVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
+	nb := a.cols / qk
+	if nb%2 != 0 || nb > 512 {
+		// Odd block counts need a half-width tail; not worth a special path.
+		for j := 0; j < ncols; j++ {
+			dotQ8_0SIMD(w, nrows, a, j*a.cols, out[j*ostride:j*ostride+nrows])
+		}
+		return
+	}
+	np := nb / 2
+	rb := nb * bytesQ8_0
+	w = w[:nrows*rb]
+	qs := a.qs[:ncols*a.cols]
+	d16 := a.d16[:ncols*np*16]
+	out = out[:(ncols-1)*ostride+nrows]
+	pw, py, pd := ptr(w), ptr(qs), ptr(d16)
+	cst := a.cols      // bytes between activation vectors in qs
+	dst := np * 16 * 4 // bytes between vectors in d16
+	ones := archsimd.BroadcastInt16x32(1)
+	var zero archsimd.Int8x64
+	var dx0, dx1 [512]float32
+	for r := 0; r < nrows; r += 2 {
+		two := r+1 < nrows
+		p0 := unsafe.Add(pw, r*rb)
+		p1 := p0
+		if two {
+			p1 = unsafe.Add(p0, rb)
+		}
+		for b := 0; b < nb; b++ {
+			dx0[b] = f16ToF32(ldU16(p0, b*bytesQ8_0))
+			dx1[b] = f16ToF32(ldU16(p1, b*bytesQ8_0))
+		}
+		for j := 0; j < ncols; j += 4 {
+			y := unsafe.Add(py, j*cst)
+			dv := unsafe.Add(pd, j*dst)
+			var a00, a01, a02, a03, a10, a11, a12, a13 archsimd.Float32x16
+			for p := 0; p < np; p++ {
+				bo := 2 * p * bytesQ8_0
+				x0 := ldQ8Pair(unsafe.Add(p0, bo))
+				x1 := ldQ8Pair(unsafe.Add(p1, bo))
+				ax0, n0 := x0.Abs().AsUint8x64(), x0.Less(zero)
+				ax1, n1 := x1.Abs().AsUint8x64(), x1.Less(zero)
+				d0 := pairF32(dx0[2*p], dx0[2*p+1])
+				d1 := pairF32(dx1[2*p], dx1[2*p+1])
+				yo, do := 64*p, 64*p
+				y0 := archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, yo)))
+				y1 := archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, yo+cst)))
+				y2 := archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, yo+2*cst)))
+				y3 := archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, yo+3*cst)))
+				e0 := ldF32x16(dv, do/4)
+				e1 := ldF32x16(dv, (do+dst)/4)
+				e2 := ldF32x16(dv, (do+2*dst)/4)
+				e3 := ldF32x16(dv, (do+3*dst)/4)
+				a00 = a00.Add(q8Pair(ax0, n0, y0, ones, d0.Mul(e0)))
+				a01 = a01.Add(q8Pair(ax0, n0, y1, ones, d0.Mul(e1)))
+				a02 = a02.Add(q8Pair(ax0, n0, y2, ones, d0.Mul(e2)))
+				a03 = a03.Add(q8Pair(ax0, n0, y3, ones, d0.Mul(e3)))
+				a10 = a10.Add(q8Pair(ax1, n1, y0, ones, d1.Mul(e0)))
+				a11 = a11.Add(q8Pair(ax1, n1, y1, ones, d1.Mul(e1)))
+				a12 = a12.Add(q8Pair(ax1, n1, y2, ones, d1.Mul(e2)))
+				a13 = a13.Add(q8Pair(ax1, n1, y3, ones, d1.Mul(e3)))
+			}
+			o := j*ostride + r
+			out[o] = finish16(a00)
+			out[o+ostride] = finish16(a01)
+			out[o+2*ostride] = finish16(a02)
+			out[o+3*ostride] = finish16(a03)
+			if two {
+				out[o+1] = finish16(a10)
+				out[o+ostride+1] = finish16(a11)
+				out[o+2*ostride+1] = finish16(a12)
+				out[o+3*ostride+1] = finish16(a13)
+			}
+		}
+	}
+}

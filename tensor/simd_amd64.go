@@ -63,6 +63,7 @@ func init() {
 	expImpl = expSIMD
 	swigluImpl = swigluSIMD
 	if avx512 {
+		kernelsN[gguf.TypeQ8_0] = mmQ8_0AVX512
 		quantQ8_0Impl = quantQ8_0SIMD
 		quantQ8_KImpl = quantQ8_KSIMD
 	}

@@ -459,6 +459,24 @@ func randMatrix(rng *rand.Rand, typ gguf.Type, rows, cols int) Matrix {
 	return m
 }
 
+type matMulCase struct {
+	typ  gguf.Type
+	cols int
+}
+
+// matMulCases lists every type at 512 columns, plus an odd number of blocks
+// for the 32-element formats (the batched kernels work on block pairs).
+func matMulCases() []matMulCase {
+	var cs []matMulCase
+	for _, typ := range allTypes {
+		cs = append(cs, matMulCase{typ, 512})
+		if typ.BlockSize() == 32 {
+			cs = append(cs, matMulCase{typ, 160})
+		}
+	}
+	return cs
+}
+
 // TestMatMul checks that MatMul with n inputs, single- and multi-threaded,
 // equals n separate mat-vecs and the fused kernel on each row, bit for bit.
 func TestMatMul(t *testing.T) {
@@ -467,8 +485,8 @@ func TestMatMul(t *testing.T) {
 	defer pool.Close()
 	defer func(v int) { rowBlockBytes = v }(rowBlockBytes)
 	rowBlockBytes = 3000 // several row blocks per chunk
-	for _, typ := range allTypes {
-		rows, cols, n := 37, 512, 21
+	for _, tc := range matMulCases() {
+		typ, rows, cols, n := tc.typ, 37, tc.cols, 21
 		m := randMatrix(rng, typ, rows, cols)
 		x := randFloats(rng, n*cols)
 		multi := make([]float32, n*rows)
