@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/model"
 	"io"
 	"os"
 	"runtime/pprof"
@@ -87,6 +88,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if applied.ExpertsPerToken != nil {
 		experts = *applied.ExpertsPerToken
 	}
+	weightBytes := model.WeightBytesPerToken(l.file, cfg, experts)
 	var results []benchStat
 	if *cpuProfile != "" {
 		pf, err := os.Create(*cpuProfile)
@@ -136,10 +138,14 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			Model   string               `json:"model"`
 			Threads int                  `json:"threads"`
 			Effort  engine.AppliedEffort `json:"effort"`
-			Results []benchStat          `json:"results"`
-		}{mf.model, mf.threads, applied, results})
+			// WeightBytesPerToken is what one decoded token reads: decode
+			// cannot beat memory bandwidth divided by it.
+			WeightBytesPerToken int64       `json:"weight_bytes_per_token"`
+			Results             []benchStat `json:"results"`
+		}{mf.model, mf.threads, applied, weightBytes, results})
 	}
 	fmt.Fprintf(stdout, "model: %s  threads: %d  runs: %d  effort: %s\n", mf.model, mf.threads, *runs, describeEffort(applied))
+	fmt.Fprintf(stdout, "weights read per decoded token: %.1f MiB\n", float64(weightBytes)/(1<<20))
 	fmt.Fprintf(stdout, "%-8s %12s %12s %12s\n", "test", "min t/s", "median t/s", "max t/s")
 	for _, r := range results {
 		fmt.Fprintf(stdout, "%-8s %12.2f %12.2f %12.2f\n", r.Test, r.Min, r.Median, r.Max)

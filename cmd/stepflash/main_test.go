@@ -210,3 +210,34 @@ func TestCommandErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestBenchCommand(t *testing.T) {
+	dir := testmodels.Models(t)
+	weights := map[string]int64{}
+	for _, effort := range []string{"low", "medium", "high"} {
+		stdout, stderr, code := runMain(t, "bench", "-m", filepath.Join(dir, "tiny-qwen3moe-Q8_0.gguf"), "-p", "32", "-n", "8", "-r", "3", "--json", "--effort", effort)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		var got struct {
+			Effort              engine.AppliedEffort `json:"effort"`
+			WeightBytesPerToken int64                `json:"weight_bytes_per_token"`
+			Results             []benchStat          `json:"results"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+			t.Fatalf("bad JSON %q: %v", stdout, err)
+		}
+		if string(got.Effort.Applied) != effort || len(got.Results) != 2 {
+			t.Fatalf("%s: %+v", effort, got)
+		}
+		for _, r := range got.Results {
+			if len(r.Runs) != 3 || !(r.Min <= r.Median && r.Median <= r.Max) || r.Min <= 0 {
+				t.Fatalf("%s: bad stats %+v", effort, r)
+			}
+		}
+		weights[effort] = got.WeightBytesPerToken
+	}
+	if !(weights["low"] < weights["medium"] && weights["medium"] == weights["high"]) {
+		t.Fatalf("weight bytes per token by tier: %v (low must read fewer expert weights)", weights)
+	}
+}
