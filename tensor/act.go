@@ -52,12 +52,16 @@ type act struct {
 	d     []float32 // Q8 kinds: per-block scale (fp16-rounded for Q8_0/Q8_1)
 	s     []float32 // actQ8_1: fp16(d * sum(qs)) per block
 	bsums []int16   // actQ8_K: sums of 16 consecutive qs
+	qsP   []int8    // actQ8_K with permuteQ8K: qs in the AVX-512 pair order
 	d4    []float32 // actQ8_K with n >= 4: d of vectors 4g..4g+3 at block b in d4[(g*nb+b)*4+k]
 	d16   []float32 // actQ8_0/actQ8_1 batches: for vector j and block pair p, [d[2p] x8, d[2p+1] x8] at d16[(j*nb/2+p)*16:]
 }
 
 // expandPairScales fills d16 from d (for the 2-block-wide batched kernels).
 func (a *act) expandPairScales(n int) {
+	if a.kind != actQ8_0 && a.kind != actQ8_1 {
+		return
+	}
 	nb := a.cols / qk
 	np := nb / 2
 	a.d16 = grow(a.d16, n*np*16)
@@ -99,6 +103,23 @@ func (a *act) prepare(kind actKind, cols, n int) {
 		a.d = grow(a.d, total/qkK)
 		a.bsums = grow(a.bsums, total/16)
 		a.d4 = grow(a.d4, n/4*4*(cols/qkK))
+		if permuteQ8K {
+			a.qsP = grow(a.qsP, total)
+		}
+	}
+}
+
+// permuteQ8K makes actQ8_K activations also keep qsP, a copy of qs with each
+// 256-block's 32-byte quarters reordered 0,2,1,3,4,6,5,7: then the element
+// pairs the AVX-512 K-quant kernels multiply together (elements j and j+64
+// of each 128) are one contiguous 64-byte load. Set at init by SIMD builds.
+var permuteQ8K bool
+
+// permuteBlockK writes the qsP order of one 256-block.
+func permuteBlockK(dst, src []int8) {
+	dst, src = dst[:qkK], src[:qkK]
+	for k, q := range [8]int{0, 2, 1, 3, 4, 6, 5, 7} {
+		copy(dst[32*k:32*k+32], src[32*q:32*q+32])
 	}
 }
 
@@ -141,6 +162,9 @@ func (a *act) quantize(x []float32, lo, hi int) {
 	case actQ8_K:
 		for b := lo / qkK; b < hi/qkK; b++ {
 			quantQ8_KImpl(x[b*qkK:b*qkK+qkK], a.qs[b*qkK:b*qkK+qkK], a.d, a.bsums[b*16:b*16+16], b)
+			if permuteQ8K {
+				permuteBlockK(a.qsP[b*qkK:], a.qs[b*qkK:])
+			}
 		}
 	}
 }

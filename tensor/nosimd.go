@@ -7,10 +7,12 @@ import "github.com/stepflash/stepflash/gguf"
 // Pure-Go builds have no SIMD kernel variants.
 
 type kernelVariant struct {
-	typ  gguf.Type
-	name string
-	ok   bool
-	rows rowsFunc
+	typ   gguf.Type
+	name  string
+	ok    bool
+	rows  rowsFunc
+	rows4 rows4Func
+	rowsN rowsNFunc
 }
 
 var kernelVariants []kernelVariant

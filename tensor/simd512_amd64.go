@@ -32,9 +32,30 @@ func init() {
 	}
 }
 
-// ldI8Pair loads 32 bytes at off and 32 at off+64 into one vector.
-func ldI8Pair(p unsafe.Pointer, off int) archsimd.Int8x64 {
-	return archsimd.Int8x64{}.SetLo(ldI8(p, off)).SetHi(ldI8(p, off+64))
+// q4KUnpack512 returns the four 64-element quant vectors of a Q4_K block's
+// qs at q, in the qsP element order: (0..31, 64..95), (32..63, 96..127),
+// (128..159, 192..223), (160..191, 224..255).
+func q4KUnpack512(q unsafe.Pointer, mask archsimd.Uint8x64) (lo01, hi01, lo23, hi23 archsimd.Uint8x64) {
+	q01 := archsimd.LoadUint8x64((*[64]uint8)(q))
+	q23 := archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 64)))
+	lo01 = q01.And(mask)
+	hi01 = q01.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask)
+	lo23 = q23.And(mask)
+	hi23 = q23.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask)
+	return
+}
+
+// q4KDot512 returns the scaled integer dot of the unpacked block with the
+// activation block at y (qsP order) as 16 int32 lanes.
+func q4KDot512(lo01, hi01, lo23, hi23 archsimd.Uint8x64, s0, s1, s2, s3 archsimd.Int16x32, y unsafe.Pointer) archsimd.Int32x16 {
+	acc := lo01.DotProductPairsSaturated(ldI8x64(y, 0)).DotProductPairs(s0)
+	acc = acc.Add(hi01.DotProductPairsSaturated(ldI8x64(y, 64)).DotProductPairs(s1))
+	acc = acc.Add(lo23.DotProductPairsSaturated(ldI8x64(y, 128)).DotProductPairs(s2))
+	return acc.Add(hi23.DotProductPairsSaturated(ldI8x64(y, 192)).DotProductPairs(s3))
+}
+
+func ldI8x64(p unsafe.Pointer, off int) archsimd.Int8x64 {
+	return archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(p, off)))
 }
 
 func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
@@ -42,7 +63,7 @@ func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	rb := nb * bytesQ4_K
 	w = w[:nrows*rb]
 	out = out[:nrows]
-	qs := a.qs[e0 : e0+a.cols]
+	qs := a.qsP[e0 : e0+a.cols]
 	bsums := a.bsums[e0/16 : e0/16+nb*16]
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
@@ -56,27 +77,69 @@ func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 		var sum float32
 		for b := 0; b < nb; b++ {
 			p := unsafe.Add(pr, b*bytesQ4_K)
-			y := unsafe.Add(py, b*qkK)
 			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
 			imin := hsumI32x4(mins.DotProductPairs(bsumPairs(pbs, b*32)))
 			sc := archsimd.Int16x32{}.SetLo(scv).SetHi(scv).AsInt8x64()
-			q := unsafe.Add(p, 16)
-			q01 := archsimd.LoadUint8x64((*[64]uint8)(q))
-			q23 := archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 64)))
-			lo01 := q01.And(mask)
-			hi01 := q01.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask)
-			lo23 := q23.And(mask)
-			hi23 := q23.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask)
-			acc := lo01.DotProductPairsSaturated(ldI8Pair(y, 0)).DotProductPairs(sc.PermuteOrZeroGrouped(i0).AsInt16x32())
-			acc = acc.Add(hi01.DotProductPairsSaturated(ldI8Pair(y, 32)).DotProductPairs(sc.PermuteOrZeroGrouped(i1).AsInt16x32()))
-			acc = acc.Add(lo23.DotProductPairsSaturated(ldI8Pair(y, 128)).DotProductPairs(sc.PermuteOrZeroGrouped(i2).AsInt16x32()))
-			acc = acc.Add(hi23.DotProductPairsSaturated(ldI8Pair(y, 160)).DotProductPairs(sc.PermuteOrZeroGrouped(i3).AsInt16x32()))
+			lo01, hi01, lo23, hi23 := q4KUnpack512(unsafe.Add(p, 16), mask)
+			acc := q4KDot512(lo01, hi01, lo23, hi23,
+				sc.PermuteOrZeroGrouped(i0).AsInt16x32(), sc.PermuteOrZeroGrouped(i1).AsInt16x32(),
+				sc.PermuteOrZeroGrouped(i2).AsInt16x32(), sc.PermuteOrZeroGrouped(i3).AsInt16x32(),
+				unsafe.Add(py, b*qkK))
 			isum := hsumI32(acc.GetLo().Add(acc.GetHi()))
 			d := ds[b] * f16ToF32(ldU16(p, 0))
 			dmin := ds[b] * f16ToF32(ldU16(p, 2))
 			sum = kAcc(sum, d, isum, dmin, imin)
 		}
 		out[r] = sum
+	}
+}
+
+// dot4Q4_KAVX512 is dot4Q4_KSIMD with 512-bit integer work.
+func dot4Q4_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride int) {
+	nb := a.cols / qkK
+	rb := nb * bytesQ4_K
+	w = w[:nrows*rb]
+	out = out[:3*ostride+nrows]
+	e0 := j0 * a.cols
+	qs := a.qsP[e0 : e0+4*a.cols]
+	bsums := a.bsums[e0/16 : (e0+4*a.cols)/16]
+	d4 := a.d4[j0/4*nb*4 : (j0/4+1)*nb*4]
+	pw, py, pbs, pd := ptr(w), ptr(qs), ptr(bsums), ptr(d4)
+	st, sb := a.cols, a.cols/16*2
+	mask := archsimd.BroadcastUint8x64(0x0f)
+	i0 := archsimd.LoadInt8x64(&k4Idx512[0])
+	i1 := archsimd.LoadInt8x64(&k4Idx512[1])
+	i2 := archsimd.LoadInt8x64(&k4Idx512[2])
+	i3 := archsimd.LoadInt8x64(&k4Idx512[3])
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var sum4 archsimd.Float32x4
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ4_K)
+			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
+			bo := b * 32
+			imin := reduce4x4(mins.DotProductPairs(bsumPairs(pbs, bo)), mins.DotProductPairs(bsumPairs(pbs, bo+sb)),
+				mins.DotProductPairs(bsumPairs(pbs, bo+2*sb)), mins.DotProductPairs(bsumPairs(pbs, bo+3*sb)))
+			sc := archsimd.Int16x32{}.SetLo(scv).SetHi(scv).AsInt8x64()
+			s0, s1 := sc.PermuteOrZeroGrouped(i0).AsInt16x32(), sc.PermuteOrZeroGrouped(i1).AsInt16x32()
+			s2, s3 := sc.PermuteOrZeroGrouped(i2).AsInt16x32(), sc.PermuteOrZeroGrouped(i3).AsInt16x32()
+			lo01, hi01, lo23, hi23 := q4KUnpack512(unsafe.Add(p, 16), mask)
+			y := unsafe.Add(py, b*qkK)
+			acc0 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, y)
+			acc1 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, st))
+			acc2 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, 2*st))
+			acc3 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, 3*st))
+			isum := reduce4(acc0.GetLo().Add(acc0.GetHi()), acc1.GetLo().Add(acc1.GetHi()),
+				acc2.GetLo().Add(acc2.GetHi()), acc3.GetLo().Add(acc3.GetHi()))
+			dy := archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))
+			d := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 0))))
+			dmin := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 2))))
+			sum4 = sum4.Add(d.Mul(isum.ConvertToFloat32()))
+			sum4 = sum4.Sub(dmin.Mul(imin.ConvertToFloat32()))
+		}
+		var o [4]float32
+		sum4.Store(&o)
+		out[r], out[ostride+r], out[2*ostride+r], out[3*ostride+r] = o[0], o[1], o[2], o[3]
 	}
 }
 
@@ -179,5 +242,132 @@ func mmQ8_0AVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride
 				out[o+3*ostride+1] = finish16(a13)
 			}
 		}
+	}
+}
+
+// q6Idx512[2n+h] maps the 32 int16 products of Q6_K half n, 64-element
+// half h, to their 16-element group's scale: group 8n + 4h + i/8.
+var q6Idx512 [4][32]uint16
+
+// q6ShlA and q6ShrB hold per-256-bit-half shifts that move Q6_K qh bit pairs
+// to bits 4-5: left 4 and 2 for the first 64 elements of a half, right 0 and
+// 2 for the next 64.
+var q6ShlA, q6ShrB [32]uint16
+
+func init() {
+	for n := 0; n < 2; n++ {
+		for h := 0; h < 2; h++ {
+			for i := range q6Idx512[2*n+h] {
+				q6Idx512[2*n+h][i] = uint16(8*n + 4*h + i/8)
+			}
+		}
+	}
+	for i := 0; i < 32; i++ {
+		q6ShlA[i], q6ShrB[i] = 4, 0
+		if i >= 16 {
+			q6ShlA[i], q6ShrB[i] = 2, 2
+		}
+	}
+}
+
+// q6Half512 returns the quants (0..63) of elements 0..63 and 64..127 of half
+// n of the Q6_K block at p.
+func q6Half512(p unsafe.Pointer, n int, m4, m30 archsimd.Uint8x64, shlA, shrB archsimd.Uint16x32) (x, y archsimd.Uint8x64) {
+	ql := archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(p, 64*n)))
+	qh32 := ldU8(p, 128+32*n)
+	qh := archsimd.Uint8x64{}.SetLo(qh32).SetHi(qh32).AsUint16x32()
+	x = ql.And(m4).Or(qh.ShiftLeft(shlA).AsUint8x64().And(m30))
+	y = ql.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(m4).Or(qh.ShiftRight(shrB).AsUint8x64().And(m30))
+	return
+}
+
+func dotQ6_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
+	nb := a.cols / qkK
+	rb := nb * bytesQ6_K
+	w = w[:nrows*rb]
+	out = out[:nrows]
+	qs := a.qs[e0 : e0+a.cols]
+	bsums := a.bsums[e0/16 : e0/16+nb*16]
+	ds := a.d[e0/qkK : e0/qkK+nb]
+	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
+	m4 := archsimd.BroadcastUint8x64(0x0f)
+	m30 := archsimd.BroadcastUint8x64(0x30)
+	shlA := archsimd.LoadUint16x32(&q6ShlA)
+	shrB := archsimd.LoadUint16x32(&q6ShrB)
+	ix0, ix1 := archsimd.LoadUint16x32(&q6Idx512[0]), archsimd.LoadUint16x32(&q6Idx512[1])
+	ix2, ix3 := archsimd.LoadUint16x32(&q6Idx512[2]), archsimd.LoadUint16x32(&q6Idx512[3])
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var sum float32
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ6_K)
+			y := unsafe.Add(py, b*qkK)
+			sc16 := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(p, 192))).ExtendToInt16()
+			sc := archsimd.Int16x32{}.SetLo(sc16)
+			bias := ldI16(pbs, b*32).DotProductPairs(sc16).ShiftAllLeft(5)
+			x0, y0 := q6Half512(p, 0, m4, m30, shlA, shrB)
+			x1, y1 := q6Half512(p, 1, m4, m30, shlA, shrB)
+			acc := x0.DotProductPairsSaturated(ldI8x64(y, 0)).DotProductPairs(sc.Permute(ix0))
+			acc = acc.Add(y0.DotProductPairsSaturated(ldI8x64(y, 64)).DotProductPairs(sc.Permute(ix1)))
+			acc = acc.Add(x1.DotProductPairsSaturated(ldI8x64(y, 128)).DotProductPairs(sc.Permute(ix2)))
+			acc = acc.Add(y1.DotProductPairsSaturated(ldI8x64(y, 192)).DotProductPairs(sc.Permute(ix3)))
+			isum := hsumI32(acc.GetLo().Add(acc.GetHi()).Sub(bias))
+			sum = kAcc(sum, ds[b]*f16ToF32(ldU16(p, 208)), isum, 0, 0)
+		}
+		out[r] = sum
+	}
+}
+
+// dot4Q6_KAVX512 is dot4Q6_KSIMD with 512-bit integer work.
+func dot4Q6_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride int) {
+	nb := a.cols / qkK
+	rb := nb * bytesQ6_K
+	w = w[:nrows*rb]
+	out = out[:3*ostride+nrows]
+	e0 := j0 * a.cols
+	qs := a.qs[e0 : e0+4*a.cols]
+	bsums := a.bsums[e0/16 : (e0+4*a.cols)/16]
+	d4 := a.d4[j0/4*nb*4 : (j0/4+1)*nb*4]
+	pw, py, pbs, pd := ptr(w), ptr(qs), ptr(bsums), ptr(d4)
+	st, sb := a.cols, a.cols/16*2
+	m4 := archsimd.BroadcastUint8x64(0x0f)
+	m30 := archsimd.BroadcastUint8x64(0x30)
+	shlA := archsimd.LoadUint16x32(&q6ShlA)
+	shrB := archsimd.LoadUint16x32(&q6ShrB)
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var sum4 archsimd.Float32x4
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ6_K)
+			y := unsafe.Add(py, b*qkK)
+			sc16 := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(p, 192))).ExtendToInt16()
+			sc := archsimd.Int16x32{}.SetLo(sc16)
+			bo := b * 32
+			acc0 := archsimd.Int32x8{}.Sub(ldI16(pbs, bo).DotProductPairs(sc16).ShiftAllLeft(5))
+			acc1 := archsimd.Int32x8{}.Sub(ldI16(pbs, bo+sb).DotProductPairs(sc16).ShiftAllLeft(5))
+			acc2 := archsimd.Int32x8{}.Sub(ldI16(pbs, bo+2*sb).DotProductPairs(sc16).ShiftAllLeft(5))
+			acc3 := archsimd.Int32x8{}.Sub(ldI16(pbs, bo+3*sb).DotProductPairs(sc16).ShiftAllLeft(5))
+			for n := 0; n < 2; n++ {
+				xq, yq := q6Half512(p, n, m4, m30, shlA, shrB)
+				sx := sc.Permute(archsimd.LoadUint16x32(&q6Idx512[2*n]))
+				sy := sc.Permute(archsimd.LoadUint16x32(&q6Idx512[2*n+1]))
+				o := 128 * n
+				v0 := xq.DotProductPairsSaturated(ldI8x64(y, o)).DotProductPairs(sx).Add(yq.DotProductPairsSaturated(ldI8x64(y, o+64)).DotProductPairs(sy))
+				v1 := xq.DotProductPairsSaturated(ldI8x64(y, st+o)).DotProductPairs(sx).Add(yq.DotProductPairsSaturated(ldI8x64(y, st+o+64)).DotProductPairs(sy))
+				v2 := xq.DotProductPairsSaturated(ldI8x64(y, 2*st+o)).DotProductPairs(sx).Add(yq.DotProductPairsSaturated(ldI8x64(y, 2*st+o+64)).DotProductPairs(sy))
+				v3 := xq.DotProductPairsSaturated(ldI8x64(y, 3*st+o)).DotProductPairs(sx).Add(yq.DotProductPairsSaturated(ldI8x64(y, 3*st+o+64)).DotProductPairs(sy))
+				acc0 = acc0.Add(v0.GetLo().Add(v0.GetHi()))
+				acc1 = acc1.Add(v1.GetLo().Add(v1.GetHi()))
+				acc2 = acc2.Add(v2.GetLo().Add(v2.GetHi()))
+				acc3 = acc3.Add(v3.GetLo().Add(v3.GetHi()))
+			}
+			isum := reduce4(acc0, acc1, acc2, acc3)
+			dy := archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))
+			d := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 208))))
+			sum4 = sum4.Add(d.Mul(isum.ConvertToFloat32()))
+		}
+		var o [4]float32
+		sum4.Store(&o)
+		out[r], out[ostride+r], out[2*ostride+r], out[3*ostride+r] = o[0], o[1], o[2], o[3]
 	}
 }

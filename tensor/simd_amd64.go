@@ -19,16 +19,32 @@ var hasSIMD = archsimd.X86.AVX2()
 // check every variant the CPU can run against the pure-Go kernel, including
 // those that a faster variant replaces in the dispatch table.
 type kernelVariant struct {
-	typ  gguf.Type
-	name string
-	ok   bool // the CPU supports it
-	rows rowsFunc
+	typ   gguf.Type
+	name  string
+	ok    bool // the CPU supports it
+	rows  rowsFunc
+	rows4 rows4Func // or a 4-vector kernel
+	rowsN rowsNFunc // or a whole-batch kernel
 }
 
 var kernelVariants []kernelVariant
 
+func addVariant4(t gguf.Type, name string, ok bool, f rows4Func) {
+	kernelVariants = append(kernelVariants, kernelVariant{typ: t, name: name, ok: ok, rows4: f})
+	if ok {
+		kernels4[t] = f
+	}
+}
+
+func addVariantN(t gguf.Type, name string, ok bool, f rowsNFunc) {
+	kernelVariants = append(kernelVariants, kernelVariant{typ: t, name: name, ok: ok, rowsN: f})
+	if ok {
+		kernelsN[t] = f
+	}
+}
+
 func addVariant(t gguf.Type, name string, ok bool, f rowsFunc) {
-	kernelVariants = append(kernelVariants, kernelVariant{t, name, ok, f})
+	kernelVariants = append(kernelVariants, kernelVariant{typ: t, name: name, ok: ok, rows: f})
 	if ok {
 		kernels[t] = f
 	}
@@ -50,11 +66,15 @@ func init() {
 	addVariant(gguf.TypeQ4_K, "avx512", avx512, dotQ4_KAVX512)
 	addVariant(gguf.TypeQ5_K, "avx2", hasSIMD, dotQ5_KSIMD)
 	addVariant(gguf.TypeQ6_K, "avx2", hasSIMD, dotQ6_KSIMD)
+	addVariant(gguf.TypeQ6_K, "avx512", avx512, dotQ6_KAVX512)
+	addVariant4(gguf.TypeQ4_K, "avx2x4", hasSIMD, dot4Q4_KSIMD)
+	addVariant4(gguf.TypeQ4_K, "avx512x4", avx512, dot4Q4_KAVX512)
+	addVariant4(gguf.TypeQ6_K, "avx2x4", hasSIMD, dot4Q6_KSIMD)
+	addVariant4(gguf.TypeQ6_K, "avx512x4", avx512, dot4Q6_KAVX512)
+	addVariantN(gguf.TypeQ8_0, "avx512tile", avx512, mmQ8_0AVX512)
 	if !hasSIMD {
 		return
 	}
-	kernels4[gguf.TypeQ4_K] = dot4Q4_KSIMD
-	kernels4[gguf.TypeQ6_K] = dot4Q6_KSIMD
 	dotImpl = dotSIMD32
 	axpyImpl = axpySIMD
 	scaleImpl = scaleSIMD
@@ -63,7 +83,7 @@ func init() {
 	expImpl = expSIMD
 	swigluImpl = swigluSIMD
 	if avx512 {
-		kernelsN[gguf.TypeQ8_0] = mmQ8_0AVX512
+		permuteQ8K = true
 		quantQ8_0Impl = quantQ8_0SIMD
 		quantQ8_KImpl = quantQ8_KSIMD
 	}
