@@ -511,6 +511,38 @@ func TestMatMul(t *testing.T) {
 	}
 }
 
+// TestMatMulMany checks that shared-input products equal separate MatMuls.
+func TestMatMulMany(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	pool := NewPool(2)
+	defer pool.Close()
+	cols := 512
+	ms := []Matrix{
+		randMatrix(rng, gguf.TypeQ4_K, 40, cols),
+		randMatrix(rng, gguf.TypeQ6_K, 17, cols),
+		randMatrix(rng, gguf.TypeQ8_0, 33, cols),
+		randMatrix(rng, gguf.TypeF32, 9, cols),
+		randMatrix(rng, gguf.TypeQ4_K, 64, cols),
+	}
+	for _, n := range []int{1, 6} {
+		x := randFloats(rng, n*cols)
+		outs := make([][]float32, len(ms))
+		for i, m := range ms {
+			outs[i] = make([]float32, n*m.Rows)
+		}
+		MatMulMany(pool, ms, x, n, outs)
+		for i, m := range ms {
+			want := make([]float32, n*m.Rows)
+			MatMul(nil, m, x, n, want)
+			for k := range want {
+				if math.Float32bits(outs[i][k]) != math.Float32bits(want[k]) {
+					t.Fatalf("n=%d matrix %d (%v) elem %d: %v != %v", n, i, m.Type, k, outs[i][k], want[k])
+				}
+			}
+		}
+	}
+}
+
 func TestPool(t *testing.T) {
 	for _, threads := range []int{1, 2, 3, 8} {
 		p := NewPool(threads)
