@@ -222,6 +222,8 @@ func TestPull(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
 			got, _ := os.ReadFile(path)
 			if !bytes.Equal(got, data) {
 				t.Fatalf("downloaded %d bytes, differ from the %d served", len(got), len(data))
@@ -243,7 +245,10 @@ func TestPull(t *testing.T) {
 			}
 			// A second pull is served from the cache.
 			gets := f.gets
-			if _, err := c.Pull(context.Background(), ref); err != nil || f.gets != gets {
+			f.mu.Unlock()
+			_, err = c.Pull(context.Background(), ref)
+			f.mu.Lock()
+			if err != nil || f.gets != gets {
 				t.Errorf("second pull: err %v, %d more GETs", err, f.gets-gets)
 			}
 		})

@@ -19,6 +19,8 @@ Commands:
   run        generate a raw completion (no chat template) from a prompt
   tokenize   print the token ids of a text
   bench      measure prefill and decode speed (tok/s, min/median/max over runs)
+  serve      OpenAI-compatible server (default 0.0.0.0:8000, API under /v1)
+  pull       download a GGUF from Hugging Face: REPO[:FILE]
   help       show this help, or a command's flags: stepflash help <command>
 
 A prompt or text of "-" is read from standard input.
@@ -35,6 +37,8 @@ var commands = []command{
 	{"run", cmdRun},
 	{"tokenize", cmdTokenize},
 	{"bench", cmdBench},
+	{"serve", cmdServe},
+	{"pull", cmdPull},
 }
 
 func main() {

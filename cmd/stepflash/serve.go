@@ -1,0 +1,396 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/stepflash/stepflash/chat"
+	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/hub"
+	"github.com/stepflash/stepflash/model"
+	"github.com/stepflash/stepflash/server"
+	"github.com/stepflash/stepflash/tokenizer"
+)
+
+// modelSpec is one model to serve: a GGUF path or a hub reference, with aliases.
+type modelSpec struct {
+	Model    string   `json:"model"`
+	Name     string   `json:"name,omitempty"`
+	Aliases  []string `json:"aliases,omitempty"`
+	Ctx      int      `json:"ctx,omitempty"`
+	Parallel int      `json:"parallel,omitempty"`
+}
+
+// serveConfig is the --config file (JSON); flags given on the command line win.
+type serveConfig struct {
+	Addr     string      `json:"addr,omitempty"`
+	Models   []modelSpec `json:"models"`
+	Parallel int         `json:"parallel,omitempty"`
+	Queue    int         `json:"queue,omitempty"`
+	Ctx      int         `json:"ctx,omitempty"`
+	MaxBody  int64       `json:"max_body_bytes,omitempty"`
+}
+
+type serveOptions struct {
+	addr            string
+	specs           []modelSpec
+	threads         int
+	ctx             int
+	parallel        int
+	queue           int
+	maxBody         int64
+	maxN            int
+	shutdownTimeout time.Duration
+	offline         bool
+	quiet           bool
+	hub             *hub.Client
+}
+
+const serveUsage = `Usage: stepflash serve [-m MODEL [--alias NAME]...]... [flags]
+
+An OpenAI-compatible server: POST /v1/chat/completions, POST /v1/completions,
+GET /v1/models, GET /health, GET /health/ready, GET /metrics.
+
+MODEL is a GGUF path or a Hugging Face reference REPO[:FILE] (pulled into the
+cache on first use, see "stepflash pull"). -m may be repeated; --alias adds a
+name to the -m before it. The first model is also served as "step-3.7-flash".
+Names match exactly; an unknown name is a 404 listing the served ones.
+
+With no -m (and no --config) the default model is served:
+  %s
+pulled from Hugging Face on first use. Offline, pass -m FILE.gguf instead.
+
+Models without a tokenizer.chat_template are chatted with ChatML
+(<|im_start|>role ... <|im_end|>), with Hermes-style <tool_call> tool calls.
+
+--config FILE reads JSON: {"addr": "...", "models": [{"model": "PATH_OR_REF",
+"name": "...", "aliases": ["..."], "ctx": 4096, "parallel": 4}], "parallel": 4,
+"queue": 64, "ctx": 0, "max_body_bytes": 8388608}; flags given win.
+
+Flags:
+`
+
+func cmdServe(args []string, stdout, stderr io.Writer) error {
+	opts, err := parseServe(args, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runServe(ctx, opts, stderr, nil)
+}
+
+func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &serveOptions{}
+	addModel := func(s string) error {
+		if s == "" {
+			return errors.New("empty model")
+		}
+		o.specs = append(o.specs, modelSpec{Model: s})
+		return nil
+	}
+	addAlias := func(s string) error {
+		if s == "" {
+			return errors.New("empty alias")
+		}
+		if len(o.specs) == 0 {
+			return errors.New("--alias must follow the -m it names")
+		}
+		last := &o.specs[len(o.specs)-1]
+		last.Aliases = append(last.Aliases, s)
+		return nil
+	}
+	fs.Func("m", "model: GGUF path or Hugging Face REPO[:FILE] (repeatable)", addModel)
+	fs.Func("model", "same as -m", addModel)
+	fs.Func("alias", "another name for the preceding -m (repeatable)", addAlias)
+	config := fs.String("config", "", "JSON config file listing models (see above)")
+	fs.StringVar(&o.addr, "addr", "0.0.0.0:8000", "listen address")
+	fs.IntVar(&o.threads, "t", runtime.NumCPU(), "threads for the kernels")
+	fs.IntVar(&o.threads, "threads", runtime.NumCPU(), "same as -t")
+	fs.IntVar(&o.ctx, "c", 0, "context length per sequence (0: min(model's training context, 4096))")
+	fs.IntVar(&o.ctx, "ctx", 0, "same as -c")
+	fs.IntVar(&o.parallel, "parallel", 4, "sequences decoded together per model (continuous batching)")
+	fs.IntVar(&o.queue, "queue", 64, "requests waiting for a slot per model; more get 503 overloaded")
+	fs.Int64Var(&o.maxBody, "max-body", server.DefaultMaxBodyBytes, "request body limit in bytes")
+	fs.IntVar(&o.maxN, "max-n", 16, "largest n (choices per request)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish")
+	cacheDir := fs.String("cache-dir", hub.DefaultCacheDir(), "where pulled models are kept ($STEPFLASH_CACHE)")
+	fs.BoolVar(&o.offline, "offline", os.Getenv("HF_HUB_OFFLINE") == "1", "never download: serve cached or local files only ($HF_HUB_OFFLINE=1)")
+	fs.BoolVar(&o.quiet, "quiet", false, "do not log requests")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, serveUsage, hub.Default)
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "stepflash serve: unexpected argument %q (models are given with -m)\n", pos[0])
+		return nil, errUsage
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *config != "" {
+		b, err := os.ReadFile(*config)
+		if err != nil {
+			return nil, err
+		}
+		var c serveConfig
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return nil, fmt.Errorf("%s: %w", *config, err)
+		}
+		if len(o.specs) == 0 {
+			o.specs = c.Models
+		}
+		if c.Addr != "" && !set["addr"] {
+			o.addr = c.Addr
+		}
+		if c.Parallel > 0 && !set["parallel"] {
+			o.parallel = c.Parallel
+		}
+		if c.Queue > 0 && !set["queue"] {
+			o.queue = c.Queue
+		}
+		if c.Ctx > 0 && !set["c"] && !set["ctx"] {
+			o.ctx = c.Ctx
+		}
+		if c.MaxBody > 0 && !set["max-body"] {
+			o.maxBody = c.MaxBody
+		}
+	}
+	if o.threads <= 0 || o.parallel <= 0 || o.queue <= 0 || o.maxBody <= 0 || o.maxN <= 0 {
+		return nil, fmt.Errorf("-t, --parallel, --queue, --max-body and --max-n must be positive")
+	}
+	o.hub = &hub.Client{CacheDir: *cacheDir, Progress: stderr}
+	return o, nil
+}
+
+// runServe listens, loads the models in the background (readiness is 503
+// meanwhile) and serves until ctx ends, then shuts down gracefully.
+// onListen, when set, is told the bound address.
+func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen func(net.Addr)) error {
+	var logger *slog.Logger
+	if !o.quiet {
+		logger = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+	srv := server.New(server.Config{MaxBodyBytes: o.maxBody, MaxN: o.maxN, Logger: logger})
+	srv.SetLoading(true)
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second}
+	fmt.Fprintf(stderr, "stepflash serve: listening on http://%s (API under /v1)\n", ln.Addr())
+	if onListen != nil {
+		onListen(ln.Addr())
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+
+	var closers []func()
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}()
+	loadErr := make(chan error, 1)
+	loadCtx, cancelLoad := context.WithCancel(ctx)
+	defer cancelLoad()
+	loaded := make(chan []func(), 1)
+	go func() {
+		var cs []func()
+		err := loadAll(loadCtx, o, srv, stderr, func(c func()) { cs = append(cs, c) })
+		loaded <- cs
+		loadErr <- err
+	}()
+
+	var runErr error
+	select {
+	case err := <-loadErr:
+		closers = <-loaded
+		if err != nil {
+			runErr = err
+			break
+		}
+		srv.SetLoading(false)
+		fmt.Fprintf(stderr, "stepflash serve: ready, serving %s\n", strings.Join(quoteAll(srv.Names()), ", "))
+		select {
+		case <-ctx.Done():
+		case err := <-serveErr:
+			return err
+		}
+	case <-ctx.Done():
+		cancelLoad()
+		closers = <-loaded
+		<-loadErr
+	case err := <-serveErr:
+		cancelLoad()
+		closers = <-loaded
+		<-loadErr
+		return err
+	}
+	fmt.Fprintf(stderr, "stepflash serve: shutting down (waiting up to %s for in-flight requests)\n", o.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+	}
+	return runErr
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
+}
+
+// loadAll resolves and loads every model, adding each to srv as it is ready.
+func loadAll(ctx context.Context, o *serveOptions, srv *server.Server, stderr io.Writer, onClose func(func())) error {
+	specs := o.specs
+	usingDefault := len(specs) == 0
+	if usingDefault {
+		specs = []modelSpec{{Model: hub.Default.String()}}
+	}
+	for i, spec := range specs {
+		path, err := resolveModel(ctx, o, spec.Model, stderr)
+		if err != nil {
+			if usingDefault {
+				return fmt.Errorf("no model given (-m), and the default model %s is not cached and could not be downloaded: %v\n"+
+					"Pass -m FILE.gguf to serve a local GGUF file, or run \"stepflash pull %s\" when online", hub.Default, err, hub.Default)
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		m, closeFn, err := loadServedModel(path, spec, o, stderr)
+		if err != nil {
+			return err
+		}
+		onClose(closeFn)
+		if i == 0 && m.Name != server.DefaultModelName && !contains(m.Aliases, server.DefaultModelName) {
+			m.Aliases = append(m.Aliases, server.DefaultModelName)
+		}
+		if err := srv.AddModel(m); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "stepflash serve: loaded %s as %s (context %d, %d parallel, template: %s)\n", path,
+			strings.Join(quoteAll(append([]string{m.Name}, m.Aliases...)), ", "), m.Engine.Context(), firstPositive(spec.Parallel, o.parallel), templateName(m))
+	}
+	return nil
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func firstPositive(a, b int) int {
+	if a > 0 {
+		return a
+	}
+	return b
+}
+
+func templateName(m *server.Model) string {
+	if m.Template == nil {
+		return "ChatML fallback"
+	}
+	return "the model's own (" + m.Template.Family().String() + " tool calls)"
+}
+
+// resolveModel turns a -m value into a local path: an existing file, or a
+// hub reference found in the cache or pulled.
+func resolveModel(ctx context.Context, o *serveOptions, s string, stderr io.Writer) (string, error) {
+	if st, err := os.Stat(s); err == nil {
+		if st.IsDir() {
+			return "", fmt.Errorf("%s is a directory, not a GGUF file", s)
+		}
+		return s, nil
+	}
+	ref, err := hub.ParseRef(s)
+	if err != nil {
+		return "", fmt.Errorf("model %q: no such file, and not a Hugging Face reference (REPO[:FILE])", s)
+	}
+	if p, ok := o.hub.Cached(ref); ok {
+		return p, nil
+	}
+	if o.offline {
+		return "", fmt.Errorf("%s is not in the cache (%s) and --offline forbids downloading it", ref, o.hub.CacheDir)
+	}
+	fmt.Fprintf(stderr, "stepflash serve: pulling %s into %s\n", ref, o.hub.CacheDir)
+	return o.hub.Pull(ctx, ref)
+}
+
+// loadServedModel opens a GGUF, its tokenizer, chat template and engine.
+func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (*server.Model, func(), error) {
+	mdl, f, err := model.Open(path, model.Options{Threads: o.threads})
+	if err != nil {
+		return nil, nil, err
+	}
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		mdl.Close()
+		f.Close()
+		return nil, nil, err
+	}
+	cfg := mdl.Config()
+	if n := tok.VocabSize(); n != cfg.NVocab {
+		mdl.Close()
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: tokenizer has %d tokens but the output layer has %d rows", path, n, cfg.NVocab)
+	}
+	var tmpl *chat.Template
+	if src, ok := f.String("tokenizer.chat_template"); ok && strings.TrimSpace(src) != "" {
+		if tmpl, err = chat.NewTemplate(src); err != nil {
+			fmt.Fprintf(stderr, "stepflash serve: %s: cannot use its chat template (%v); using the ChatML fallback\n", path, err)
+			tmpl = nil
+		}
+	}
+	eng := engine.New(mdl, tok, engine.Options{Context: firstPositive(spec.Ctx, o.ctx), Parallel: firstPositive(spec.Parallel, o.parallel), QueueLimit: o.queue})
+	name := spec.Name
+	if name == "" {
+		name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	}
+	st, _ := os.Stat(path)
+	var size int64
+	if st != nil {
+		size = st.Size()
+	}
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s|%d|%s|%d", filepath.Base(path), size, cfg.Arch, eng.Context()))
+	m := &server.Model{Name: name, Aliases: spec.Aliases, Engine: eng, Tok: tok, Config: cfg, Template: tmpl,
+		Fingerprint: "fp_" + hex.EncodeToString(sum[:5])}
+	closeFn := func() {
+		eng.Close()
+		mdl.Close()
+		f.Close()
+	}
+	return m, closeFn, nil
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stepflash/stepflash/internal/testmodels"
+)
+
+// syncBuffer is a goroutine-safe bytes.Buffer for a server's log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startServe runs `stepflash serve ARGS` on a loopback port until the test ends.
+func startServe(t *testing.T, args ...string) (string, *syncBuffer) {
+	t.Helper()
+	var log syncBuffer
+	o, err := parseServe(append([]string{"--addr", "127.0.0.1:0", "-t", "1"}, args...), &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, o, &log, func(a net.Addr) { addr <- a }) }()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a.String()
+	case err := <-done:
+		t.Fatalf("serve ended: %v\n%s", err, log.String())
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(base + "/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("ready: %d", resp.StatusCode)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready: %v\n%s", err, log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return base, &log
+}
+
+// TestServeCompletionMatchesRun: over HTTP, a greedy completion of
+// stories260K gives the same text as `stepflash run`.
+func TestServeCompletionMatchesRun(t *testing.T) {
+	path := testmodels.Path(t, "stories260K.gguf")
+	base, _ := startServe(t, "-m", path, "--alias", "tiny")
+	out, errOut, code := runMain(t, "run", "-m", path, "-t", "1", "--temp", "0", "-n", "32", "--json", "--", "Once upon a time")
+	if code != 0 {
+		t.Fatalf("run: %d %s", code, errOut)
+	}
+	var want runOutput
+	if err := json.Unmarshal([]byte(out), &want); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"stories260K", "tiny", "step-3.7-flash"} {
+		resp, err := http.Post(base+"/v1/completions", "application/json",
+			strings.NewReader(`{"model":"`+name+`","prompt":"Once upon a time","max_tokens":32,"temperature":0}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Choices []struct {
+				Text string `json:"text"`
+			} `json:"choices"`
+		}
+		json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(got.Choices) != 1 || got.Choices[0].Text != want.Text {
+			t.Errorf("%s: %d %+v, want %q", name, resp.StatusCode, got, want.Text)
+		}
+	}
+}
+
+func TestServeFlags(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "serve.json")
+	os.WriteFile(cfg, []byte(`{"addr":"127.0.0.1:9","parallel":3,"models":[{"model":"a.gguf","aliases":["x"]},{"model":"o/r:b.gguf","ctx":128}]}`), 0o644)
+	cases := []struct {
+		name    string
+		args    []string
+		check   func(*serveOptions) bool
+		wantErr bool
+	}{
+		{"aliases follow their -m", []string{"-m", "a.gguf", "--alias", "x", "--alias", "y", "-m", "b.gguf", "--alias", "z"}, func(o *serveOptions) bool {
+			return len(o.specs) == 2 && strings.Join(o.specs[0].Aliases, ",") == "x,y" && strings.Join(o.specs[1].Aliases, ",") == "z" && o.addr == "0.0.0.0:8000"
+		}, false},
+		{"alias before -m", []string{"--alias", "x"}, nil, true},
+		{"config", []string{"--config", cfg}, func(o *serveOptions) bool {
+			return len(o.specs) == 2 && o.specs[1].Ctx == 128 && o.parallel == 3 && o.addr == "127.0.0.1:9"
+		}, false},
+		{"flags beat config", []string{"--config", cfg, "--parallel", "5", "--addr", ":1"}, func(o *serveOptions) bool {
+			return o.parallel == 5 && o.addr == ":1"
+		}, false},
+		{"positional", []string{"model.gguf"}, nil, true},
+		{"bad parallel", []string{"--parallel", "0"}, nil, true},
+	}
+	for _, tc := range cases {
+		var log bytes.Buffer
+		o, err := parseServe(tc.args, &log)
+		if (err != nil) != tc.wantErr || (err == nil && !tc.check(o)) {
+			t.Errorf("%s: err %v, opts %+v", tc.name, err, o)
+		}
+	}
+}
+
+// TestServeDefaultOffline: with no -m, no cached default and no network,
+// serve fails with a message saying how to pass -m.
+func TestServeDefaultOffline(t *testing.T) {
+	var log bytes.Buffer
+	o, err := parseServe([]string{"--addr", "127.0.0.1:0", "--cache-dir", t.TempDir()}, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.hub.Endpoint = "http://127.0.0.1:1" // nothing listens: offline
+	o.hub.Retries = 1
+	err = runServe(context.Background(), o, &log, nil)
+	if err == nil || !strings.Contains(err.Error(), "-m FILE.gguf") || !strings.Contains(err.Error(), "Qwen/Qwen3-0.6B-GGUF:Qwen3-0.6B-Q8_0.gguf") {
+		t.Errorf("error %v", err)
+	}
+	o.offline = true
+	if err := runServe(context.Background(), o, &log, nil); err == nil || !strings.Contains(err.Error(), "--offline") {
+		t.Errorf("offline error %v", err)
+	}
+}
+
+// TestServeCachedRef serves a model given as a hub reference already in the cache.
+func TestServeCachedRef(t *testing.T) {
+	src := testmodels.Path(t, "stories260K.gguf")
+	cache := t.TempDir()
+	dst := filepath.Join(cache, "someone", "tiny-GGUF", "stories.gguf")
+	os.MkdirAll(filepath.Dir(dst), 0o755)
+	b, _ := os.ReadFile(src)
+	os.WriteFile(dst, b, 0o644)
+	base, _ := startServe(t, "--cache-dir", cache, "--offline", "-m", "someone/tiny-GGUF:stories.gguf")
+	resp, err := http.Get(base + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	json.NewDecoder(resp.Body).Decode(&list)
+	if len(list.Data) != 2 || list.Data[0].ID != "stories" || list.Data[1].ID != "step-3.7-flash" {
+		t.Errorf("models %+v", list)
+	}
+}
+
+func TestPullCommand(t *testing.T) {
+	data := []byte("GGUF fake model bytes")
+	hubSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/o/r/resolve/main/m.gguf" {
+			http.NotFound(w, r)
+			return
+		}
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+	}))
+	defer hubSrv.Close()
+	cache := t.TempDir()
+	out, errOut, code := runMain(t, "pull", "--endpoint", hubSrv.URL, "--cache-dir", cache, "--quiet", "o/r:m.gguf")
+	want := filepath.Join(cache, "o", "r", "m.gguf")
+	if code != 0 || strings.TrimSpace(out) != want {
+		t.Fatalf("pull: %d %q %q", code, out, errOut)
+	}
+	if got, _ := os.ReadFile(want); !bytes.Equal(got, data) {
+		t.Errorf("pulled %q", got)
+	}
+	if _, errOut, code := runMain(t, "pull", "--endpoint", hubSrv.URL, "--cache-dir", cache, "o/r:missing.gguf"); code != 1 || !strings.Contains(errOut, "not found") {
+		t.Errorf("missing: %d %q", code, errOut)
+	}
+	if _, _, code := runMain(t, "pull"); code != 2 {
+		t.Errorf("no argument: exit %d", code)
+	}
+}

@@ -1,0 +1,860 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/shared"
+	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/server"
+)
+
+const storyPrompt = "Once upon a time"
+
+// realServer serves stories260K (first: also step-3.7-flash) and tiny-qwen3.
+func realServer(t *testing.T) *served {
+	return startServer(t, server.Config{}, []realModel{
+		{file: "stories260K.gguf", name: "stories", aliases: []string{server.DefaultModelName}, opts: engine.Options{Parallel: 4}},
+		{file: "tiny-qwen3-F32.gguf", name: "qwen", aliases: []string{"qwen-alias"}, opts: engine.Options{Parallel: 4}},
+	})
+}
+
+func userMsg(s string) []openai.ChatCompletionMessageParamUnion {
+	return []openai.ChatCompletionMessageParamUnion{openai.UserMessage(s)}
+}
+
+func TestChatPlainAndStreamAgree(t *testing.T) {
+	s := realServer(t)
+	ctx := context.Background()
+	for _, modelName := range []string{"qwen", "qwen-alias", "stories"} {
+		t.Run(modelName, func(t *testing.T) {
+			params := openai.ChatCompletionNewParams{Model: modelName, Messages: userMsg("Hello there"),
+				MaxTokens: openai.Int(12), Temperature: openai.Float(0)}
+			var httpResp *http.Response
+			resp, err := s.client.Chat.Completions.New(ctx, params, option.WithResponseInto(&httpResp))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(resp.ID, "chatcmpl-") || resp.Object != "chat.completion" || resp.Created == 0 || resp.Model != modelName || !strings.HasPrefix(resp.JSON.SystemFingerprint.Raw(), `"fp_`) {
+				t.Errorf("envelope: id %q object %q created %d model %q fp %s", resp.ID, resp.Object, resp.Created, resp.Model, resp.JSON.SystemFingerprint.Raw())
+			}
+			if len(resp.Choices) != 1 || resp.Choices[0].Message.Role != "assistant" {
+				t.Fatalf("choices: %+v", resp.Choices)
+			}
+			c := resp.Choices[0]
+			if c.FinishReason != "length" && c.FinishReason != "stop" {
+				t.Errorf("finish_reason %q", c.FinishReason)
+			}
+			u := resp.Usage
+			if u.PromptTokens == 0 || u.CompletionTokens == 0 || u.CompletionTokens > 12 || u.TotalTokens != u.PromptTokens+u.CompletionTokens {
+				t.Errorf("usage %+v", u)
+			}
+			if c.FinishReason == "length" && u.CompletionTokens != 12 {
+				t.Errorf("finish length after %d tokens, want 12", u.CompletionTokens)
+			}
+			for _, h := range []string{"X-Request-Id", "X-Reasoning-Effort", "X-Advisor"} {
+				if httpResp.Header.Get(h) == "" {
+					t.Errorf("header %s missing", h)
+				}
+			}
+			var raw map[string]json.RawMessage
+			json.Unmarshal([]byte(resp.RawJSON()), &raw)
+			var usage map[string]any
+			json.Unmarshal(raw["usage"], &usage)
+			cost, _ := usage["cost"].(float64)
+			want := (float64(u.PromptTokens-u.PromptTokensDetails.CachedTokens)*0.20 + float64(u.PromptTokensDetails.CachedTokens)*0.04 + float64(u.CompletionTokens)*1.15) / 1e6
+			if math.Abs(cost-want) > 1e-12 || usage["cached_tokens"] == nil {
+				t.Errorf("usage cost %v (want %v), cached_tokens %v", usage["cost"], want, usage["cached_tokens"])
+			}
+			if !bytes.Contains(raw["stepflash"], []byte(`"applied":"medium"`)) {
+				t.Errorf("stepflash extension %s", raw["stepflash"])
+			}
+
+			params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+			stream := s.client.Chat.Completions.NewStreaming(ctx, params)
+			acc := openai.ChatCompletionAccumulator{}
+			chunks := 0
+			var last openai.ChatCompletionChunk
+			for stream.Next() {
+				ch := stream.Current()
+				acc.AddChunk(ch)
+				last = ch
+				chunks++
+				if ch.ID != stream.Current().ID || ch.Object != "chat.completion.chunk" {
+					t.Errorf("chunk envelope %q %q", ch.ID, ch.Object)
+				}
+			}
+			if err := stream.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if len(last.Choices) != 0 || last.Usage.CompletionTokens != u.CompletionTokens || last.Usage.PromptTokens != u.PromptTokens {
+				t.Errorf("last chunk: choices %d usage %+v, want usage %+v", len(last.Choices), last.Usage, u)
+			}
+			if got := acc.Choices[0].Message.Content; got != c.Message.Content {
+				t.Errorf("streamed %q, non-streamed %q", got, c.Message.Content)
+			}
+			if acc.Choices[0].FinishReason != c.FinishReason {
+				t.Errorf("streamed finish %q, want %q", acc.Choices[0].FinishReason, c.FinishReason)
+			}
+			if chunks < 3 {
+				t.Errorf("only %d chunks", chunks)
+			}
+		})
+	}
+}
+
+// TestCompletionsGreedyMatchesEngine: a greedy legacy completion over HTTP
+// is what the engine gives directly (what `stepflash run` prints).
+func TestCompletionsGreedyMatchesEngine(t *testing.T) {
+	s := realServer(t)
+	l := loadModel(t, "stories260K.gguf")
+	e := engine.New(l.m, l.tok, engine.Options{Context: 512})
+	defer e.Close()
+	res, err := e.Generate(context.Background(), engine.Request{Prompt: l.tok.Encode(storyPrompt, true, true), MaxTokens: 40, LimitThinking: true, ThinkingBudget: 1024}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ""
+	for _, tk := range res.Tokens {
+		want += tk.Text
+	}
+	for _, stream := range []bool{false, true} {
+		params := openai.CompletionNewParams{Model: "step-3.7-flash", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(storyPrompt)},
+			MaxTokens: openai.Int(40), Temperature: openai.Float(0)}
+		got := ""
+		if stream {
+			st := s.client.Completions.NewStreaming(context.Background(), params)
+			for st.Next() {
+				for _, c := range st.Current().Choices {
+					got += c.Text
+				}
+			}
+			if err := st.Err(); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			resp, err := s.client.Completions.New(context.Background(), params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Object != "text_completion" || !strings.HasPrefix(resp.ID, "cmpl-") || resp.Usage.CompletionTokens != 40 {
+				t.Errorf("envelope %q %q usage %+v", resp.Object, resp.ID, resp.Usage)
+			}
+			got = resp.Choices[0].Text
+		}
+		if got != want {
+			t.Errorf("stream=%v: got %q, want %q", stream, got, want)
+		}
+	}
+	// Token-id prompt and echo.
+	ids := l.tok.Encode(storyPrompt, true, true)
+	ids64 := make([]int64, len(ids))
+	for i, id := range ids {
+		ids64[i] = int64(id)
+	}
+	resp, err := s.client.Completions.New(context.Background(), openai.CompletionNewParams{Model: "stories",
+		Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: ids64}, MaxTokens: openai.Int(40), Temperature: openai.Float(0), Echo: openai.Bool(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(resp.Choices[0].Text, want) || !strings.Contains(resp.Choices[0].Text, "Once upon a time") {
+		t.Errorf("token prompt with echo: %q", resp.Choices[0].Text)
+	}
+}
+
+func TestLogprobs(t *testing.T) {
+	s := realServer(t)
+	ctx := context.Background()
+	for _, stream := range []bool{false, true} {
+		params := openai.ChatCompletionNewParams{Model: "qwen", Messages: userMsg("Count"), MaxTokens: openai.Int(8),
+			Temperature: openai.Float(0), Logprobs: openai.Bool(true), TopLogprobs: openai.Int(3)}
+		var content []openai.ChatCompletionTokenLogprob
+		text := ""
+		if stream {
+			st := s.client.Chat.Completions.NewStreaming(ctx, params)
+			for st.Next() {
+				for _, c := range st.Current().Choices {
+					content = append(content, c.Logprobs.Content...)
+					text += c.Delta.Content
+				}
+			}
+			if err := st.Err(); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			resp, err := s.client.Chat.Completions.New(ctx, params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			content = resp.Choices[0].Logprobs.Content
+			text = resp.Choices[0].Message.Content
+		}
+		if len(content) == 0 || len(content) > 8 {
+			t.Fatalf("stream=%v: %d logprob entries", stream, len(content))
+		}
+		joined := ""
+		for i, lp := range content {
+			joined += lp.Token
+			if lp.Logprob > 0 || len(lp.TopLogprobs) != 3 {
+				t.Errorf("entry %d: logprob %v, %d alternatives", i, lp.Logprob, len(lp.TopLogprobs))
+				continue
+			}
+			// Greedy: the chosen token is the most likely one.
+			if lp.TopLogprobs[0].Token != lp.Token || lp.TopLogprobs[0].Logprob < lp.TopLogprobs[1].Logprob || math.Abs(lp.TopLogprobs[0].Logprob-lp.Logprob) > 1e-6 {
+				t.Errorf("entry %d: token %q %v, top %+v", i, lp.Token, lp.Logprob, lp.TopLogprobs[0])
+			}
+			if string(int64sToBytes(lp.Bytes)) != lp.Token {
+				t.Errorf("entry %d: bytes %v for %q", i, lp.Bytes, lp.Token)
+			}
+		}
+		if !strings.HasPrefix(joined, text) {
+			t.Errorf("stream=%v: tokens %q do not spell the content %q", stream, joined, text)
+		}
+	}
+}
+
+func int64sToBytes(v []int64) []byte {
+	b := make([]byte, len(v))
+	for i, x := range v {
+		b[i] = byte(x)
+	}
+	return b
+}
+
+func TestNAndSeed(t *testing.T) {
+	s := realServer(t)
+	ctx := context.Background()
+	run := func(seed int64, n int) []string {
+		resp, err := s.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "qwen", Messages: userMsg("Tell me"),
+			MaxTokens: openai.Int(16), Temperature: openai.Float(1.5), N: openai.Int(int64(n)), Seed: openai.Int(seed)},
+			option.WithJSONSet("top_k", 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Choices) != n {
+			t.Fatalf("%d choices, want %d", len(resp.Choices), n)
+		}
+		var out []string
+		for i, c := range resp.Choices {
+			if int(c.Index) != i {
+				t.Errorf("choice %d has index %d", i, c.Index)
+			}
+			out = append(out, c.Message.Content)
+		}
+		return out
+	}
+	a, b, c := run(42, 2), run(42, 2), run(7, 2)
+	if a[0] != b[0] || a[1] != b[1] {
+		t.Errorf("same seed gave %q and %q", a, b)
+	}
+	if a[0] == a[1] && a[0] == c[0] {
+		t.Errorf("n=2 and another seed all gave the same text %q", a[0])
+	}
+	// Streaming n=2: both choices are delivered, each with its own finish.
+	st := s.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "qwen", Messages: userMsg("Tell me"),
+		MaxTokens: openai.Int(16), Temperature: openai.Float(1.5), N: openai.Int(2), Seed: openai.Int(42)}, option.WithJSONSet("top_k", 0))
+	acc := openai.ChatCompletionAccumulator{}
+	for st.Next() {
+		acc.AddChunk(st.Current())
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(acc.Choices) != 2 || acc.Choices[0].Message.Content != a[0] || acc.Choices[1].Message.Content != a[1] {
+		t.Errorf("streamed n=2 %+v, want %q", acc.Choices, a)
+	}
+}
+
+func TestStopStrings(t *testing.T) {
+	s := realServer(t)
+	ctx := context.Background()
+	params := openai.CompletionNewParams{Model: "stories", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(storyPrompt)},
+		MaxTokens: openai.Int(40), Temperature: openai.Float(0)}
+	full, err := s.client.Completions.New(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := full.Choices[0].Text
+	cases := []struct {
+		name string
+		stop []string
+	}{
+		{"one word", []string{" girl"}},
+		{"earliest of several", []string{"zzz", " play", " named"}},
+		{"not found", []string{"qqq"}},
+	}
+	for _, tc := range cases {
+		want, wantFinish := text, string(full.Choices[0].FinishReason)
+		best := -1
+		for _, st := range tc.stop {
+			if i := strings.Index(text, st); i >= 0 && (best < 0 || i < best) {
+				best = i
+			}
+		}
+		if best >= 0 {
+			want, wantFinish = text[:best], "stop"
+		}
+		for _, stream := range []bool{false, true} {
+			p := params
+			p.Stop = openai.CompletionNewParamsStopUnion{OfStringArray: tc.stop}
+			got, finish := "", ""
+			if stream {
+				st := s.client.Completions.NewStreaming(ctx, p)
+				for st.Next() {
+					for _, c := range st.Current().Choices {
+						got += c.Text
+						if c.FinishReason != "" {
+							finish = string(c.FinishReason)
+						}
+					}
+				}
+				if err := st.Err(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				resp, err := s.client.Completions.New(ctx, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, finish = resp.Choices[0].Text, string(resp.Choices[0].FinishReason)
+			}
+			if got != want || finish != wantFinish {
+				t.Errorf("%s stream=%v: %q (%s), want %q (%s)", tc.name, stream, got, finish, want, wantFinish)
+			}
+		}
+	}
+	// Chat stop as a single string.
+	resp, err := s.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "stories", Messages: userMsg("x"),
+		MaxTokens: openai.Int(30), Temperature: openai.Float(0), Stop: openai.ChatCompletionNewParamsStopUnion{OfString: openai.String("e")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := resp.Choices[0]; strings.Contains(c.Message.Content, "e") || (c.FinishReason != "stop" && len(c.Message.Content) > 0) {
+		t.Errorf("chat stop: %q %s", c.Message.Content, c.FinishReason)
+	}
+}
+
+type wantErr struct {
+	status int
+	typ    string
+	code   string
+	param  string
+	msg    string // substring of the message
+}
+
+func postRaw(t *testing.T, url, path, body string) (*http.Response, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var v map[string]any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("%s: body is not JSON: %q", path, b)
+	}
+	return resp, v
+}
+
+func checkErr(t *testing.T, name string, resp *http.Response, v map[string]any, w wantErr) {
+	t.Helper()
+	e, _ := v["error"].(map[string]any)
+	if e == nil {
+		t.Errorf("%s: no error object in %v", name, v)
+		return
+	}
+	str := func(k string) string { s, _ := e[k].(string); return s }
+	if resp.StatusCode != w.status || str("type") != w.typ || str("code") != w.code || str("param") != w.param || !strings.Contains(str("message"), w.msg) {
+		t.Errorf("%s: %d %v, want %d %s/%s param %q message ~%q", name, resp.StatusCode, e, w.status, w.typ, w.code, w.param, w.msg)
+	}
+	if resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("X-Request-Id") == "" {
+		t.Errorf("%s: headers %v", name, resp.Header)
+	}
+	if (w.status == 503) != (resp.Header.Get("Retry-After") != "") {
+		t.Errorf("%s: Retry-After %q with status %d", name, resp.Header.Get("Retry-After"), resp.StatusCode)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	over := &scripted{err: engine.ErrOverloaded}
+	s := startServer(t, server.Config{MaxBodyBytes: 4096}, []realModel{{file: "stories260K.gguf", name: "stories", opts: engine.Options{Context: 64}}},
+		scriptedModel(t, "busy", over))
+	const chat, cmpl = "/v1/chat/completions", "/v1/completions"
+	msgs := `"messages":[{"role":"user","content":"hi"}]`
+	long := strings.Repeat("word ", 200)
+	invalid := func(code, param, msg string) wantErr { return wantErr{400, "invalid_request_error", code, param, msg} }
+	cases := []struct {
+		name, path, body string
+		want             wantErr
+	}{
+		{"malformed json", chat, `{"model":"stories",`, invalid("invalid_json", "", "parse")},
+		{"not an object", chat, `[1,2]`, invalid("invalid_type", "", "JSON object")},
+		{"empty body", chat, ``, invalid("invalid_json", "", "empty")},
+		{"wrong type", chat, `{"model":"stories","messages":"hi"}`, invalid("invalid_type", "messages", "expected an array")},
+		{"wrong type nested", chat, `{"model":"stories",` + msgs + `,"temperature":"hot"}`, invalid("invalid_type", "temperature", "number")},
+		{"wrong content type", chat, `{"model":"stories","messages":[{"role":"user","content":5}]}`, invalid("invalid_type", "messages.content", "string or an array")},
+		{"missing model", chat, `{` + msgs + `}`, invalid("missing_required_parameter", "model", "model")},
+		{"empty messages", chat, `{"model":"stories","messages":[]}`, invalid("invalid_value", "messages", "empty")},
+		{"missing messages", chat, `{"model":"stories"}`, invalid("missing_required_parameter", "messages", "messages")},
+		{"bad role", chat, `{"model":"stories","messages":[{"role":"robot","content":"x"}]}`, invalid("invalid_value", "messages[0].role", "robot")},
+		{"unknown field", chat, `{"model":"stories",` + msgs + `,"frobnicate":1}`, invalid("unsupported_parameter", "frobnicate", "frobnicate")},
+		{"unknown message field", chat, `{"model":"stories","messages":[{"role":"user","content":"x","audio":{}}]}`, invalid("unsupported_parameter", "messages[0].audio", "audio")},
+		{"image part", chat, `{"model":"stories","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}`, invalid("unsupported_parameter", "messages[0].content[0].type", "image_url")},
+		{"unknown model", chat, `{"model":"gpt-4o",` + msgs + `}`, wantErr{404, "not_found_error", "model_not_found", "model", `"stories", "busy"`}},
+		{"effort", chat, `{"model":"stories",` + msgs + `,"reasoning_effort":"extreme"}`, invalid("invalid_reasoning_effort", "reasoning_effort", "low, medium, high")},
+		{"empty effort", chat, `{"model":"stories",` + msgs + `,"reasoning_effort":""}`, invalid("invalid_reasoning_effort", "reasoning_effort", "low, medium, high")},
+		{"context", chat, `{"model":"stories","messages":[{"role":"user","content":"` + long + `"}]}`, invalid("context_length_exceeded", "messages", "maximum context length is 64 tokens")},
+		{"context with max_tokens", cmpl, `{"model":"stories","prompt":"Once upon a time","max_tokens":60}`, invalid("context_length_exceeded", "prompt", "(5 in the messages, 60 in the completion)")},
+		{"too large", chat, `{"model":"stories","messages":[{"role":"user","content":"` + strings.Repeat("x", 5000) + `"}]}`, wantErr{413, "invalid_request_error", "request_too_large", "", "4096 bytes"}},
+		{"top_logprobs", chat, `{"model":"stories",` + msgs + `,"logprobs":true,"top_logprobs":21}`, invalid("invalid_value", "top_logprobs", "[0, 20]")},
+		{"top_logprobs without logprobs", chat, `{"model":"stories",` + msgs + `,"top_logprobs":2}`, invalid("invalid_value", "top_logprobs", "logprobs")},
+		{"n", chat, `{"model":"stories",` + msgs + `,"n":0}`, invalid("invalid_value", "n", "n")},
+		{"temperature", chat, `{"model":"stories",` + msgs + `,"temperature":3}`, invalid("invalid_value", "temperature", "[0, 2]")},
+		{"max_tokens", chat, `{"model":"stories",` + msgs + `,"max_tokens":0}`, invalid("invalid_value", "max_tokens", ">= 1")},
+		{"five stops", chat, `{"model":"stories",` + msgs + `,"stop":["a","b","c","d","e"]}`, invalid("invalid_value", "stop", "at most 4")},
+		{"stop type", chat, `{"model":"stories",` + msgs + `,"stop":3}`, invalid("invalid_type", "stop", "string or an array")},
+		{"json_object", chat, `{"model":"stories",` + msgs + `,"response_format":{"type":"json_object"}}`, invalid("unsupported_parameter", "response_format", "json_object")},
+		{"presence_penalty", chat, `{"model":"stories",` + msgs + `,"presence_penalty":0.5}`, invalid("unsupported_parameter", "presence_penalty", "presence_penalty")},
+		{"logit_bias", chat, `{"model":"stories",` + msgs + `,"logit_bias":{"5":1}}`, invalid("unsupported_parameter", "logit_bias", "logit_bias")},
+		{"stream_options without stream", chat, `{"model":"stories",` + msgs + `,"stream_options":{"include_usage":true}}`, invalid("invalid_value", "stream_options", "stream")},
+		{"required without tools", chat, `{"model":"stories",` + msgs + `,"tool_choice":"required"}`, invalid("invalid_value", "tool_choice", "required")},
+		{"named tool missing", chat, `{"model":"stories",` + msgs + `,"tools":[{"type":"function","function":{"name":"a"}}],"tool_choice":{"type":"function","function":{"name":"b"}}}`, invalid("invalid_value", "tool_choice", `"b"`)},
+		{"advisor always", chat, `{"model":"stories",` + msgs + `,"advisor":"always"}`, invalid("unsupported_parameter", "advisor", "advisor")},
+		{"suffix", cmpl, `{"model":"stories","prompt":"a","suffix":"b"}`, invalid("unsupported_parameter", "suffix", "suffix")},
+		{"prompt type", cmpl, `{"model":"stories","prompt":{"a":1}}`, invalid("invalid_type", "prompt", "array of token ids")},
+		{"prompt token range", cmpl, `{"model":"stories","prompt":[1,2,999999]}`, invalid("invalid_value", "prompt", "outside the vocabulary")},
+		{"missing prompt", cmpl, `{"model":"stories"}`, invalid("missing_required_parameter", "prompt", "prompt")},
+		{"overloaded", chat, `{"model":"busy",` + msgs + `}`, wantErr{503, "server_error", "overloaded", "", "queue is full"}},
+		{"overloaded stream", chat, `{"model":"busy",` + msgs + `,"stream":true}`, wantErr{503, "server_error", "overloaded", "", "queue is full"}},
+	}
+	for _, tc := range cases {
+		resp, v := postRaw(t, s.url, tc.path, tc.body)
+		checkErr(t, tc.name, resp, v, tc.want)
+	}
+	// Routes and methods.
+	for _, rc := range []struct {
+		method, path string
+		want         wantErr
+		allow        string
+	}{
+		{"GET", "/v1/chat/completions", wantErr{405, "invalid_request_error", "method_not_allowed", "", "GET"}, "POST"},
+		{"DELETE", "/v1/models", wantErr{405, "invalid_request_error", "method_not_allowed", "", "DELETE"}, "GET, HEAD"},
+		{"GET", "/v1/nothing", wantErr{404, "invalid_request_error", "not_found", "", "/v1/nothing"}, ""},
+		{"POST", "/", wantErr{404, "invalid_request_error", "not_found", "", "POST /"}, ""},
+		{"GET", "/v1/models/nope", wantErr{404, "not_found_error", "model_not_found", "model", "nope"}, ""},
+	} {
+		req, _ := http.NewRequest(rc.method, s.url+rc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		checkErr(t, rc.method+" "+rc.path, resp, v, rc.want)
+		if resp.Header.Get("Allow") != rc.allow {
+			t.Errorf("%s %s: Allow %q, want %q", rc.method, rc.path, resp.Header.Get("Allow"), rc.allow)
+		}
+	}
+	// The SDK surfaces the error object.
+	_, err := s.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "nope", Messages: userMsg("x")})
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 404 || apiErr.Code != "model_not_found" || apiErr.Param != "model" {
+		t.Errorf("SDK error: %v", err)
+	}
+	_, err = s.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "stories", Messages: userMsg("x"), ReasoningEffort: shared.ReasoningEffortMinimal})
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || apiErr.Code != "invalid_reasoning_effort" {
+		t.Errorf("SDK error: %v", err)
+	}
+}
+
+func TestHealthReadyMetrics(t *testing.T) {
+	s := startServer(t, server.Config{}, []realModel{{file: "stories260K.gguf", name: "stories"}})
+	get := func(path string) (*http.Response, string) {
+		resp, err := http.Get(s.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	s.srv.SetLoading(true)
+	if resp, body := get("/health/ready"); resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "model_loading") {
+		t.Errorf("ready while loading: %d %q", resp.StatusCode, body)
+	}
+	resp, v := postRaw(t, s.url, "/v1/chat/completions", `{"model":"later","messages":[{"role":"user","content":"x"}]}`)
+	checkErr(t, "loading", resp, v, wantErr{503, "server_error", "model_loading", "", "loading"})
+	if resp, _ := get("/health"); resp.StatusCode != 200 {
+		t.Errorf("health while loading: %d", resp.StatusCode)
+	}
+	s.srv.SetLoading(false)
+	if resp, body := get("/health/ready"); resp.StatusCode != 200 || !strings.Contains(body, "stories") {
+		t.Errorf("ready: %d %q", resp.StatusCode, body)
+	}
+	if _, err := s.client.Completions.New(context.Background(), openai.CompletionNewParams{Model: "stories",
+		Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(storyPrompt)}, MaxTokens: openai.Int(5)}); err != nil {
+		t.Fatal(err)
+	}
+	models, err := s.client.Models.List(context.Background())
+	if err != nil || len(models.Data) != 1 || models.Data[0].ID != "stories" || models.Data[0].Object != "model" {
+		t.Errorf("models: %+v %v", models, err)
+	}
+	resp2, body := get("/metrics")
+	for _, want := range []string{
+		`stepflash_http_requests_total{route="POST /v1/completions",code="200"} 1`,
+		`stepflash_completion_tokens_total{model="stories"} 5`,
+		`stepflash_time_to_first_token_seconds_count{model="stories"} 1`,
+		`stepflash_queue_depth{model="stories"} 0`,
+		`stepflash_http_request_duration_seconds_bucket{route="POST /v1/completions",le="+Inf"} 1`,
+		"# TYPE stepflash_prompt_tokens_total counter",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if !strings.HasPrefix(resp2.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
+		t.Errorf("metrics content type %q", resp2.Header.Get("Content-Type"))
+	}
+}
+
+// TestDisconnectFreesSlot: with one slot, a client that goes away mid-stream
+// must not keep it busy.
+func TestDisconnectFreesSlot(t *testing.T) {
+	s := startServer(t, server.Config{}, []realModel{{file: "stories260K.gguf", name: "stories", opts: engine.Options{Parallel: 1, Context: 2048}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/v1/completions",
+		strings.NewReader(`{"model":"stories","prompt":"Once","max_tokens":2000,"ignore_eos":true,"stream":true}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(resp.Body)
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	resp.Body.Close()
+	start := time.Now()
+	done, err := s.client.Completions.New(context.Background(), openai.CompletionNewParams{Model: "stories",
+		Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(storyPrompt)}, MaxTokens: openai.Int(5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second || done.Usage.CompletionTokens != 5 {
+		t.Errorf("second request took %v (%d tokens): the slot was not freed", d, done.Usage.CompletionTokens)
+	}
+}
+
+// TestConcurrentStreams: streams that run together each get exactly the
+// text they would get alone (no lost or interleaved tokens).
+func TestConcurrentStreams(t *testing.T) {
+	s := realServer(t)
+	soak(t, s, 8, 0)
+}
+
+// soak runs clients concurrent greedy streams (for d, or once each when
+// d is 0) and checks each against the non-streamed answer.
+func soak(t *testing.T, s *served, clients int, d time.Duration) {
+	ctx := context.Background()
+	prompts := []string{"Once upon a time", "The little dog", "Lily and Ben", "One day"}
+	want := map[string]string{}
+	for _, p := range prompts {
+		resp, err := s.client.Completions.New(ctx, openai.CompletionNewParams{Model: "stories",
+			Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(p)}, MaxTokens: openai.Int(48), Temperature: openai.Float(0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[p] = resp.Choices[0].Text
+	}
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	count, failures := 0, 0
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				p := prompts[(c+i)%len(prompts)]
+				st := s.client.Completions.NewStreaming(ctx, openai.CompletionNewParams{Model: "stories",
+					Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(p)}, MaxTokens: openai.Int(48), Temperature: openai.Float(0),
+					StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}})
+				got := ""
+				for st.Next() {
+					for _, ch := range st.Current().Choices {
+						got += ch.Text
+					}
+				}
+				mu.Lock()
+				count++
+				if err := st.Err(); err != nil || got != want[p] {
+					failures++
+					if failures < 5 {
+						t.Errorf("client %d request %d: err %v, got %q, want %q", c, i, err, got, want[p])
+					}
+				}
+				mu.Unlock()
+				if time.Now().After(deadline) {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d streams, %d failures", count, failures)
+}
+
+func TestEffortEcho(t *testing.T) {
+	sc := &scripted{}
+	s := startServer(t, server.Config{}, nil, scriptedModel(t, "m", sc))
+	for _, tc := range []struct {
+		effort string
+		budget int
+	}{{"", 1024}, {"low", 0}, {"medium", 1024}, {"high", 8192}} {
+		body := `{"model":"m","messages":[{"role":"user","content":"x"}]`
+		if tc.effort != "" {
+			body += `,"reasoning_effort":"` + tc.effort + `"`
+		}
+		resp, v := postRaw(t, s.url, "/v1/chat/completions", body+"}")
+		applied := tc.effort
+		if applied == "" {
+			applied = "medium"
+		}
+		ext, _ := v["stepflash"].(map[string]any)
+		eff, _ := ext["effort"].(map[string]any)
+		if resp.StatusCode != 200 || resp.Header.Get("X-Reasoning-Effort") != applied || eff["applied"] != applied || eff["thinking_budget"] != float64(tc.budget) {
+			t.Errorf("effort %q: %d header %q echo %v", tc.effort, resp.StatusCode, resp.Header.Get("X-Reasoning-Effort"), eff)
+		}
+		if (tc.effort == "") != (eff["requested"] == nil) {
+			t.Errorf("effort %q: requested echo %v", tc.effort, eff["requested"])
+		}
+		if r := sc.lastRequest(); r.ThinkingBudget != tc.budget || !r.LimitThinking {
+			t.Errorf("effort %q: engine got budget %d limit %v", tc.effort, r.ThinkingBudget, r.LimitThinking)
+		}
+	}
+}
+
+var weatherTool = openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{Name: "get_weather",
+	Description: openai.String("Weather of a city"),
+	Parameters:  shared.FunctionParameters{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}}})
+
+func toolScripts() []script {
+	return []script{
+		{key: "<tool_response>", pieces: []string{"It is ", "sunny in Paris."}},
+		{key: "Weather in Paris", pieces: []string{"<think>\nThe user", " wants weather.\n</think>\n\n", "<tool_", "call>\n{\"name\": \"get_weather\", ",
+			"\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"}, reasoning: 2},
+		{key: "Two cities", pieces: []string{"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n",
+			"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}\n</tool_call>"}},
+		{key: "Forced", pieces: []string{"{\"city\": \"Oslo\"}}\n</tool_call>"}},
+		{key: "Think", pieces: []string{"<think>", "2+2 is 4", "</think>", "The answer", " is 4."}, reasoning: 3},
+	}
+}
+
+func TestToolsRoundTrip(t *testing.T) {
+	sc := &scripted{scripts: toolScripts()}
+	s := startServer(t, server.Config{}, nil, scriptedModel(t, "m", sc))
+	ctx := context.Background()
+	params := openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("Weather in Paris?"), Tools: []openai.ChatCompletionToolUnionParam{weatherTool}}
+	resp, err := s.client.Chat.Completions.New(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := resp.Choices[0]
+	if c.FinishReason != "tool_calls" || len(c.Message.ToolCalls) != 1 {
+		t.Fatalf("finish %q, calls %+v", c.FinishReason, c.Message.ToolCalls)
+	}
+	call := c.Message.ToolCalls[0]
+	if call.Type != "function" || call.Function.Name != "get_weather" || call.Function.Arguments != `{"city": "Paris"}` || !strings.HasPrefix(call.ID, "call_") {
+		t.Errorf("call %+v", call)
+	}
+	if c.Message.Content != "" || c.Message.JSON.Content.Raw() != "null" {
+		t.Errorf("content %q (raw %s), want null", c.Message.Content, c.Message.JSON.Content.Raw())
+	}
+	if rc := c.Message.JSON.ExtraFields["reasoning_content"].Raw(); rc != `"The user wants weather."` || c.Message.JSON.ExtraFields["reasoning"].Raw() != rc {
+		t.Errorf("reasoning %s / %s", rc, c.Message.JSON.ExtraFields["reasoning"].Raw())
+	}
+	if resp.Usage.CompletionTokensDetails.ReasoningTokens != 2 {
+		t.Errorf("reasoning tokens %d", resp.Usage.CompletionTokensDetails.ReasoningTokens)
+	}
+	if !strings.Contains(sc.lastPrompt(), "get_weather") || !strings.Contains(sc.lastPrompt(), "<tools>") {
+		t.Errorf("tools not rendered into the prompt: %q", sc.lastPrompt())
+	}
+	// Send the result back.
+	params.Messages = append(params.Messages, c.Message.ToParam(), openai.ToolMessage(`{"sky": "clear"}`, call.ID))
+	resp2, err := s.client.Chat.Completions.New(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp2.Choices[0].Message.Content; got != "It is sunny in Paris." || resp2.Choices[0].FinishReason != "stop" {
+		t.Errorf("after tool result: %q %s", got, resp2.Choices[0].FinishReason)
+	}
+	p := sc.lastPrompt()
+	if !strings.Contains(p, "<tool_response>\n{\"sky\": \"clear\"}\n</tool_response>") || !strings.Contains(p, `{"name": "get_weather", "arguments": {"city": "Paris"}}`) {
+		t.Errorf("history not rendered: %q", p)
+	}
+
+	// Streaming: tool_calls deltas the SDK accumulates.
+	st := s.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("Weather in Paris?"),
+		Tools: []openai.ChatCompletionToolUnionParam{weatherTool}})
+	acc := openai.ChatCompletionAccumulator{}
+	var finished []openai.FinishedChatCompletionToolCall
+	reasoning := ""
+	for st.Next() {
+		ch := st.Current()
+		acc.AddChunk(ch)
+		if tc, ok := acc.JustFinishedToolCall(); ok {
+			finished = append(finished, tc)
+		}
+		for _, cc := range ch.Choices {
+			if f, ok := cc.Delta.JSON.ExtraFields["reasoning_content"]; ok {
+				var s string
+				json.Unmarshal([]byte(f.Raw()), &s)
+				reasoning += s
+			}
+		}
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(acc.Choices) != 1 || acc.Choices[0].FinishReason != "tool_calls" || len(acc.Choices[0].Message.ToolCalls) != 1 ||
+		acc.Choices[0].Message.ToolCalls[0].Function.Arguments != `{"city": "Paris"}` || acc.Choices[0].Message.ToolCalls[0].Function.Name != "get_weather" {
+		t.Errorf("streamed tool call: %+v", acc.Choices)
+	}
+	if len(finished) != 1 || finished[0].Name != "get_weather" {
+		t.Errorf("JustFinishedToolCall: %+v", finished)
+	}
+	if reasoning != "The user wants weather." {
+		t.Errorf("streamed reasoning %q", reasoning)
+	}
+
+	// Parallel calls, and parallel_tool_calls=false keeping only the first.
+	for _, parallel := range []bool{true, false} {
+		resp, err := s.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("Two cities"),
+			Tools: []openai.ChatCompletionToolUnionParam{weatherTool}, ParallelToolCalls: openai.Bool(parallel)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 2
+		if !parallel {
+			want = 1
+		}
+		if calls := resp.Choices[0].Message.ToolCalls; len(calls) != want || calls[0].Function.Arguments != `{"city": "Paris"}` || resp.Choices[0].FinishReason != "tool_calls" {
+			t.Errorf("parallel=%v: %+v", parallel, calls)
+		}
+	}
+
+	// tool_choice none: no tools offered, the text is content.
+	resp, err = s.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("Two cities"),
+		Tools: []openai.ChatCompletionToolUnionParam{weatherTool}, ToolChoice: openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("none")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := resp.Choices[0]; len(c.Message.ToolCalls) != 0 || !strings.Contains(c.Message.Content, "<tool_call>") || c.FinishReason != "stop" || strings.Contains(sc.lastPrompt(), "<tools>") {
+		t.Errorf("tool_choice none: %+v", c)
+	}
+
+	// A named tool_choice forces the call: the prompt holds its start.
+	resp, err = s.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("Forced"),
+		Tools:      []openai.ChatCompletionToolUnionParam{weatherTool},
+		ToolChoice: openai.ToolChoiceOptionFunctionToolChoice(openai.ChatCompletionNamedToolChoiceFunctionParam{Name: "get_weather"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls := resp.Choices[0].Message.ToolCalls; len(calls) != 1 || calls[0].Function.Name != "get_weather" || calls[0].Function.Arguments != `{"city": "Oslo"}` {
+		t.Errorf("forced call: %+v (prompt %q)", resp.Choices[0].Message, sc.lastPrompt())
+	}
+	if !strings.HasSuffix(sc.lastPrompt(), "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": ") {
+		t.Errorf("forced prompt ends %q", sc.lastPrompt()[max(0, len(sc.lastPrompt())-80):])
+	}
+}
+
+func TestReasoningStream(t *testing.T) {
+	sc := &scripted{scripts: toolScripts()}
+	s := startServer(t, server.Config{}, nil, scriptedModel(t, "m", sc))
+	resp, err := http.Post(s.url+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"Think"}],"stream":true,"stream_options":{"include_usage":true}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("content type %q", resp.Header.Get("Content-Type"))
+	}
+	var reasoning, reasoning2, content string
+	var usage map[string]any
+	lines := 0
+	sc2 := bufio.NewScanner(resp.Body)
+	sawDone := false
+	for sc2.Scan() {
+		line := sc2.Text()
+		if line == "" {
+			continue
+		}
+		lines++
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			t.Fatalf("not an SSE data line: %q", line)
+		}
+		if data == "[DONE]" {
+			sawDone = true
+			continue
+		}
+		var ch struct {
+			Choices []struct {
+				Delta map[string]any `json:"delta"`
+			} `json:"choices"`
+			Usage map[string]any `json:"usage"`
+		}
+		if err := json.Unmarshal([]byte(data), &ch); err != nil {
+			t.Fatal(err)
+		}
+		if ch.Usage != nil {
+			usage = ch.Usage
+		}
+		for _, c := range ch.Choices {
+			if s, ok := c.Delta["reasoning_content"].(string); ok {
+				reasoning += s
+			}
+			if s, ok := c.Delta["reasoning"].(string); ok {
+				reasoning2 += s
+			}
+			if s, ok := c.Delta["content"].(string); ok {
+				content += s
+			}
+		}
+	}
+	if !sawDone || reasoning != "2+2 is 4" || reasoning2 != reasoning || content != "The answer is 4." {
+		t.Errorf("done %v reasoning %q/%q content %q", sawDone, reasoning, reasoning2, content)
+	}
+	det, _ := usage["completion_tokens_details"].(map[string]any)
+	if det["reasoning_tokens"] != float64(3) {
+		t.Errorf("usage %v", usage)
+	}
+}
+
+func TestUnsupportedFieldsNeverIgnored(t *testing.T) {
+	s := startServer(t, server.Config{}, []realModel{{file: "stories260K.gguf", name: "stories"}})
+	// Every top-level field the SDK can send that stepflash does not
+	// implement is refused by name.
+	for _, field := range []string{"audio", "functions", "function_call", "prediction", "web_search_options", "verbosity", "prompt_cache_retention"} {
+		resp, v := postRaw(t, s.url, "/v1/chat/completions", fmt.Sprintf(`{"model":"stories","messages":[{"role":"user","content":"x"}],%q:{}}`, field))
+		checkErr(t, field, resp, v, wantErr{400, "invalid_request_error", "unsupported_parameter", field, field})
+	}
+}
