@@ -241,3 +241,28 @@ func TestBenchCommand(t *testing.T) {
 		t.Fatalf("weight bytes per token by tier: %v (low must read fewer expert weights)", weights)
 	}
 }
+
+// TestStoriesMatchesLlamaCpp: stories260K, greedy, "Once upon a time", 64
+// tokens prints what llama.cpp prints. Reference: llama.cpp 1fd6dfe9f3d4,
+// `llama-completion -m stories260K.gguf -p "Once upon a time" -n 64 --temp 0
+// --seed 42 -t 2 -no-cnv`, which echoed the prompt (detokenized, with its SPM
+// leading space) followed by exactly this text.
+func TestStoriesMatchesLlamaCpp(t *testing.T) {
+	const want = ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.\nLily's mom said"
+	m := testmodels.Path(t, "stories260K.gguf")
+	stdout, stderr, code := runMain(t, "run", "-m", m, "--temp", "0", "-n", "64", "--", "Once upon a time")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if got := strings.TrimSuffix(stdout, "\n"); got != "Once upon a time"+want {
+		t.Fatalf("streamed text:\n%q\nllama.cpp:\n%q", got, "Once upon a time"+want)
+	}
+	stdout, _, _ = runMain(t, "run", "-m", m, "--temp", "0", "-n", "64", "--json", "--", "Once upon a time")
+	var got runOutput
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Text != want || len(got.Tokens) != 64 {
+		t.Fatalf("--json text (%d tokens):\n%q\nllama.cpp:\n%q", len(got.Tokens), got.Text, want)
+	}
+}
