@@ -165,6 +165,9 @@ type StreamOptions struct {
 	IncludeUsage bool `json:"include_usage"`
 	// ContinuousUsageStats is a vLLM extension (not supported).
 	ContinuousUsageStats *bool `json:"continuous_usage_stats,omitempty"`
+	// IncludeObfuscation asks for random padding on chunks (not supported;
+	// false is accepted).
+	IncludeObfuscation *bool `json:"include_obfuscation,omitempty"`
 }
 
 // ResponseFormat is the response_format of a request.

@@ -30,7 +30,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *api.Error {
 		MaxTokens: maxTok, MaxTokensParam: maxParam, Temperature: req.Temperature, TopP: req.TopP, TopK: req.TopK, MinP: req.MinP,
 		Seed: req.Seed, Stop: req.Stop, N: req.N, PresencePenalty: req.PresencePenalty, FrequencyPenalty: req.FrequencyPenalty,
 		LogitBias: req.LogitBias, Stream: req.Stream, StreamOptions: req.StreamOptions, Advisor: req.Advisor, IgnoreEOS: req.IgnoreEOS,
-	})
+	}, m.Tok.VocabSize())
 	if e != nil {
 		return e
 	}
@@ -136,6 +136,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *api.Error {
 	if effort.ExpertsPerToken != nil {
 		j.base.ExpertsUsed = *effort.ExpertsPerToken
 	}
+	j.base.JSONObject = req.ResponseFormat != nil && req.ResponseFormat.Type == "json_object"
 	return j.serve(w, r)
 }
 
@@ -178,8 +179,9 @@ func checkChatExtras(req *api.ChatCompletionRequest) *api.Error {
 	if rf := req.ResponseFormat; rf != nil {
 		switch rf.Type {
 		case "text", "":
-		case "json_object", "json_schema":
-			return api.Unsupported("response_format", "'response_format' of type %q needs constrained decoding, which stepflash does not support yet.", rf.Type)
+		case "json_object":
+		case "json_schema":
+			return api.Unsupported("response_format", "'response_format' of type %q (a JSON Schema) is not supported yet; json_object is.", rf.Type)
 		default:
 			return api.InvalidRequest(api.CodeInvalidValue, "response_format.type", "Invalid 'response_format.type' %q: allowed values are text, json_object, json_schema.", rf.Type)
 		}

@@ -29,7 +29,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) *api.
 		MaxTokens: req.MaxTokens, MaxTokensParam: "max_tokens", Temperature: req.Temperature, TopP: req.TopP, TopK: req.TopK, MinP: req.MinP,
 		Seed: req.Seed, Stop: req.Stop, N: req.N, PresencePenalty: req.PresencePenalty, FrequencyPenalty: req.FrequencyPenalty,
 		LogitBias: req.LogitBias, Stream: req.Stream, StreamOptions: req.StreamOptions, Advisor: req.Advisor, IgnoreEOS: req.IgnoreEOS,
-	})
+	}, m.Tok.VocabSize())
 	if e != nil {
 		return e
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -429,9 +430,12 @@ func TestErrors(t *testing.T) {
 		{"max_tokens", chat, `{"model":"stories",` + msgs + `,"max_tokens":0}`, invalid("invalid_value", "max_tokens", ">= 1")},
 		{"five stops", chat, `{"model":"stories",` + msgs + `,"stop":["a","b","c","d","e"]}`, invalid("invalid_value", "stop", "at most 4")},
 		{"stop type", chat, `{"model":"stories",` + msgs + `,"stop":3}`, invalid("invalid_type", "stop", "string or an array")},
-		{"json_object", chat, `{"model":"stories",` + msgs + `,"response_format":{"type":"json_object"}}`, invalid("unsupported_parameter", "response_format", "json_object")},
-		{"presence_penalty", chat, `{"model":"stories",` + msgs + `,"presence_penalty":0.5}`, invalid("unsupported_parameter", "presence_penalty", "presence_penalty")},
-		{"logit_bias", chat, `{"model":"stories",` + msgs + `,"logit_bias":{"5":1}}`, invalid("unsupported_parameter", "logit_bias", "logit_bias")},
+		{"json_schema", chat, `{"model":"stories",` + msgs + `,"response_format":{"type":"json_schema","json_schema":{"name":"x"}}}`, invalid("unsupported_parameter", "response_format", "json_schema")},
+		{"response_format type", chat, `{"model":"stories",` + msgs + `,"response_format":{"type":"yaml"}}`, invalid("invalid_value", "response_format.type", "yaml")},
+		{"presence_penalty", chat, `{"model":"stories",` + msgs + `,"presence_penalty":2.5}`, invalid("invalid_value", "presence_penalty", "[-2, 2]")},
+		{"logit_bias key", chat, `{"model":"stories",` + msgs + `,"logit_bias":{"abc":1}}`, invalid("invalid_value", "logit_bias", "abc")},
+		{"logit_bias range", chat, `{"model":"stories",` + msgs + `,"logit_bias":{"5":101}}`, invalid("invalid_value", "logit_bias", "[-100, 100]")},
+		{"obfuscation", chat, `{"model":"stories",` + msgs + `,"stream":true,"stream_options":{"include_obfuscation":true}}`, invalid("unsupported_parameter", "stream_options.include_obfuscation", "obfuscation")},
 		{"stream_options without stream", chat, `{"model":"stories",` + msgs + `,"stream_options":{"include_usage":true}}`, invalid("invalid_value", "stream_options", "stream")},
 		{"required without tools", chat, `{"model":"stories",` + msgs + `,"tool_choice":"required"}`, invalid("invalid_value", "tool_choice", "required")},
 		{"named tool missing", chat, `{"model":"stories",` + msgs + `,"tools":[{"type":"function","function":{"name":"a"}}],"tool_choice":{"type":"function","function":{"name":"b"}}}`, invalid("invalid_value", "tool_choice", `"b"`)},
@@ -857,4 +861,65 @@ func TestUnsupportedFieldsNeverIgnored(t *testing.T) {
 		resp, v := postRaw(t, s.url, "/v1/chat/completions", fmt.Sprintf(`{"model":"stories","messages":[{"role":"user","content":"x"}],%q:{}}`, field))
 		checkErr(t, field, resp, v, wantErr{400, "invalid_request_error", "unsupported_parameter", field, field})
 	}
+}
+
+// TestSamplerFields: penalties, logit_bias and json_object reach the engine
+// and change what it writes.
+func TestSamplerFields(t *testing.T) {
+	s := realServer(t)
+	ctx := context.Background()
+	l := loadModel(t, "stories260K.gguf")
+	complete := func(opts ...option.RequestOption) (string, []openai.ChatCompletionTokenLogprob) {
+		t.Helper()
+		resp, err := s.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "stories", Messages: userMsg("Once upon a time"),
+			MaxTokens: openai.Int(40), Temperature: openai.Float(0), Logprobs: openai.Bool(true)}, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Choices[0].Message.Content, resp.Choices[0].Logprobs.Content
+	}
+	plain, lps := complete()
+	if len(lps) == 0 {
+		t.Fatal("no tokens")
+	}
+	first, ok := l.tok.Lookup(lps[0].Token)
+	if !ok {
+		t.Fatalf("first token %q not in the vocabulary", lps[0].Token)
+	}
+	banned, lps2 := complete(option.WithJSONSet("logit_bias", map[string]int{fmt.Sprint(first): -100}))
+	if banned == plain || (len(lps2) > 0 && lps2[0].Token == lps[0].Token) {
+		t.Errorf("logit_bias -100 on %q changed nothing: %q", lps[0].Token, banned)
+	}
+	if pen, _ := complete(option.WithJSONSet("frequency_penalty", 2)); pen == plain {
+		t.Errorf("frequency_penalty changed nothing: %q", pen)
+	}
+	if pen, _ := complete(option.WithJSONSet("presence_penalty", 2)); pen == plain {
+		t.Errorf("presence_penalty changed nothing: %q", pen)
+	}
+	resp, err := s.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "qwen", Messages: userMsg("JSON please"),
+		MaxTokens: openai.Int(200), Temperature: openai.Float(0),
+		ResponseFormat: openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONObject: &shared.ResponseFormatJSONObjectParam{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := resp.Choices[0]
+	t.Logf("json_object: %q (%s)", c.Message.Content, c.FinishReason)
+	var obj map[string]any
+	if c.FinishReason == "stop" && json.Unmarshal([]byte(c.Message.Content), &obj) != nil {
+		t.Errorf("json_object reply is not a JSON object: %q", c.Message.Content)
+	}
+	if !strings.HasPrefix(strings.TrimSpace(c.Message.Content), "{") {
+		t.Errorf("json_object reply does not start an object: %q (%s)", c.Message.Content, c.FinishReason)
+	}
+}
+
+// TestSoak is the long concurrency run: STEPFLASH_SOAK=60s go test -run
+// TestSoak ./server runs 16 streaming clients for that long.
+func TestSoak(t *testing.T) {
+	d, err := time.ParseDuration(os.Getenv("STEPFLASH_SOAK"))
+	if err != nil || d <= 0 {
+		t.Skip("set STEPFLASH_SOAK=60s to run the 16-client soak test")
+	}
+	s := realServer(t)
+	soak(t, s, 16, d)
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"math/rand/v2"
+	"strconv"
 	"strings"
 
 	"github.com/stepflash/stepflash/api"
@@ -39,7 +40,7 @@ type commonFields struct {
 	IgnoreEOS        bool
 }
 
-func (s *Server) validateCommon(c commonFields) (sampling, *api.Error) {
+func (s *Server) validateCommon(c commonFields, vocab int) (sampling, *api.Error) {
 	sp := sampling{n: 1, ignoreEOS: c.IgnoreEOS}
 	sp.params = engine.SamplerParams{Temperature: 1, TopP: 1}
 	if c.MaxTokens != nil {
@@ -90,19 +91,28 @@ func (s *Server) validateCommon(c commonFields) (sampling, *api.Error) {
 	for _, p := range []struct {
 		name string
 		v    *float64
-	}{{"presence_penalty", c.PresencePenalty}, {"frequency_penalty", c.FrequencyPenalty}} {
+		dst  *float32
+	}{{"presence_penalty", c.PresencePenalty, &sp.params.PresencePenalty}, {"frequency_penalty", c.FrequencyPenalty, &sp.params.FrequencyPenalty}} {
 		if p.v == nil {
 			continue
 		}
 		if *p.v < -2 || *p.v > 2 {
 			return sp, api.InvalidRequest(api.CodeInvalidValue, p.name, "Invalid '%s': expected a value in [-2, 2], but got %g instead.", p.name, *p.v)
 		}
-		if *p.v != 0 {
-			return sp, api.Unsupported(p.name, "'%s' is not supported yet by stepflash's sampler (only 0 is accepted).", p.name)
-		}
+		*p.dst = float32(*p.v)
 	}
 	if len(c.LogitBias) > 0 {
-		return sp, api.Unsupported("logit_bias", "'logit_bias' is not supported yet by stepflash's sampler.")
+		sp.params.LogitBias = make(map[int32]float32, len(c.LogitBias))
+		for k, v := range c.LogitBias {
+			id, err := strconv.ParseInt(k, 10, 32)
+			if err != nil || id < 0 || int(id) >= vocab {
+				return sp, api.InvalidRequest(api.CodeInvalidValue, "logit_bias", "Invalid 'logit_bias': key %q is not a token id of this model's vocabulary (0..%d).", k, vocab-1)
+			}
+			if v < -100 || v > 100 {
+				return sp, api.InvalidRequest(api.CodeInvalidValue, "logit_bias", "Invalid 'logit_bias': the bias of token %s is %g; expected a value in [-100, 100].", k, v)
+			}
+			sp.params.LogitBias[int32(id)] = float32(v)
+		}
 	}
 	if c.StreamOptions != nil {
 		if !c.Stream {
@@ -110,6 +120,9 @@ func (s *Server) validateCommon(c commonFields) (sampling, *api.Error) {
 		}
 		if c.StreamOptions.ContinuousUsageStats != nil && *c.StreamOptions.ContinuousUsageStats {
 			return sp, api.Unsupported("stream_options.continuous_usage_stats", "'stream_options.continuous_usage_stats' is not supported.")
+		}
+		if c.StreamOptions.IncludeObfuscation != nil && *c.StreamOptions.IncludeObfuscation {
+			return sp, api.Unsupported("stream_options.include_obfuscation", "'stream_options.include_obfuscation' is not supported.")
 		}
 	}
 	if c.Advisor != nil {

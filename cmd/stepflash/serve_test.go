@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -213,5 +214,53 @@ func TestPullCommand(t *testing.T) {
 	}
 	if _, _, code := runMain(t, "pull"); code != 2 {
 		t.Errorf("no argument: exit %d", code)
+	}
+}
+
+// TestServeGracefulShutdown: a stream in flight when the server is told to
+// stop still runs to its end ([DONE]); new connections are refused.
+func TestServeGracefulShutdown(t *testing.T) {
+	path := testmodels.Path(t, "stories260K.gguf")
+	var log syncBuffer
+	o, err := parseServe([]string{"--addr", "127.0.0.1:0", "-t", "1", "-m", path, "--quiet"}, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, o, &log, func(a net.Addr) { addr <- a }) }()
+	base := "http://" + (<-addr).String()
+	for {
+		resp, err := http.Get(base + "/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp, err := http.Post(base+"/v1/completions", "application/json",
+		strings.NewReader(`{"model":"stories260K","prompt":"Once","max_tokens":400,"ignore_eos":true,"stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 1)
+	if _, err := resp.Body.Read(buf); err != nil { // the stream has begun
+		t.Fatal(err)
+	}
+	cancel()
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || !strings.HasSuffix(string(rest), "data: [DONE]\n\n") || strings.Count(string(rest), `"text":`) < 300 {
+		t.Errorf("stream cut by shutdown: err %v, %d bytes, ends %q", err, len(rest), string(rest[max(0, len(rest)-40):]))
+	}
+	if err := <-done; err != nil {
+		t.Errorf("serve: %v", err)
+	}
+	if _, err := http.Get(base + "/health"); err == nil {
+		t.Errorf("server still accepts connections after shutdown")
 	}
 }
