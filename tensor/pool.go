@@ -4,7 +4,14 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
+
+// spinTime is how long an idle worker keeps polling for the next job before
+// it parks. Decoding issues parallel loops every few microseconds; waking a
+// parked goroutine takes that long or longer, so workers spin across the
+// short gaps (as llama.cpp's threads do) and sleep through long ones.
+const spinTime = 500 * time.Microsecond
 
 // Pool runs data-parallel work on a fixed set of goroutines (threads-1
 // workers plus the caller). Calls to For from several goroutines are
@@ -13,15 +20,22 @@ type Pool struct {
 	threads int
 	mu      sync.Mutex
 
-	// The current job, published before the workers are woken.
-	fn     func(lo, hi int)
-	n      int
-	chunk  int
-	next   atomic.Int64
-	active atomic.Int32 // workers still running the current job
-	wake   []chan struct{}
-	done   chan struct{}
-	closed bool
+	// The current job, published before gen is bumped.
+	fn      func(lo, hi int)
+	n       int
+	chunk   int
+	next    atomic.Int64
+	active  atomic.Int32  // workers still running the current job
+	waiting atomic.Bool   // the publisher is blocked on done
+	gen     atomic.Uint64 // job generation; odd values never occur (closing uses gen|1<<63)
+	done    chan struct{}
+	closed  atomic.Bool
+	ws      []*poolWorker
+}
+
+type poolWorker struct {
+	parked atomic.Bool // blocked on wake (the job publisher must send)
+	wake   chan struct{}
 }
 
 // NewPool starts a pool of threads goroutines (the caller counts as one);
@@ -31,10 +45,10 @@ func NewPool(threads int) *Pool {
 		threads = runtime.GOMAXPROCS(0)
 	}
 	p := &Pool{threads: threads, done: make(chan struct{}, 1)}
-	p.wake = make([]chan struct{}, threads-1)
-	for i := range p.wake {
-		p.wake[i] = make(chan struct{}, 1)
-		go p.worker(p.wake[i])
+	for i := 0; i < threads-1; i++ {
+		w := &poolWorker{wake: make(chan struct{}, 1)}
+		p.ws = append(p.ws, w)
+		go p.worker(w, p.gen.Load())
 	}
 	return p
 }
@@ -47,13 +61,45 @@ func (p *Pool) Threads() int {
 	return p.threads
 }
 
-func (p *Pool) worker(wake chan struct{}) {
-	for range wake {
+// worker runs jobs published after generation seen.
+func (p *Pool) worker(w *poolWorker, seen uint64) {
+	for {
+		g := p.waitJob(w, seen)
+		if p.closed.Load() {
+			return
+		}
+		seen = g
 		p.run()
-		if p.active.Add(-1) == 0 {
+		if p.active.Add(-1) == 0 && p.waiting.Swap(false) {
 			p.done <- struct{}{}
 		}
 	}
+}
+
+// waitJob spins for a while, then parks, until gen moves past seen.
+func (p *Pool) waitJob(w *poolWorker, seen uint64) uint64 {
+	start := time.Now()
+	for i := 0; ; i++ {
+		if g := p.gen.Load(); g != seen {
+			return g
+		}
+		if i&255 == 255 {
+			if time.Since(start) > spinTime {
+				break
+			}
+			runtime.Gosched()
+		}
+	}
+	w.parked.Store(true)
+	if g := p.gen.Load(); g != seen {
+		if w.parked.Swap(false) {
+			return g // nobody saw us parked
+		}
+		<-w.wake // the publisher saw us parked and sends; consume it
+		return g
+	}
+	<-w.wake
+	return p.gen.Load()
 }
 
 // run takes chunks of the current job until none is left.
@@ -92,21 +138,43 @@ func (p *Pool) forChunks(n, chunk int, fn func(lo, hi int)) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed.Load() {
 		panic("tensor: Pool used after Close")
 	}
 	p.fn, p.n, p.chunk = fn, n, chunk
 	p.next.Store(0)
-	workers := min(len(p.wake), (n+chunk-1)/chunk-1)
-	p.active.Store(int32(workers))
-	for i := 0; i < workers; i++ {
-		p.wake[i] <- struct{}{}
+	// Every worker takes part in every job (a worker that finds no chunk
+	// left just reports done), so the generation handshake stays simple.
+	p.active.Store(int32(len(p.ws)))
+	p.gen.Add(2)
+	for _, w := range p.ws {
+		if w.parked.Swap(false) {
+			w.wake <- struct{}{}
+		}
 	}
 	p.run()
-	if workers > 0 {
-		<-p.done
-	}
+	p.waitDone()
 	p.fn = nil
+}
+
+// waitDone waits until every worker has finished the current job: spinning
+// first (the workers usually finish within microseconds of the caller, and
+// a blocked caller takes as long again to be woken), then blocking.
+func (p *Pool) waitDone() {
+	start := time.Now()
+	for i := 0; p.active.Load() != 0; i++ {
+		if i&255 == 255 {
+			if time.Since(start) > spinTime {
+				p.waiting.Store(true)
+				if p.active.Load() == 0 && p.waiting.Swap(false) {
+					return
+				}
+				<-p.done
+				return
+			}
+			runtime.Gosched()
+		}
+	}
 }
 
 // Close stops the worker goroutines. The Pool must not be used afterwards.
@@ -116,11 +184,13 @@ func (p *Pool) Close() {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed.Swap(true) {
 		return
 	}
-	p.closed = true
-	for _, c := range p.wake {
-		close(c)
+	p.gen.Add(1)
+	for _, w := range p.ws {
+		if w.parked.Swap(false) {
+			w.wake <- struct{}{}
+		}
 	}
 }
