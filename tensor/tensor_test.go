@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stepflash/stepflash/gguf"
 )
@@ -567,6 +568,18 @@ func TestPool(t *testing.T) {
 				}
 			}
 		}
+		// After an idle spell the workers have parked; they must wake up.
+		time.Sleep(3 * spinTime)
+		var sum atomic.Int64
+		p.For(64, func(lo, hi int) {
+			time.Sleep(50 * time.Microsecond) // long enough for everyone to join
+			for i := lo; i < hi; i++ {
+				sum.Add(int64(i))
+			}
+		})
+		if sum.Load() != 2016 {
+			t.Fatalf("threads %d: sum after parking %d", threads, sum.Load())
+		}
 		// Concurrent callers are serialized and each gets its own result.
 		var wg sync.WaitGroup
 		for g := 0; g < 4; g++ {
@@ -587,6 +600,9 @@ func TestPool(t *testing.T) {
 			}()
 		}
 		wg.Wait()
+		if threads == 3 {
+			time.Sleep(3 * spinTime) // close with parked workers
+		}
 		p.Close()
 		p.Close()
 	}
