@@ -53,6 +53,7 @@ type act struct {
 	s     []float32 // actQ8_1: fp16(d * sum(qs)) per block
 	bsums []int16   // actQ8_K: sums of 16 consecutive qs
 	qsP   []int8    // actQ8_K with permuteQ8K: qs in the AVX-512 pair order
+	bsp   []int16   // actQ8_K: sums of 32 consecutive qs (adjacent bsums pairs)
 	d4    []float32 // actQ8_K with n >= 4: d of vectors 4g..4g+3 at block b in d4[(g*nb+b)*4+k]
 	d16   []float32 // actQ8_0/actQ8_1 batches: for vector j and block pair p, [d[2p] x8, d[2p+1] x8] at d16[(j*nb/2+p)*16:]
 }
@@ -102,6 +103,7 @@ func (a *act) prepare(kind actKind, cols, n int) {
 		a.qs = grow(a.qs, total)
 		a.d = grow(a.d, total/qkK)
 		a.bsums = grow(a.bsums, total/16)
+		a.bsp = grow(a.bsp, total/32)
 		a.d4 = grow(a.d4, n/4*4*(cols/qkK))
 		if permuteQ8K {
 			a.qsP = grow(a.qsP, total)
@@ -164,6 +166,9 @@ func (a *act) quantize(x []float32, lo, hi int) {
 			quantQ8_KImpl(x[b*qkK:b*qkK+qkK], a.qs[b*qkK:b*qkK+qkK], a.d, a.bsums[b*16:b*16+16], b)
 			if permuteQ8K {
 				permuteBlockK(a.qsP[b*qkK:], a.qs[b*qkK:])
+			}
+			for j := 0; j < 8; j++ {
+				a.bsp[b*8+j] = a.bsums[b*16+2*j] + a.bsums[b*16+2*j+1]
 			}
 		}
 	}

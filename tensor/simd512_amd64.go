@@ -58,15 +58,23 @@ func ldI8x64(p unsafe.Pointer, off int) archsimd.Int8x64 {
 	return archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(p, off)))
 }
 
+// sumPair returns (sum of acc's lanes, sum of m's lanes).
+func sumPair(acc archsimd.Int32x16, m archsimd.Int32x4) (int32, int32) {
+	t := acc.GetLo().Add(acc.GetHi())
+	u := t.GetLo().Add(t.GetHi()).AddPairs(m)
+	u = u.AddPairs(u)
+	return u.GetElem(0), u.GetElem(1)
+}
+
 func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qkK
 	rb := nb * bytesQ4_K
 	w = w[:nrows*rb]
 	out = out[:nrows]
 	qs := a.qsP[e0 : e0+a.cols]
-	bsums := a.bsums[e0/16 : e0/16+nb*16]
+	bsp := a.bsp[e0/32 : e0/32+nb*8]
 	ds := a.d[e0/qkK : e0/qkK+nb]
-	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
+	pw, py, pbs := ptr(w), ptr(qs), ptr(bsp)
 	mask := archsimd.BroadcastUint8x64(0x0f)
 	i0 := archsimd.LoadInt8x64(&k4Idx512[0])
 	i1 := archsimd.LoadInt8x64(&k4Idx512[1])
@@ -78,14 +86,14 @@ func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 		for b := 0; b < nb; b++ {
 			p := unsafe.Add(pr, b*bytesQ4_K)
 			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
-			imin := hsumI32x4(mins.DotProductPairs(bsumPairs(pbs, b*32)))
+			mp := mins.DotProductPairs(archsimd.LoadInt16x8((*[8]int16)(unsafe.Add(pbs, 16*b))))
 			sc := archsimd.Int16x32{}.SetLo(scv).SetHi(scv).AsInt8x64()
 			lo01, hi01, lo23, hi23 := q4KUnpack512(unsafe.Add(p, 16), mask)
 			acc := q4KDot512(lo01, hi01, lo23, hi23,
 				sc.PermuteOrZeroGrouped(i0).AsInt16x32(), sc.PermuteOrZeroGrouped(i1).AsInt16x32(),
 				sc.PermuteOrZeroGrouped(i2).AsInt16x32(), sc.PermuteOrZeroGrouped(i3).AsInt16x32(),
 				unsafe.Add(py, b*qkK))
-			isum := hsumI32(acc.GetLo().Add(acc.GetHi()))
+			isum, imin := sumPair(acc, mp)
 			d := ds[b] * f16ToF32(ldU16(p, 0))
 			dmin := ds[b] * f16ToF32(ldU16(p, 2))
 			sum = kAcc(sum, d, isum, dmin, imin)
