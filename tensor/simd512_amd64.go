@@ -379,3 +379,122 @@ func dot4Q6_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 		out[r], out[ostride+r], out[2*ostride+r], out[3*ostride+r] = o[0], o[1], o[2], o[3]
 	}
 }
+
+// q5KShift[i] moves, per 256-bit half, the Q5_K high bit of the i-th
+// unpacked vector (see q4KUnpack512) to bit 0: bits (0,2), (1,3), (4,6), (5,7).
+var q5KShift [4][32]uint16
+
+func init() {
+	for i, ks := range [4][2]uint16{{0, 2}, {1, 3}, {4, 6}, {5, 7}} {
+		for j := 0; j < 32; j++ {
+			q5KShift[i][j] = ks[j/16]
+		}
+	}
+}
+
+// q5KHigh returns bit 4 set where the high bit selected by cnt is set.
+func q5KHigh(qh archsimd.Uint16x32, cnt archsimd.Uint16x32, m10 archsimd.Uint8x64) archsimd.Uint8x64 {
+	return qh.ShiftRight(cnt).ShiftAllLeft(4).AsUint8x64().And(m10)
+}
+
+// q5KUnpack512 is q4KUnpack512 plus the fifth bits from the 32-byte qh at h.
+func q5KUnpack512(q, h unsafe.Pointer, mask, m10 archsimd.Uint8x64, c0, c1, c2, c3 archsimd.Uint16x32) (lo01, hi01, lo23, hi23 archsimd.Uint8x64) {
+	lo01, hi01, lo23, hi23 = q4KUnpack512(q, mask)
+	h32 := ldU8(h, 0)
+	qh := archsimd.Uint8x64{}.SetLo(h32).SetHi(h32).AsUint16x32()
+	lo01 = lo01.Or(q5KHigh(qh, c0, m10))
+	hi01 = hi01.Or(q5KHigh(qh, c1, m10))
+	lo23 = lo23.Or(q5KHigh(qh, c2, m10))
+	hi23 = hi23.Or(q5KHigh(qh, c3, m10))
+	return
+}
+
+func dotQ5_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
+	nb := a.cols / qkK
+	rb := nb * bytesQ5_K
+	w = w[:nrows*rb]
+	out = out[:nrows]
+	qs := a.qsP[e0 : e0+a.cols]
+	bsp := a.bsp[e0/32 : e0/32+nb*8]
+	ds := a.d[e0/qkK : e0/qkK+nb]
+	pw, py, pbs := ptr(w), ptr(qs), ptr(bsp)
+	mask := archsimd.BroadcastUint8x64(0x0f)
+	m10 := archsimd.BroadcastUint8x64(0x10)
+	c0, c1 := archsimd.LoadUint16x32(&q5KShift[0]), archsimd.LoadUint16x32(&q5KShift[1])
+	c2, c3 := archsimd.LoadUint16x32(&q5KShift[2]), archsimd.LoadUint16x32(&q5KShift[3])
+	i0 := archsimd.LoadInt8x64(&k4Idx512[0])
+	i1 := archsimd.LoadInt8x64(&k4Idx512[1])
+	i2 := archsimd.LoadInt8x64(&k4Idx512[2])
+	i3 := archsimd.LoadInt8x64(&k4Idx512[3])
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var sum float32
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ5_K)
+			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
+			mp := mins.DotProductPairs(archsimd.LoadInt16x8((*[8]int16)(unsafe.Add(pbs, 16*b))))
+			sc := archsimd.Int16x32{}.SetLo(scv).SetHi(scv).AsInt8x64()
+			lo01, hi01, lo23, hi23 := q5KUnpack512(unsafe.Add(p, 48), unsafe.Add(p, 16), mask, m10, c0, c1, c2, c3)
+			acc := q4KDot512(lo01, hi01, lo23, hi23,
+				sc.PermuteOrZeroGrouped(i0).AsInt16x32(), sc.PermuteOrZeroGrouped(i1).AsInt16x32(),
+				sc.PermuteOrZeroGrouped(i2).AsInt16x32(), sc.PermuteOrZeroGrouped(i3).AsInt16x32(),
+				unsafe.Add(py, b*qkK))
+			isum, imin := sumPair(acc, mp)
+			d := ds[b] * f16ToF32(ldU16(p, 0))
+			dmin := ds[b] * f16ToF32(ldU16(p, 2))
+			sum = kAcc(sum, d, isum, dmin, imin)
+		}
+		out[r] = sum
+	}
+}
+
+// dot4Q5_KAVX512 is dotQ5_KAVX512 for activation vectors j0..j0+3.
+func dot4Q5_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride int) {
+	nb := a.cols / qkK
+	rb := nb * bytesQ5_K
+	w = w[:nrows*rb]
+	out = out[:3*ostride+nrows]
+	e0 := j0 * a.cols
+	qs := a.qsP[e0 : e0+4*a.cols]
+	bsp := a.bsp[e0/32 : (e0+4*a.cols)/32]
+	d4 := a.d4[j0/4*nb*4 : (j0/4+1)*nb*4]
+	pw, py, pbs, pd := ptr(w), ptr(qs), ptr(bsp), ptr(d4)
+	st, sb := a.cols, a.cols/32*2
+	mask := archsimd.BroadcastUint8x64(0x0f)
+	m10 := archsimd.BroadcastUint8x64(0x10)
+	c0, c1 := archsimd.LoadUint16x32(&q5KShift[0]), archsimd.LoadUint16x32(&q5KShift[1])
+	c2, c3 := archsimd.LoadUint16x32(&q5KShift[2]), archsimd.LoadUint16x32(&q5KShift[3])
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var sum4 archsimd.Float32x4
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ5_K)
+			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
+			bo := 16 * b
+			ld8 := func(off int) archsimd.Int16x8 { return archsimd.LoadInt16x8((*[8]int16)(unsafe.Add(pbs, off))) }
+			imin := reduce4x4(mins.DotProductPairs(ld8(bo)), mins.DotProductPairs(ld8(bo+sb)),
+				mins.DotProductPairs(ld8(bo+2*sb)), mins.DotProductPairs(ld8(bo+3*sb)))
+			sc := archsimd.Int16x32{}.SetLo(scv).SetHi(scv).AsInt8x64()
+			s0 := sc.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&k4Idx512[0])).AsInt16x32()
+			s1 := sc.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&k4Idx512[1])).AsInt16x32()
+			s2 := sc.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&k4Idx512[2])).AsInt16x32()
+			s3 := sc.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&k4Idx512[3])).AsInt16x32()
+			lo01, hi01, lo23, hi23 := q5KUnpack512(unsafe.Add(p, 48), unsafe.Add(p, 16), mask, m10, c0, c1, c2, c3)
+			y := unsafe.Add(py, b*qkK)
+			acc0 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, y)
+			acc1 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, st))
+			acc2 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, 2*st))
+			acc3 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, 3*st))
+			isum := reduce4(acc0.GetLo().Add(acc0.GetHi()), acc1.GetLo().Add(acc1.GetHi()),
+				acc2.GetLo().Add(acc2.GetHi()), acc3.GetLo().Add(acc3.GetHi()))
+			dy := archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))
+			d := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 0))))
+			dmin := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 2))))
+			sum4 = sum4.Add(d.Mul(isum.ConvertToFloat32()))
+			sum4 = sum4.Sub(dmin.Mul(imin.ConvertToFloat32()))
+		}
+		var o [4]float32
+		sum4.Store(&o)
+		out[r], out[ostride+r], out[2*ostride+r], out[3*ostride+r] = o[0], o[1], o[2], o[3]
+	}
+}

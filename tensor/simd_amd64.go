@@ -65,6 +65,8 @@ func init() {
 	addVariant(gguf.TypeQ4_K, "avx2", hasSIMD, dotQ4_KSIMD)
 	addVariant(gguf.TypeQ4_K, "avx512", avx512, dotQ4_KAVX512)
 	addVariant(gguf.TypeQ5_K, "avx2", hasSIMD, dotQ5_KSIMD)
+	addVariant(gguf.TypeQ5_K, "avx512", avx512, dotQ5_KAVX512)
+	addVariant4(gguf.TypeQ5_K, "avx512x4", avx512, dot4Q5_KAVX512)
 	addVariant(gguf.TypeQ6_K, "avx2", hasSIMD, dotQ6_KSIMD)
 	addVariant(gguf.TypeQ6_K, "avx512", avx512, dotQ6_KAVX512)
 	addVariant4(gguf.TypeQ4_K, "avx2x4", hasSIMD, dot4Q4_KSIMD)
