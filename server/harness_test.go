@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -88,7 +89,8 @@ func startServer(t *testing.T, cfg server.Config, models []realModel, extra ...*
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	client := openai.NewClient(option.WithBaseURL(hs.URL+"/v1"), option.WithAPIKey("sk-test"), option.WithMaxRetries(0))
+	client := openai.NewClient(option.WithBaseURL(hs.URL+"/v1"), option.WithAPIKey("sk-test"), option.WithMaxRetries(0),
+		option.WithRequestTimeout(2*time.Minute))
 	return &served{srv: srv, url: hs.URL, client: client}
 }
 

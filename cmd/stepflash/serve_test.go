@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -36,31 +37,46 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startServe runs `stepflash serve ARGS` on a loopback port until the test ends.
-func startServe(t *testing.T, args ...string) (string, *syncBuffer) {
+// startServe runs `stepflash serve ARGS` on a loopback port and waits until
+// it is ready. stop shuts it down and returns runServe's error; the test's
+// cleanup calls it too.
+func startServe(t *testing.T, args ...string) (base string, log *syncBuffer, stop func() error) {
 	t.Helper()
-	var log syncBuffer
-	o, err := parseServe(append([]string{"--addr", "127.0.0.1:0", "-t", "1"}, args...), &log)
+	log = &syncBuffer{}
+	o, err := parseServe(append([]string{"--addr", "127.0.0.1:0", "-t", "1"}, args...), log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan net.Addr, 1)
 	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, o, &log, func(a net.Addr) { addr <- a }) }()
-	var base string
+	go func() { done <- runServe(ctx, o, log, func(a net.Addr) { addr <- a }) }()
+	var once sync.Once
+	var stopErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(60 * time.Second):
+				stopErr = errors.New("serve did not shut down within 60s")
+			}
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
 	select {
 	case a := <-addr:
 		base = "http://" + a.String()
 	case err := <-done:
 		t.Fatalf("serve ended: %v\n%s", err, log.String())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("serve did not listen within 20s\n%s", log.String())
 	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get(base + "/health/ready")
@@ -73,19 +89,24 @@ func startServe(t *testing.T, args ...string) (string, *syncBuffer) {
 				t.Fatalf("ready: %d", resp.StatusCode)
 			}
 		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve ended while loading: %v\n%s", err, log.String())
+		default:
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("not ready: %v\n%s", err, log.String())
+			t.Fatalf("not ready within 20s: %v\n%s", err, log.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return base, &log
+	return base, log, stop
 }
 
 // TestServeCompletionMatchesRun: over HTTP, a greedy completion of
 // stories260K gives the same text as `stepflash run`.
 func TestServeCompletionMatchesRun(t *testing.T) {
 	path := testmodels.Path(t, "stories260K.gguf")
-	base, _ := startServe(t, "-m", path, "--alias", "tiny")
+	base, _, _ := startServe(t, "-m", path, "--alias", "tiny")
 	out, errOut, code := runMain(t, "run", "-m", path, "-t", "1", "--temp", "0", "-n", "32", "--json", "--", "Once upon a time")
 	if code != 0 {
 		t.Fatalf("run: %d %s", code, errOut)
@@ -173,7 +194,7 @@ func TestServeCachedRef(t *testing.T) {
 	os.MkdirAll(filepath.Dir(dst), 0o755)
 	b, _ := os.ReadFile(src)
 	os.WriteFile(dst, b, 0o644)
-	base, _ := startServe(t, "--cache-dir", cache, "--offline", "-m", "someone/tiny-GGUF:stories.gguf")
+	base, _, _ := startServe(t, "--cache-dir", cache, "--offline", "-m", "someone/tiny-GGUF:stories.gguf")
 	resp, err := http.Get(base + "/v1/models")
 	if err != nil {
 		t.Fatal(err)
@@ -221,27 +242,7 @@ func TestPullCommand(t *testing.T) {
 // stop still runs to its end ([DONE]); new connections are refused.
 func TestServeGracefulShutdown(t *testing.T) {
 	path := testmodels.Path(t, "stories260K.gguf")
-	var log syncBuffer
-	o, err := parseServe([]string{"--addr", "127.0.0.1:0", "-t", "1", "-m", path, "--quiet"}, &log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	addr := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, o, &log, func(a net.Addr) { addr <- a }) }()
-	base := "http://" + (<-addr).String()
-	for {
-		resp, err := http.Get(base + "/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	base, _, stop := startServe(t, "-m", path, "--quiet")
 	resp, err := http.Post(base+"/v1/completions", "application/json",
 		strings.NewReader(`{"model":"stories260K","prompt":"Once","max_tokens":400,"ignore_eos":true,"stream":true}`))
 	if err != nil {
@@ -252,12 +253,13 @@ func TestServeGracefulShutdown(t *testing.T) {
 	if _, err := resp.Body.Read(buf); err != nil { // the stream has begun
 		t.Fatal(err)
 	}
-	cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
 	rest, err := io.ReadAll(resp.Body)
 	if err != nil || !strings.HasSuffix(string(rest), "data: [DONE]\n\n") || strings.Count(string(rest), `"text":`) < 300 {
 		t.Errorf("stream cut by shutdown: err %v, %d bytes, ends %q", err, len(rest), string(rest[max(0, len(rest)-40):]))
 	}
-	if err := <-done; err != nil {
+	if err := <-stopped; err != nil {
 		t.Errorf("serve: %v", err)
 	}
 	if _, err := http.Get(base + "/health"); err == nil {
