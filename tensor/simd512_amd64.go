@@ -172,31 +172,126 @@ func q8Pair(ax archsimd.Uint8x64, neg archsimd.Mask8x64, y archsimd.Int8x64, one
 
 func finish16(acc archsimd.Float32x16) float32 { return storeHsum8(acc.GetLo().Add(acc.GetHi())) }
 
-// mmQ8_0AVX512 multiplies nrows Q8_0 rows with activation vectors 0..ncols-1
-// (ncols a multiple of 4) into out[j*ostride + r], in tiles of 2 rows by 4
-// vectors; each (row, vector) dot is computed exactly as dotQ8_0Generic.
-// a.d16 must hold the expanded activation scales (act.expandPairScales).
+// Weight formats of the batched 32-element block kernel.
+const (
+	fmtQ8_0 = iota
+	fmtQ4_0
+	fmtQ5_0
+	fmtQ4_1
+	fmtQ5_1
+)
+
 func mmQ8_0AVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
+	mm32AVX512(fmtQ8_0, w, nrows, a, ncols, out, ostride)
+}
+
+func mmQ4_0AVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
+	mm32AVX512(fmtQ4_0, w, nrows, a, ncols, out, ostride)
+}
+
+func mmQ5_0AVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
+	mm32AVX512(fmtQ5_0, w, nrows, a, ncols, out, ostride)
+}
+
+func mmQ4_1AVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
+	mm32AVX512(fmtQ4_1, w, nrows, a, ncols, out, ostride)
+}
+
+func mmQ5_1AVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
+	mm32AVX512(fmtQ5_1, w, nrows, a, ncols, out, ostride)
+}
+
+// nibblePair returns the 64 4-bit quants of the 16-byte qs fields at p0 and
+// p1 (two blocks), each block's low nibbles before its high nibbles.
+func nibblePair(p0, p1 unsafe.Pointer, mask archsimd.Uint8x64) archsimd.Uint8x64 {
+	v0 := archsimd.LoadUint8x16((*[16]uint8)(p0))
+	v1 := archsimd.LoadUint8x16((*[16]uint8)(p1))
+	h0 := v0.AsUint16x8().ShiftAllRight(4).AsUint8x16()
+	h1 := v1.AsUint16x8().ShiftAllRight(4).AsUint8x16()
+	return archsimd.Uint8x64{}.SetLo(u8x32{}.SetLo(v0).SetHi(h0)).SetHi(u8x32{}.SetLo(v1).SetHi(h1)).And(mask)
+}
+
+// mm32AVX512 multiplies nrows rows of a 32-element block format with
+// activation vectors 0..ncols-1 (ncols a multiple of 4) into
+// out[j*ostride + r], in tiles of 2 rows by 4 vectors; each (row, vector)
+// dot is computed exactly as the format's generic kernel (dot.go): block
+// pairs fill the even (lanes 0-7) and odd (lanes 8-15) accumulators, and the
+// Q4_1/Q5_1 min terms are summed in block order. a.d16 must hold the
+// expanded activation scales (act.expandPairScales).
+func mm32AVX512(f int, w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
 	nb := a.cols / qk
+	var bpb, qoff int // bytes per block, offset of the quants
+	var single rowsFunc
+	switch f {
+	case fmtQ8_0:
+		bpb, qoff, single = bytesQ8_0, 2, dotQ8_0SIMD
+	case fmtQ4_0:
+		bpb, qoff, single = bytesQ4_0, 2, dotQ4_0SIMD
+	case fmtQ5_0:
+		bpb, qoff, single = bytesQ5_0, 6, dotQ5_0SIMD
+	case fmtQ4_1:
+		bpb, qoff, single = bytesQ4_1, 4, dotQ4_1SIMD
+	case fmtQ5_1:
+		bpb, qoff, single = bytesQ5_1, 8, dotQ5_1SIMD
+	}
 	if nb%2 != 0 || nb > 512 {
 		// Odd block counts need a half-width tail; not worth a special path.
+		// (nb > 512: rows longer than the stack buffers below.)
 		for j := 0; j < ncols; j++ {
-			dotQ8_0SIMD(w, nrows, a, j*a.cols, out[j*ostride:j*ostride+nrows])
+			single(w, nrows, a, j*a.cols, out[j*ostride:j*ostride+nrows])
 		}
 		return
 	}
+	signed := f <= fmtQ5_0
 	np := nb / 2
-	rb := nb * bytesQ8_0
+	rb := nb * bpb
 	w = w[:nrows*rb]
 	qs := a.qs[:ncols*a.cols]
 	d16 := a.d16[:ncols*np*16]
+	var ss []float32
+	if !signed {
+		ss = a.s[:ncols*nb]
+	}
 	out = out[:(ncols-1)*ostride+nrows]
 	pw, py, pd := ptr(w), ptr(qs), ptr(d16)
 	cst := a.cols      // bytes between activation vectors in qs
 	dst := np * 16 * 4 // bytes between vectors in d16
 	ones := archsimd.BroadcastInt16x32(1)
+	mask := archsimd.BroadcastUint8x64(0x0f)
+	sixteen := archsimd.BroadcastInt8x64(16)
+	h10 := archsimd.BroadcastInt8x64(0x10)
+	shuf := archsimd.LoadInt8x32(&bitShuf)
+	bitmask := archsimd.BroadcastUint64x4(0x7fbfdfeff7fbfdfe).AsUint8x32()
+	allOnes := archsimd.BroadcastUint8x32(0xff)
 	var zero archsimd.Int8x64
-	var dx0, dx1 [512]float32
+	var dx0, dx1, mx0, mx1 [512]float32
+	// load returns block pair (b, b+1) of the row at p as signed or unsigned
+	// bytes, |x| and the mask of negative x (unsigned formats: x and none).
+	load := func(p unsafe.Pointer) (archsimd.Uint8x64, archsimd.Mask8x64) {
+		var x archsimd.Int8x64
+		switch f {
+		case fmtQ8_0:
+			x = ldQ8Pair(p)
+		case fmtQ4_0:
+			x = nibblePair(unsafe.Add(p, 2), unsafe.Add(p, 2+bpb), mask).AsInt8x64().Sub(archsimd.BroadcastInt8x64(8))
+		case fmtQ5_0:
+			hb := archsimd.Int8x64{}.SetLo(bits32(unsafe.Add(p, 2), shuf, bitmask, allOnes)).SetHi(bits32(unsafe.Add(p, 2+bpb), shuf, bitmask, allOnes))
+			// (q | h<<4) - 16. Not q | (h ? 0 : 0xf0) as in the AVX2 kernel: Go
+			// 1.26 fuses a 512-bit x.Or(y.AndNot(z)) into a VPTERNLOGD with
+			// the AndNot operands swapped (computes z &^ y).
+			x = nibblePair(unsafe.Add(p, 6), unsafe.Add(p, 6+bpb), mask).AsInt8x64().Or(hb.And(h10)).Sub(sixteen)
+		case fmtQ4_1:
+			return nibblePair(unsafe.Add(p, 4), unsafe.Add(p, 4+bpb), mask), zero.Less(zero)
+		case fmtQ5_1:
+			hb := archsimd.Int8x64{}.SetLo(bits32(unsafe.Add(p, 4), shuf, bitmask, allOnes)).SetHi(bits32(unsafe.Add(p, 4+bpb), shuf, bitmask, allOnes))
+			return nibblePair(unsafe.Add(p, 8), unsafe.Add(p, 8+bpb), mask).AsInt8x64().Or(hb.And(h10)).AsUint8x64(), zero.Less(zero)
+		}
+		return x.Abs().AsUint8x64(), x.Less(zero)
+	}
+	_ = qoff
+	// The row pair's unpacked quants, decoded once for all vectors.
+	var ax [2][256][64]uint8
+	var neg [2][256]uint64
 	for r := 0; r < nrows; r += 2 {
 		two := r+1 < nrows
 		p0 := unsafe.Add(pw, r*rb)
@@ -205,19 +300,28 @@ func mmQ8_0AVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride
 			p1 = unsafe.Add(p0, rb)
 		}
 		for b := 0; b < nb; b++ {
-			dx0[b] = f16ToF32(ldU16(p0, b*bytesQ8_0))
-			dx1[b] = f16ToF32(ldU16(p1, b*bytesQ8_0))
+			dx0[b] = f16ToF32(ldU16(p0, b*bpb))
+			dx1[b] = f16ToF32(ldU16(p1, b*bpb))
+			if !signed {
+				mx0[b] = f16ToF32(ldU16(p0, b*bpb+2))
+				mx1[b] = f16ToF32(ldU16(p1, b*bpb+2))
+			}
+		}
+		for p := 0; p < np; p++ {
+			v, n := load(unsafe.Add(p0, 2*p*bpb))
+			v.Store(&ax[0][p])
+			neg[0][p] = n.ToBits()
+			v, n = load(unsafe.Add(p1, 2*p*bpb))
+			v.Store(&ax[1][p])
+			neg[1][p] = n.ToBits()
 		}
 		for j := 0; j < ncols; j += 4 {
 			y := unsafe.Add(py, j*cst)
 			dv := unsafe.Add(pd, j*dst)
 			var a00, a01, a02, a03, a10, a11, a12, a13 archsimd.Float32x16
 			for p := 0; p < np; p++ {
-				bo := 2 * p * bytesQ8_0
-				x0 := ldQ8Pair(unsafe.Add(p0, bo))
-				x1 := ldQ8Pair(unsafe.Add(p1, bo))
-				ax0, n0 := x0.Abs().AsUint8x64(), x0.Less(zero)
-				ax1, n1 := x1.Abs().AsUint8x64(), x1.Less(zero)
+				ax0, n0 := archsimd.LoadUint8x64(&ax[0][p]), archsimd.Mask8x64FromBits(neg[0][p])
+				ax1, n1 := archsimd.LoadUint8x64(&ax[1][p]), archsimd.Mask8x64FromBits(neg[1][p])
 				d0 := pairF32(dx0[2*p], dx0[2*p+1])
 				d1 := pairF32(dx1[2*p], dx1[2*p+1])
 				yo, do := 64*p, 64*p
@@ -238,16 +342,35 @@ func mmQ8_0AVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride
 				a12 = a12.Add(q8Pair(ax1, n1, y2, ones, d1.Mul(e2)))
 				a13 = a13.Add(q8Pair(ax1, n1, y3, ones, d1.Mul(e3)))
 			}
+			// The Q4_1/Q5_1 min terms, summed in block order (kept out of the
+			// loop above: eight scalar accumulators would crowd the vector
+			// registers).
+			var m00, m01, m02, m03, m10, m11, m12, m13 float32
+			if !signed {
+				for b := 0; b < nb; b++ {
+					s0, s1, s2, s3 := ss[j*nb+b], ss[(j+1)*nb+b], ss[(j+2)*nb+b], ss[(j+3)*nb+b]
+					m00 += float32(mx0[b] * s0)
+					m01 += float32(mx0[b] * s1)
+					m02 += float32(mx0[b] * s2)
+					m03 += float32(mx0[b] * s3)
+					m10 += float32(mx1[b] * s0)
+					m11 += float32(mx1[b] * s1)
+					m12 += float32(mx1[b] * s2)
+					m13 += float32(mx1[b] * s3)
+				}
+			}
+			// For signed formats the m are +0, and adding +0 changes nothing:
+			// the accumulators start at +0 and so never hold -0.
 			o := j*ostride + r
-			out[o] = finish16(a00)
-			out[o+ostride] = finish16(a01)
-			out[o+2*ostride] = finish16(a02)
-			out[o+3*ostride] = finish16(a03)
+			out[o] = finish16(a00) + m00
+			out[o+ostride] = finish16(a01) + m01
+			out[o+2*ostride] = finish16(a02) + m02
+			out[o+3*ostride] = finish16(a03) + m03
 			if two {
-				out[o+1] = finish16(a10)
-				out[o+ostride+1] = finish16(a11)
-				out[o+2*ostride+1] = finish16(a12)
-				out[o+3*ostride+1] = finish16(a13)
+				out[o+1] = finish16(a10) + m10
+				out[o+ostride+1] = finish16(a11) + m11
+				out[o+2*ostride+1] = finish16(a12) + m12
+				out[o+3*ostride+1] = finish16(a13) + m13
 			}
 		}
 	}

@@ -74,6 +74,10 @@ func init() {
 	addVariant4(gguf.TypeQ6_K, "avx2x4", hasSIMD, dot4Q6_KSIMD)
 	addVariant4(gguf.TypeQ6_K, "avx512x4", avx512, dot4Q6_KAVX512)
 	addVariantN(gguf.TypeQ8_0, "avx512tile", avx512, mmQ8_0AVX512)
+	addVariantN(gguf.TypeQ4_0, "avx512tile", avx512, mmQ4_0AVX512)
+	addVariantN(gguf.TypeQ5_0, "avx512tile", avx512, mmQ5_0AVX512)
+	addVariantN(gguf.TypeQ4_1, "avx512tile", avx512, mmQ4_1AVX512)
+	addVariantN(gguf.TypeQ5_1, "avx512tile", avx512, mmQ5_1AVX512)
 	if !hasSIMD {
 		return
 	}
