@@ -1,18 +1,3 @@
-// Package tensor holds ggml's quantized block formats and the hot numeric
-// kernels (dequantization, quantized dot products, threaded mat-vec/mat-mat,
-// vector ops).
-//
-// Numerics follow llama.cpp's CPU backend: before a matrix product the
-// activations are converted to the weight type's "vec_dot_type" (F16 weights:
-// activations rounded to F16; BF16: to BF16; Q4_0, Q5_0, Q8_0: Q8_0 blocks of
-// 32; Q4_1, Q5_1: Q8_1 blocks; Q2_K..Q6_K: Q8_K blocks of 256) and each block
-// pair is multiplied with integer arithmetic. F32 weights use float32 dots.
-//
-// Every kernel has a pure-Go implementation that is always compiled. Builds
-// with GOEXPERIMENT=simd on amd64 add simd/archsimd versions that are used when
-// the CPU has AVX2; they give bit-identical results, because the pure-Go code
-// reproduces the SIMD lane layout and order of float operations, and never
-// fuses a multiply with an add.
 package tensor
 
 import (

@@ -1,0 +1,38 @@
+// Package tensor holds ggml's quantized block formats and the hot numeric
+// kernels (dequantization, quantized dot products, threaded mat-vec/mat-mat,
+// vector ops).
+//
+// # Numerics
+//
+// Before a matrix product the activations are converted to the weight type's
+// ggml "vec_dot_type", as llama.cpp's CPU backend does: F16 weights get
+// activations rounded to F16, BF16 to BF16; Q4_0, Q5_0 and Q8_0 weights get
+// Q8_0 activations (blocks of 32, round-half-even of x*127/amax, fp16 scale);
+// Q4_1 and Q5_1 get Q8_1 (Q8_0 plus fp16(d*sum)); Q2_K..Q6_K get Q8_K (blocks
+// of 256, float32 scale, 16 block sums). Block products are exact integer
+// sums; F32 weights use float32 dots. Dequantization follows ggml's
+// dequantize_row_* formulas.
+//
+// # Kernels and bit-exactness
+//
+// Every kernel has a pure-Go implementation (dot.go, vec.go, act.go) that is
+// always compiled. Builds with GOEXPERIMENT=simd on amd64 add simd/archsimd
+// kernels (simd_amd64.go: AVX2; simd512_amd64.go: AVX-512), registered at init
+// for the CPU's features; other builds and CPUs use the pure-Go code. The SIMD
+// and pure-Go kernels give bit-identical results: integer block sums are
+// exact, and the float steps use the same operations in the same order — the
+// pure-Go code reproduces the SIMD lane layout (documented beside each generic
+// kernel) and never lets the compiler fuse a multiply and an add (explicit
+// float32 conversions). The tests check every SIMD variant the CPU can run
+// against the pure-Go kernel, bit for bit.
+//
+// Kernel shapes: rowsFunc (many rows by one activation vector: decode),
+// rows4Func (many rows by four vectors) and rowsNFunc (tiles of rows by all
+// vectors of a batch: prefill). MatMul picks the widest one available.
+//
+// # Threads
+//
+// Pool keeps threads-1 worker goroutines that spin briefly between jobs, so a
+// decode step's hundreds of short parallel loops each start in well under a
+// microsecond; idle workers park after spinTime.
+package tensor
