@@ -255,9 +255,7 @@ func (r *runner) attention(layer int, a *Attention, qk *QKNorm, c Cache, b *Batc
 	cfg := r.cfg
 	n, hd := r.n, cfg.HeadDim
 	kvDim := cfg.KVDim()
-	tensor.MatMul(r.pool, a.Q, r.h, n, r.q)
-	tensor.MatMul(r.pool, a.K, r.h, n, r.k)
-	tensor.MatMul(r.pool, a.V, r.h, n, r.v)
+	tensor.MatMulMany(r.pool, []tensor.Matrix{a.Q, a.K, a.V}, r.h, n, [][]float32{r.q[:n*cfg.QDim()], r.k[:n*kvDim], r.v[:n*cfg.VDim()]})
 	if qk != nil {
 		r.headNorm(r.q, cfg.NHead, qk.Q)
 		r.headNorm(r.k, cfg.NHeadKV, qk.K)
@@ -312,8 +310,7 @@ func (r *runner) attention(layer int, a *Attention, qk *QKNorm, c Cache, b *Batc
 func (r *runner) mlp(m *MLP) {
 	n, ff := r.n, m.Gate.Rows
 	gate, up := r.gate[:n*ff], r.up[:n*ff]
-	tensor.MatMul(r.pool, m.Gate, r.h, n, gate)
-	tensor.MatMul(r.pool, m.Up, r.h, n, up)
+	tensor.MatMulMany(r.pool, []tensor.Matrix{m.Gate, m.Up}, r.h, n, [][]float32{gate, up})
 	tensor.SwiGLU(gate, up)
 	tensor.MatMul(r.pool, m.Down, gate, n, r.tmp)
 	r.residual()
@@ -379,8 +376,7 @@ func (r *runner) moe(m *MoE, b *Batch, normTopK bool) {
 			}
 		}
 		gate, up := r.gate[:cnt*ff], r.up[:cnt*ff] // cnt <= n: a token picks an expert once
-		tensor.MatMul(r.pool, m.Gate.Expert(e), r.xin, cnt, gate)
-		tensor.MatMul(r.pool, m.Up.Expert(e), r.xin, cnt, up)
+		tensor.MatMulMany(r.pool, []tensor.Matrix{m.Gate.Expert(e), m.Up.Expert(e)}, r.xin, cnt, [][]float32{gate, up})
 		tensor.SwiGLU(gate, up)
 		tensor.MatMul(r.pool, m.Down.Expert(e), gate, cnt, r.xout)
 		for i, t := range r.outRows {
