@@ -5,7 +5,7 @@ BIN      ?= bin/stepflash
 PKGS     ?= ./...
 export CGO_ENABLED := 0
 
-.PHONY: all build run test test-purego test-simd vet lint fuzz bench clean
+.PHONY: all build run serve test test-purego test-simd vet lint fuzz soak bench clean
 
 # Shared test models (../shared/models beside the repository); override with STEPFLASH_MODELS.
 MODELS   ?= $(or $(STEPFLASH_MODELS),../shared/models)
@@ -15,6 +15,12 @@ all: build
 
 build:
 	GOEXPERIMENT=simd $(GO) build -trimpath -o $(BIN) ./cmd/stepflash
+
+## serve: build, then the OpenAI-compatible server on 0.0.0.0:8000 (override SERVE_MODEL, ADDR).
+SERVE_MODEL ?= $(MODELS)/stories260K.gguf
+ADDR        ?= 0.0.0.0:8000
+serve: build
+	$(BIN) serve -m $(SERVE_MODEL) --addr $(ADDR)
 
 ## run: build, then a greedy completion from the small real model in ../shared.
 run: build
@@ -42,6 +48,11 @@ lint:
 FUZZTIME ?= 5m
 fuzz:
 	$(GO) test ./gguf -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME)
+
+## soak: 16 concurrent streaming clients against a real server for SOAKTIME (default 60s).
+SOAKTIME ?= 60s
+soak:
+	STEPFLASH_SOAK=$(SOAKTIME) $(GO) test -count=1 -timeout 30m -run TestSoak -v ./server
 
 bench:
 	GOEXPERIMENT=simd $(GO) test -run '^$$' -bench . -benchmem ./tensor/...

@@ -54,10 +54,15 @@ func (m *modelFlags) load() (*loaded, error) {
 	if m.model == "" {
 		return nil, fmt.Errorf("no model: pass -m FILE.gguf")
 	}
-	if m.threads <= 0 {
-		return nil, fmt.Errorf("-t must be at least 1, got %d", m.threads)
+	return openModel(m.model, m.threads, engine.Options{Context: m.ctx})
+}
+
+// openModel opens a GGUF file, its tokenizer and an engine for it.
+func openModel(path string, threads int, opts engine.Options) (*loaded, error) {
+	if threads <= 0 {
+		return nil, fmt.Errorf("-t must be at least 1, got %d", threads)
 	}
-	mdl, f, err := model.Open(m.model, model.Options{Threads: m.threads})
+	mdl, f, err := model.Open(path, model.Options{Threads: threads})
 	if err != nil {
 		return nil, err
 	}
@@ -69,9 +74,9 @@ func (m *modelFlags) load() (*loaded, error) {
 	}
 	if n := l.tok.VocabSize(); n != mdl.Config().NVocab {
 		l.Close()
-		return nil, fmt.Errorf("%s: tokenizer has %d tokens but the output layer has %d rows", m.model, n, mdl.Config().NVocab)
+		return nil, fmt.Errorf("%s: tokenizer has %d tokens but the output layer has %d rows", path, n, mdl.Config().NVocab)
 	}
-	l.engine = engine.New(mdl, l.tok, engine.Options{Context: m.ctx})
+	l.engine = engine.New(mdl, l.tok, opts)
 	return l, nil
 }
 

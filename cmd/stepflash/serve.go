@@ -23,9 +23,7 @@ import (
 	"github.com/stepflash/stepflash/chat"
 	"github.com/stepflash/stepflash/engine"
 	"github.com/stepflash/stepflash/hub"
-	"github.com/stepflash/stepflash/model"
 	"github.com/stepflash/stepflash/server"
-	"github.com/stepflash/stepflash/tokenizer"
 )
 
 // modelSpec is one model to serve: a GGUF path or a hub reference, with aliases.
@@ -351,30 +349,18 @@ func resolveModel(ctx context.Context, o *serveOptions, s string, stderr io.Writ
 
 // loadServedModel opens a GGUF, its tokenizer, chat template and engine.
 func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (*server.Model, func(), error) {
-	mdl, f, err := model.Open(path, model.Options{Threads: o.threads})
+	l, err := openModel(path, o.threads, engine.Options{Context: firstPositive(spec.Ctx, o.ctx), Parallel: firstPositive(spec.Parallel, o.parallel), QueueLimit: o.queue})
 	if err != nil {
 		return nil, nil, err
 	}
-	tok, err := tokenizer.FromGGUF(f)
-	if err != nil {
-		mdl.Close()
-		f.Close()
-		return nil, nil, err
-	}
-	cfg := mdl.Config()
-	if n := tok.VocabSize(); n != cfg.NVocab {
-		mdl.Close()
-		f.Close()
-		return nil, nil, fmt.Errorf("%s: tokenizer has %d tokens but the output layer has %d rows", path, n, cfg.NVocab)
-	}
+	tok, eng, cfg := l.tok, l.engine, l.model.Config()
 	var tmpl *chat.Template
-	if src, ok := f.String("tokenizer.chat_template"); ok && strings.TrimSpace(src) != "" {
+	if src, ok := l.file.String("tokenizer.chat_template"); ok && strings.TrimSpace(src) != "" {
 		if tmpl, err = chat.NewTemplate(src); err != nil {
 			fmt.Fprintf(stderr, "stepflash serve: %s: cannot use its chat template (%v); using the ChatML fallback\n", path, err)
 			tmpl = nil
 		}
 	}
-	eng := engine.New(mdl, tok, engine.Options{Context: firstPositive(spec.Ctx, o.ctx), Parallel: firstPositive(spec.Parallel, o.parallel), QueueLimit: o.queue})
 	name := spec.Name
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
@@ -387,10 +373,5 @@ func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Wri
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s|%d|%s|%d", filepath.Base(path), size, cfg.Arch, eng.Context()))
 	m := &server.Model{Name: name, Aliases: spec.Aliases, Engine: eng, Tok: tok, Config: cfg, Template: tmpl,
 		Fingerprint: "fp_" + hex.EncodeToString(sum[:5])}
-	closeFn := func() {
-		eng.Close()
-		mdl.Close()
-		f.Close()
-	}
-	return m, closeFn, nil
+	return m, l.Close, nil
 }
