@@ -621,3 +621,118 @@ func dot4Q5_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 		out[r], out[ostride+r], out[2*ostride+r], out[3*ostride+r] = o[0], o[1], o[2], o[3]
 	}
 }
+
+// q23Shift holds per-256-bit-half right shifts for the Q2_K/Q3_K 2-bit
+// quants of a 128-element half: (0, 2) for elements 0..63, (4, 6) for
+// 64..127.
+var q23Shift [2][32]uint16
+
+func init() {
+	for i := 0; i < 32; i++ {
+		q23Shift[0][i], q23Shift[1][i] = 0, 4
+		if i >= 16 {
+			q23Shift[0][i], q23Shift[1][i] = 2, 6
+		}
+	}
+}
+
+// dup32 returns the 32 bytes at p in both halves of a 512-bit vector.
+func dup32(p unsafe.Pointer) archsimd.Uint16x32 {
+	v := ldU8(p, 0)
+	return archsimd.Uint8x64{}.SetLo(v).SetHi(v).AsUint16x32()
+}
+
+func dotQ2_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
+	nb := a.cols / qkK
+	rb := nb * bytesQ2_K
+	w = w[:nrows*rb]
+	out = out[:nrows]
+	qs := a.qs[e0 : e0+a.cols]
+	bsums := a.bsums[e0/16 : e0/16+nb*16]
+	ds := a.d[e0/qkK : e0/qkK+nb]
+	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
+	m3 := archsimd.BroadcastUint8x64(3)
+	m15 := archsimd.BroadcastUint8x16(15)
+	c0, c1 := archsimd.LoadUint16x32(&q23Shift[0]), archsimd.LoadUint16x32(&q23Shift[1])
+	ix0, ix1 := archsimd.LoadUint16x32(&q6Idx512[0]), archsimd.LoadUint16x32(&q6Idx512[1])
+	ix2, ix3 := archsimd.LoadUint16x32(&q6Idx512[2]), archsimd.LoadUint16x32(&q6Idx512[3])
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var sum float32
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ2_K)
+			y := unsafe.Add(py, b*qkK)
+			raw := archsimd.LoadUint8x16((*[16]uint8)(p))
+			sc16 := raw.And(m15).AsInt8x16().ExtendToInt16()
+			mn16 := raw.AsUint16x8().ShiftAllRight(4).AsUint8x16().And(m15).AsInt8x16().ExtendToInt16()
+			mp := ldI16(pbs, b*32).DotProductPairs(mn16)
+			sc := archsimd.Int16x32{}.SetLo(sc16)
+			h0, h1 := dup32(unsafe.Add(p, 16)), dup32(unsafe.Add(p, 48))
+			acc := h0.ShiftRight(c0).AsUint8x64().And(m3).DotProductPairsSaturated(ldI8x64(y, 0)).DotProductPairs(sc.Permute(ix0))
+			acc = acc.Add(h0.ShiftRight(c1).AsUint8x64().And(m3).DotProductPairsSaturated(ldI8x64(y, 64)).DotProductPairs(sc.Permute(ix1)))
+			acc = acc.Add(h1.ShiftRight(c0).AsUint8x64().And(m3).DotProductPairsSaturated(ldI8x64(y, 128)).DotProductPairs(sc.Permute(ix2)))
+			acc = acc.Add(h1.ShiftRight(c1).AsUint8x64().And(m3).DotProductPairsSaturated(ldI8x64(y, 192)).DotProductPairs(sc.Permute(ix3)))
+			isum, imin := sumPair(acc, mp.GetLo().Add(mp.GetHi()))
+			d := ds[b] * f16ToF32(ldU16(p, 80))
+			dmin := ds[b] * f16ToF32(ldU16(p, 82))
+			sum = kAcc(sum, d, isum, dmin, imin)
+		}
+		out[r] = sum
+	}
+}
+
+// q3Shift[2n+h] moves, per 256-bit half, the Q3_K hmask bit of 32-element
+// group j = 2h (low half) or 2h+1 (high half) of 128-element half n to bit 0.
+var q3Shift [4][32]uint16
+
+func init() {
+	for n := 0; n < 2; n++ {
+		for h := 0; h < 2; h++ {
+			for i := 0; i < 32; i++ {
+				q3Shift[2*n+h][i] = uint16(4*n + 2*h + i/16)
+			}
+		}
+	}
+}
+
+func dotQ3_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
+	nb := a.cols / qkK
+	rb := nb * bytesQ3_K
+	w = w[:nrows*rb]
+	out = out[:nrows]
+	qs := a.qs[e0 : e0+a.cols]
+	bsums := a.bsums[e0/16 : e0/16+nb*16]
+	ds := a.d[e0/qkK : e0/qkK+nb]
+	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
+	m3 := archsimd.BroadcastUint8x64(3)
+	m4 := archsimd.BroadcastUint8x64(4)
+	c0, c1 := archsimd.LoadUint16x32(&q23Shift[0]), archsimd.LoadUint16x32(&q23Shift[1])
+	hs0, hs1 := archsimd.LoadUint16x32(&q3Shift[0]), archsimd.LoadUint16x32(&q3Shift[1])
+	hs2, hs3 := archsimd.LoadUint16x32(&q3Shift[2]), archsimd.LoadUint16x32(&q3Shift[3])
+	ix0, ix1 := archsimd.LoadUint16x32(&q6Idx512[0]), archsimd.LoadUint16x32(&q6Idx512[1])
+	ix2, ix3 := archsimd.LoadUint16x32(&q6Idx512[2]), archsimd.LoadUint16x32(&q6Idx512[3])
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var sum float32
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ3_K)
+			y := unsafe.Add(py, b*qkK)
+			sc16 := q3KScales(unsafe.Add(p, 96)).ExtendToInt16()
+			sc := archsimd.Int16x32{}.SetLo(sc16)
+			// The quants are u-4 with u = q | h<<2 in 0..7: subtract 4*sum(sc*bsums).
+			bias := ldI16(pbs, b*32).DotProductPairs(sc16).ShiftAllLeft(2)
+			hm := dup32(p)
+			q0, q1 := dup32(unsafe.Add(p, 32)), dup32(unsafe.Add(p, 64))
+			u := func(q, c, hs archsimd.Uint16x32) archsimd.Uint8x64 {
+				return q.ShiftRight(c).AsUint8x64().And(m3).Or(hm.ShiftRight(hs).ShiftAllLeft(2).AsUint8x64().And(m4))
+			}
+			acc := u(q0, c0, hs0).DotProductPairsSaturated(ldI8x64(y, 0)).DotProductPairs(sc.Permute(ix0))
+			acc = acc.Add(u(q0, c1, hs1).DotProductPairsSaturated(ldI8x64(y, 64)).DotProductPairs(sc.Permute(ix1)))
+			acc = acc.Add(u(q1, c0, hs2).DotProductPairsSaturated(ldI8x64(y, 128)).DotProductPairs(sc.Permute(ix2)))
+			acc = acc.Add(u(q1, c1, hs3).DotProductPairsSaturated(ldI8x64(y, 192)).DotProductPairs(sc.Permute(ix3)))
+			isum, ibias := sumPair(acc, bias.GetLo().Add(bias.GetHi()))
+			sum = kAcc(sum, ds[b]*f16ToF32(ldU16(p, 108)), isum-ibias, 0, 0)
+		}
+		out[r] = sum
+	}
+}
