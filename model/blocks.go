@@ -2,6 +2,8 @@ package model
 
 import (
 	"fmt"
+
+	"github.com/stepflash/stepflash/gguf"
 	"math"
 	"sort"
 	"sync"
@@ -304,6 +306,35 @@ func (r *runner) attention(layer int, a *Attention, qk *QKNorm, c Cache, b *Batc
 	})
 	tensor.MatMul(r.pool, a.O, r.att, n, r.tmp)
 	r.residual()
+}
+
+// loadFFN loads layer i's feed-forward: routed experts when the model has
+// any, else a dense MLP.
+func loadFFN(f *gguf.File, s *shapeCheck, cfg *Config, i int) (*MLP, *MoE, error) {
+	p := fmt.Sprintf("blk.%d.", i)
+	if cfg.NExpert > 0 {
+		moe := &MoE{}
+		if err := loadTensors(f, p, moe); err != nil {
+			return nil, nil, err
+		}
+		moe.check(s, cfg, i)
+		return nil, moe, nil
+	}
+	mlp := &MLP{}
+	if err := loadTensors(f, p, mlp); err != nil {
+		return nil, nil, err
+	}
+	mlp.check(s, cfg, i)
+	return mlp, nil, nil
+}
+
+// ffn runs the layer's feed-forward on h and adds it to the residual stream.
+func (r *runner) ffn(mlp *MLP, moe *MoE, b *Batch) {
+	if moe != nil {
+		r.moe(moe, b, true)
+	} else {
+		r.mlp(mlp)
+	}
 }
 
 // mlp runs the SwiGLU feed-forward block on h and adds it to the residual stream.

@@ -46,18 +46,9 @@ func newLlama(f *gguf.File, cfg *Config, pool *tensor.Pool) (Model, error) {
 		if err := loadTensors(f, p, b); err != nil {
 			return nil, err
 		}
-		if cfg.NExpert > 0 {
-			b.MoE = &MoE{}
-			if err := loadTensors(f, p, b.MoE); err != nil {
-				return nil, err
-			}
-			b.MoE.check(s, cfg, i)
-		} else {
-			b.MLP = &MLP{}
-			if err := loadTensors(f, p, b.MLP); err != nil {
-				return nil, err
-			}
-			b.MLP.check(s, cfg, i)
+		var err error
+		if b.MLP, b.MoE, err = loadFFN(f, s, cfg, i); err != nil {
+			return nil, err
 		}
 		b.Attn.check(s, cfg, i)
 		s.vec(p+"attn_norm", b.AttnNorm, cfg.NEmbd)
@@ -88,11 +79,7 @@ func (m *Llama) Forward(b *Batch, c Cache, logits []float32) error {
 		r.norm(blk.AttnNorm)                 // h = RMSNorm(x) ⊙ w
 		r.attention(i, &blk.Attn, nil, c, b) // x += Wo · softmax(RoPE(Wq h) · RoPE(Wk h)ᵀ/√d) · Wv h
 		r.norm(blk.FFNNorm)
-		if blk.MoE != nil {
-			r.moe(blk.MoE, b, true) // x += Σ_top-k w_e · expert_e(h)
-		} else {
-			r.mlp(blk.MLP) // x += Wdown (silu(Wgate h) ⊙ Wup h)
-		}
+		r.ffn(blk.MLP, blk.MoE, b) // x += Wdown (silu(Wgate h) ⊙ Wup h), or Σ_top-k w_e · expert_e(h)
 	}
 	return r.output(&m.Out, b, logits)
 }
