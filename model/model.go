@@ -71,7 +71,9 @@ type Model interface {
 	// Config returns the hyperparameters.
 	Config() *Config
 	// Forward runs b through the model, storing keys and values in c, and
-	// writes b.NumOutputs() rows of vocabulary logits to logits.
+	// writes b.NumOutputs() rows of vocabulary logits to logits. It reuses
+	// the model's activation buffers: calls must not overlap (the engine's
+	// scheduler is the one caller).
 	Forward(b *Batch, c Cache, logits []float32) error
 	// Close stops the model's worker threads. The GGUF file stays open: its
 	// owner closes it after the model.
