@@ -123,12 +123,15 @@ type Extension struct {
 	Region  string     `json:"region"`
 }
 
-// EffortEcho is the applied reasoning effort (DESIGN.md section 3).
+// EffortEcho is the applied reasoning effort (DESIGN.md section 3), from the
+// served model's effort policy.
 type EffortEcho struct {
-	Requested       *string `json:"requested"`
-	Applied         string  `json:"applied"`
-	ExpertsPerToken *int    `json:"experts_per_token"`
-	ThinkingBudget  int     `json:"thinking_budget"`
+	Requested *string `json:"requested"`
+	Applied   string  `json:"applied"`
+	// ExpertsPerToken is null for a dense model.
+	ExpertsPerToken *int `json:"experts_per_token"`
+	// ThinkingBudget is in tokens; -1 means unlimited.
+	ThinkingBudget int `json:"thinking_budget"`
 }
 
 // Completion is the response of a non-streaming legacy completion, and (with

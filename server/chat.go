@@ -131,8 +131,9 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *api.Error {
 	j := &job{s: s, m: m, isChat: true, id: randomID("chatcmpl-", 24), created: time.Now().Unix(), model: req.Model,
 		prompts: [][]int32{prompt}, sp: sp, effort: effort, stream: req.Stream,
 		usage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage, start: start, chatSetup: setup}
+	limit, budget := thinkingLimit(effort.ThinkingBudget)
 	j.base = engine.Request{MaxTokens: sp.maxTokens, Sampling: sp.params, TopLogprobs: sp.topLogprobs, IgnoreEOS: sp.ignoreEOS,
-		LimitThinking: true, ThinkingBudget: effort.ThinkingBudget, StartsInThinking: setup.startsInThinking}
+		LimitThinking: limit, ThinkingBudget: budget, StartsInThinking: setup.startsInThinking}
 	if effort.ExpertsPerToken != nil {
 		j.base.ExpertsUsed = *effort.ExpertsPerToken
 	}

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
 	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/model"
 	"github.com/stepflash/stepflash/server"
 )
 
@@ -922,4 +924,87 @@ func TestSoak(t *testing.T) {
 	}
 	s := realServer(t)
 	soak(t, s, 16, d)
+}
+
+// TestConfiguredEffortPolicy: a model's configured policy is what requests
+// get, what the stepflash.effort echo and X-Reasoning-Effort report, and
+// what reaches the engine (-1: no thinking limit); AddModel refuses an
+// invalid one.
+func TestConfiguredEffortPolicy(t *testing.T) {
+	policyOf := func(cfg *model.Config, js string) engine.EffortPolicy {
+		var ec server.EffortConfig
+		if err := json.Unmarshal([]byte(js), &ec); err != nil {
+			t.Fatal(err)
+		}
+		p, err := ec.Policy(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	dense := &scripted{}
+	dm := scriptedModel(t, "dense", dense)
+	dm.Effort = policyOf(dm.Config, `{"low":{"thinking_budget":3},"high":{"thinking_budget":-1}}`)
+	moeL := loadModel(t, "tiny-qwen3moe-F32.gguf")
+	moe := &scripted{tok: moeL.tok, ctx: 4096}
+	mm := &server.Model{Name: "moe", Engine: moe, Tok: moeL.tok, Config: moeL.m.Config()}
+	k := mm.Config.NExpertUse
+	if mm.Config.NExpert == 0 || k < 2 {
+		t.Fatalf("tiny-qwen3moe: %d experts, %d per token", mm.Config.NExpert, k)
+	}
+	mm.Effort = policyOf(mm.Config, fmt.Sprintf(`{"low":{"experts_per_token":1},"medium":{"experts_per_token":%d,"thinking_budget":7}}`, k-1))
+	s := startServer(t, server.Config{}, nil, dm, mm)
+	cases := []struct {
+		model, effort string
+		sc            *scripted
+		experts       int // -1: null (dense)
+		budget        int // echoed
+		limit         bool
+		engineBudget  int
+	}{
+		{"dense", "low", dense, -1, 3, true, 3},
+		{"dense", "", dense, -1, 1024, true, 1024},
+		{"dense", "high", dense, -1, -1, false, 0},
+		{"moe", "low", moe, 1, 0, true, 0},
+		{"moe", "medium", moe, k - 1, 7, true, 7},
+		{"moe", "high", moe, k, 8192, true, 8192},
+	}
+	for _, tc := range cases {
+		for _, path := range []string{"/v1/chat/completions", "/v1/completions"} {
+			body := `{"model":"` + tc.model + `","messages":[{"role":"user","content":"x"}]`
+			if path == "/v1/completions" {
+				body = `{"model":"` + tc.model + `","prompt":"x"`
+			}
+			if tc.effort != "" {
+				body += `,"reasoning_effort":"` + tc.effort + `"`
+			}
+			resp, v := postRaw(t, s.url, path, body+"}")
+			applied := cmp.Or(tc.effort, "medium")
+			ext, _ := v["stepflash"].(map[string]any)
+			eff, _ := ext["effort"].(map[string]any)
+			wantExperts := any(nil)
+			if tc.experts >= 0 {
+				wantExperts = float64(tc.experts)
+			}
+			if resp.StatusCode != 200 || resp.Header.Get("X-Reasoning-Effort") != applied || eff["applied"] != applied ||
+				eff["thinking_budget"] != float64(tc.budget) || eff["experts_per_token"] != wantExperts {
+				t.Errorf("%s %s %q: %d header %q echo %v", path, tc.model, tc.effort, resp.StatusCode, resp.Header.Get("X-Reasoning-Effort"), eff)
+			}
+			r := tc.sc.lastRequest()
+			if r.LimitThinking != tc.limit || r.ThinkingBudget != tc.engineBudget || r.ExpertsUsed != max(tc.experts, 0) {
+				t.Errorf("%s %s %q: engine got limit %v budget %d experts %d", path, tc.model, tc.effort, r.LimitThinking, r.ThinkingBudget, r.ExpertsUsed)
+			}
+		}
+	}
+	srv := server.New(server.Config{})
+	for _, bad := range []engine.EffortPolicy{
+		{engine.EffortLow: {}, engine.EffortMedium: {}},
+		{engine.EffortLow: {ExpertsPerToken: k + 1}, engine.EffortMedium: {}, engine.EffortHigh: {}},
+		{engine.EffortLow: {ThinkingBudget: -3}, engine.EffortMedium: {}, engine.EffortHigh: {}},
+	} {
+		m := &server.Model{Name: "bad", Engine: moe, Tok: moeL.tok, Config: mm.Config, Effort: bad}
+		if err := srv.AddModel(m); err == nil || !strings.Contains(err.Error(), `model "bad": effort policy`) {
+			t.Errorf("AddModel(%v): %v", bad, err)
+		}
+	}
 }

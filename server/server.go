@@ -55,7 +55,9 @@ type Model struct {
 	// Template renders chat requests; nil means chat.FallbackTemplate().
 	Template *chat.Template
 	// Effort maps reasoning_effort tiers to compute; nil means
-	// engine.DefaultEffortPolicy(Config).
+	// engine.DefaultEffortPolicy(Config). EffortConfig.Policy builds one
+	// from a configuration; a thinking budget of UnlimitedThinking sets no
+	// limit.
 	Effort engine.EffortPolicy
 	// Prices bill usage; the zero value means DefaultPrices.
 	Prices Prices
@@ -149,6 +151,9 @@ func (s *Server) AddModel(m *Model) error {
 	}
 	if m.Effort == nil {
 		m.Effort = engine.DefaultEffortPolicy(m.Config)
+	}
+	if err := checkPolicy(m.Effort, m.Config); err != nil {
+		return fmt.Errorf("server: model %q: %w", m.Name, err)
 	}
 	if m.Prices == (Prices{}) {
 		m.Prices = DefaultPrices

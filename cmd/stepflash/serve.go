@@ -33,6 +33,8 @@ type modelSpec struct {
 	Aliases  []string `json:"aliases,omitempty"`
 	Ctx      int      `json:"ctx,omitempty"`
 	Parallel int      `json:"parallel,omitempty"`
+	// Effort overrides tiers of the model's reasoning_effort policy.
+	Effort *server.EffortConfig `json:"effort,omitempty"`
 }
 
 // serveConfig is the --config file (JSON); flags given on the command line win.
@@ -78,8 +80,14 @@ Models without a tokenizer.chat_template are chatted with ChatML
 (<|im_start|>role ... <|im_end|>), with Hermes-style <tool_call> tool calls.
 
 --config FILE reads JSON: {"addr": "...", "models": [{"model": "PATH_OR_REF",
-"name": "...", "aliases": ["..."], "ctx": 4096, "parallel": 4}], "parallel": 4,
-"queue": 64, "ctx": 0, "max_body_bytes": 8388608}; flags given win.
+"name": "...", "aliases": ["..."], "ctx": 4096, "parallel": 4, "effort": {...}}],
+"parallel": 4, "queue": 64, "ctx": 0, "max_body_bytes": 8388608}; flags given win.
+A model's "effort" sets its reasoning_effort policy, tier by tier (a tier or
+field left out keeps the default):
+  "effort": {"low": {"experts_per_token": 2, "thinking_budget": 0},
+             "medium": {"thinking_budget": 2048}, "high": {"thinking_budget": -1}}
+experts_per_token: 1..the trained experts per token (MoE models only);
+thinking_budget: tokens (0: thinking off), or -1 for unlimited.
 
 Flags:
 `
@@ -157,6 +165,13 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&c); err != nil {
 			return nil, fmt.Errorf("%s: %w", *config, err)
+		}
+		for i, m := range c.Models {
+			if m.Effort != nil {
+				if err := m.Effort.Check(); err != nil {
+					return nil, fmt.Errorf("%s: models[%d]: %w", *config, i, err)
+				}
+			}
 		}
 		if len(o.specs) == 0 {
 			o.specs = c.Models
@@ -295,8 +310,9 @@ func loadAll(ctx context.Context, o *serveOptions, srv *server.Server, stderr io
 		if err := srv.AddModel(m); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "stepflash serve: loaded %s as %s (context %d, %d parallel, template: %s)\n", path,
-			strings.Join(quoteAll(append([]string{m.Name}, m.Aliases...)), ", "), m.Engine.Context(), firstPositive(spec.Parallel, o.parallel), templateName(m))
+		fmt.Fprintf(stderr, "stepflash serve: loaded %s as %s (context %d, %d parallel, template: %s; effort %s)\n", path,
+			strings.Join(quoteAll(append([]string{m.Name}, m.Aliases...)), ", "), m.Engine.Context(), firstPositive(spec.Parallel, o.parallel), templateName(m),
+			server.DescribePolicy(m.Effort, m.Config))
 	}
 	return nil
 }
@@ -371,7 +387,12 @@ func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Wri
 		size = st.Size()
 	}
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s|%d|%s|%d", filepath.Base(path), size, cfg.Arch, eng.Context()))
-	m := &server.Model{Name: name, Aliases: spec.Aliases, Engine: eng, Tok: tok, Config: cfg, Template: tmpl,
+	policy, err := spec.Effort.Policy(cfg)
+	if err != nil {
+		l.Close()
+		return nil, nil, fmt.Errorf("%s (model %q): %w", path, name, err)
+	}
+	m := &server.Model{Name: name, Aliases: spec.Aliases, Engine: eng, Tok: tok, Config: cfg, Template: tmpl, Effort: policy,
 		Fingerprint: "fp_" + hex.EncodeToString(sum[:5])}
 	return m, l.Close, nil
 }

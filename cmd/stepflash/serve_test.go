@@ -137,7 +137,12 @@ func TestServeCompletionMatchesRun(t *testing.T) {
 func TestServeFlags(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "serve.json")
-	os.WriteFile(cfg, []byte(`{"addr":"127.0.0.1:9","parallel":3,"models":[{"model":"a.gguf","aliases":["x"]},{"model":"o/r:b.gguf","ctx":128}]}`), 0o644)
+	os.WriteFile(cfg, []byte(`{"addr":"127.0.0.1:9","parallel":3,"models":[{"model":"a.gguf","aliases":["x"]},{"model":"o/r:b.gguf","ctx":128,"effort":{"medium":{"thinking_budget":5},"high":{"thinking_budget":-1}}}]}`), 0o644)
+	badEffort := func(name, effort string) string {
+		p := filepath.Join(dir, name+".json")
+		os.WriteFile(p, []byte(`{"models":[{"model":"a.gguf","effort":`+effort+`}]}`), 0o644)
+		return p
+	}
 	cases := []struct {
 		name    string
 		args    []string
@@ -149,8 +154,14 @@ func TestServeFlags(t *testing.T) {
 		}, false},
 		{"alias before -m", []string{"--alias", "x"}, nil, true},
 		{"config", []string{"--config", cfg}, func(o *serveOptions) bool {
-			return len(o.specs) == 2 && o.specs[1].Ctx == 128 && o.parallel == 3 && o.addr == "127.0.0.1:9"
+			e := o.specs[1].Effort
+			return len(o.specs) == 2 && o.specs[1].Ctx == 128 && o.parallel == 3 && o.addr == "127.0.0.1:9" && o.specs[0].Effort == nil &&
+				e != nil && e.Low == nil && *e.Medium.ThinkingBudget == 5 && e.Medium.ExpertsPerToken == nil && *e.High.ThinkingBudget == -1
 		}, false},
+		{"effort: unknown tier", []string{"--config", badEffort("tier", `{"extreme":{}}`)}, nil, true},
+		{"effort: budget below -1", []string{"--config", badEffort("budget", `{"low":{"thinking_budget":-2}}`)}, nil, true},
+		{"effort: zero experts", []string{"--config", badEffort("experts", `{"low":{"experts_per_token":0}}`)}, nil, true},
+		{"effort: unknown field", []string{"--config", badEffort("field", `{"low":{"budget":1}}`)}, nil, true},
 		{"flags beat config", []string{"--config", cfg, "--parallel", "5", "--addr", ":1"}, func(o *serveOptions) bool {
 			return o.parallel == 5 && o.addr == ":1"
 		}, false},
@@ -264,5 +275,30 @@ func TestServeGracefulShutdown(t *testing.T) {
 	}
 	if _, err := http.Get(base + "/health"); err == nil {
 		t.Errorf("server still accepts connections after shutdown")
+	}
+}
+
+// TestServeEffortConfigNeedsExperts: experts_per_token for a dense model,
+// or above a MoE model's trained count, stops serve with an error naming
+// the model and the allowed range.
+func TestServeEffortConfigNeedsExperts(t *testing.T) {
+	cases := []struct {
+		model, effort, want string
+	}{
+		{"stories260K.gguf", `{"low":{"experts_per_token":1}}`, "dense model (llama, no experts), so only thinking_budget can be configured"},
+		{"tiny-qwen3moe-F32.gguf", `{"high":{"experts_per_token":99}}`, "allowed 1.."},
+	}
+	for _, tc := range cases {
+		cfg := filepath.Join(t.TempDir(), "serve.json")
+		os.WriteFile(cfg, []byte(`{"models":[{"model":"`+testmodels.Path(t, tc.model)+`","effort":`+tc.effort+`}]}`), 0o644)
+		var log syncBuffer
+		o, err := parseServe([]string{"--config", cfg, "--addr", "127.0.0.1:0", "-t", "1", "--quiet"}, &log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = runServe(context.Background(), o, &log, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.model) {
+			t.Errorf("%s %s: error %v, want %q", tc.model, tc.effort, err, tc.want)
+		}
 	}
 }
