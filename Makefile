@@ -57,5 +57,15 @@ soak:
 bench:
 	GOEXPERIMENT=simd $(GO) test -run '^$$' -bench . -benchmem ./tensor/...
 
+## bench-load: HTTP load on running OpenAI-compatible servers, side by side (README "Load test").
+.PHONY: bench-load
+LOAD_URLS  ?= http://127.0.0.1:8000/v1
+CLIENTS    ?= 16
+DURATION   ?= 60s
+MAX_TOKENS ?= 128
+ROUNDS     ?= 1
+bench-load: build
+	$(BIN) bench $(foreach u,$(LOAD_URLS),--base-url $(u)) --clients $(CLIENTS) --duration $(DURATION) --max-tokens $(MAX_TOKENS) --rounds $(ROUNDS)
+
 clean:
 	rm -rf bin
