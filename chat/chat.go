@@ -105,6 +105,7 @@ type Template struct {
 	tmpl        *jinja.Template
 	family      Family
 	partsAsList bool
+	eot         []string // see EOTStrings
 }
 
 // loopsOverContent matches a for loop over message content, the sign that a
@@ -117,7 +118,9 @@ func NewTemplate(src string) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chat template: %w", err)
 	}
-	return &Template{src: src, tmpl: t, family: detectFamily(src), partsAsList: loopsOverContent.MatchString(src)}, nil
+	tpl := &Template{src: src, tmpl: t, family: detectFamily(src), partsAsList: loopsOverContent.MatchString(src)}
+	tpl.eot = tpl.findEOT()
+	return tpl, nil
 }
 
 // ChatMLTemplate is the template FallbackTemplate uses: ChatML

@@ -123,11 +123,9 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *api.Error {
 	if e := checkContext(m, prompt, sp.maxTokens, "messages"); e != nil {
 		return e
 	}
-	if tmpl == chat.FallbackTemplate() {
-		// ChatML's end of turn; a vocabulary without the special token
-		// writes it as plain text.
-		sp.stops = append(sp.stops, "<|im_end|>")
-	}
+	// The template's end of turn (e.g. ChatML's <|im_end|>): a vocabulary
+	// without the special token writes it as plain text.
+	sp.stops = append(sp.stops, tmpl.EOTStrings()...)
 	j := &job{s: s, m: m, isChat: true, id: randomID("chatcmpl-", 24), created: time.Now().Unix(), model: req.Model,
 		prompts: [][]int32{prompt}, sp: sp, effort: effort, stream: req.Stream,
 		usage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage, start: start, chatSetup: setup}

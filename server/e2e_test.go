@@ -20,6 +20,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
+	"github.com/stepflash/stepflash/chat"
 	"github.com/stepflash/stepflash/engine"
 	"github.com/stepflash/stepflash/model"
 	"github.com/stepflash/stepflash/server"
@@ -1005,6 +1006,65 @@ func TestConfiguredEffortPolicy(t *testing.T) {
 		m := &server.Model{Name: "bad", Engine: moe, Tok: moeL.tok, Config: mm.Config, Effort: bad}
 		if err := srv.AddModel(m); err == nil || !strings.Contains(err.Error(), `model "bad": effort policy`) {
 			t.Errorf("AddModel(%v): %v", bad, err)
+		}
+	}
+}
+
+// TestEndOfTurnStops: the template's end-of-turn marker, written as plain
+// text (a vocabulary without the special token), ends the reply; another
+// template's marker is just text.
+func TestEndOfTurnStops(t *testing.T) {
+	pieces := []string{"Hello", " world", "<|im", "_end|>", "<end_of_turn>", "<|eot_id|>", "more"}
+	cases := []struct {
+		template string // in ../chat/testdata/templates; "" = the ChatML fallback
+		content  string
+		finish   string
+	}{
+		{"", "Hello world", "stop"},
+		{"qwen3.jinja", "Hello world", "stop"},
+		{"gemma3.jinja", "Hello world<|im_end|>", "stop"},
+		{"llama3.2.jinja", "Hello world<|im_end|><end_of_turn>", "stop"},
+		{"ministral3.jinja", "Hello world<|im_end|><end_of_turn><|eot_id|>more", "length"}, // ends turns with eos_token
+	}
+	var models []*server.Model
+	for i, tc := range cases {
+		m := scriptedModel(t, fmt.Sprint("m", i), &scripted{scripts: []script{{key: "", pieces: pieces, finish: "length"}}})
+		if tc.template != "" {
+			src, err := os.ReadFile("../chat/testdata/templates/" + tc.template)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Template, err = chat.NewTemplate(string(src)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		models = append(models, m)
+	}
+	s := startServer(t, server.Config{}, nil, models...)
+	for i, tc := range cases {
+		for _, stream := range []bool{false, true} {
+			params := openai.ChatCompletionNewParams{Model: fmt.Sprint("m", i), Messages: userMsg("Hi")}
+			content, finish := "", ""
+			if stream {
+				st := s.client.Chat.Completions.NewStreaming(context.Background(), params)
+				acc := openai.ChatCompletionAccumulator{}
+				for st.Next() {
+					acc.AddChunk(st.Current())
+				}
+				if err := st.Err(); err != nil {
+					t.Fatal(err)
+				}
+				content, finish = acc.Choices[0].Message.Content, acc.Choices[0].FinishReason
+			} else {
+				resp, err := s.client.Chat.Completions.New(context.Background(), params)
+				if err != nil {
+					t.Fatal(err)
+				}
+				content, finish = resp.Choices[0].Message.Content, resp.Choices[0].FinishReason
+			}
+			if content != tc.content || finish != tc.finish {
+				t.Errorf("%q (stream %v): content %q finish %s, want %q %s", cmp.Or(tc.template, "fallback"), stream, content, finish, tc.content, tc.finish)
+			}
 		}
 	}
 }
