@@ -93,3 +93,52 @@ func BenchmarkPoolFor(b *testing.B) {
 		p.For(2, func(lo, hi int) {})
 	}
 }
+
+// BenchmarkKernels measures every SIMD kernel variant (and the pure-Go
+// kernel) on a weight block that stays in the L2 cache: the compute cost,
+// reported per weight block and input vector (ns/blk).
+func BenchmarkKernels(b *testing.B) {
+	const rows, cols, nvec = 128, 1024, 16
+	type variant struct {
+		name string
+		v    kernelVariant
+	}
+	var vs []variant
+	for _, v := range kernelVariants {
+		if v.ok {
+			vs = append(vs, variant{v.typ.String() + "/" + v.name, v})
+		}
+	}
+	for _, typ := range []gguf.Type{gguf.TypeQ4_K, gguf.TypeQ6_K, gguf.TypeQ8_0} {
+		vs = append(vs, variant{typ.String() + "/generic", kernelVariant{typ: typ, rows: rowsOf(genericKernels[typ])}})
+	}
+	for _, v := range vs {
+		b.Run(v.name, func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			m := randMatrix(rng, v.v.typ, rows, cols)
+			x := randFloats(rng, nvec*cols)
+			var a act
+			a.prepare(vecDotKind(v.v.typ), cols, nvec)
+			a.quantize(x, 0, nvec*cols)
+			a.transposeScales(nvec)
+			a.expandPairScales(nvec)
+			out := make([]float32, nvec*rows)
+			for b.Loop() {
+				switch {
+				case v.v.rows != nil:
+					for j := 0; j < nvec; j++ {
+						v.v.rows(m.Data, rows, &a, j*cols, out[j*rows:(j+1)*rows])
+					}
+				case v.v.rows4 != nil:
+					for j := 0; j < nvec; j += 4 {
+						v.v.rows4(m.Data, rows, &a, j, out[j*rows:], rows)
+					}
+				default:
+					v.v.rowsN(m.Data, rows, &a, nvec, out, rows)
+				}
+			}
+			blocks := float64(rows * cols / v.v.typ.BlockSize() * nvec)
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/blocks, "ns/blk")
+		})
+	}
+}

@@ -32,6 +32,19 @@ func init() {
 	}
 }
 
+// k4Byte512 is k4Idx512 for scales held as bytes (in each 64-bit lane):
+// each int16 gets the scale byte and a zero high byte.
+var k4Byte512 [4][64]int8
+
+func init() {
+	for i := range k4Byte512 {
+		for j := 0; j < 64; j += 2 {
+			k4Byte512[i][j] = k4Idx512[i][j] / 2
+			k4Byte512[i][j+1] = -1
+		}
+	}
+}
+
 // q4KUnpack512 returns the four 64-element quant vectors of a Q4_K block's
 // qs at q, in the qsP element order: (0..31, 64..95), (32..63, 96..127),
 // (128..159, 192..223), (160..191, 224..255).
@@ -66,6 +79,16 @@ func sumPair(acc archsimd.Int32x16, m archsimd.Int32x4) (int32, int32) {
 	return u.GetElem(0), u.GetElem(1)
 }
 
+// kChunk is the number of blocks per row that the four-row K-quant decode
+// kernels multiply before their float steps (bounded stack buffers).
+const kChunk = 16
+
+// dotQ4_KAVX512 works on groups of four rows. Each row's blocks are read in
+// order (a sequential stream for the prefetchers), keeping every block's
+// integer sums as vectors; the integer sums are exact whatever the
+// reduction order, so they are then reduced four rows at once, and the
+// float steps of kAcc run on the four rows' lanes together (the same
+// operations in the same order per row).
 func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qkK
 	rb := nb * bytesQ4_K
@@ -75,31 +98,99 @@ func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	bsp := a.bsp[e0/32 : e0/32+nb*8]
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsp)
-	mask := archsimd.BroadcastUint8x64(0x0f)
-	i0 := archsimd.LoadInt8x64(&k4Idx512[0])
-	i1 := archsimd.LoadInt8x64(&k4Idx512[1])
-	i2 := archsimd.LoadInt8x64(&k4Idx512[2])
-	i3 := archsimd.LoadInt8x64(&k4Idx512[3])
-	for r := 0; r < nrows; r++ {
-		pr := unsafe.Add(pw, r*rb)
-		var sum float32
-		for b := 0; b < nb; b++ {
-			p := unsafe.Add(pr, b*bytesQ4_K)
-			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
-			mp := mins.DotProductPairs(archsimd.LoadInt16x8((*[8]int16)(unsafe.Add(pbs, 16*b))))
-			sc := archsimd.Int16x32{}.SetLo(scv).SetHi(scv).AsInt8x64()
-			lo01, hi01, lo23, hi23 := q4KUnpack512(unsafe.Add(p, 16), mask)
-			acc := q4KDot512(lo01, hi01, lo23, hi23,
-				sc.PermuteOrZeroGrouped(i0).AsInt16x32(), sc.PermuteOrZeroGrouped(i1).AsInt16x32(),
-				sc.PermuteOrZeroGrouped(i2).AsInt16x32(), sc.PermuteOrZeroGrouped(i3).AsInt16x32(),
-				unsafe.Add(py, b*qkK))
-			isum, imin := sumPair(acc, mp)
-			d := ds[b] * f16ToF32(ldU16(p, 0))
-			dmin := ds[b] * f16ToF32(ldU16(p, 2))
-			sum = kAcc(sum, d, isum, dmin, imin)
+	var accs [4][kChunk]archsimd.Int32x16
+	var ms [4][kChunk]archsimd.Int32x4
+	for r := 0; r < nrows; r += 4 {
+		// Rows past the end repeat the last row; their results are dropped.
+		ps := [4]unsafe.Pointer{unsafe.Add(pw, r*rb), unsafe.Add(pw, min(r+1, nrows-1)*rb),
+			unsafe.Add(pw, min(r+2, nrows-1)*rb), unsafe.Add(pw, min(r+3, nrows-1)*rb)}
+		var sum4 archsimd.Float32x4
+		for b0 := 0; b0 < nb; b0 += kChunk {
+			n := min(kChunk, nb-b0)
+			for k, p := range ps {
+				q4KChunk512(unsafe.Add(p, b0*bytesQ4_K), unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 16*b0), n, &accs[k], &ms[k])
+			}
+			kFinish4(&accs, &ms, &ps, b0*bytesQ4_K, bytesQ4_K, ds[b0:b0+n], &sum4)
 		}
-		out[r] = sum
+		storeRows4(sum4, out, r, nrows)
 	}
+}
+
+// q4KChunk512 computes, for the n Q4_K blocks at p and the activation
+// blocks at y (qsP order) with pair sums at bs, each block's scaled quant
+// sums as 16 int32 lanes (acc) and its mins' dot with the pair sums as 4
+// int32 lanes (m). (A function of its own: the register allocator does
+// better on a small loop.)
+func q4KChunk512(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, m *[kChunk]archsimd.Int32x4) {
+	mask := archsimd.BroadcastUint8x64(0x0f)
+	i0 := archsimd.LoadInt8x64(&k4Byte512[0])
+	i1 := archsimd.LoadInt8x64(&k4Byte512[1])
+	i2 := archsimd.LoadInt8x64(&k4Byte512[2])
+	i3 := archsimd.LoadInt8x64(&k4Byte512[3])
+	for i := range acc[:n] {
+		scU, mnU := q4KScalesU64(unsafe.Add(p, 4))
+		mins := archsimd.BroadcastUint64x2(mnU).AsUint8x16().ExtendLo8ToUint16().AsInt16x8()
+		m[i] = mins.DotProductPairs(archsimd.LoadInt16x8((*[8]int16)(bs)))
+		sc := archsimd.BroadcastUint64x8(scU).AsInt8x64()
+		lo01, hi01, lo23, hi23 := q4KUnpack512(unsafe.Add(p, 16), mask)
+		acc[i] = q4KDot512(lo01, hi01, lo23, hi23,
+			sc.PermuteOrZeroGrouped(i0).AsInt16x32(), sc.PermuteOrZeroGrouped(i1).AsInt16x32(),
+			sc.PermuteOrZeroGrouped(i2).AsInt16x32(), sc.PermuteOrZeroGrouped(i3).AsInt16x32(), y)
+		p, y, bs = unsafe.Add(p, bytesQ4_K), unsafe.Add(y, qkK), unsafe.Add(bs, 16)
+	}
+}
+
+// kFinish4 adds the contributions of len(ds) blocks of four rows to sum, as
+// kAcc does per row: the integer sums acc (16 lanes) and mins m (4 lanes)
+// are reduced per row, and the float steps use the activation scales ds and
+// the rows' fp16 d and dmin at offset off+i*bpb of each row pointer in ps.
+func kFinish4(acc *[4][kChunk]archsimd.Int32x16, m *[4][kChunk]archsimd.Int32x4, ps *[4]unsafe.Pointer, off, bpb int, ds []float32, sum *archsimd.Float32x4) {
+	deint := archsimd.LoadUint16x8(&deintIdx)
+	sum4 := *sum
+	p0, p1, p2, p3 := unsafe.Add(ps[0], off), unsafe.Add(ps[1], off), unsafe.Add(ps[2], off), unsafe.Add(ps[3], off)
+	for i, d := range ds[:min(len(ds), kChunk)] {
+		isum := transposeSum4(acc[0][i], acc[1][i], acc[2][i], acc[3][i])
+		imin := reduce4x4(m[0][i], m[1][i], m[2][i], m[3][i])
+		dx, dmx := f16Pairs4(p0, p1, p2, p3, deint)
+		dy := archsimd.BroadcastFloat32x4(d)
+		sum4 = sum4.Add(dy.Mul(dx).Mul(isum.ConvertToFloat32()))
+		sum4 = sum4.Sub(dy.Mul(dmx).Mul(imin.ConvertToFloat32()))
+		p0, p1, p2, p3 = unsafe.Add(p0, bpb), unsafe.Add(p1, bpb), unsafe.Add(p2, bpb), unsafe.Add(p3, bpb)
+	}
+	*sum = sum4
+}
+
+// deintIdx moves the even uint16 elements to the low half.
+var deintIdx = [8]uint16{0, 2, 4, 6, 1, 3, 5, 7}
+
+// f16Pairs4 returns the two fp16 values at each of p0..p3 as float32 (exactly
+// as f16ToF32): the first ones in lanes 0-3 of x, the second ones in y.
+func f16Pairs4(p0, p1, p2, p3 unsafe.Pointer, deint archsimd.Uint16x8) (x, y archsimd.Float32x4) {
+	lo := uint64(*(*uint32)(p0)) | uint64(*(*uint32)(p1))<<32
+	hi := uint64(*(*uint32)(p2)) | uint64(*(*uint32)(p3))<<32
+	h := archsimd.BroadcastUint64x2(lo).SetElem(1, hi).AsUint16x8().Permute(deint)
+	f := f16x8(h.ExtendToUint32())
+	return f.GetLo(), f.GetHi()
+}
+
+// storeRows4 stores the lanes of v to out[r:r+4], dropping rows >= nrows.
+func storeRows4(v archsimd.Float32x4, out []float32, r, nrows int) {
+	if r+4 <= nrows {
+		v.Store((*[4]float32)(out[r : r+4]))
+		return
+	}
+	var o [4]float32
+	v.Store(&o)
+	copy(out[r:nrows], o[:])
+}
+
+// transposeSum4 returns the lane sums of a, b, c and d in lanes 0..3.
+func transposeSum4(a, b, c, d archsimd.Int32x16) archsimd.Int32x4 {
+	ab := a.InterleaveLoGrouped(b).Add(a.InterleaveHiGrouped(b)).AsInt64x8()
+	cd := c.InterleaveLoGrouped(d).Add(c.InterleaveHiGrouped(d)).AsInt64x8()
+	s := ab.InterleaveLoGrouped(cd).AsInt32x16().Add(ab.InterleaveHiGrouped(cd).AsInt32x16())
+	t := s.GetLo().Add(s.GetHi())
+	return t.GetLo().Add(t.GetHi())
 }
 
 // dot4Q4_KAVX512 is dot4Q4_KSIMD with 512-bit integer work.

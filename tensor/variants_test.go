@@ -17,11 +17,11 @@ func TestKernelVariantsBitExact(t *testing.T) {
 			t.Logf("%v/%s: not supported by this CPU", v.typ, v.name)
 			continue
 		}
-		for _, cols := range []int{256, 768, 1024, 2816} {
+		for _, cols := range []int{256, 768, 1024, 2816, 4608} {
 			if v.typ.BlockSize() == 32 && cols == 768 {
 				cols = 800 // an odd number of blocks
 			}
-			const nrows = 5
+			const nrows = 7 // a group of four rows and a partial one
 			var w []byte
 			for r := 0; r < nrows; r++ {
 				w = append(w, randRow(rng, v.typ, cols)...)
