@@ -128,14 +128,18 @@ func q4KChunk512(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16,
 	i2 := archsimd.LoadInt8x64(&k4Byte512[2])
 	i3 := archsimd.LoadInt8x64(&k4Byte512[3])
 	for i := range acc[:n] {
+		// Written out in order (see q6KChunk512).
 		scU, mnU := q4KScalesU64(unsafe.Add(p, 4))
+		sc := archsimd.BroadcastUint64x8(scU).AsInt8x64()
+		q := archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(p, 16)))
+		v := q.And(mask).DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(y))).DotProductPairs(sc.PermuteOrZeroGrouped(i0).AsInt16x32())
+		v = v.Add(q.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask).DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 64)))).DotProductPairs(sc.PermuteOrZeroGrouped(i1).AsInt16x32()))
+		q = archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(p, 80)))
+		v = v.Add(q.And(mask).DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 128)))).DotProductPairs(sc.PermuteOrZeroGrouped(i2).AsInt16x32()))
+		v = v.Add(q.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask).DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 192)))).DotProductPairs(sc.PermuteOrZeroGrouped(i3).AsInt16x32()))
+		acc[i] = v
 		mins := archsimd.BroadcastUint64x2(mnU).AsUint8x16().ExtendLo8ToUint16().AsInt16x8()
 		m[i] = mins.DotProductPairs(archsimd.LoadInt16x8((*[8]int16)(bs)))
-		sc := archsimd.BroadcastUint64x8(scU).AsInt8x64()
-		lo01, hi01, lo23, hi23 := q4KUnpack512(unsafe.Add(p, 16), mask)
-		acc[i] = q4KDot512(lo01, hi01, lo23, hi23,
-			sc.PermuteOrZeroGrouped(i0).AsInt16x32(), sc.PermuteOrZeroGrouped(i1).AsInt16x32(),
-			sc.PermuteOrZeroGrouped(i2).AsInt16x32(), sc.PermuteOrZeroGrouped(i3).AsInt16x32(), y)
 		p, y, bs = unsafe.Add(p, bytesQ4_K), unsafe.Add(y, qkK), unsafe.Add(bs, 16)
 	}
 }
@@ -503,6 +507,7 @@ func q6Half512(p unsafe.Pointer, n int, m4, m30 archsimd.Uint8x64, shlA, shrB ar
 	return
 }
 
+// dotQ6_KAVX512 works on groups of four rows, as dotQ4_KAVX512.
 func dotQ6_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qkK
 	rb := nb * bytesQ6_K
@@ -512,32 +517,75 @@ func dotQ6_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	bsums := a.bsums[e0/16 : e0/16+nb*16]
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
+	var accs [4][kChunk]archsimd.Int32x16
+	for r := 0; r < nrows; r += 4 {
+		// Rows past the end repeat the last row; their results are dropped.
+		ps := [4]unsafe.Pointer{unsafe.Add(pw, r*rb), unsafe.Add(pw, min(r+1, nrows-1)*rb),
+			unsafe.Add(pw, min(r+2, nrows-1)*rb), unsafe.Add(pw, min(r+3, nrows-1)*rb)}
+		var sum4 archsimd.Float32x4
+		for b0 := 0; b0 < nb; b0 += kChunk {
+			n := min(kChunk, nb-b0)
+			for k, p := range ps {
+				q6KChunk512(unsafe.Add(p, b0*bytesQ6_K), unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 32*b0), n, &accs[k])
+			}
+			kFinish4d(&accs, &ps, b0*bytesQ6_K+208, bytesQ6_K, ds[b0:b0+n], &sum4)
+		}
+		storeRows4(sum4, out, r, nrows)
+	}
+}
+
+// q6KChunk512 computes, for the n Q6_K blocks at p and the activation
+// blocks at y with block sums at bs, each block's integer dot (the -32
+// offset included) as 16 int32 lanes.
+//
+// The loop body is written out in the order it should run, without helper
+// calls: the compiler schedules ready values by source position (inlined
+// helpers keep theirs), and a bad order makes it spill vectors.
+func q6KChunk512(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16) {
 	m4 := archsimd.BroadcastUint8x64(0x0f)
 	m30 := archsimd.BroadcastUint8x64(0x30)
 	shlA := archsimd.LoadUint16x32(&q6ShlA)
 	shrB := archsimd.LoadUint16x32(&q6ShrB)
-	ix0, ix1 := archsimd.LoadUint16x32(&q6Idx512[0]), archsimd.LoadUint16x32(&q6Idx512[1])
-	ix2, ix3 := archsimd.LoadUint16x32(&q6Idx512[2]), archsimd.LoadUint16x32(&q6Idx512[3])
-	for r := 0; r < nrows; r++ {
-		pr := unsafe.Add(pw, r*rb)
-		var sum float32
-		for b := 0; b < nb; b++ {
-			p := unsafe.Add(pr, b*bytesQ6_K)
-			y := unsafe.Add(py, b*qkK)
-			sc16 := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(p, 192))).ExtendToInt16()
-			sc := archsimd.Int16x32{}.SetLo(sc16)
-			bias := ldI16(pbs, b*32).DotProductPairs(sc16).ShiftAllLeft(5)
-			x0, y0 := q6Half512(p, 0, m4, m30, shlA, shrB)
-			x1, y1 := q6Half512(p, 1, m4, m30, shlA, shrB)
-			acc := x0.DotProductPairsSaturated(ldI8x64(y, 0)).DotProductPairs(sc.Permute(ix0))
-			acc = acc.Add(y0.DotProductPairsSaturated(ldI8x64(y, 64)).DotProductPairs(sc.Permute(ix1)))
-			acc = acc.Add(x1.DotProductPairsSaturated(ldI8x64(y, 128)).DotProductPairs(sc.Permute(ix2)))
-			acc = acc.Add(y1.DotProductPairsSaturated(ldI8x64(y, 192)).DotProductPairs(sc.Permute(ix3)))
-			isum := hsumI32(acc.GetLo().Add(acc.GetHi()).Sub(bias))
-			sum = kAcc(sum, ds[b]*f16ToF32(ldU16(p, 208)), isum, 0, 0)
-		}
-		out[r] = sum
+	for i := range acc[:n] {
+		sc16 := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(p, 192))).ExtendToInt16()
+		sc := archsimd.Int16x32{}.SetLo(sc16)
+		// Half 0: elements 0..63 (x) and 64..127 (z).
+		ql := archsimd.LoadUint8x64((*[64]uint8)(p))
+		qh32 := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(p, 128)))
+		qh := archsimd.Uint8x64{}.SetLo(qh32).SetHi(qh32).AsUint16x32()
+		x := ql.And(m4).Or(qh.ShiftLeft(shlA).AsUint8x64().And(m30))
+		v := x.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(y))).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[0])))
+		z := ql.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(m4).Or(qh.ShiftRight(shrB).AsUint8x64().And(m30))
+		v = v.Add(z.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 64)))).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[1]))))
+		// Half 1: elements 128..191 and 192..255.
+		ql = archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(p, 64)))
+		qh32 = archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(p, 160)))
+		qh = archsimd.Uint8x64{}.SetLo(qh32).SetHi(qh32).AsUint16x32()
+		x = ql.And(m4).Or(qh.ShiftLeft(shlA).AsUint8x64().And(m30))
+		v = v.Add(x.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 128)))).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[2]))))
+		z = ql.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(m4).Or(qh.ShiftRight(shrB).AsUint8x64().And(m30))
+		v = v.Add(z.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 192)))).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[3]))))
+		// The -32 offset: 32 * sum of scale * block sum.
+		bias := archsimd.LoadInt16x16((*[16]int16)(bs)).DotProductPairs(sc16).ShiftAllLeft(5)
+		acc[i] = v.Sub(archsimd.Int32x16{}.SetLo(bias))
+		p, y, bs = unsafe.Add(p, bytesQ6_K), unsafe.Add(y, qkK), unsafe.Add(bs, 32)
 	}
+}
+
+// kFinish4d is kFinish4 for formats without mins: sum += (dy*dx)*isum per
+// row (kAcc's subtraction of +0 changes nothing), with the rows' fp16 d at
+// offset off+i*bpb.
+func kFinish4d(acc *[4][kChunk]archsimd.Int32x16, ps *[4]unsafe.Pointer, off, bpb int, ds []float32, sum *archsimd.Float32x4) {
+	sum4 := *sum
+	p0, p1, p2, p3 := unsafe.Add(ps[0], off), unsafe.Add(ps[1], off), unsafe.Add(ps[2], off), unsafe.Add(ps[3], off)
+	for i, d := range ds[:min(len(ds), kChunk)] {
+		isum := transposeSum4(acc[0][i], acc[1][i], acc[2][i], acc[3][i])
+		h := uint64(ldU16(p0, 0)) | uint64(ldU16(p1, 0))<<16 | uint64(ldU16(p2, 0))<<32 | uint64(ldU16(p3, 0))<<48
+		dx := f16x8(archsimd.BroadcastUint64x2(h).AsUint16x8().ExtendToUint32()).GetLo()
+		sum4 = sum4.Add(archsimd.BroadcastFloat32x4(d).Mul(dx).Mul(isum.ConvertToFloat32()))
+		p0, p1, p2, p3 = unsafe.Add(p0, bpb), unsafe.Add(p1, bpb), unsafe.Add(p2, bpb), unsafe.Add(p3, bpb)
+	}
+	*sum = sum4
 }
 
 // dot4Q6_KAVX512 is dot4Q6_KSIMD with 512-bit integer work.
