@@ -125,6 +125,11 @@ func ReadConfig(f *gguf.File) (*Config, error) {
 	if c.NLayer <= 0 || c.NEmbd <= 0 || c.NHead <= 0 {
 		return nil, fmt.Errorf("model: %s: block_count, embedding_length and attention.head_count must be positive (got %d, %d, %d)", arch, c.NLayer, c.NEmbd, c.NHead)
 	}
+	if c.NLayer > len(f.Tensors) {
+		// Every layer has tensors; a larger count is a corrupt or hostile
+		// file, and must not size allocations.
+		return nil, fmt.Errorf("model: %s: block_count %d exceeds the %d tensors in the file", arch, c.NLayer, len(f.Tensors))
+	}
 	if c.NHeadKV <= 0 || c.NHead%c.NHeadKV != 0 {
 		return nil, fmt.Errorf("model: %s: attention.head_count %d is not a multiple of head_count_kv %d", arch, c.NHead, c.NHeadKV)
 	}

@@ -293,6 +293,12 @@ func TestHostileModelFiles(t *testing.T) {
 			}
 			return false, nil
 		}, want: `architecture "nosuch" is not supported`},
+		{name: "absurd block count", edit: func(_ *gguf.Writer, kv gguf.KV) (bool, any) {
+			if kv.Key == "llama.block_count" {
+				return false, uint32(10_000_000)
+			}
+			return false, nil
+		}, want: "block_count 10000000 exceeds the 21 tensors in the file"},
 		{name: "no block count", edit: func(_ *gguf.Writer, kv gguf.KV) (bool, any) {
 			return kv.Key == "llama.block_count", nil
 		}, want: "block_count is missing"},
