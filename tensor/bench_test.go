@@ -98,7 +98,7 @@ func BenchmarkPoolFor(b *testing.B) {
 // kernel) on a weight block that stays in the L2 cache: the compute cost,
 // reported per weight block and input vector (ns/blk).
 func BenchmarkKernels(b *testing.B) {
-	const rows, cols, nvec = 128, 1024, 16
+	const rows, cols = 128, 1024
 	type variant struct {
 		name string
 		v    kernelVariant
@@ -114,6 +114,10 @@ func BenchmarkKernels(b *testing.B) {
 	}
 	for _, v := range vs {
 		b.Run(v.name, func(b *testing.B) {
+			nvec := 16
+			if v.v.rowsN != nil {
+				nvec = 256 // the batched kernels amortize work over the batch
+			}
 			rng := rand.New(rand.NewPCG(1, 2))
 			m := randMatrix(rng, v.v.typ, rows, cols)
 			x := randFloats(rng, nvec*cols)

@@ -21,20 +21,24 @@ func TestKernelVariantsBitExact(t *testing.T) {
 			if v.typ.BlockSize() == 32 && cols == 768 {
 				cols = 800 // an odd number of blocks
 			}
-			const nrows = 7 // a group of four rows and a partial one
+			// Groups of four rows and a partial one; for the batched
+			// kernels, more vectors than tileMinVecs and a partial 16-row group.
+			nrows, nvec := 7, 8
+			if v.rowsN != nil {
+				nrows, nvec = 19, 20
+			}
 			var w []byte
 			for r := 0; r < nrows; r++ {
 				w = append(w, randRow(rng, v.typ, cols)...)
 			}
 			rb := len(w) / nrows
-			const nvec = 8
 			x := randFloats(rng, nvec*cols)
 			var a act
 			a.prepare(vecDotKind(v.typ), cols, nvec)
 			a.quantize(x, 0, nvec*cols)
 			a.transposeScales(nvec)
 			a.expandPairScales(nvec)
-			var all [nvec * nrows]float32
+			all := make([]float32, nvec*nrows)
 			switch {
 			case v.rows != nil:
 				for j := 0; j < nvec; j++ {
@@ -45,7 +49,7 @@ func TestKernelVariantsBitExact(t *testing.T) {
 					v.rows4(w, nrows, &a, j, all[j*nrows:], nrows)
 				}
 			default:
-				v.rowsN(w, nrows, &a, nvec, all[:], nrows)
+				v.rowsN(w, nrows, &a, nvec, all, nrows)
 			}
 			for j := 0; j < nvec; j++ {
 				out := all[j*nrows : (j+1)*nrows]

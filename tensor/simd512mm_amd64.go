@@ -1,0 +1,261 @@
+//go:build goexperiment.simd && amd64
+
+package tensor
+
+import (
+	"encoding/binary"
+	"simd/archsimd"
+	"sync"
+	"unsafe"
+)
+
+// Batched (prefill) K-quant kernels on repacked groups of 16 weight rows.
+//
+// A group's quants are unpacked to bytes and interleaved so that one 64-byte
+// vector holds 4 consecutive quants of each of the 16 rows; a product with
+// an activation vector then multiplies it by the 4 matching activations
+// broadcast to every lane, and each int32 lane accumulates one row: no
+// horizontal sums. Within a 32-element sub-block the VPMADDUBSW pair sums
+// are added in int16 (at most 8 * 2*15*127 = 30480 in magnitude for Q4_K),
+// then multiplied by the rows' sub-block scales (VPMADDWD). The float steps
+// of kAcc then run on the 16 row lanes (the same operations in the same
+// order per row as the generic kernels). The repacking costs about as much
+// as one vector's product, so the kernels want batches of tileMinVecs
+// vectors or more.
+
+// tileRows is the number of weight rows in a repacked group.
+const tileRows = 16
+
+// tileMinVecs is the batch size from which the repacking kernels pay.
+const tileMinVecs = 16
+
+// kPack is one repacked group of 16 rows of nb blocks (rows past the end of
+// the matrix are zero).
+type kPack struct {
+	q       []byte    // [b][32 element-quads][16 rows][4]: quants 0..15
+	sc      []int16   // Q4_K: [b][8 sub-blocks][16 rows][2]: the row's scale, twice (Q6_K: see packQ6K)
+	mn      []int16   // Q4_K: [b][4 pairs][16 rows][2]: mins 2i and 2i+1
+	dx, dmx []float32 // [b][16 rows]
+}
+
+var kPackPool = sync.Pool{New: func() any { return new(kPack) }}
+
+func (pk *kPack) size(nb int) {
+	pk.q = grow(pk.q, nb*qkK*tileRows)
+	pk.sc = grow(pk.sc, nb*16*2*tileRows)
+	pk.mn = grow(pk.mn, nb*8*2*tileRows)
+	pk.dx = grow(pk.dx, nb*tileRows)
+	pk.dmx = grow(pk.dmx, nb*tileRows)
+}
+
+// packQ4K repacks rows r0..r0+nr-1 (nr <= 16) of the Q4_K rows in w.
+func packQ4K(w []byte, rb, r0, nr, nb int, pk *kPack) {
+	if nr < tileRows {
+		clear(pk.q)
+		clear(pk.sc)
+		clear(pk.mn)
+		clear(pk.dx)
+		clear(pk.dmx)
+	}
+	for r := 0; r < nr; r++ {
+		row := w[(r0+r)*rb : (r0+r+1)*rb]
+		for b := 0; b < nb; b++ {
+			blk := row[b*bytesQ4_K : (b+1)*bytesQ4_K]
+			sc, mn := q4Scales(blk[4:16])
+			s := pk.sc[b*256:]
+			for j := 0; j < 8; j++ {
+				s[j*32+2*r], s[j*32+2*r+1] = int16(sc[j]), int16(sc[j])
+			}
+			m := pk.mn[b*128:]
+			for i := 0; i < 4; i++ {
+				m[i*32+2*r], m[i*32+2*r+1] = int16(mn[2*i]), int16(mn[2*i+1])
+			}
+			pk.dx[b*tileRows+r] = f16ToF32(le16(blk))
+			pk.dmx[b*tileRows+r] = f16ToF32(le16(blk[2:]))
+			q := pk.q[b*qkK*tileRows:]
+			for c := 0; c < 4; c++ {
+				for g := 0; g < 8; g++ {
+					v := binary.LittleEndian.Uint32(blk[16+32*c+4*g:])
+					// Sub-block 2c (low nibbles) and 2c+1 (high), quad g.
+					binary.LittleEndian.PutUint32(q[((2*c*8+g)*tileRows+r)*4:], v&0x0f0f0f0f)
+					binary.LittleEndian.PutUint32(q[(((2*c+1)*8+g)*tileRows+r)*4:], v>>4&0x0f0f0f0f)
+				}
+			}
+		}
+	}
+}
+
+// storeRows16 writes the first nr lanes of v to out[r0:].
+func storeRows16(v archsimd.Float32x16, out []float32, r0, nr int) {
+	if nr == tileRows {
+		v.Store((*[16]float32)(out[r0 : r0+16]))
+		return
+	}
+	var o [16]float32
+	v.Store(&o)
+	copy(out[r0:r0+nr], o[:nr])
+}
+
+func mmQ4_KAVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
+	nb := a.cols / qkK
+	if ncols < tileMinVecs {
+		for j := 0; j < ncols; j += 4 {
+			dot4Q4_KAVX512(w, nrows, a, j, out[j*ostride:], ostride)
+		}
+		return
+	}
+	rb := nb * bytesQ4_K
+	w = w[:nrows*rb]
+	out = out[:(ncols-1)*ostride+nrows]
+	qs := a.qs[:ncols*a.cols]
+	bsp := a.bsp[:ncols*a.cols/32]
+	ds := a.d[:ncols*nb]
+	pk := kPackPool.Get().(*kPack)
+	pk.size(nb)
+	for r0 := 0; r0 < nrows; r0 += tileRows {
+		nr := min(tileRows, nrows-r0)
+		packQ4K(w, rb, r0, nr, nb, pk)
+		for j := 0; j < ncols; j++ {
+			sum := q4KPackedDot(pk, ptr(qs[j*a.cols:]), ptr(bsp[j*a.cols/32:]), ds[j*nb:(j+1)*nb])
+			storeRows16(sum, out[j*ostride:], r0, nr)
+		}
+	}
+	kPackPool.Put(pk)
+}
+
+// q4KPackedDot returns the dots of the 16 packed rows with the activation
+// vector whose quants are at y and pair sums at bs, with block scales ds.
+func q4KPackedDot(pk *kPack, y, bs unsafe.Pointer, ds []float32) archsimd.Float32x16 {
+	pq, psc, pmn, pdx, pdm := ptr(pk.q), ptr(pk.sc), ptr(pk.mn), ptr(pk.dx), ptr(pk.dmx)
+	var sum archsimd.Float32x16
+	for _, d := range ds {
+		var acc archsimd.Int32x16
+		q, yj := pq, y
+		for h := 0; h < 16; h++ {
+			// Written out in order (see q6KChunk512): half h of sub-block
+			// h/2, scaled on its own (like q6KPackedDot, four quads at a
+			// time keep the vectors in registers).
+			s := archsimd.LoadUint8x64((*[64]uint8)(q)).DotProductPairsSaturated(archsimd.BroadcastInt32x16(*(*int32)(yj)).AsInt8x64())
+			s = s.Add(archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 64))).DotProductPairsSaturated(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(yj, 4))).AsInt8x64()))
+			s = s.Add(archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 128))).DotProductPairsSaturated(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(yj, 8))).AsInt8x64()))
+			s = s.Add(archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 192))).DotProductPairsSaturated(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(yj, 12))).AsInt8x64()))
+			acc = acc.Add(s.DotProductPairs(archsimd.LoadInt16x32((*[32]int16)(unsafe.Add(psc, h>>1*64)))))
+			q, yj = unsafe.Add(q, 256), unsafe.Add(yj, 16)
+		}
+		mn := archsimd.LoadInt16x32((*[32]int16)(pmn)).DotProductPairs(archsimd.BroadcastInt32x16(*(*int32)(bs)).AsInt16x32())
+		mn = mn.Add(archsimd.LoadInt16x32((*[32]int16)(unsafe.Add(pmn, 64))).DotProductPairs(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(bs, 4))).AsInt16x32()))
+		mn = mn.Add(archsimd.LoadInt16x32((*[32]int16)(unsafe.Add(pmn, 128))).DotProductPairs(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(bs, 8))).AsInt16x32()))
+		mn = mn.Add(archsimd.LoadInt16x32((*[32]int16)(unsafe.Add(pmn, 192))).DotProductPairs(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(bs, 12))).AsInt16x32()))
+		dy := archsimd.BroadcastFloat32x16(d)
+		sum = sum.Add(dy.Mul(archsimd.LoadFloat32x16((*[16]float32)(pdx))).Mul(acc.ConvertToFloat32()))
+		sum = sum.Sub(dy.Mul(archsimd.LoadFloat32x16((*[16]float32)(pdm))).Mul(mn.ConvertToFloat32()))
+		pq, psc, pmn = unsafe.Add(pq, qkK*tileRows), unsafe.Add(psc, 8*2*tileRows*2), unsafe.Add(pmn, 4*2*tileRows*2)
+		pdx, pdm = unsafe.Add(pdx, tileRows*4), unsafe.Add(pdm, tileRows*4)
+		y, bs = unsafe.Add(y, qkK), unsafe.Add(bs, 16)
+	}
+	return sum
+}
+
+// packQ6K repacks rows r0..r0+nr-1 (nr <= 16) of the Q6_K rows in w: quants
+// 0..63 (the -32 offset is subtracted through the block sums), scales
+// sign-extended ([b][16 sub-blocks][16 rows][2], the scale twice) and the
+// scale pairs for the offset ([b][8 pairs][16 rows][2], in mn).
+func packQ6K(w []byte, rb, r0, nr, nb int, pk *kPack) {
+	if nr < tileRows {
+		clear(pk.q)
+		clear(pk.sc)
+		clear(pk.mn)
+		clear(pk.dx)
+	}
+	for r := 0; r < nr; r++ {
+		row := w[(r0+r)*rb : (r0+r+1)*rb]
+		for b := 0; b < nb; b++ {
+			blk := row[b*bytesQ6_K : (b+1)*bytesQ6_K]
+			s := pk.sc[b*512:]
+			m := pk.mn[b*256:]
+			for g := 0; g < 16; g++ {
+				v := int16(int8(blk[192+g]))
+				s[g*32+2*r], s[g*32+2*r+1] = v, v
+				m[(g/2)*32+2*r+g%2] = v
+			}
+			pk.dx[b*tileRows+r] = f16ToF32(le16(blk[208:]))
+			q := pk.q[b*qkK*tileRows:]
+			put := func(e int, v uint32) {
+				binary.LittleEndian.PutUint32(q[((e/4)*tileRows+r)*4:], v)
+			}
+			for n := 0; n < 2; n++ {
+				for l := 0; l < 32; l += 4 {
+					lo := binary.LittleEndian.Uint32(blk[64*n+l:])
+					hi := binary.LittleEndian.Uint32(blk[64*n+l+32:])
+					h := binary.LittleEndian.Uint32(blk[128+32*n+l:])
+					const m4, m2 = 0x0f0f0f0f, 0x03030303
+					put(128*n+l, lo&m4|(h&m2)<<4)
+					put(128*n+l+32, hi&m4|(h>>2&m2)<<4)
+					put(128*n+l+64, lo>>4&m4|(h>>4&m2)<<4)
+					put(128*n+l+96, hi>>4&m4|(h>>6&m2)<<4)
+				}
+			}
+		}
+	}
+}
+
+func mmQ6_KAVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
+	nb := a.cols / qkK
+	if ncols < tileMinVecs {
+		for j := 0; j < ncols; j += 4 {
+			dot4Q6_KAVX512(w, nrows, a, j, out[j*ostride:], ostride)
+		}
+		return
+	}
+	rb := nb * bytesQ6_K
+	w = w[:nrows*rb]
+	out = out[:(ncols-1)*ostride+nrows]
+	qs := a.qs[:ncols*a.cols]
+	bsums := a.bsums[:ncols*a.cols/16]
+	ds := a.d[:ncols*nb]
+	pk := kPackPool.Get().(*kPack)
+	pk.size(nb)
+	for r0 := 0; r0 < nrows; r0 += tileRows {
+		nr := min(tileRows, nrows-r0)
+		packQ6K(w, rb, r0, nr, nb, pk)
+		for j := 0; j < ncols; j++ {
+			sum := q6KPackedDot(pk, ptr(qs[j*a.cols:]), ptr(bsums[j*a.cols/16:]), ds[j*nb:(j+1)*nb])
+			storeRows16(sum, out[j*ostride:], r0, nr)
+		}
+	}
+	kPackPool.Put(pk)
+}
+
+// q6KPackedDot is q4KPackedDot for Q6_K: the VPMADDUBSW sums of two quads
+// (at most 2 * 2*63*127 = 32004) are scaled at a time, and the -32 offset
+// is subtracted as 32 * sum of scale * block sum (bs: the 16 block sums).
+func q6KPackedDot(pk *kPack, y, bs unsafe.Pointer, ds []float32) archsimd.Float32x16 {
+	pq, psc, pmn, pdx := ptr(pk.q), ptr(pk.sc), ptr(pk.mn), ptr(pk.dx)
+	var sum archsimd.Float32x16
+	for _, d := range ds {
+		var acc archsimd.Int32x16
+		q, yj, sc := pq, y, psc
+		for g := 0; g < 16; g++ {
+			// Written out in order (see q6KChunk512): sub-block g, quads 0-1, 2-3.
+			scv := archsimd.LoadInt16x32((*[32]int16)(sc))
+			s := archsimd.LoadUint8x64((*[64]uint8)(q)).DotProductPairsSaturated(archsimd.BroadcastInt32x16(*(*int32)(yj)).AsInt8x64())
+			s = s.Add(archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 64))).DotProductPairsSaturated(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(yj, 4))).AsInt8x64()))
+			acc = acc.Add(s.DotProductPairs(scv))
+			s = archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 128))).DotProductPairsSaturated(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(yj, 8))).AsInt8x64())
+			s = s.Add(archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 192))).DotProductPairsSaturated(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(yj, 12))).AsInt8x64()))
+			acc = acc.Add(s.DotProductPairs(scv))
+			q, yj, sc = unsafe.Add(q, 256), unsafe.Add(yj, 16), unsafe.Add(sc, 64)
+		}
+		m, b := pmn, bs
+		var bias archsimd.Int32x16
+		for i := 0; i < 8; i++ {
+			bias = bias.Add(archsimd.LoadInt16x32((*[32]int16)(m)).DotProductPairs(archsimd.BroadcastInt32x16(*(*int32)(b)).AsInt16x32()))
+			m, b = unsafe.Add(m, 64), unsafe.Add(b, 4)
+		}
+		acc = acc.Sub(bias.ShiftAllLeft(5))
+		sum = sum.Add(archsimd.BroadcastFloat32x16(d).Mul(archsimd.LoadFloat32x16((*[16]float32)(pdx))).Mul(acc.ConvertToFloat32()))
+		pq, psc, pmn, pdx = unsafe.Add(pq, qkK*tileRows), unsafe.Add(psc, 16*2*tileRows*2), unsafe.Add(pmn, 8*2*tileRows*2), unsafe.Add(pdx, tileRows*4)
+		y, bs = unsafe.Add(y, qkK), unsafe.Add(bs, 32)
+	}
+	return sum
+}
