@@ -44,10 +44,15 @@ lint:
 	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck $(PKGS)
 
-## fuzz: the long fuzz runs (FUZZTIME per target, default 5m).
+## fuzz: the long fuzz runs (FUZZTIME per target, default 5m): the GGUF reader,
+## the model loader + forward pass, the tokenizer, and the chat template engine and parser.
 FUZZTIME ?= 5m
 fuzz:
-	$(GO) test ./gguf -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gguf -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./model -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
+	$(GO) test ./tokenizer -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./chat -run '^$$' -fuzz '^FuzzStreamSplit$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./chat/internal/jinja -run '^$$' -fuzz '^FuzzTemplate$$' -fuzztime $(FUZZTIME)
 
 ## soak: 16 concurrent streaming clients against a real server for SOAKTIME (default 60s).
 SOAKTIME ?= 60s
