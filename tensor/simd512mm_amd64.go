@@ -3,7 +3,6 @@
 package tensor
 
 import (
-	"encoding/binary"
 	"simd/archsimd"
 	"sync"
 	"unsafe"
@@ -27,7 +26,7 @@ import (
 const tileRows = 16
 
 // tileMinVecs is the batch size from which the repacking kernels pay.
-const tileMinVecs = 16
+const tileMinVecs = 24
 
 // kPack is one repacked group of 16 rows of nb blocks (rows past the end of
 // the matrix are zero).
@@ -50,6 +49,7 @@ func (pk *kPack) size(nb int) {
 
 // packQ4K repacks rows r0..r0+nr-1 (nr <= 16) of the Q4_K rows in w.
 func packQ4K(w []byte, rb, r0, nr, nb int, pk *kPack) {
+	mask := archsimd.BroadcastUint8x64(0x0f)
 	if nr < tileRows {
 		clear(pk.q)
 		clear(pk.sc)
@@ -72,13 +72,22 @@ func packQ4K(w []byte, rb, r0, nr, nb int, pk *kPack) {
 			}
 			pk.dx[b*tileRows+r] = f16ToF32(le16(blk))
 			pk.dmx[b*tileRows+r] = f16ToF32(le16(blk[2:]))
-			q := pk.q[b*qkK*tileRows:]
-			for c := 0; c < 4; c++ {
-				for g := 0; g < 8; g++ {
-					v := binary.LittleEndian.Uint32(blk[16+32*c+4*g:])
-					// Sub-block 2c (low nibbles) and 2c+1 (high), quad g.
-					binary.LittleEndian.PutUint32(q[((2*c*8+g)*tileRows+r)*4:], v&0x0f0f0f0f)
-					binary.LittleEndian.PutUint32(q[(((2*c+1)*8+g)*tileRows+r)*4:], v>>4&0x0f0f0f0f)
+			q := unsafe.Slice((*uint32)(ptr(pk.q[b*qkK*tileRows:])), 64*tileRows)
+			// Low nibbles of bytes 0..63: sub-blocks 0 and 2 (quads 0..7
+			// and 16..23), high nibbles: 1 and 3; bytes 64..127: 4 to 7.
+			q01 := archsimd.LoadUint8x64((*[64]uint8)(blk[16:80]))
+			q23 := archsimd.LoadUint8x64((*[64]uint8)(blk[80:144]))
+			var t [4][16]uint32
+			q01.And(mask).AsUint32x16().Store(&t[0])
+			q01.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask).AsUint32x16().Store(&t[1])
+			q23.And(mask).AsUint32x16().Store(&t[2])
+			q23.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask).AsUint32x16().Store(&t[3])
+			for k, base := range [4]int{0, 8, 32, 40} {
+				for i, v := range t[k][:8] {
+					q[(base+i)*tileRows+r] = v
+				}
+				for i, v := range t[k][8:] {
+					q[(base+16+i)*tileRows+r] = v
 				}
 			}
 		}
@@ -161,6 +170,10 @@ func q4KPackedDot(pk *kPack, y, bs unsafe.Pointer, ds []float32) archsimd.Float3
 // sign-extended ([b][16 sub-blocks][16 rows][2], the scale twice) and the
 // scale pairs for the offset ([b][8 pairs][16 rows][2], in mn).
 func packQ6K(w []byte, rb, r0, nr, nb int, pk *kPack) {
+	m4 := archsimd.BroadcastUint8x64(0x0f)
+	m30 := archsimd.BroadcastUint8x64(0x30)
+	shlA := archsimd.LoadUint16x32(&q6ShlA)
+	shrB := archsimd.LoadUint16x32(&q6ShrB)
 	if nr < tileRows {
 		clear(pk.q)
 		clear(pk.sc)
@@ -179,20 +192,18 @@ func packQ6K(w []byte, rb, r0, nr, nb int, pk *kPack) {
 				m[(g/2)*32+2*r+g%2] = v
 			}
 			pk.dx[b*tileRows+r] = f16ToF32(le16(blk[208:]))
-			q := pk.q[b*qkK*tileRows:]
-			put := func(e int, v uint32) {
-				binary.LittleEndian.PutUint32(q[((e/4)*tileRows+r)*4:], v)
-			}
+			q := unsafe.Slice((*uint32)(ptr(pk.q[b*qkK*tileRows:])), 64*tileRows)
 			for n := 0; n < 2; n++ {
-				for l := 0; l < 32; l += 4 {
-					lo := binary.LittleEndian.Uint32(blk[64*n+l:])
-					hi := binary.LittleEndian.Uint32(blk[64*n+l+32:])
-					h := binary.LittleEndian.Uint32(blk[128+32*n+l:])
-					const m4, m2 = 0x0f0f0f0f, 0x03030303
-					put(128*n+l, lo&m4|(h&m2)<<4)
-					put(128*n+l+32, hi&m4|(h>>2&m2)<<4)
-					put(128*n+l+64, lo>>4&m4|(h>>4&m2)<<4)
-					put(128*n+l+96, hi>>4&m4|(h>>6&m2)<<4)
+				// Elements 128n..128n+63 and 128n+64..128n+127, in order.
+				x, z := q6Half512(ptr(blk), n, m4, m30, shlA, shrB)
+				var t [2][16]uint32
+				x.AsUint32x16().Store(&t[0])
+				z.AsUint32x16().Store(&t[1])
+				for i, v := range t[0] {
+					q[(32*n+i)*tileRows+r] = v
+				}
+				for i, v := range t[1] {
+					q[(32*n+16+i)*tileRows+r] = v
 				}
 			}
 		}

@@ -25,7 +25,7 @@ func TestKernelVariantsBitExact(t *testing.T) {
 			// kernels, more vectors than tileMinVecs and a partial 16-row group.
 			nrows, nvec := 7, 8
 			if v.rowsN != nil {
-				nrows, nvec = 19, 20
+				nrows, nvec = 19, 28
 			}
 			var w []byte
 			for r := 0; r < nrows; r++ {
