@@ -16,3 +16,12 @@ type kernelVariant struct {
 }
 
 var kernelVariants []kernelVariant
+
+type vecVariant struct {
+	name string
+	ok   bool
+	dot  func(a, b []float32) float32
+	axpy func(a float32, x, y []float32)
+}
+
+var vecVariants []vecVariant

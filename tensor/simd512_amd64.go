@@ -875,3 +875,37 @@ func dotQ3_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 		out[r] = sum
 	}
 }
+
+// dotSIMD512 is dotSIMD32 with 16-lane vectors: accumulator 0|1 holds the
+// AVX2 accumulators 0 and 1 in its halves, 2|3 accumulators 2 and 3.
+func dotSIMD512(a, b []float32) float32 {
+	n := len(a)
+	b = b[:n]
+	pa, pb := ptr(a), ptr(b)
+	var acc01, acc23 archsimd.Float32x16
+	i := 0
+	for ; i+32 <= n; i += 32 {
+		acc01 = acc01.Add(ldF32x16(pa, i).Mul(ldF32x16(pb, i)))
+		acc23 = acc23.Add(ldF32x16(pa, i+16).Mul(ldF32x16(pb, i+16)))
+	}
+	var tail float32
+	for ; i < n; i++ {
+		tail += float32(a[i] * b[i])
+	}
+	return storeHsum8(acc01.GetLo().Add(acc01.GetHi()).Add(acc23.GetLo().Add(acc23.GetHi()))) + tail
+}
+
+// axpySIMD512 is axpySIMD with 16-lane vectors.
+func axpySIMD512(a float32, x, y []float32) {
+	n := len(x)
+	y = y[:n]
+	px, py := ptr(x), ptr(y)
+	va := archsimd.BroadcastFloat32x16(a)
+	i := 0
+	for ; i+16 <= n; i += 16 {
+		ldF32x16(py, i).Add(va.Mul(ldF32x16(px, i))).Store((*[16]float32)(unsafe.Add(py, 4*i)))
+	}
+	for ; i < n; i++ {
+		y[i] += float32(a * x[i])
+	}
+}

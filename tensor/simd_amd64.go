@@ -29,6 +29,22 @@ type kernelVariant struct {
 
 var kernelVariants []kernelVariant
 
+// vecVariant is one SIMD implementation of Dot (dot) or Axpy (axpy), for
+// the tests (see kernelVariant).
+type vecVariant struct {
+	name string
+	ok   bool
+	dot  func(a, b []float32) float32
+	axpy func(a float32, x, y []float32)
+}
+
+var vecVariants = []vecVariant{
+	{name: "dot/avx2", ok: hasSIMD, dot: dotSIMD32},
+	{name: "dot/avx512", ok: hasSIMD && archsimd.X86.AVX512(), dot: dotSIMD512},
+	{name: "axpy/avx2", ok: hasSIMD, axpy: axpySIMD},
+	{name: "axpy/avx512", ok: hasSIMD && archsimd.X86.AVX512(), axpy: axpySIMD512},
+}
+
 func addVariant4(t gguf.Type, name string, ok bool, f rows4Func) {
 	kernelVariants = append(kernelVariants, kernelVariant{typ: t, name: name, ok: ok, rows4: f})
 	if ok {
@@ -87,6 +103,10 @@ func init() {
 	}
 	dotImpl = dotSIMD32
 	axpyImpl = axpySIMD
+	if avx512 {
+		dotImpl = dotSIMD512
+		axpyImpl = axpySIMD512
+	}
 	scaleImpl = scaleSIMD
 	addImpl = addSIMD
 	mulImpl = mulSIMD

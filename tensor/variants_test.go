@@ -65,3 +65,32 @@ func TestKernelVariantsBitExact(t *testing.T) {
 	}
 	t.Logf("%d kernel variants checked", checked)
 }
+
+// TestVecVariantsBitExact checks every SIMD Dot and Axpy the CPU can run
+// against the pure-Go versions, bit for bit.
+func TestVecVariantsBitExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	for _, v := range vecVariants {
+		if !v.ok {
+			continue
+		}
+		for _, n := range []int{0, 1, 15, 16, 17, 31, 32, 33, 64, 100, 128, 1031} {
+			a, b := randFloats(rng, n), randFloats(rng, n)
+			if v.dot != nil {
+				if got, want := v.dot(a, b), dotGeneric32(a, b); math.Float32bits(got) != math.Float32bits(want) {
+					t.Fatalf("%s n=%d: %v != %v", v.name, n, got, want)
+				}
+				continue
+			}
+			y1 := append([]float32(nil), b...)
+			y2 := append([]float32(nil), b...)
+			v.axpy(0.37, a, y1)
+			axpyGeneric(0.37, a, y2)
+			for i := range y1 {
+				if math.Float32bits(y1[i]) != math.Float32bits(y2[i]) {
+					t.Fatalf("%s n=%d elem %d: %v != %v", v.name, n, i, y1[i], y2[i])
+				}
+			}
+		}
+	}
+}
