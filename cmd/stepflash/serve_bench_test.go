@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,17 +13,19 @@ import (
 	"time"
 
 	"github.com/stepflash/stepflash/internal/testmodels"
+	"github.com/stepflash/stepflash/loadgen"
 )
 
-// Tests of bench's load mode (--base-url), driving `stepflash serve` and
-// canned servers on loopback.
+// Tests of bench's load mode (--base-url) through Main, driving `stepflash
+// serve` and canned servers on loopback; package loadgen has the tests of
+// the load generator itself.
 
 // benchLoadOutput is `bench --base-url … --json`.
 type benchLoadOutput struct {
-	Clients   int           `json:"clients"`
-	MaxTokens int           `json:"max_tokens"`
-	Rounds    int           `json:"rounds"`
-	Results   []*loadResult `json:"results"`
+	Clients   int               `json:"clients"`
+	MaxTokens int               `json:"max_tokens"`
+	Rounds    int               `json:"rounds"`
+	Results   []*loadgen.Result `json:"results"`
 }
 
 // metricValue reads one sample of a Prometheus exposition.
@@ -107,69 +108,6 @@ func TestBenchLoad(t *testing.T) {
 	}
 }
 
-// TestBenchLoadStreams: how one streamed response is counted, for the
-// shapes servers send (llama-server puts usage on the last choice chunk;
-// some send none) and for failures.
-func TestBenchLoadStreams(t *testing.T) {
-	chunk := func(text string) string {
-		return `data: {"choices":[{"text":` + strconv.Quote(text) + `,"finish_reason":null}]}` + "\n\n"
-	}
-	finish := `data: {"choices":[{"text":"","finish_reason":"length"}]}` + "\n\n"
-	cases := []struct {
-		name      string
-		status    int
-		body      string
-		tokens    int
-		fromUsage bool
-		err       string // substring; "" for success
-	}{
-		{"usage chunk (stepflash, OpenAI)", 200, chunk("a") + chunk("b") + chunk("c") + finish +
-			`data: {"choices":[],"usage":{"completion_tokens":4}}` + "\n\ndata: [DONE]\n\n", 4, true, ""},
-		{"usage on the final choice (llama-server)", 200, chunk("a") + chunk("b") +
-			`data: {"choices":[{"text":"","finish_reason":"length"}],"usage":{"completion_tokens":2},"timings":{}}` + "\n\ndata: [DONE]\n\n", 2, true, ""},
-		{"no usage: chunks with text", 200, chunk("a") + chunk("") + chunk("b") + chunk("c") + finish + "data: [DONE]\n\n", 3, false, ""},
-		{"no [DONE] after a finish", 200, chunk("a") + finish, 1, false, ""},
-		{"CRLF lines, comments, no space after data:", 200, ": ping\r\n\r\ndata:" + `{"choices":[{"text":"x","finish_reason":"stop"}]}` + "\r\n\r\ndata: [DONE]\r\n\r\n", 1, false, ""},
-		{"error object", 404, `{"error":{"message":"The model \"m\" does not exist","type":"not_found_error","code":"model_not_found"}}`, 0, false,
-			`HTTP 404: The model "m" does not exist (model_not_found)`},
-		{"plain-text error", 503, "overloaded", 0, false, "HTTP 503: overloaded"},
-		{"error in the stream", 200, chunk("a") + `data: {"error":{"message":"boom"}}` + "\n\n", 0, false, "error in the stream: boom"},
-		{"cut short", 200, chunk("a") + chunk("b"), 0, false, "without a finish_reason or [DONE]"},
-		{"bad JSON", 200, "data: {nope\n\n", 0, false, "bad stream chunk"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			var got map[string]any
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path != "/v1/completions" || json.NewDecoder(r.Body).Decode(&got) != nil {
-					http.Error(w, "bad request", 400)
-					return
-				}
-				if tc.status != 200 {
-					w.WriteHeader(tc.status)
-				}
-				io.WriteString(w, tc.body)
-			}))
-			defer srv.Close()
-			c := loadConfig{prompt: "Hi", maxTokens: 7, ignoreEOS: true}
-			s := streamCompletion(context.Background(), http.DefaultClient, srv.URL+"/v1", "", completionBody(c, "m"))
-			if tc.err != "" {
-				if !strings.Contains(s.err, tc.err) {
-					t.Fatalf("error %q, want %q", s.err, tc.err)
-				}
-				return
-			}
-			if s.err != "" || s.tokens != tc.tokens || s.fromUsage != tc.fromUsage || s.ttft <= 0 {
-				t.Fatalf("sample %+v, want %d tokens (usage %v)", s, tc.tokens, tc.fromUsage)
-			}
-			if got["model"] != "m" || got["max_tokens"] != float64(7) || got["stream"] != true || got["temperature"] != float64(0) ||
-				got["ignore_eos"] != true || fmt.Sprint(got["stream_options"]) != "map[include_usage:true]" {
-				t.Errorf("request body %v", got)
-			}
-		})
-	}
-}
-
 // TestBenchLoadSideBySide: two servers, alternating rounds, a request cap;
 // each column says where its token counts came from, and ratios are to the
 // last server.
@@ -208,6 +146,15 @@ func TestBenchLoadSideBySide(t *testing.T) {
 		"--requests", "5", "--rounds", "2", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	want := ""
+	for round := 1; round <= 2; round++ {
+		for _, base := range []string{a.URL, b.URL} {
+			want += fmt.Sprintf("bench: round %d/2: 2 clients for 1s against %s/v1 (model \"first\")\n", round, base)
+		}
+	}
+	if stderr != want {
+		t.Errorf("progress\n%s\nwant\n%s", stderr, want)
 	}
 	var out benchLoadOutput
 	if err := json.Unmarshal([]byte(stdout), &out); err != nil {

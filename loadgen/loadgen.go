@@ -1,0 +1,183 @@
+// Package loadgen drives OpenAI-compatible endpoints with concurrent
+// streaming completions and measures throughput and latency, for
+// side-by-side comparisons of servers.
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config is one load run: Clients concurrent greedy streaming /completions
+// requests against each of BaseURLs in turn, for Duration per server and
+// round.
+type Config struct {
+	// BaseURLs are the API base URLs of the servers compared, e.g.
+	// http://127.0.0.1:8000/v1, without a trailing slash. The report gives
+	// each one's aggregate tok/s as a ratio to the last one's.
+	BaseURLs []string
+	// Model is the served model name; "" asks each server's /models and
+	// takes the first.
+	Model string
+	// Clients is the number of concurrent streaming clients, 1..1024.
+	Clients int
+	// Duration is how long clients start new requests, per server and
+	// round; at most 24h. Requests in flight when it ends run to their end
+	// and count.
+	Duration time.Duration
+	// MaxTokens is the max_tokens of every request.
+	MaxTokens int
+	// Prompt is the prompt of every request.
+	Prompt string
+	// IgnoreEOS sends "ignore_eos": true so every request generates
+	// MaxTokens (stepflash, llama-server and vLLM accept it).
+	IgnoreEOS bool
+	// MaxRequests stops a server's round after this many requests have
+	// started (0: no limit).
+	MaxRequests int
+	// Timeout limits one request.
+	Timeout time.Duration
+	// Rounds is the number of rounds; each runs every server once, in the
+	// order of BaseURLs.
+	Rounds int
+	// APIKey, if not "", is sent as a bearer token.
+	APIKey string
+	// Warmup sends one untimed request of at most 8 tokens to each server
+	// before the first round; Run fails if it fails.
+	Warmup bool
+}
+
+// Limits of a run, and of what a run keeps.
+const (
+	maxClients   = 1024
+	maxDuration  = 24 * time.Hour
+	maxErrors    = 5                     // distinct error messages reported per server
+	maxSSELine   = 4 << 20               // longest SSE line accepted
+	failurePause = 50 * time.Millisecond // a client's pause after a failed request
+)
+
+// Check reports the first setting of c that is out of range. Its messages
+// name the settings by the flags of stepflash bench (--clients, --duration,
+// …).
+func (c *Config) Check() error {
+	switch {
+	case len(c.BaseURLs) == 0:
+		return fmt.Errorf("no --base-url given")
+	case c.Clients < 1 || c.Clients > maxClients:
+		return fmt.Errorf("--clients must be in 1..%d, got %d", maxClients, c.Clients)
+	case c.Duration <= 0 || c.Duration > maxDuration:
+		return fmt.Errorf("--duration must be positive and at most %s, got %s", maxDuration, c.Duration)
+	case c.MaxTokens < 1:
+		return fmt.Errorf("--max-tokens must be at least 1, got %d", c.MaxTokens)
+	case c.MaxRequests < 0:
+		return fmt.Errorf("--requests must not be negative")
+	case c.Timeout <= 0:
+		return fmt.Errorf("--request-timeout must be positive")
+	case c.Rounds < 1:
+		return fmt.Errorf("--rounds must be at least 1")
+	case c.Prompt == "":
+		return fmt.Errorf("--prompt must not be empty")
+	}
+	return nil
+}
+
+// Run checks c, finds each server's model (c.Model, or the first of its
+// /models), sends the warm-up requests if c.Warmup, and then runs c.Rounds
+// rounds, each of which loads every server in turn. It writes one line per
+// server and round to progress (which may be nil), in one Write call each.
+//
+// The results are in the order of c.BaseURLs. A server that failed every
+// request is not an error of Run: its result has RequestsOK 0 and the
+// reasons in Errors.
+func Run(ctx context.Context, c Config, progress io.Writer) ([]*Result, error) {
+	if err := c.Check(); err != nil {
+		return nil, err
+	}
+	if progress == nil {
+		progress = io.Discard
+	}
+	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConns: 2 * c.Clients,
+		MaxIdleConnsPerHost: c.Clients, IdleConnTimeout: 90 * time.Second, DisableCompression: true}}
+	defer hc.CloseIdleConnections()
+	results := make([]*Result, len(c.BaseURLs))
+	for i, base := range c.BaseURLs {
+		r := &Result{BaseURL: base, Model: c.Model}
+		if r.Model == "" {
+			m, err := firstModel(ctx, hc, base, c.APIKey)
+			if err != nil {
+				return nil, fmt.Errorf("%s: no --model given, and listing the served models failed: %w", base, err)
+			}
+			r.Model = m
+		}
+		if c.Warmup {
+			w := c
+			w.MaxTokens = min(c.MaxTokens, 8)
+			wctx, cancel := context.WithTimeout(ctx, c.Timeout)
+			s := streamCompletion(wctx, hc, base, c.APIKey, completionBody(w, r.Model))
+			cancel()
+			if s.err != "" {
+				return nil, fmt.Errorf("%s: warm-up request for model %q failed: %s", base, r.Model, s.err)
+			}
+		}
+		results[i] = r
+	}
+	for round := range c.Rounds {
+		for _, r := range results {
+			fmt.Fprintf(progress, "round %d/%d: %d clients for %s against %s (model %q)\n", round+1, c.Rounds, c.Clients, c.Duration, r.BaseURL, r.Model)
+			hc.CloseIdleConnections() // none left idle (and perhaps timed out) by the last round
+			samples, wall := loadRound(ctx, hc, c, r.BaseURL, r.Model)
+			r.add(samples, wall)
+		}
+	}
+	for _, r := range results {
+		r.finish()
+	}
+	last := results[len(results)-1]
+	for _, r := range results {
+		if len(results) > 1 && last.AggregateTPS > 0 {
+			ratio := r.AggregateTPS / last.AggregateTPS
+			r.AggregateRatio = &ratio
+		}
+	}
+	return results, nil
+}
+
+// loadRound runs the clients against one server for the duration (or until
+// MaxRequests have started) and returns the samples and the wall time until
+// the last request ended.
+func loadRound(ctx context.Context, hc *http.Client, c Config, base, model string) ([]sample, time.Duration) {
+	body := completionBody(c, model)
+	start := time.Now()
+	deadline := start.Add(c.Duration)
+	var started atomic.Int64
+	var mu sync.Mutex
+	var samples []sample
+	var wg sync.WaitGroup
+	for range c.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				if c.MaxRequests > 0 && started.Add(1) > int64(c.MaxRequests) {
+					return
+				}
+				rctx, cancel := context.WithTimeout(ctx, c.Timeout)
+				s := streamCompletion(rctx, hc, base, c.APIKey, body)
+				cancel()
+				mu.Lock()
+				samples = append(samples, s)
+				mu.Unlock()
+				if s.err != "" { // do not hammer a failing server
+					time.Sleep(min(failurePause, time.Until(deadline)))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return samples, time.Since(start)
+}

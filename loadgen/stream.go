@@ -1,0 +1,215 @@
+package loadgen
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"time"
+)
+
+// sample is one request of a load run.
+type sample struct {
+	err       string
+	tokens    int           // completion tokens
+	fromUsage bool          // tokens came from the server's usage (else: streamed chunks with text)
+	ttft      time.Duration // time to the first chunk with text; 0 if none
+	decodeTPS float64       // (tokens-1) / (last text chunk - first); 0 under 2 tokens
+}
+
+// completionBody is the request every client sends.
+func completionBody(c Config, model string) []byte {
+	body := map[string]any{"model": model, "prompt": c.Prompt, "max_tokens": c.MaxTokens, "temperature": 0,
+		"stream": true, "stream_options": map[string]any{"include_usage": true}}
+	if c.IgnoreEOS {
+		body["ignore_eos"] = true
+	}
+	b, _ := json.Marshal(body)
+	return b
+}
+
+// streamCompletion sends one streaming completion and times its chunks.
+func streamCompletion(ctx context.Context, hc *http.Client, base, apiKey string, body []byte) (s sample) {
+	start := time.Now()
+	var resp *http.Response
+	for attempt := 0; ; attempt++ {
+		reused := false
+		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}
+		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodPost, base+"/completions", bytes.NewReader(body))
+		if err != nil {
+			s.err = err.Error()
+			return s
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "text/event-stream")
+		if apiKey != "" {
+			req.Header.Set("Authorization", "Bearer "+apiKey)
+		}
+		resp, err = hc.Do(req)
+		if err == nil {
+			break
+		}
+		// A kept-alive connection the server had just closed: once more
+		// on a new one (Go retries only idempotent requests itself).
+		if !reused || attempt > 0 || ctx.Err() != nil {
+			s.err = err.Error()
+			return s
+		}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		s.err = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, errorText(b))
+		return s
+	}
+	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	var first, last time.Time
+	chunks, usageTokens := 0, 0
+	done, finished := false, false
+	for !done {
+		line, err := readLine(br)
+		if data, ok := strings.CutPrefix(line, "data:"); ok {
+			data = strings.TrimSpace(data)
+			if data == "[DONE]" {
+				done = true
+				continue
+			}
+			var ch struct {
+				Choices []struct {
+					Text         string  `json:"text"`
+					FinishReason *string `json:"finish_reason"`
+				} `json:"choices"`
+				Usage *struct {
+					CompletionTokens int `json:"completion_tokens"`
+				} `json:"usage"`
+				Error json.RawMessage `json:"error"`
+			}
+			if jerr := json.Unmarshal([]byte(data), &ch); jerr != nil {
+				s.err = fmt.Sprintf("bad stream chunk %.80q: %v", data, jerr)
+				return s
+			}
+			if len(ch.Error) > 0 && string(ch.Error) != "null" {
+				s.err = "error in the stream: " + errorText([]byte(data))
+				return s
+			}
+			for _, c := range ch.Choices {
+				if c.Text != "" {
+					now := time.Now()
+					if chunks == 0 {
+						first = now
+					}
+					last = now
+					chunks++
+				}
+				if c.FinishReason != nil && *c.FinishReason != "" {
+					finished = true
+				}
+			}
+			if ch.Usage != nil && ch.Usage.CompletionTokens > 0 {
+				usageTokens = ch.Usage.CompletionTokens
+			}
+		}
+		if err != nil {
+			if err == io.EOF {
+				break
+			}
+			s.err = "reading the stream: " + err.Error()
+			return s
+		}
+	}
+	if !done && !finished {
+		s.err = "the stream ended without a finish_reason or [DONE]"
+		return s
+	}
+	s.tokens, s.fromUsage = chunks, false
+	if usageTokens > 0 {
+		s.tokens, s.fromUsage = usageTokens, true
+	}
+	if chunks > 0 {
+		s.ttft = first.Sub(start)
+		if s.tokens >= 2 && last.After(first) {
+			s.decodeTPS = float64(s.tokens-1) / last.Sub(first).Seconds()
+		}
+	}
+	return s
+}
+
+// readLine reads one line (without its end), refusing lines over maxSSELine.
+func readLine(br *bufio.Reader) (string, error) {
+	var b []byte
+	for {
+		part, isPrefix, err := br.ReadLine()
+		b = append(b, part...)
+		if len(b) > maxSSELine {
+			return "", fmt.Errorf("an SSE line is longer than %d bytes", maxSSELine)
+		}
+		if err != nil || !isPrefix {
+			return string(b), err
+		}
+	}
+}
+
+// errorText is the message of an OpenAI error object, or the body itself.
+func errorText(b []byte) string {
+	var e struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(b, &e) == nil && len(e.Error) > 0 {
+		var obj struct {
+			Message string `json:"message"`
+			Code    any    `json:"code"`
+		}
+		if json.Unmarshal(e.Error, &obj) == nil && obj.Message != "" {
+			if obj.Code != nil {
+				return fmt.Sprintf("%s (%v)", obj.Message, obj.Code)
+			}
+			return obj.Message
+		}
+		var str string
+		if json.Unmarshal(e.Error, &str) == nil {
+			return str
+		}
+	}
+	t := strings.TrimSpace(string(b))
+	if len(t) > 300 {
+		t = t[:300] + "…"
+	}
+	return t
+}
+
+// firstModel returns the first id of a server's model list.
+func firstModel(ctx context.Context, hc *http.Client, base, apiKey string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/models", nil)
+	if err != nil {
+		return "", err
+	}
+	if apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("HTTP %d: %s", resp.StatusCode, errorText(b))
+	}
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(b, &list); err != nil || len(list.Data) == 0 || list.Data[0].ID == "" {
+		return "", errors.New("the model list has no models")
+	}
+	return list.Data[0].ID, nil
+}
