@@ -146,3 +146,56 @@ func BenchmarkKernels(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkExperts measures one MoE expert's decode step as the model runs
+// it: gate and up (768x2048) through MatMulMany, then down (2048x768), on
+// weights in the cache: the per-call costs around the kernels.
+func BenchmarkExperts(b *testing.B) {
+	for _, typ := range []gguf.Type{gguf.TypeQ4_K, gguf.TypeQ8_0} {
+		for _, threads := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%v/t%d", typ, threads), func(b *testing.B) {
+				rng := rand.New(rand.NewPCG(7, 9))
+				gate, up := randMatrix(rng, typ, 768, 2048), randMatrix(rng, typ, 768, 2048)
+				down := randMatrix(rng, typ, 2048, 768)
+				x := randFloats(rng, 2048)
+				g, u, o := make([]float32, 768), make([]float32, 768), make([]float32, 2048)
+				p := NewPool(threads)
+				defer p.Close()
+				b.ReportAllocs()
+				for b.Loop() {
+					MatMulMany(p, []Matrix{gate, up}, x, 1, [][]float32{g, u})
+					MatMul(p, down, g, 1, o)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkAttentionRows compares one query's attention over 512 keys of
+// 128 (KV rows 1024 apart) done with Dot/Axpy per key and with
+// DotRows/AxpyRows.
+func BenchmarkAttentionRows(b *testing.B) {
+	const keys, hd, stride = 512, 128, 1024
+	rng := rand.New(rand.NewPCG(1, 1))
+	q, kv := randFloats(rng, hd), randFloats(rng, keys*stride)
+	s, out := make([]float32, keys), make([]float32, hd)
+	b.Run("per-key", func(b *testing.B) {
+		for b.Loop() {
+			for j := range s {
+				s[j] = Dot(q, kv[j*stride:j*stride+hd])
+			}
+			for j, a := range s {
+				Axpy(a*1e-3, kv[j*stride:j*stride+hd], out)
+			}
+		}
+	})
+	b.Run("rows", func(b *testing.B) {
+		for b.Loop() {
+			DotRows(q, kv, stride, s)
+			for j := range s {
+				s[j] *= 1e-3
+			}
+			AxpyRows(s, kv, stride, out)
+		}
+	})
+}

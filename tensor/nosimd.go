@@ -18,10 +18,12 @@ type kernelVariant struct {
 var kernelVariants []kernelVariant
 
 type vecVariant struct {
-	name string
-	ok   bool
-	dot  func(a, b []float32) float32
-	axpy func(a float32, x, y []float32)
+	name     string
+	ok       bool
+	dot      func(a, b []float32) float32
+	axpy     func(a float32, x, y []float32)
+	dotRows  func(q, k []float32, stride int, out []float32)
+	axpyRows func(a, x []float32, stride int, y []float32)
 }
 
 var vecVariants []vecVariant

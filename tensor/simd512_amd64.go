@@ -909,3 +909,64 @@ func axpySIMD512(a float32, x, y []float32) {
 		y[i] += float32(a * x[i])
 	}
 }
+
+// dotRowsSIMD512 is dotRowsGeneric with dotSIMD512's steps written out.
+func dotRowsSIMD512(q, k []float32, stride int, out []float32) {
+	n := len(q)
+	k = k[:(len(out)-1)*stride+n]
+	pq, pk := ptr(q), ptr(k)
+	n32 := n &^ 31
+	for j := range out {
+		var acc01, acc23 archsimd.Float32x16
+		for i := 0; i < n32; i += 32 {
+			acc01 = acc01.Add(ldF32x16(pq, i).Mul(ldF32x16(pk, i)))
+			acc23 = acc23.Add(ldF32x16(pq, i+16).Mul(ldF32x16(pk, i+16)))
+		}
+		var tail float32
+		for i := n32; i < n; i++ {
+			tail += float32(q[i] * k[j*stride+i])
+		}
+		out[j] = storeHsum8(acc01.GetLo().Add(acc01.GetHi()).Add(acc23.GetLo().Add(acc23.GetHi()))) + tail
+		pk = unsafe.Add(pk, 4*stride)
+	}
+}
+
+// axpyRowsSIMD512 is axpyRowsGeneric keeping chunks of 64 elements of y in
+// registers across the rows (every element gets the same operations in the
+// same order).
+func axpyRowsSIMD512(a, x []float32, stride int, y []float32) {
+	n := len(y)
+	x = x[:(len(a)-1)*stride+n]
+	px, py := ptr(x), ptr(y)
+	i := 0
+	for ; i+64 <= n; i += 64 {
+		y0, y1, y2, y3 := ldF32x16(py, i), ldF32x16(py, i+16), ldF32x16(py, i+32), ldF32x16(py, i+48)
+		p := unsafe.Add(px, 4*i)
+		for _, aj := range a {
+			va := archsimd.BroadcastFloat32x16(aj)
+			y0 = y0.Add(va.Mul(ldF32x16(p, 0)))
+			y1 = y1.Add(va.Mul(ldF32x16(p, 16)))
+			y2 = y2.Add(va.Mul(ldF32x16(p, 32)))
+			y3 = y3.Add(va.Mul(ldF32x16(p, 48)))
+			p = unsafe.Add(p, 4*stride)
+		}
+		y0.Store((*[16]float32)(unsafe.Add(py, 4*i)))
+		y1.Store((*[16]float32)(unsafe.Add(py, 4*i+64)))
+		y2.Store((*[16]float32)(unsafe.Add(py, 4*i+128)))
+		y3.Store((*[16]float32)(unsafe.Add(py, 4*i+192)))
+	}
+	for ; i+16 <= n; i += 16 {
+		y0 := ldF32x16(py, i)
+		p := unsafe.Add(px, 4*i)
+		for _, aj := range a {
+			y0 = y0.Add(archsimd.BroadcastFloat32x16(aj).Mul(ldF32x16(p, 0)))
+			p = unsafe.Add(p, 4*stride)
+		}
+		y0.Store((*[16]float32)(unsafe.Add(py, 4*i)))
+	}
+	for ; i < n; i++ {
+		for j, aj := range a {
+			y[i] += float32(aj * x[j*stride+i])
+		}
+	}
+}

@@ -32,10 +32,12 @@ var kernelVariants []kernelVariant
 // vecVariant is one SIMD implementation of Dot (dot) or Axpy (axpy), for
 // the tests (see kernelVariant).
 type vecVariant struct {
-	name string
-	ok   bool
-	dot  func(a, b []float32) float32
-	axpy func(a float32, x, y []float32)
+	name     string
+	ok       bool
+	dot      func(a, b []float32) float32
+	axpy     func(a float32, x, y []float32)
+	dotRows  func(q, k []float32, stride int, out []float32)
+	axpyRows func(a, x []float32, stride int, y []float32)
 }
 
 var vecVariants = []vecVariant{
@@ -43,6 +45,8 @@ var vecVariants = []vecVariant{
 	{name: "dot/avx512", ok: hasSIMD && archsimd.X86.AVX512(), dot: dotSIMD512},
 	{name: "axpy/avx2", ok: hasSIMD, axpy: axpySIMD},
 	{name: "axpy/avx512", ok: hasSIMD && archsimd.X86.AVX512(), axpy: axpySIMD512},
+	{name: "dotRows/avx512", ok: hasSIMD && archsimd.X86.AVX512(), dotRows: dotRowsSIMD512},
+	{name: "axpyRows/avx512", ok: hasSIMD && archsimd.X86.AVX512(), axpyRows: axpyRowsSIMD512},
 }
 
 func addVariant4(t gguf.Type, name string, ok bool, f rows4Func) {
@@ -106,6 +110,8 @@ func init() {
 	if avx512 {
 		dotImpl = dotSIMD512
 		axpyImpl = axpySIMD512
+		dotRowsImpl = dotRowsSIMD512
+		axpyRowsImpl = axpyRowsSIMD512
 	}
 	scaleImpl = scaleSIMD
 	addImpl = addSIMD
@@ -148,10 +154,12 @@ func ldU16(p unsafe.Pointer, off int) uint16 { return *(*uint16)(unsafe.Add(p, o
 
 func ptr[T any](s []T) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(s)) }
 
+// storeHsum8 is hsum8 on a vector: [v0+v4, v1+v5, v2+v6, v3+v7], then
+// (a+c) and (b+d) in lanes 0 and 1, then their sum.
 func storeHsum8(v f32x8) float32 {
-	var a [8]float32
-	v.Store(&a)
-	return hsum8(&a)
+	s := v.GetLo().Add(v.GetHi())
+	t := s.Add(s.SelectFromPair(2, 3, 2, 3, s))
+	return t.GetElem(0) + t.GetElem(1)
 }
 
 func hsumI32(v i32x8) int32 {

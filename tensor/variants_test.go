@@ -66,8 +66,8 @@ func TestKernelVariantsBitExact(t *testing.T) {
 	t.Logf("%d kernel variants checked", checked)
 }
 
-// TestVecVariantsBitExact checks every SIMD Dot and Axpy the CPU can run
-// against the pure-Go versions, bit for bit.
+// TestVecVariantsBitExact checks every SIMD Dot, Axpy, DotRows and AxpyRows
+// the CPU can run against the pure-Go versions, bit for bit.
 func TestVecVariantsBitExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	for _, v := range vecVariants {
@@ -76,6 +76,32 @@ func TestVecVariantsBitExact(t *testing.T) {
 		}
 		for _, n := range []int{0, 1, 15, 16, 17, 31, 32, 33, 64, 100, 128, 1031} {
 			a, b := randFloats(rng, n), randFloats(rng, n)
+			const rows, stride = 5, 1040
+			x := randFloats(rng, (rows-1)*stride+n)
+			switch {
+			case v.dotRows != nil:
+				got, want := make([]float32, rows), make([]float32, rows)
+				v.dotRows(a, x, stride, got)
+				dotRowsGeneric(a, x, stride, want)
+				for j := range got {
+					if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+						t.Fatalf("%s n=%d row %d: %v != %v", v.name, n, j, got[j], want[j])
+					}
+				}
+				continue
+			case v.axpyRows != nil:
+				w := randFloats(rng, rows)
+				y1 := append([]float32(nil), b...)
+				y2 := append([]float32(nil), b...)
+				v.axpyRows(w, x, stride, y1)
+				axpyRowsGeneric(w, x, stride, y2)
+				for i := range y1 {
+					if math.Float32bits(y1[i]) != math.Float32bits(y2[i]) {
+						t.Fatalf("%s n=%d elem %d: %v != %v", v.name, n, i, y1[i], y2[i])
+					}
+				}
+				continue
+			}
 			if v.dot != nil {
 				if got, want := v.dot(a, b), dotGeneric32(a, b); math.Float32bits(got) != math.Float32bits(want) {
 					t.Fatalf("%s n=%d: %v != %v", v.name, n, got, want)
@@ -90,6 +116,33 @@ func TestVecVariantsBitExact(t *testing.T) {
 				if math.Float32bits(y1[i]) != math.Float32bits(y2[i]) {
 					t.Fatalf("%s n=%d elem %d: %v != %v", v.name, n, i, y1[i], y2[i])
 				}
+			}
+		}
+	}
+}
+
+// TestRowsOps checks DotRows and AxpyRows against Dot and Axpy calls.
+func TestRowsOps(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	for _, n := range []int{1, 33, 128} {
+		const rows, stride = 9, 200
+		q, y := randFloats(rng, n), randFloats(rng, n)
+		x := randFloats(rng, (rows-1)*stride+n)
+		got := make([]float32, rows)
+		DotRows(q, x, stride, got)
+		for j := range got {
+			if want := Dot(q, x[j*stride:j*stride+n]); math.Float32bits(got[j]) != math.Float32bits(want) {
+				t.Fatalf("DotRows n=%d row %d: %v != %v", n, j, got[j], want)
+			}
+		}
+		y2 := append([]float32(nil), y...)
+		AxpyRows(got, x, stride, y)
+		for j, a := range got {
+			Axpy(a, x[j*stride:j*stride+n], y2)
+		}
+		for i := range y {
+			if math.Float32bits(y[i]) != math.Float32bits(y2[i]) {
+				t.Fatalf("AxpyRows n=%d elem %d: %v != %v", n, i, y[i], y2[i])
 			}
 		}
 	}

@@ -15,6 +15,9 @@ var (
 	mulImpl    = mulGeneric
 	expImpl    = expGeneric
 	swigluImpl = swigluGeneric
+
+	dotRowsImpl  = dotRowsGeneric
+	axpyRowsImpl = axpyRowsGeneric
 )
 
 func checkLen(op string, a, b int) {
@@ -34,6 +37,44 @@ func Dot(a, b []float32) float32 {
 func Axpy(a float32, x, y []float32) {
 	checkLen("Axpy", len(x), len(y))
 	axpyImpl(a, x, y)
+}
+
+// DotRows sets out[j] = Dot(q, k[j*stride:j*stride+len(q)]) for every j
+// < len(out) (e.g. attention scores of one query against a run of keys),
+// bit-identical to the separate Dot calls.
+func DotRows(q, k []float32, stride int, out []float32) {
+	if len(out) == 0 {
+		return
+	}
+	if stride < len(q) || len(k) < (len(out)-1)*stride+len(q) {
+		panic(fmt.Sprintf("tensor: DotRows: %d rows of %d at stride %d, k has %d elements", len(out), len(q), stride, len(k)))
+	}
+	dotRowsImpl(q, k, stride, out)
+}
+
+// AxpyRows computes y += a[j] * x[j*stride:j*stride+len(y)] for j = 0, 1,
+// ..., len(a)-1 in that order (e.g. attention's weighted sum of values),
+// bit-identical to the separate Axpy calls.
+func AxpyRows(a, x []float32, stride int, y []float32) {
+	if len(a) == 0 {
+		return
+	}
+	if stride < len(y) || len(x) < (len(a)-1)*stride+len(y) {
+		panic(fmt.Sprintf("tensor: AxpyRows: %d rows of %d at stride %d, x has %d elements", len(a), len(y), stride, len(x)))
+	}
+	axpyRowsImpl(a, x, stride, y)
+}
+
+func dotRowsGeneric(q, k []float32, stride int, out []float32) {
+	for j := range out {
+		out[j] = dotImpl(q, k[j*stride:j*stride+len(q)])
+	}
+}
+
+func axpyRowsGeneric(a, x []float32, stride int, y []float32) {
+	for j, aj := range a {
+		axpyImpl(aj, x[j*stride:j*stride+len(y)], y)
+	}
 }
 
 // Scale computes x *= a.
