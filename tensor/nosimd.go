@@ -24,6 +24,7 @@ type vecVariant struct {
 	axpy     func(a float32, x, y []float32)
 	dotRows  func(q, k []float32, stride int, out []float32)
 	axpyRows func(a, x []float32, stride int, y []float32)
+	subMax   func(x []float32)
 }
 
 var vecVariants []vecVariant

@@ -970,3 +970,41 @@ func axpyRowsSIMD512(a, x []float32, stride int, y []float32) {
 		}
 	}
 }
+
+// subMaxSIMD512 is subMaxGeneric: the vector maximum equals Go's max unless
+// x holds a NaN or the maximum is zero (whose sign the vector order may
+// change); those cases take the generic path.
+func subMaxSIMD512(x []float32) {
+	n := len(x)
+	if n < 16 {
+		subMaxGeneric(x)
+		return
+	}
+	px := ptr(x)
+	m := ldF32x16(px, 0)
+	nan := m.IsNaN().ToBits()
+	i := 16
+	for ; i+16 <= n; i += 16 {
+		v := ldF32x16(px, i)
+		nan |= v.IsNaN().ToBits()
+		m = m.Max(v)
+	}
+	mx := hmax16(m)
+	for _, v := range x[i:] {
+		if v != v {
+			nan = 1
+		}
+		mx = max(mx, v)
+	}
+	if nan != 0 || mx == 0 {
+		subMaxGeneric(x)
+		return
+	}
+	vm := archsimd.BroadcastFloat32x16(mx)
+	for i = 0; i+16 <= n; i += 16 {
+		ldF32x16(px, i).Sub(vm).Store((*[16]float32)(unsafe.Add(px, 4*i)))
+	}
+	for ; i < n; i++ {
+		x[i] -= mx
+	}
+}

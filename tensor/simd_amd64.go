@@ -38,6 +38,7 @@ type vecVariant struct {
 	axpy     func(a float32, x, y []float32)
 	dotRows  func(q, k []float32, stride int, out []float32)
 	axpyRows func(a, x []float32, stride int, y []float32)
+	subMax   func(x []float32)
 }
 
 var vecVariants = []vecVariant{
@@ -47,6 +48,7 @@ var vecVariants = []vecVariant{
 	{name: "axpy/avx512", ok: hasSIMD && archsimd.X86.AVX512(), axpy: axpySIMD512},
 	{name: "dotRows/avx512", ok: hasSIMD && archsimd.X86.AVX512(), dotRows: dotRowsSIMD512},
 	{name: "axpyRows/avx512", ok: hasSIMD && archsimd.X86.AVX512(), axpyRows: axpyRowsSIMD512},
+	{name: "subMax/avx512", ok: hasSIMD && archsimd.X86.AVX512(), subMax: subMaxSIMD512},
 }
 
 func addVariant4(t gguf.Type, name string, ok bool, f rows4Func) {
@@ -112,6 +114,7 @@ func init() {
 		axpyImpl = axpySIMD512
 		dotRowsImpl = dotRowsSIMD512
 		axpyRowsImpl = axpyRowsSIMD512
+		subMaxImpl = subMaxSIMD512
 	}
 	scaleImpl = scaleSIMD
 	addImpl = addSIMD

@@ -79,6 +79,22 @@ func TestVecVariantsBitExact(t *testing.T) {
 			const rows, stride = 5, 1040
 			x := randFloats(rng, (rows-1)*stride+n)
 			switch {
+			case v.subMax != nil:
+				// Also a zero maximum of either sign, a NaN and -Inf.
+				for k, c := range [][]float32{b, negate(b, true), negate(b, false), withNaN(b), withNegInf(b)} {
+					y1 := append([]float32(nil), c...)
+					y2 := append([]float32(nil), c...)
+					if len(y1) > 0 {
+						v.subMax(y1)
+						subMaxGeneric(y2)
+					}
+					for i := range y1 {
+						if math.Float32bits(y1[i]) != math.Float32bits(y2[i]) {
+							t.Fatalf("%s case %d n=%d elem %d: %v != %v", v.name, k, n, i, y1[i], y2[i])
+						}
+					}
+				}
+				continue
 			case v.dotRows != nil:
 				got, want := make([]float32, rows), make([]float32, rows)
 				v.dotRows(a, x, stride, got)
@@ -146,4 +162,32 @@ func TestRowsOps(t *testing.T) {
 			}
 		}
 	}
+}
+
+// negate returns -|x| with one element set to +0 (plus) or -0.
+func negate(x []float32, plus bool) []float32 {
+	y := make([]float32, len(x))
+	for i, v := range x {
+		y[i] = -float32(math.Abs(float64(v))) - 1
+	}
+	if len(y) > 0 {
+		y[len(y)/2] = float32(math.Copysign(0, map[bool]float64{true: 1, false: -1}[plus]))
+	}
+	return y
+}
+
+func withNaN(x []float32) []float32 {
+	y := append([]float32(nil), x...)
+	if len(y) > 0 {
+		y[len(y)*2/3] = float32(math.NaN())
+	}
+	return y
+}
+
+func withNegInf(x []float32) []float32 {
+	y := append([]float32(nil), x...)
+	if len(y) > 0 {
+		y[0] = float32(math.Inf(-1))
+	}
+	return y
 }

@@ -18,6 +18,7 @@ var (
 
 	dotRowsImpl  = dotRowsGeneric
 	axpyRowsImpl = axpyRowsGeneric
+	subMaxImpl   = subMaxGeneric
 )
 
 func checkLen(op string, a, b int) {
@@ -117,13 +118,7 @@ func Softmax(x []float32) {
 	if len(x) == 0 {
 		return
 	}
-	m := float32(math.Inf(-1))
-	for _, v := range x {
-		m = max(m, v)
-	}
-	for i := range x {
-		x[i] -= m
-	}
+	subMaxImpl(x)
 	expImpl(x)
 	var sum float64
 	for _, v := range x {
@@ -141,6 +136,18 @@ func Exp(x []float32) { expImpl(x) }
 func SwiGLU(gate, up []float32) {
 	checkLen("SwiGLU", len(gate), len(up))
 	swigluImpl(gate, up)
+}
+
+// subMaxGeneric subtracts max(x) (Go's max: NaN if any is NaN, +0 over
+// -0) from every element of x (len(x) > 0).
+func subMaxGeneric(x []float32) {
+	m := float32(math.Inf(-1))
+	for _, v := range x {
+		m = max(m, v)
+	}
+	for i := range x {
+		x[i] -= m
+	}
 }
 
 func axpyGeneric(a float32, x, y []float32) {
