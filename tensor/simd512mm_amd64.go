@@ -11,16 +11,15 @@ import (
 // Batched (prefill) K-quant kernels on repacked groups of 16 weight rows.
 //
 // A group's quants are unpacked to bytes and interleaved so that one 64-byte
-// vector holds 4 consecutive quants of each of the 16 rows; a product with
-// an activation vector then multiplies it by the 4 matching activations
-// broadcast to every lane, and each int32 lane accumulates one row: no
-// horizontal sums. Within a 32-element sub-block the VPMADDUBSW pair sums
-// are added in int16 (at most 8 * 2*15*127 = 30480 in magnitude for Q4_K),
-// then multiplied by the rows' sub-block scales (VPMADDWD). The float steps
-// of kAcc then run on the 16 row lanes (the same operations in the same
-// order per row as the generic kernels). The repacking costs about as much
-// as one vector's product, so the kernels want batches of tileMinVecs
-// vectors or more.
+// vector holds 8 consecutive quants of each of 8 rows (quadSlot); a product
+// with an activation vector multiplies it by the 8 matching activations
+// broadcast to every lane, and each pair of int32 lanes accumulates one row:
+// no horizontal sums over a block, just one pairwise gather at its end. The
+// VPMADDUBSW pair sums of 16 elements are added in int16, then multiplied by
+// the rows' sub-block scales (VPMADDWD). The float steps of kAcc then run on
+// the 16 row lanes (the same operations in the same order per row as the
+// generic kernels). The repacking costs about as much as a few vectors'
+// products, so the kernels want batches of tileMinVecs vectors or more.
 
 // tileRows is the number of weight rows in a repacked group.
 const tileRows = 16
@@ -31,9 +30,9 @@ const tileMinVecs = 24
 // kPack is one repacked group of 16 rows of nb blocks (rows past the end of
 // the matrix are zero).
 type kPack struct {
-	q       []byte    // [b][32 element-quads][16 rows][4]: quants 0..15
-	sc      []int16   // Q4_K: [b][8 sub-blocks][16 rows][2]: the row's scale, twice (Q6_K: see packQ6K)
-	mn      []int16   // Q4_K: [b][4 pairs][16 rows][2]: mins 2i and 2i+1
+	q       []byte    // [b][256*16 quants, see quadSlot]: Q4_K 0..15, Q6_K 0..63
+	sc      []int16   // [b][16*64, see scaleSlot]: scales of 16 elements
+	mn      []int16   // Q4_K: [b][4 pairs][16 rows][2]: mins 2i and 2i+1 (Q6_K: see packQ6K)
 	dx, dmx []float32 // [b][16 rows]
 }
 
@@ -41,7 +40,7 @@ var kPackPool = sync.Pool{New: func() any { return new(kPack) }}
 
 func (pk *kPack) size(nb int) {
 	pk.q = grow(pk.q, nb*qkK*tileRows)
-	pk.sc = grow(pk.sc, nb*16*2*tileRows)
+	pk.sc = grow(pk.sc, nb*16*4*tileRows)
 	pk.mn = grow(pk.mn, nb*8*2*tileRows)
 	pk.dx = grow(pk.dx, nb*tileRows)
 	pk.dmx = grow(pk.dmx, nb*tileRows)
@@ -62,9 +61,11 @@ func packQ4K(w []byte, rb, r0, nr, nb int, pk *kPack) {
 		for b := 0; b < nb; b++ {
 			blk := row[b*bytesQ4_K : (b+1)*bytesQ4_K]
 			sc, mn := q4Scales(blk[4:16])
-			s := pk.sc[b*256:]
-			for j := 0; j < 8; j++ {
-				s[j*32+2*r], s[j*32+2*r+1] = int16(sc[j]), int16(sc[j])
+			s := pk.sc[b*1024:]
+			for h := 0; h < 16; h++ {
+				o := scaleSlot(h, r)
+				v := int16(sc[h/2])
+				s[o], s[o+1], s[o+2], s[o+3] = v, v, v, v
 			}
 			m := pk.mn[b*128:]
 			for i := 0; i < 4; i++ {
@@ -84,15 +85,34 @@ func packQ4K(w []byte, rb, r0, nr, nb int, pk *kPack) {
 			q23.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask).AsUint32x16().Store(&t[3])
 			for k, base := range [4]int{0, 8, 32, 40} {
 				for i, v := range t[k][:8] {
-					q[(base+i)*tileRows+r] = v
+					q[quadSlot(base+i, r)] = v
 				}
 				for i, v := range t[k][8:] {
-					q[(base+16+i)*tileRows+r] = v
+					q[quadSlot(base+16+i, r)] = v
 				}
 			}
 		}
 	}
 }
+
+// quadSlot is where quad Q (elements 4Q..4Q+3) of row r goes in a packed
+// block: in steps of 8 elements, rows 0-7 then 8-15, two quads per row
+// (then one activation broadcast of 8 bytes serves a whole vector of quads).
+func quadSlot(Q, r int) int { return ((Q>>1*2+r/8)*8+r%8)*2 + Q&1 }
+
+// scaleSlot is the first of the four int16 copies of row r's scale for
+// elements 16h..16h+15 (matching quadSlot's lanes) in a packed block.
+func scaleSlot(h, r int) int { return ((h*2+r/8)*8 + r%8) * 4 }
+
+// pairIdx gathers the per-row sums of the two-quad lanes of a packed
+// block's accumulators (rows 0-7, rows 8-15): even and odd lanes.
+var pairIdx = func() (p [2][16]uint32) {
+	for i := range p[0] {
+		p[0][i] = uint32(2 * i)
+		p[1][i] = uint32(2*i + 1)
+	}
+	return
+}()
 
 // storeRows16 writes the first nr lanes of v to out[r0:].
 func storeRows16(v archsimd.Float32x16, out []float32, r0, nr int) {
@@ -132,33 +152,49 @@ func mmQ4_KAVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride
 	kPackPool.Put(pk)
 }
 
+// kMinsStep is one Q4_K block's float step for 16 packed rows: the mins'
+// dot with the pair sums at bs, then kAcc's two steps on the row lanes.
+func kMinsStep(sum archsimd.Float32x16, acc archsimd.Int32x16, pmn, bs, pdx, pdm unsafe.Pointer, d float32) archsimd.Float32x16 {
+	mn := archsimd.LoadInt16x32((*[32]int16)(pmn)).DotProductPairs(archsimd.BroadcastInt32x16(*(*int32)(bs)).AsInt16x32())
+	mn = mn.Add(archsimd.LoadInt16x32((*[32]int16)(unsafe.Add(pmn, 64))).DotProductPairs(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(bs, 4))).AsInt16x32()))
+	mn = mn.Add(archsimd.LoadInt16x32((*[32]int16)(unsafe.Add(pmn, 128))).DotProductPairs(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(bs, 8))).AsInt16x32()))
+	mn = mn.Add(archsimd.LoadInt16x32((*[32]int16)(unsafe.Add(pmn, 192))).DotProductPairs(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(bs, 12))).AsInt16x32()))
+	dy := archsimd.BroadcastFloat32x16(d)
+	sum = sum.Add(dy.Mul(archsimd.LoadFloat32x16((*[16]float32)(pdx))).Mul(acc.ConvertToFloat32()))
+	return sum.Sub(dy.Mul(archsimd.LoadFloat32x16((*[16]float32)(pdm))).Mul(mn.ConvertToFloat32()))
+}
+
+// packedBlockDot returns the integer dots of a packed block (quants at q,
+// scales at sc, see quadSlot and scaleSlot) with the activation block at y
+// as one int32 lane per row. The VPMADDUBSW sums of two 8-element steps are
+// added in int16 (at most 2 * 2*63*127 = 32004 in magnitude) and scaled.
+func packedBlockDot(q, y, sc unsafe.Pointer) archsimd.Int32x16 {
+	var lo, hi archsimd.Int32x16 // rows 0-7 and 8-15, two lanes each
+	for end := unsafe.Add(q, qkK*tileRows); q != end; {
+		// Written out in order (see q6KChunk512): 16 elements, two steps
+		// of 8 (with more values live at a time the compiler spills).
+		v := archsimd.BroadcastUint64x8(*(*uint64)(y)).AsInt8x64()
+		s := archsimd.LoadUint8x64((*[64]uint8)(q)).DotProductPairsSaturated(v)
+		t := archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 64))).DotProductPairsSaturated(v)
+		v = archsimd.BroadcastUint64x8(*(*uint64)(unsafe.Add(y, 8))).AsInt8x64()
+		s = s.Add(archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 128))).DotProductPairsSaturated(v))
+		t = t.Add(archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 192))).DotProductPairsSaturated(v))
+		lo = lo.Add(s.DotProductPairs(archsimd.LoadInt16x32((*[32]int16)(sc))))
+		hi = hi.Add(t.DotProductPairs(archsimd.LoadInt16x32((*[32]int16)(unsafe.Add(sc, 64)))))
+		q, y, sc = unsafe.Add(q, 256), unsafe.Add(y, 16), unsafe.Add(sc, 128)
+	}
+	return lo.ConcatPermute(hi, archsimd.LoadUint32x16(&pairIdx[0])).Add(lo.ConcatPermute(hi, archsimd.LoadUint32x16(&pairIdx[1])))
+}
+
 // q4KPackedDot returns the dots of the 16 packed rows with the activation
 // vector whose quants are at y and pair sums at bs, with block scales ds.
 func q4KPackedDot(pk *kPack, y, bs unsafe.Pointer, ds []float32) archsimd.Float32x16 {
 	pq, psc, pmn, pdx, pdm := ptr(pk.q), ptr(pk.sc), ptr(pk.mn), ptr(pk.dx), ptr(pk.dmx)
 	var sum archsimd.Float32x16
 	for _, d := range ds {
-		var acc archsimd.Int32x16
-		q, yj := pq, y
-		for h := 0; h < 16; h++ {
-			// Written out in order (see q6KChunk512): half h of sub-block
-			// h/2, scaled on its own (like q6KPackedDot, four quads at a
-			// time keep the vectors in registers).
-			s := archsimd.LoadUint8x64((*[64]uint8)(q)).DotProductPairsSaturated(archsimd.BroadcastInt32x16(*(*int32)(yj)).AsInt8x64())
-			s = s.Add(archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 64))).DotProductPairsSaturated(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(yj, 4))).AsInt8x64()))
-			s = s.Add(archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 128))).DotProductPairsSaturated(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(yj, 8))).AsInt8x64()))
-			s = s.Add(archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 192))).DotProductPairsSaturated(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(yj, 12))).AsInt8x64()))
-			acc = acc.Add(s.DotProductPairs(archsimd.LoadInt16x32((*[32]int16)(unsafe.Add(psc, h>>1*64)))))
-			q, yj = unsafe.Add(q, 256), unsafe.Add(yj, 16)
-		}
-		mn := archsimd.LoadInt16x32((*[32]int16)(pmn)).DotProductPairs(archsimd.BroadcastInt32x16(*(*int32)(bs)).AsInt16x32())
-		mn = mn.Add(archsimd.LoadInt16x32((*[32]int16)(unsafe.Add(pmn, 64))).DotProductPairs(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(bs, 4))).AsInt16x32()))
-		mn = mn.Add(archsimd.LoadInt16x32((*[32]int16)(unsafe.Add(pmn, 128))).DotProductPairs(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(bs, 8))).AsInt16x32()))
-		mn = mn.Add(archsimd.LoadInt16x32((*[32]int16)(unsafe.Add(pmn, 192))).DotProductPairs(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(bs, 12))).AsInt16x32()))
-		dy := archsimd.BroadcastFloat32x16(d)
-		sum = sum.Add(dy.Mul(archsimd.LoadFloat32x16((*[16]float32)(pdx))).Mul(acc.ConvertToFloat32()))
-		sum = sum.Sub(dy.Mul(archsimd.LoadFloat32x16((*[16]float32)(pdm))).Mul(mn.ConvertToFloat32()))
-		pq, psc, pmn = unsafe.Add(pq, qkK*tileRows), unsafe.Add(psc, 8*2*tileRows*2), unsafe.Add(pmn, 4*2*tileRows*2)
+		acc := packedBlockDot(pq, y, psc)
+		sum = kMinsStep(sum, acc, pmn, bs, pdx, pdm, d)
+		pq, psc, pmn = unsafe.Add(pq, qkK*tileRows), unsafe.Add(psc, 1024*2), unsafe.Add(pmn, 4*2*tileRows*2)
 		pdx, pdm = unsafe.Add(pdx, tileRows*4), unsafe.Add(pdm, tileRows*4)
 		y, bs = unsafe.Add(y, qkK), unsafe.Add(bs, 16)
 	}
@@ -167,8 +203,8 @@ func q4KPackedDot(pk *kPack, y, bs unsafe.Pointer, ds []float32) archsimd.Float3
 
 // packQ6K repacks rows r0..r0+nr-1 (nr <= 16) of the Q6_K rows in w: quants
 // 0..63 (the -32 offset is subtracted through the block sums), scales
-// sign-extended ([b][16 sub-blocks][16 rows][2], the scale twice) and the
-// scale pairs for the offset ([b][8 pairs][16 rows][2], in mn).
+// sign-extended, and the scale pairs for the offset ([b][8 pairs][16
+// rows][2], in mn).
 func packQ6K(w []byte, rb, r0, nr, nb int, pk *kPack) {
 	m4 := archsimd.BroadcastUint8x64(0x0f)
 	m30 := archsimd.BroadcastUint8x64(0x30)
@@ -184,11 +220,12 @@ func packQ6K(w []byte, rb, r0, nr, nb int, pk *kPack) {
 		row := w[(r0+r)*rb : (r0+r+1)*rb]
 		for b := 0; b < nb; b++ {
 			blk := row[b*bytesQ6_K : (b+1)*bytesQ6_K]
-			s := pk.sc[b*512:]
+			s := pk.sc[b*1024:]
 			m := pk.mn[b*256:]
 			for g := 0; g < 16; g++ {
 				v := int16(int8(blk[192+g]))
-				s[g*32+2*r], s[g*32+2*r+1] = v, v
+				o := scaleSlot(g, r)
+				s[o], s[o+1], s[o+2], s[o+3] = v, v, v, v
 				m[(g/2)*32+2*r+g%2] = v
 			}
 			pk.dx[b*tileRows+r] = f16ToF32(le16(blk[208:]))
@@ -200,10 +237,10 @@ func packQ6K(w []byte, rb, r0, nr, nb int, pk *kPack) {
 				x.AsUint32x16().Store(&t[0])
 				z.AsUint32x16().Store(&t[1])
 				for i, v := range t[0] {
-					q[(32*n+i)*tileRows+r] = v
+					q[quadSlot(32*n+i, r)] = v
 				}
 				for i, v := range t[1] {
-					q[(32*n+16+i)*tileRows+r] = v
+					q[quadSlot(32*n+16+i, r)] = v
 				}
 			}
 		}
@@ -237,26 +274,13 @@ func mmQ6_KAVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride
 	kPackPool.Put(pk)
 }
 
-// q6KPackedDot is q4KPackedDot for Q6_K: the VPMADDUBSW sums of two quads
-// (at most 2 * 2*63*127 = 32004) are scaled at a time, and the -32 offset
-// is subtracted as 32 * sum of scale * block sum (bs: the 16 block sums).
+// q6KPackedDot is q4KPackedDot for Q6_K: the -32 offset is subtracted as
+// 32 * sum of scale * block sum (bs: the 16 block sums).
 func q6KPackedDot(pk *kPack, y, bs unsafe.Pointer, ds []float32) archsimd.Float32x16 {
 	pq, psc, pmn, pdx := ptr(pk.q), ptr(pk.sc), ptr(pk.mn), ptr(pk.dx)
 	var sum archsimd.Float32x16
 	for _, d := range ds {
-		var acc archsimd.Int32x16
-		q, yj, sc := pq, y, psc
-		for g := 0; g < 16; g++ {
-			// Written out in order (see q6KChunk512): sub-block g, quads 0-1, 2-3.
-			scv := archsimd.LoadInt16x32((*[32]int16)(sc))
-			s := archsimd.LoadUint8x64((*[64]uint8)(q)).DotProductPairsSaturated(archsimd.BroadcastInt32x16(*(*int32)(yj)).AsInt8x64())
-			s = s.Add(archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 64))).DotProductPairsSaturated(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(yj, 4))).AsInt8x64()))
-			acc = acc.Add(s.DotProductPairs(scv))
-			s = archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 128))).DotProductPairsSaturated(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(yj, 8))).AsInt8x64())
-			s = s.Add(archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 192))).DotProductPairsSaturated(archsimd.BroadcastInt32x16(*(*int32)(unsafe.Add(yj, 12))).AsInt8x64()))
-			acc = acc.Add(s.DotProductPairs(scv))
-			q, yj, sc = unsafe.Add(q, 256), unsafe.Add(yj, 16), unsafe.Add(sc, 64)
-		}
+		acc := packedBlockDot(pq, y, psc)
 		m, b := pmn, bs
 		var bias archsimd.Int32x16
 		for i := 0; i < 8; i++ {
@@ -265,7 +289,7 @@ func q6KPackedDot(pk *kPack, y, bs unsafe.Pointer, ds []float32) archsimd.Float3
 		}
 		acc = acc.Sub(bias.ShiftAllLeft(5))
 		sum = sum.Add(archsimd.BroadcastFloat32x16(d).Mul(archsimd.LoadFloat32x16((*[16]float32)(pdx))).Mul(acc.ConvertToFloat32()))
-		pq, psc, pmn, pdx = unsafe.Add(pq, qkK*tileRows), unsafe.Add(psc, 16*2*tileRows*2), unsafe.Add(pmn, 8*2*tileRows*2), unsafe.Add(pdx, tileRows*4)
+		pq, psc, pmn, pdx = unsafe.Add(pq, qkK*tileRows), unsafe.Add(psc, 1024*2), unsafe.Add(pmn, 8*2*tileRows*2), unsafe.Add(pdx, tileRows*4)
 		y, bs = unsafe.Add(y, qkK), unsafe.Add(bs, 32)
 	}
 	return sum
