@@ -129,7 +129,7 @@ func q4KChunk512(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16,
 	i3 := archsimd.LoadInt8x64(&k4Byte512[3])
 	for i := range acc[:n] {
 		// Written out in order (see q6KChunk512).
-		scU, mnU := q4KScalesU64(unsafe.Add(p, 4))
+		scU, mnU := q4KScales64(unsafe.Add(p, 4))
 		sc := archsimd.BroadcastUint64x8(scU).AsInt8x64()
 		q := archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(p, 16)))
 		v := q.And(mask).DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(y))).DotProductPairs(sc.PermuteOrZeroGrouped(i0).AsInt16x32())
@@ -142,6 +142,17 @@ func q4KChunk512(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16,
 		m[i] = mins.DotProductPairs(archsimd.LoadInt16x8((*[8]int16)(bs)))
 		p, y, bs = unsafe.Add(p, bytesQ4_K), unsafe.Add(y, qkK), unsafe.Add(bs, 16)
 	}
+}
+
+// q4KScales64 is q4KScalesU64 in 64-bit steps: the low 6 bits of bytes 0-7
+// are scales 0-3 and mins 0-3; scales and mins 4-7 are the nibbles of bytes
+// 8-11 with the top 2 bits of bytes 0-7 above them.
+func q4KScales64(s unsafe.Pointer) (sc, mn uint64) {
+	a := *(*uint64)(s)
+	c := uint64(*(*uint32)(unsafe.Add(s, 8)))
+	lo := a & 0x3f3f3f3f3f3f3f3f
+	hi := (c|c<<28)&0x0f0f0f0f0f0f0f0f | a>>2&0x3030303030303030
+	return lo&0xffffffff | hi<<32, lo>>32 | hi&0xffffffff00000000
 }
 
 // kFinish4 adds the contributions of len(ds) blocks of four rows to sum, as
