@@ -11,7 +11,7 @@ import (
 // Batched (prefill) K-quant kernels on repacked groups of 16 weight rows.
 //
 // A group's quants are unpacked to bytes and interleaved so that one 64-byte
-// vector holds 8 consecutive quants of each of 8 rows (quadSlot); a product
+// vector holds 8 consecutive quants of each of 8 rows (see above scaleSlot); a product
 // with an activation vector multiplies it by the 8 matching activations
 // broadcast to every lane, and each pair of int32 lanes accumulates one row:
 // no horizontal sums over a block, just one pairwise gather at its end. The
@@ -30,7 +30,7 @@ const tileMinVecs = 24
 // kPack is one repacked group of 16 rows of nb blocks (rows past the end of
 // the matrix are zero).
 type kPack struct {
-	q       []byte    // [b][256*16 quants, see quadSlot]: Q4_K 0..15, Q6_K 0..63
+	q       []byte    // [b][256*16 quants, see the layout above scaleSlot]: Q4_K 0..15, Q6_K 0..63
 	sc      []int16   // [b][16*64, see scaleSlot]: scales of 16 elements
 	mn      []int16   // Q4_K: [b][4 pairs][16 rows][2]: mins 2i and 2i+1 (Q6_K: see packQ6K)
 	dx, dmx []float32 // [b][16 rows]
@@ -60,48 +60,48 @@ func packQ4K(w []byte, rb, r0, nr, nb int, pk *kPack) {
 		row := w[(r0+r)*rb : (r0+r+1)*rb]
 		for b := 0; b < nb; b++ {
 			blk := row[b*bytesQ4_K : (b+1)*bytesQ4_K]
-			sc, mn := q4Scales(blk[4:16])
-			s := pk.sc[b*1024:]
+			scU, mnU := q4KScales64(ptr(blk[4:16]))
+			s := unsafe.Slice((*uint64)(ptr(pk.sc[b*1024:])), 256)
 			for h := 0; h < 16; h++ {
-				o := scaleSlot(h, r)
-				v := int16(sc[h/2])
-				s[o], s[o+1], s[o+2], s[o+3] = v, v, v, v
+				s[scaleSlot(h, r)/4] = uint64(uint8(scU>>(8*(h/2)))) * 0x0001000100010001
 			}
-			m := pk.mn[b*128:]
+			m := unsafe.Slice((*uint32)(ptr(pk.mn[b*128:])), 64)
 			for i := 0; i < 4; i++ {
-				m[i*32+2*r], m[i*32+2*r+1] = int16(mn[2*i]), int16(mn[2*i+1])
+				m[i*16+r] = uint32(uint8(mnU>>(16*i))) | uint32(uint8(mnU>>(16*i+8)))<<16
 			}
 			pk.dx[b*tileRows+r] = f16ToF32(le16(blk))
 			pk.dmx[b*tileRows+r] = f16ToF32(le16(blk[2:]))
-			q := unsafe.Slice((*uint32)(ptr(pk.q[b*qkK*tileRows:])), 64*tileRows)
+			q := unsafe.Slice((*uint64)(ptr(pk.q[b*qkK*tileRows:])), 32*tileRows)
 			// Low nibbles of bytes 0..63: sub-blocks 0 and 2 (quads 0..7
 			// and 16..23), high nibbles: 1 and 3; bytes 64..127: 4 to 7.
 			q01 := archsimd.LoadUint8x64((*[64]uint8)(blk[16:80]))
 			q23 := archsimd.LoadUint8x64((*[64]uint8)(blk[80:144]))
-			var t [4][16]uint32
-			q01.And(mask).AsUint32x16().Store(&t[0])
-			q01.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask).AsUint32x16().Store(&t[1])
-			q23.And(mask).AsUint32x16().Store(&t[2])
-			q23.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask).AsUint32x16().Store(&t[3])
+			var t [4][8]uint64
+			q01.And(mask).AsUint64x8().Store(&t[0])
+			q01.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask).AsUint64x8().Store(&t[1])
+			q23.And(mask).AsUint64x8().Store(&t[2])
+			q23.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask).AsUint64x8().Store(&t[3])
+			// Quads Q and Q+1 (Q even) of row r: uint64 Q*8 + r (see above scaleSlot).
 			for k, base := range [4]int{0, 8, 32, 40} {
-				for i, v := range t[k][:8] {
-					q[quadSlot(base+i, r)] = v
+				for i, v := range t[k][:4] {
+					q[(base+2*i)*8+r] = v
 				}
-				for i, v := range t[k][8:] {
-					q[quadSlot(base+16+i, r)] = v
+				for i, v := range t[k][4:] {
+					q[(base+16+2*i)*8+r] = v
 				}
 			}
 		}
 	}
 }
 
-// quadSlot is where quad Q (elements 4Q..4Q+3) of row r goes in a packed
-// block: in steps of 8 elements, rows 0-7 then 8-15, two quads per row
-// (then one activation broadcast of 8 bytes serves a whole vector of quads).
-func quadSlot(Q, r int) int { return ((Q>>1*2+r/8)*8+r%8)*2 + Q&1 }
+// A packed block holds its quads (4 elements) in steps of 8 elements: for
+// each step, rows 0-7 then rows 8-15, two quads per row; quad Q of row r is
+// uint32 number ((Q>>1*2 + r/8)*8 + r%8)*2 + Q&1, so quads Q, Q+1 (Q even)
+// are uint64 number Q*8 + r. One activation broadcast of 8 bytes then serves
+// a whole vector of quads.
 
 // scaleSlot is the first of the four int16 copies of row r's scale for
-// elements 16h..16h+15 (matching quadSlot's lanes) in a packed block.
+// elements 16h..16h+15 (matching the quads' lanes) in a packed block.
 func scaleSlot(h, r int) int { return ((h*2+r/8)*8 + r%8) * 4 }
 
 // pairIdx gathers the per-row sums of the two-quad lanes of a packed
@@ -165,7 +165,7 @@ func kMinsStep(sum archsimd.Float32x16, acc archsimd.Int32x16, pmn, bs, pdx, pdm
 }
 
 // packedBlockDot returns the integer dots of a packed block (quants at q,
-// scales at sc, see quadSlot and scaleSlot) with the activation block at y
+// scales at sc, see the layout above scaleSlot and scaleSlot) with the activation block at y
 // as one int32 lane per row. The VPMADDUBSW sums of two 8-element steps are
 // added in int16 (at most 2 * 2*63*127 = 32004 in magnitude) and scaled.
 func packedBlockDot(q, y, sc unsafe.Pointer) archsimd.Int32x16 {
@@ -220,27 +220,27 @@ func packQ6K(w []byte, rb, r0, nr, nb int, pk *kPack) {
 		row := w[(r0+r)*rb : (r0+r+1)*rb]
 		for b := 0; b < nb; b++ {
 			blk := row[b*bytesQ6_K : (b+1)*bytesQ6_K]
-			s := pk.sc[b*1024:]
+			s := unsafe.Slice((*uint64)(ptr(pk.sc[b*1024:])), 256)
 			m := pk.mn[b*256:]
 			for g := 0; g < 16; g++ {
 				v := int16(int8(blk[192+g]))
-				o := scaleSlot(g, r)
-				s[o], s[o+1], s[o+2], s[o+3] = v, v, v, v
+				s[scaleSlot(g, r)/4] = uint64(uint16(v)) * 0x0001000100010001
 				m[(g/2)*32+2*r+g%2] = v
 			}
 			pk.dx[b*tileRows+r] = f16ToF32(le16(blk[208:]))
-			q := unsafe.Slice((*uint32)(ptr(pk.q[b*qkK*tileRows:])), 64*tileRows)
+			q := unsafe.Slice((*uint64)(ptr(pk.q[b*qkK*tileRows:])), 32*tileRows)
 			for n := 0; n < 2; n++ {
-				// Elements 128n..128n+63 and 128n+64..128n+127, in order.
+				// Elements 128n..128n+63 and 128n+64..128n+127, in order;
+				// quads Q and Q+1 (Q even) of row r: uint64 Q*8 + r.
 				x, z := q6Half512(ptr(blk), n, m4, m30, shlA, shrB)
-				var t [2][16]uint32
-				x.AsUint32x16().Store(&t[0])
-				z.AsUint32x16().Store(&t[1])
+				var t [2][8]uint64
+				x.AsUint64x8().Store(&t[0])
+				z.AsUint64x8().Store(&t[1])
 				for i, v := range t[0] {
-					q[quadSlot(32*n+i, r)] = v
+					q[(32*n+2*i)*8+r] = v
 				}
 				for i, v := range t[1] {
-					q[quadSlot(32*n+16+i, r)] = v
+					q[(32*n+16+2*i)*8+r] = v
 				}
 			}
 		}
