@@ -122,8 +122,13 @@ func (j *mmJob) rows(lo, hi, n int) {
 		j.dot(data[lo*rb:hi*rb], hi-lo, a, 0, out[lo:hi])
 		return
 	}
-	// Blocks of rows stay in cache while all n vectors pass over them.
+	// Blocks of rows stay in cache while all n vectors pass over them. The
+	// whole-batch kernels block for the cache themselves and want many rows
+	// (whole groups of 16 for the repacking ones).
 	rblk := max(1, rowBlockBytes/max(rb, 1))
+	if j.dotN != nil && n >= 4 {
+		rblk = hi - lo
+	}
 	for r0 := lo; r0 < hi; r0 += rblk {
 		r1 := min(r0+rblk, hi)
 		w := data[r0*rb : r1*rb]

@@ -36,8 +36,6 @@ type kPack struct {
 	dx, dmx []float32 // [b][16 rows]
 }
 
-var kPackPool = sync.Pool{New: func() any { return new(kPack) }}
-
 func (pk *kPack) size(nb int) {
 	pk.q = grow(pk.q, nb*qkK*tileRows)
 	pk.sc = grow(pk.sc, nb*16*4*tileRows)
@@ -125,6 +123,66 @@ func storeRows16(v archsimd.Float32x16, out []float32, r0, nr int) {
 	copy(out[r0:r0+nr], o[:nr])
 }
 
+// tileSet holds the repacked groups and the vector sums of a tiled product.
+type tileSet struct {
+	packs []kPack
+	sums  []archsimd.Float32x16
+}
+
+var tileSetPool = sync.Pool{New: func() any { return new(tileSet) }}
+
+// Cache budgets of the tiled products: the repacked groups of a set of rows
+// and a chunk of activation vectors stay in the L2 cache while every vector
+// of the chunk passes over every group, and a run of blocks of one packed
+// group stays in the L1 cache while the chunk's vectors pass over it.
+const (
+	tilePackBytes  = 256 << 10
+	tileVecBytes   = 192 << 10
+	tileBlockBytes = 24 << 10
+)
+
+// tiledK runs a repacking batched kernel: rows in sets of groups of 16
+// (pack repacks a group), activation vectors in chunks, blocks in runs;
+// dot(pk, j, b0, b1, sum) adds blocks b0..b1-1 of the 16 rows of a group
+// times vector j to *sum, in block order.
+func tiledK(nrows, cols, ncols int, out []float32, ostride int, pack func(r0, nr int, pk *kPack), dot func(pk *kPack, j, b0, b1 int, sum *archsimd.Float32x16)) {
+	nb := cols / qkK
+	groups := max(1, tilePackBytes/(tileRows*cols))
+	vecs := max(8, tileVecBytes/cols)
+	run := max(1, tileBlockBytes/(tileRows*qkK*3/2)) // quants and scales
+	ts := tileSetPool.Get().(*tileSet)
+	if len(ts.packs) < groups {
+		ts.packs = append(ts.packs, make([]kPack, groups-len(ts.packs))...)
+	}
+	ts.sums = grow(ts.sums, vecs)
+	packs, sums := ts.packs[:groups], ts.sums
+	for rs := 0; rs < nrows; rs += groups * tileRows {
+		ng := min(groups, (nrows-rs+tileRows-1)/tileRows)
+		for g := range packs[:ng] {
+			packs[g].size(nb)
+			pack(rs+g*tileRows, min(tileRows, nrows-rs-g*tileRows), &packs[g])
+		}
+		for j0 := 0; j0 < ncols; j0 += vecs {
+			j1 := min(j0+vecs, ncols)
+			for g := range packs[:ng] {
+				clear(sums[:j1-j0])
+				for b0 := 0; b0 < nb; b0 += run {
+					b1 := min(b0+run, nb)
+					for j := j0; j < j1; j++ {
+						dot(&packs[g], j, b0, b1, &sums[j-j0])
+					}
+				}
+				r0 := rs + g*tileRows
+				nr := min(tileRows, nrows-r0)
+				for j := j0; j < j1; j++ {
+					storeRows16(sums[j-j0], out[j*ostride:], r0, nr)
+				}
+			}
+		}
+	}
+	tileSetPool.Put(ts)
+}
+
 func mmQ4_KAVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
 	nb := a.cols / qkK
 	if ncols < tileMinVecs {
@@ -139,17 +197,12 @@ func mmQ4_KAVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride
 	qs := a.qs[:ncols*a.cols]
 	bsp := a.bsp[:ncols*a.cols/32]
 	ds := a.d[:ncols*nb]
-	pk := kPackPool.Get().(*kPack)
-	pk.size(nb)
-	for r0 := 0; r0 < nrows; r0 += tileRows {
-		nr := min(tileRows, nrows-r0)
-		packQ4K(w, rb, r0, nr, nb, pk)
-		for j := 0; j < ncols; j++ {
-			sum := q4KPackedDot(pk, ptr(qs[j*a.cols:]), ptr(bsp[j*a.cols/32:]), ds[j*nb:(j+1)*nb])
-			storeRows16(sum, out[j*ostride:], r0, nr)
-		}
-	}
-	kPackPool.Put(pk)
+	tiledK(nrows, a.cols, ncols, out, ostride,
+		func(r0, nr int, pk *kPack) { packQ4K(w, rb, r0, nr, nb, pk) },
+		func(pk *kPack, j, b0, b1 int, sum *archsimd.Float32x16) {
+			e := j*a.cols + b0*qkK
+			q4KPackedDot(pk, b0, ptr(qs[e:]), ptr(bsp[e/32:]), ds[j*nb+b0:j*nb+b1], sum)
+		})
 }
 
 // kMinsStep is one Q4_K block's float step for 16 packed rows: the mins'
@@ -188,9 +241,10 @@ func packedBlockDot(q, y, sc unsafe.Pointer) archsimd.Int32x16 {
 
 // q4KPackedDot returns the dots of the 16 packed rows with the activation
 // vector whose quants are at y and pair sums at bs, with block scales ds.
-func q4KPackedDot(pk *kPack, y, bs unsafe.Pointer, ds []float32) archsimd.Float32x16 {
-	pq, psc, pmn, pdx, pdm := ptr(pk.q), ptr(pk.sc), ptr(pk.mn), ptr(pk.dx), ptr(pk.dmx)
-	var sum archsimd.Float32x16
+func q4KPackedDot(pk *kPack, b0 int, y, bs unsafe.Pointer, ds []float32, psum *archsimd.Float32x16) {
+	pq, psc, pmn := ptr(pk.q[b0*qkK*tileRows:]), ptr(pk.sc[b0*1024:]), ptr(pk.mn[b0*128:])
+	pdx, pdm := ptr(pk.dx[b0*tileRows:]), ptr(pk.dmx[b0*tileRows:])
+	sum := *psum
 	for _, d := range ds {
 		acc := packedBlockDot(pq, y, psc)
 		sum = kMinsStep(sum, acc, pmn, bs, pdx, pdm, d)
@@ -198,7 +252,7 @@ func q4KPackedDot(pk *kPack, y, bs unsafe.Pointer, ds []float32) archsimd.Float3
 		pdx, pdm = unsafe.Add(pdx, tileRows*4), unsafe.Add(pdm, tileRows*4)
 		y, bs = unsafe.Add(y, qkK), unsafe.Add(bs, 16)
 	}
-	return sum
+	*psum = sum
 }
 
 // packQ6K repacks rows r0..r0+nr-1 (nr <= 16) of the Q6_K rows in w: quants
@@ -261,24 +315,19 @@ func mmQ6_KAVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride
 	qs := a.qs[:ncols*a.cols]
 	bsums := a.bsums[:ncols*a.cols/16]
 	ds := a.d[:ncols*nb]
-	pk := kPackPool.Get().(*kPack)
-	pk.size(nb)
-	for r0 := 0; r0 < nrows; r0 += tileRows {
-		nr := min(tileRows, nrows-r0)
-		packQ6K(w, rb, r0, nr, nb, pk)
-		for j := 0; j < ncols; j++ {
-			sum := q6KPackedDot(pk, ptr(qs[j*a.cols:]), ptr(bsums[j*a.cols/16:]), ds[j*nb:(j+1)*nb])
-			storeRows16(sum, out[j*ostride:], r0, nr)
-		}
-	}
-	kPackPool.Put(pk)
+	tiledK(nrows, a.cols, ncols, out, ostride,
+		func(r0, nr int, pk *kPack) { packQ6K(w, rb, r0, nr, nb, pk) },
+		func(pk *kPack, j, b0, b1 int, sum *archsimd.Float32x16) {
+			e := j*a.cols + b0*qkK
+			q6KPackedDot(pk, b0, ptr(qs[e:]), ptr(bsums[e/16:]), ds[j*nb+b0:j*nb+b1], sum)
+		})
 }
 
 // q6KPackedDot is q4KPackedDot for Q6_K: the -32 offset is subtracted as
 // 32 * sum of scale * block sum (bs: the 16 block sums).
-func q6KPackedDot(pk *kPack, y, bs unsafe.Pointer, ds []float32) archsimd.Float32x16 {
-	pq, psc, pmn, pdx := ptr(pk.q), ptr(pk.sc), ptr(pk.mn), ptr(pk.dx)
-	var sum archsimd.Float32x16
+func q6KPackedDot(pk *kPack, b0 int, y, bs unsafe.Pointer, ds []float32, psum *archsimd.Float32x16) {
+	pq, psc, pmn, pdx := ptr(pk.q[b0*qkK*tileRows:]), ptr(pk.sc[b0*1024:]), ptr(pk.mn[b0*256:]), ptr(pk.dx[b0*tileRows:])
+	sum := *psum
 	for _, d := range ds {
 		acc := packedBlockDot(pq, y, psc)
 		m, b := pmn, bs
@@ -292,5 +341,5 @@ func q6KPackedDot(pk *kPack, y, bs unsafe.Pointer, ds []float32) archsimd.Float3
 		pq, psc, pmn, pdx = unsafe.Add(pq, qkK*tileRows), unsafe.Add(psc, 1024*2), unsafe.Add(pmn, 8*2*tileRows*2), unsafe.Add(pdx, tileRows*4)
 		y, bs = unsafe.Add(y, qkK), unsafe.Add(bs, 32)
 	}
-	return sum
+	*psum = sum
 }
