@@ -25,6 +25,7 @@ type vecVariant struct {
 	dotRows  func(q, k []float32, stride int, out []float32)
 	axpyRows func(a, x []float32, stride int, y []float32)
 	subMax   func(x []float32)
+	mulScale func(dst, x, w []float32, scale float32)
 }
 
 var vecVariants []vecVariant

@@ -1019,3 +1019,18 @@ func subMaxSIMD512(x []float32) {
 		x[i] -= mx
 	}
 }
+
+// mulScaleSIMD512 is mulScaleGeneric with 16-lane vectors.
+func mulScaleSIMD512(dst, x, w []float32, scale float32) {
+	n := len(dst)
+	x, w = x[:n], w[:n]
+	pd, px, pw := ptr(dst), ptr(x), ptr(w)
+	vs := archsimd.BroadcastFloat32x16(scale)
+	i := 0
+	for ; i+16 <= n; i += 16 {
+		ldF32x16(px, i).Mul(vs).Mul(ldF32x16(pw, i)).Store((*[16]float32)(unsafe.Add(pd, 4*i)))
+	}
+	for ; i < n; i++ {
+		dst[i] = float32(x[i]*scale) * w[i]
+	}
+}

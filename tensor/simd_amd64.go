@@ -39,6 +39,7 @@ type vecVariant struct {
 	dotRows  func(q, k []float32, stride int, out []float32)
 	axpyRows func(a, x []float32, stride int, y []float32)
 	subMax   func(x []float32)
+	mulScale func(dst, x, w []float32, scale float32)
 }
 
 var vecVariants = []vecVariant{
@@ -49,6 +50,7 @@ var vecVariants = []vecVariant{
 	{name: "dotRows/avx512", ok: hasSIMD && archsimd.X86.AVX512(), dotRows: dotRowsSIMD512},
 	{name: "axpyRows/avx512", ok: hasSIMD && archsimd.X86.AVX512(), axpyRows: axpyRowsSIMD512},
 	{name: "subMax/avx512", ok: hasSIMD && archsimd.X86.AVX512(), subMax: subMaxSIMD512},
+	{name: "mulScale/avx512", ok: hasSIMD && archsimd.X86.AVX512(), mulScale: mulScaleSIMD512},
 }
 
 func addVariant4(t gguf.Type, name string, ok bool, f rows4Func) {
@@ -115,6 +117,7 @@ func init() {
 		dotRowsImpl = dotRowsSIMD512
 		axpyRowsImpl = axpyRowsSIMD512
 		subMaxImpl = subMaxSIMD512
+		mulScaleImpl = mulScaleSIMD512
 	}
 	scaleImpl = scaleSIMD
 	addImpl = addSIMD

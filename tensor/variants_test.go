@@ -79,6 +79,17 @@ func TestVecVariantsBitExact(t *testing.T) {
 			const rows, stride = 5, 1040
 			x := randFloats(rng, (rows-1)*stride+n)
 			switch {
+			case v.mulScale != nil:
+				w := randFloats(rng, n)
+				got, want := make([]float32, n), make([]float32, n)
+				v.mulScale(got, a, w, 0.731)
+				mulScaleGeneric(want, a, w, 0.731)
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%s n=%d elem %d: %v != %v", v.name, n, i, got[i], want[i])
+					}
+				}
+				continue
 			case v.subMax != nil:
 				// Also a zero maximum of either sign, a NaN and -Inf.
 				for k, c := range [][]float32{b, negate(b, true), negate(b, false), withNaN(b), withNegInf(b)} {

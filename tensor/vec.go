@@ -19,6 +19,7 @@ var (
 	dotRowsImpl  = dotRowsGeneric
 	axpyRowsImpl = axpyRowsGeneric
 	subMaxImpl   = subMaxGeneric
+	mulScaleImpl = mulScaleGeneric
 )
 
 func checkLen(op string, a, b int) {
@@ -106,6 +107,12 @@ func RMSNorm(dst, x, w []float32, eps float32) {
 	}
 	mean := float32(sum / float64(len(x)))
 	scale := 1 / float32(math.Sqrt(float64(mean+eps)))
+	mulScaleImpl(dst, x, w, scale)
+}
+
+// mulScaleGeneric sets dst[i] = (x[i]*scale)*w[i] (dst may alias x).
+func mulScaleGeneric(dst, x, w []float32, scale float32) {
+	x, w = x[:len(dst)], w[:len(dst)]
 	for i, v := range x {
 		dst[i] = float32(v*scale) * w[i]
 	}
