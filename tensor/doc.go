@@ -29,6 +29,17 @@
 // Kernel shapes: rowsFunc (many rows by one activation vector: decode),
 // rows4Func (many rows by four vectors) and rowsNFunc (tiles of rows by all
 // vectors of a batch: prefill). MatMul picks the widest one available.
+// Integer sums are exact in any order, so kernels may reduce them however
+// suits the vector unit; only the float steps keep the generic order. The
+// AVX-512 Q4_K/Q6_K decode kernels work on four rows at once (float steps in
+// row lanes); their prefill kernels repack groups of 16 rows so that each
+// row owns lanes of the accumulators (simd512mm_amd64.go), blocked for the
+// caches. In hot loops the compiler orders ready values by source position
+// and spills vectors freely: the loops are written out in the order they
+// should run, with few values live.
+//
+// DotRows and AxpyRows do many attention dots / weighted value rows per
+// call, bit-identical to loops of Dot and Axpy.
 //
 // # Threads
 //
