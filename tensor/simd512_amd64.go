@@ -268,14 +268,6 @@ func ldQ8Pair(p unsafe.Pointer) archsimd.Int8x64 {
 	return archsimd.Int8x64{}.SetLo(ldI8(p, 2)).SetHi(ldI8(p, 2+bytesQ8_0))
 }
 
-// q8Pair returns the scaled products of one weight block pair (|x|, x<0)
-// with one activation block pair y: the 16-lane form of the even/odd lane
-// accumulation of dotQ8_0Generic.
-func q8Pair(ax archsimd.Uint8x64, neg archsimd.Mask8x64, y archsimd.Int8x64, ones archsimd.Int16x32, d archsimd.Float32x16) archsimd.Float32x16 {
-	sy := archsimd.Int8x64{}.Sub(y).Merge(y, neg)
-	return ax.DotProductPairsSaturated(sy).DotProductPairs(ones).ConvertToFloat32().Mul(d)
-}
-
 func finish16(acc archsimd.Float32x16) float32 { return storeHsum8(acc.GetLo().Add(acc.GetHi())) }
 
 // Weight formats of the batched 32-element block kernel.
@@ -315,6 +307,35 @@ func nibblePair(p0, p1 unsafe.Pointer, mask archsimd.Uint8x64) archsimd.Uint8x64
 	h0 := v0.AsUint16x8().ShiftAllRight(4).AsUint8x16()
 	h1 := v1.AsUint16x8().ShiftAllRight(4).AsUint8x16()
 	return archsimd.Uint8x64{}.SetLo(u8x32{}.SetLo(v0).SetHi(h0)).SetHi(u8x32{}.SetLo(v1).SetHi(h1)).And(mask)
+}
+
+// mm32Row4 computes one decoded row's (ax, neg: |x| and x<0 of each block
+// pair; dx: block scales) accumulators with activation vectors 0..3 at y
+// (cst bytes apart; expanded scales at dv, dst bytes apart) over np block
+// pairs: the scaled products of each block pair (|x| times y with the sign of x) written out in order, four accumulators live (a 2-row tile
+// makes the compiler spill).
+func mm32Row4(ax *[256][64]uint8, neg *[256]uint64, dx *[512]float32, np int, y unsafe.Pointer, cst int, dv unsafe.Pointer, dst int, acc *[4]archsimd.Float32x16) {
+	ones := archsimd.BroadcastInt16x32(1)
+	var a0, a1, a2, a3 archsimd.Float32x16
+	for p := 0; p < np; p++ {
+		x := archsimd.LoadUint8x64(&ax[p])
+		n := archsimd.Mask8x64FromBits(neg[p])
+		d := pairF32(dx[2*p], dx[2*p+1])
+		v := archsimd.LoadInt8x64((*[64]int8)(y))
+		v = archsimd.Int8x64{}.Sub(v).Merge(v, n)
+		a0 = a0.Add(x.DotProductPairsSaturated(v).DotProductPairs(ones).ConvertToFloat32().Mul(d.Mul(ldF32x16(dv, 16*p))))
+		v = archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, cst)))
+		v = archsimd.Int8x64{}.Sub(v).Merge(v, n)
+		a1 = a1.Add(x.DotProductPairsSaturated(v).DotProductPairs(ones).ConvertToFloat32().Mul(d.Mul(ldF32x16(unsafe.Add(dv, dst), 16*p))))
+		v = archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 2*cst)))
+		v = archsimd.Int8x64{}.Sub(v).Merge(v, n)
+		a2 = a2.Add(x.DotProductPairsSaturated(v).DotProductPairs(ones).ConvertToFloat32().Mul(d.Mul(ldF32x16(unsafe.Add(dv, 2*dst), 16*p))))
+		v = archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 3*cst)))
+		v = archsimd.Int8x64{}.Sub(v).Merge(v, n)
+		a3 = a3.Add(x.DotProductPairsSaturated(v).DotProductPairs(ones).ConvertToFloat32().Mul(d.Mul(ldF32x16(unsafe.Add(dv, 3*dst), 16*p))))
+		y = unsafe.Add(y, 64)
+	}
+	acc[0], acc[1], acc[2], acc[3] = a0, a1, a2, a3
 }
 
 // mm32AVX512 multiplies nrows rows of a 32-element block format with
@@ -362,7 +383,6 @@ func mm32AVX512(f int, w []byte, nrows int, a *act, ncols int, out []float32, os
 	pw, py, pd := ptr(w), ptr(qs), ptr(d16)
 	cst := a.cols      // bytes between activation vectors in qs
 	dst := np * 16 * 4 // bytes between vectors in d16
-	ones := archsimd.BroadcastInt16x32(1)
 	mask := archsimd.BroadcastUint8x64(0x0f)
 	sixteen := archsimd.BroadcastInt8x64(16)
 	h10 := archsimd.BroadcastInt8x64(0x10)
@@ -424,30 +444,13 @@ func mm32AVX512(f int, w []byte, nrows int, a *act, ncols int, out []float32, os
 		for j := 0; j < ncols; j += 4 {
 			y := unsafe.Add(py, j*cst)
 			dv := unsafe.Add(pd, j*dst)
-			var a00, a01, a02, a03, a10, a11, a12, a13 archsimd.Float32x16
-			for p := 0; p < np; p++ {
-				ax0, n0 := archsimd.LoadUint8x64(&ax[0][p]), archsimd.Mask8x64FromBits(neg[0][p])
-				ax1, n1 := archsimd.LoadUint8x64(&ax[1][p]), archsimd.Mask8x64FromBits(neg[1][p])
-				d0 := pairF32(dx0[2*p], dx0[2*p+1])
-				d1 := pairF32(dx1[2*p], dx1[2*p+1])
-				yo, do := 64*p, 64*p
-				y0 := archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, yo)))
-				y1 := archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, yo+cst)))
-				y2 := archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, yo+2*cst)))
-				y3 := archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, yo+3*cst)))
-				e0 := ldF32x16(dv, do/4)
-				e1 := ldF32x16(dv, (do+dst)/4)
-				e2 := ldF32x16(dv, (do+2*dst)/4)
-				e3 := ldF32x16(dv, (do+3*dst)/4)
-				a00 = a00.Add(q8Pair(ax0, n0, y0, ones, d0.Mul(e0)))
-				a01 = a01.Add(q8Pair(ax0, n0, y1, ones, d0.Mul(e1)))
-				a02 = a02.Add(q8Pair(ax0, n0, y2, ones, d0.Mul(e2)))
-				a03 = a03.Add(q8Pair(ax0, n0, y3, ones, d0.Mul(e3)))
-				a10 = a10.Add(q8Pair(ax1, n1, y0, ones, d1.Mul(e0)))
-				a11 = a11.Add(q8Pair(ax1, n1, y1, ones, d1.Mul(e1)))
-				a12 = a12.Add(q8Pair(ax1, n1, y2, ones, d1.Mul(e2)))
-				a13 = a13.Add(q8Pair(ax1, n1, y3, ones, d1.Mul(e3)))
+			var acc0, acc1 [4]archsimd.Float32x16
+			mm32Row4(&ax[0], &neg[0], &dx0, np, y, cst, dv, dst, &acc0)
+			if two {
+				mm32Row4(&ax[1], &neg[1], &dx1, np, y, cst, dv, dst, &acc1)
 			}
+			a00, a01, a02, a03 := acc0[0], acc0[1], acc0[2], acc0[3]
+			a10, a11, a12, a13 := acc1[0], acc1[1], acc1[2], acc1[3]
 			// The Q4_1/Q5_1 min terms, summed in block order (kept out of the
 			// loop above: eight scalar accumulators would crowd the vector
 			// registers).
