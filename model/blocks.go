@@ -289,17 +289,15 @@ func (r *runner) attention(layer int, a *Attention, qk *QKNorm, c Cache, b *Batc
 			scores := (*sp)[:npos]
 			for p0 := 0; p0 < npos; p0 += bs {
 				kb, _ := c.Block(layer, b.Seq[t], p0)
-				for j := 0; j < bs && p0+j < npos; j++ {
-					scores[p0+j] = tensor.Dot(q, kb[j*kvDim+kvOff:j*kvDim+kvOff+hd]) * scale
-				}
+				rows := scores[p0:min(p0+bs, npos)]
+				tensor.DotRows(q, kb[kvOff:], kvDim, rows) // q · k_j for the block's keys
+				tensor.Scale(rows, scale)
 			}
 			tensor.Softmax(scores)
 			clear(out)
 			for p0 := 0; p0 < npos; p0 += bs {
 				_, vb := c.Block(layer, b.Seq[t], p0)
-				for j := 0; j < bs && p0+j < npos; j++ {
-					tensor.Axpy(scores[p0+j], vb[j*kvDim+kvOff:j*kvDim+kvOff+hd], out)
-				}
+				tensor.AxpyRows(scores[p0:min(p0+bs, npos)], vb[kvOff:], kvDim, out) // out += p_j v_j
 			}
 		}
 		scorePool.Put(sp)
