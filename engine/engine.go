@@ -115,9 +115,13 @@ func (e *Engine) QueueDepth() int {
 
 // Request is one generation.
 type Request struct {
-	Prompt      []int32
-	MaxTokens   int // generated tokens at most; <= 0 means until the context is full
-	Sampling    SamplerParams
+	Prompt    []int32
+	MaxTokens int // generated tokens at most; <= 0 means until the context is full
+	Sampling  SamplerParams
+	// Logprobs asks for each token's log-probability (Token.Logprob); it is
+	// implied by TopLogprobs > 0. Without it the engine skips the softmax
+	// over the vocabulary, which costs as much as a small layer per token.
+	Logprobs    bool
 	TopLogprobs int // alternatives reported per generated token (0: none)
 	ExpertsUsed int // MoE experts per token; 0 = the model's trained count
 	IgnoreEOS   bool
@@ -141,8 +145,8 @@ const HandOver = "\n\nConsidering the limited time, I have to give the solution 
 // Token is one generated token.
 type Token struct {
 	ID      int32
-	Text    string // newly completed UTF-8 text (may be empty mid-character)
-	Logprob float32
+	Text    string  // newly completed UTF-8 text (may be empty mid-character)
+	Logprob float32 // only with Request.Logprobs or TopLogprobs
 	Top     []TokenLogprob
 	// Reasoning marks a token inside a thinking block (tags included).
 	Reasoning bool

@@ -313,8 +313,10 @@ func (e *Engine) emit(s *sequence, logits []float32) bool {
 		id = s.sampler.Sample(logits)
 	}
 	s.sampler.Accept(id)
-	lp, top := LogSoftmaxTop(logits, id, s.req.TopLogprobs)
-	tok := Token{ID: id, Logprob: lp, Top: top, Forced: forced}
+	tok := Token{ID: id, Forced: forced}
+	if s.req.Logprobs || s.req.TopLogprobs > 0 {
+		tok.Logprob, tok.Top = LogSoftmaxTop(logits, id, s.req.TopLogprobs)
+	}
 	tok.Reasoning = s.think.observe(id)
 	if tok.Reasoning {
 		s.res.ReasoningTokens++

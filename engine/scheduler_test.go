@@ -180,3 +180,22 @@ func TestCancelAndOverload(t *testing.T) {
 		t.Fatalf("long prompt: %v", err)
 	}
 }
+
+// TestLogprobsOnRequest: log-probabilities are computed only when asked for.
+func TestLogprobsOnRequest(t *testing.T) {
+	m, tok := openStories(t)
+	e := New(m, tok, Options{Context: 128})
+	defer e.Close()
+	prompt := tok.Encode("Once upon a time", true, true)
+	for _, want := range []bool{false, true} {
+		res, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 8, IgnoreEOS: true, Logprobs: want}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, tk := range res.Tokens {
+			if got := tk.Logprob != 0; got != want || tk.Logprob > 0 {
+				t.Fatalf("Logprobs=%v: token %d has logprob %v", want, i, tk.Logprob)
+			}
+		}
+	}
+}

@@ -130,7 +130,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *api.Error {
 		prompts: [][]int32{prompt}, sp: sp, effort: effort, stream: req.Stream,
 		usage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage, start: start, chatSetup: setup}
 	limit, budget := thinkingLimit(effort.ThinkingBudget)
-	j.base = engine.Request{MaxTokens: sp.maxTokens, Sampling: sp.params, TopLogprobs: sp.topLogprobs, IgnoreEOS: sp.ignoreEOS,
+	j.base = engine.Request{MaxTokens: sp.maxTokens, Sampling: sp.params, Logprobs: sp.logprobs, TopLogprobs: sp.topLogprobs, IgnoreEOS: sp.ignoreEOS,
 		LimitThinking: limit, ThinkingBudget: budget, StartsInThinking: setup.startsInThinking}
 	if effort.ExpertsPerToken != nil {
 		j.base.ExpertsUsed = *effort.ExpertsPerToken

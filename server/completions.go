@@ -95,7 +95,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) *api.
 	j := &job{s: s, m: m, id: randomID("cmpl-", 24), created: time.Now().Unix(), model: req.Model, prompts: prompts, echo: echo,
 		sp: sp, effort: effort, stream: req.Stream, usage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage, start: start}
 	limit, budget := thinkingLimit(effort.ThinkingBudget)
-	j.base = engine.Request{MaxTokens: sp.maxTokens, Sampling: sp.params, TopLogprobs: sp.topLogprobs, IgnoreEOS: sp.ignoreEOS,
+	j.base = engine.Request{MaxTokens: sp.maxTokens, Sampling: sp.params, Logprobs: sp.logprobs, TopLogprobs: sp.topLogprobs, IgnoreEOS: sp.ignoreEOS,
 		LimitThinking: limit, ThinkingBudget: budget}
 	if effort.ExpertsPerToken != nil {
 		j.base.ExpertsUsed = *effort.ExpertsPerToken
