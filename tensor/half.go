@@ -7,7 +7,20 @@ import "math"
 // register): normal values are rebiased with integer arithmetic; zeros and
 // subnormals are rescaled by 2^112 (exact); infinities and NaNs get the
 // all-ones exponent.
-func f16ToF32(h uint16) float32 {
+func f16ToF32(h uint16) float32 { return f16Table[h] }
+
+// f16Table holds f16ToF32Calc of every binary16 value: one load replaces the
+// branches in the kernels' scale conversions (ggml keeps the same table).
+var f16Table = func() *[1 << 16]float32 {
+	var t [1 << 16]float32
+	for i := range t {
+		t[i] = f16ToF32Calc(uint16(i))
+	}
+	return &t
+}()
+
+// f16ToF32Calc converts an IEEE 754 binary16 value to float32 exactly.
+func f16ToF32Calc(h uint16) float32 {
 	em := uint32(h&0x7fff) << 13
 	bits := em + 0x38000000
 	if em < 0x00800000 {
