@@ -437,12 +437,19 @@ func (r *runner) moeOneToken(m *MoE, kmax int) {
 		outs = append(outs, r.xin[2*j*ff:(2*j+1)*ff], r.xin[(2*j+1)*ff:(2*j+2)*ff])
 	}
 	tensor.MatMulMany(r.pool, ms, r.h[:d], 1, outs)
-	r.xout = grow(r.xout, d)
-	for j := 0; j < len(ms)/2; j++ {
-		gate, up := outs[2*j], outs[2*j+1]
-		tensor.SwiGLU(gate, up)
-		tensor.MatMul(r.pool, m.Down.Expert(r.sel[j]), gate, 1, r.xout)
-		tensor.Axpy(r.selW[j], r.xout, r.tmp[:d])
+	k := len(ms) / 2
+	r.xout = grow(r.xout, k*d)
+	// The down projections have different inputs: run whole experts on the
+	// threads (one pass) rather than each expert across the threads.
+	r.pool.For(k, func(lo, hi int) {
+		for j := lo; j < hi; j++ {
+			gate, up := outs[2*j], outs[2*j+1]
+			tensor.SwiGLU(gate, up)
+			tensor.MatMul(nil, m.Down.Expert(r.sel[j]), gate, 1, r.xout[j*d:(j+1)*d])
+		}
+	})
+	for j := 0; j < k; j++ {
+		tensor.Axpy(r.selW[j], r.xout[j*d:(j+1)*d], r.tmp[:d])
 	}
 }
 
