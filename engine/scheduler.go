@@ -63,8 +63,9 @@ func (s *sequence) wakeWaiter() {
 
 // parkedSeq is a finished sequence whose KV cache is kept for a follow-up.
 type parkedSeq struct {
-	id     int
-	tokens []int32 // the tokens whose keys and values are in the cache
+	id      int
+	tokens  []int32 // the tokens whose keys and values are in the cache
+	experts int     // experts per token they were computed with (0: trained count)
 }
 
 // loop is the scheduler goroutine.
@@ -96,6 +97,18 @@ func (e *Engine) loop() {
 // reusing a parked sequence's cache when the prompt starts with its tokens.
 // Called with e.mu held.
 func (e *Engine) admit() {
+	// Cancelled requests leave the queue at once, wherever they wait.
+	kept := e.pending[:0]
+	for _, s := range e.pending {
+		if s.cancelled.Load() {
+			s.res.FinishReason = "cancelled"
+			s.finish(nil)
+			continue
+		}
+		kept = append(kept, s)
+	}
+	clear(e.pending[len(kept):])
+	e.pending = kept
 	for len(e.pending) > 0 && len(e.running) < e.opts.Parallel {
 		s := e.pending[0]
 		if s.cancelled.Load() {
@@ -105,7 +118,12 @@ func (e *Engine) admit() {
 			continue
 		}
 		need := len(s.req.Prompt) + s.maxNew
-		reuse, common := e.bestPrefix(s.req.Prompt)
+		if need > e.cache.Capacity() {
+			e.pending = e.pending[1:]
+			s.finish(fmt.Errorf("engine: KV cache holds %d positions, request needs %d", e.cache.Capacity(), need))
+			continue
+		}
+		reuse, common := e.bestPrefix(s.req.Prompt, s.req.ExpertsUsed)
 		if reuse != nil {
 			e.cache.Move(reuse.id, s.id)
 			e.unpark(reuse)
@@ -152,10 +170,13 @@ func (e *Engine) admit() {
 // bestPrefix finds the parked sequence sharing the longest prefix with
 // prompt. The reusable length stops one short of the prompt so that its last
 // token is run again to give the next token's logits.
-func (e *Engine) bestPrefix(prompt []int32) (*parkedSeq, int) {
+func (e *Engine) bestPrefix(prompt []int32, experts int) (*parkedSeq, int) {
 	var best *parkedSeq
 	bestN := 0
 	for _, p := range e.parked {
+		if e.expertsOf(p.experts) != e.expertsOf(experts) {
+			continue // keys and values past an MoE layer depend on the expert count
+		}
 		n := 0
 		for n < len(p.tokens) && n < len(prompt)-1 && p.tokens[n] == prompt[n] {
 			n++
@@ -165,6 +186,14 @@ func (e *Engine) bestPrefix(prompt []int32) (*parkedSeq, int) {
 		}
 	}
 	return best, bestN
+}
+
+// expertsOf resolves an experts-per-token request (0: the trained count).
+func (e *Engine) expertsOf(n int) int {
+	if n <= 0 {
+		return e.Model.Config().NExpertUse
+	}
+	return n
 }
 
 func (e *Engine) unpark(p *parkedSeq) {
@@ -190,7 +219,7 @@ func (e *Engine) retire(s *sequence) {
 		return
 	}
 	e.cache.Truncate(s.id, s.past)
-	e.parked = append(e.parked, &parkedSeq{id: s.id, tokens: s.tokens[:s.past]})
+	e.parked = append(e.parked, &parkedSeq{id: s.id, tokens: s.tokens[:s.past], experts: s.req.ExpertsUsed})
 	for len(e.parked) > e.opts.KeepPrefixes {
 		e.cache.Free(e.parked[0].id)
 		e.parked = e.parked[1:]
@@ -304,6 +333,13 @@ func (e *Engine) emit(s *sequence, logits []float32) bool {
 	switch {
 	case forced:
 	case s.json != nil && !s.think.in:
+		// A complete object ends the answer (IgnoreEOS or not); so does a
+		// state where no token can continue it.
+		if s.json.done {
+			s.push(Token{ID: -1})
+			s.res.FinishReason = "stop"
+			return true
+		}
 		if id = e.sampleJSON(s, logits); id < 0 {
 			s.push(Token{ID: -1})
 			s.res.FinishReason = "stop"
@@ -329,7 +365,7 @@ func (e *Engine) emit(s *sequence, logits []float32) bool {
 		return true
 	}
 	tok.Text = s.dec.Push(id)
-	if s.json != nil && !tok.Reasoning {
+	if s.json != nil && !tok.Reasoning && !forced { // the hand-over's trailing newlines are not the answer
 		s.json.advance(e.Tok.Piece(id))
 	}
 	s.tokens = append(s.tokens, id)
@@ -341,16 +377,15 @@ func (e *Engine) emit(s *sequence, logits []float32) bool {
 	return s.generated >= s.maxNew
 }
 
-// sampleJSON picks a token that keeps the answer a valid JSON object prefix;
-// once the object is complete it picks an end-of-generation token.
+// sampleJSON picks a token that keeps the answer a valid JSON object
+// prefix. Before the object starts, a model may still open a thinking block
+// if its budget allows one.
 func (e *Engine) sampleJSON(s *sequence, logits []float32) int32 {
-	if s.json.done {
-		if eogs := e.Tok.EOGs(); len(eogs) > 0 {
-			return eogs[0]
-		}
-		return -1
-	}
+	canThink := s.think.open >= 0 && s.json.mode == jmStart && (!s.think.limit || s.think.spent < s.think.budget)
 	return s.sampler.SampleAllowed(logits, func(id int32) bool {
+		if canThink && id == s.think.open {
+			return true
+		}
 		return !e.Tok.IsControl(id) && s.json.accepts(e.Tok.Piece(id))
 	})
 }

@@ -11,6 +11,7 @@ type thinkState struct {
 	in          bool
 	spent       int
 	closing     bool // hand-over queued or being written
+	handedOver  bool // the hand-over was written once; a re-opened block just closes
 	forced      []int32
 	handOver    []int32
 }
@@ -61,6 +62,11 @@ func (s *thinkState) observe(id int32) bool {
 func (s *thinkState) check() {
 	if s.limit && s.in && !s.closing && s.spent >= s.budget && s.close >= 0 {
 		s.closing = true
+		if s.handedOver {
+			s.forced = []int32{s.close}
+			return
+		}
+		s.handedOver = true
 		s.forced = append([]int32(nil), s.handOver...)
 	}
 }

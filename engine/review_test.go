@@ -1,0 +1,134 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stepflash/stepflash/internal/testmodels"
+	"github.com/stepflash/stepflash/model"
+	"github.com/stepflash/stepflash/tokenizer"
+)
+
+// TestJSONAfterThinkingBudget: when a spent budget closes the thinking block,
+// the forced hand-over's newlines are not part of the JSON answer, which must
+// still start and parse as an object.
+func TestJSONAfterThinkingBudget(t *testing.T) {
+	m, f, err := model.Open(thinkingModel(t), model.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	defer m.Close()
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(m, tok, Options{Context: 512})
+	defer e.Close()
+	res, err := e.Generate(context.Background(), Request{
+		Prompt: tok.Encode("Once upon a time<think>", false, true), MaxTokens: 200,
+		LimitThinking: true, ThinkingBudget: 3, StartsInThinking: true, JSONObject: true,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer strings.Builder
+	for _, tk := range res.Tokens {
+		if !tk.Reasoning && !tk.Forced {
+			answer.WriteString(tk.Text)
+		}
+	}
+	a := answer.String()
+	if !strings.HasPrefix(a, "{") {
+		t.Fatalf("answer after the thinking block does not start a JSON object: %q (finish %s, %d tokens, last %+v)", a, res.FinishReason, len(res.Tokens), res.Tokens[len(res.Tokens)-1])
+	}
+	if res.FinishReason == "stop" {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(a), &obj); err != nil {
+			t.Fatalf("finished answer is not a JSON object: %v: %q", err, a)
+		}
+	}
+}
+
+// TestCancelWhileQueued: a request cancelled while it waits for a slot
+// returns at once, not when the running request ends.
+func TestCancelWhileQueued(t *testing.T) {
+	m, tok := openStories(t)
+	e := New(m, tok, Options{Context: 2048, Parallel: 1})
+	defer e.Close()
+	prompt := tok.Encode("Once upon a time", true, true)
+	long, stopLong := context.WithCancel(context.Background())
+	defer stopLong()
+	started := make(chan struct{})
+	go e.Generate(long, Request{Prompt: prompt, MaxTokens: 2000, IgnoreEOS: true}, func(Token) bool {
+		select {
+		case <-started:
+		default:
+			close(started)
+		}
+		return true
+	})
+	<-started
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan *Result)
+	go func() {
+		res, _ := e.Generate(ctx, Request{Prompt: prompt, MaxTokens: 5}, nil)
+		done <- res
+	}()
+	for e.QueueDepth() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	select {
+	case res := <-done:
+		if res == nil || res.FinishReason != "cancelled" || len(res.Tokens) != 0 {
+			t.Fatalf("queued request after cancel: %+v", res)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("a request cancelled in the queue waited for the running one")
+	}
+	if d := e.QueueDepth(); d != 0 {
+		t.Fatalf("queue depth %d after cancel", d)
+	}
+}
+
+// TestPrefixReuseNeedsSameExperts: keys and values computed with another
+// experts-per-token count are not reused.
+func TestPrefixReuseNeedsSameExperts(t *testing.T) {
+	m, f, err := model.Open(testmodels.Path(t, "tiny-qwen3moe-F32.gguf"), model.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	defer m.Close()
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(m, tok, Options{Context: 256, KeepPrefixes: 1})
+	defer e.Close()
+	prompt := tok.Encode("Once upon a time there was", true, true)
+	follow := append(append([]int32{}, prompt...), tok.Encode(" a cat", false, false)...)
+	if _, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 1, ExpertsUsed: 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		experts int
+		reuse   bool
+	}{{2, false}, {0, false}, {1, true}} {
+		// Park the 1-expert prefix again before each probe.
+		if _, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 1, ExpertsUsed: 1}, nil); err != nil {
+			t.Fatal(err)
+		}
+		res, err := e.Generate(context.Background(), Request{Prompt: follow, MaxTokens: 1, ExpertsUsed: tc.experts}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (res.CachedTokens > 0) != tc.reuse {
+			t.Errorf("experts %d after a 1-expert turn: %d cached tokens, reuse expected %v", tc.experts, res.CachedTokens, tc.reuse)
+		}
+	}
+}
