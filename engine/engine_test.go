@@ -10,7 +10,6 @@ import (
 	"github.com/stepflash/stepflash/gguf"
 	"github.com/stepflash/stepflash/internal/testmodels"
 	"github.com/stepflash/stepflash/model"
-	"github.com/stepflash/stepflash/tokenizer"
 )
 
 func TestSamplerGreedyAndFilters(t *testing.T) {
@@ -230,16 +229,7 @@ func thinkingModel(t *testing.T) string {
 }
 
 func TestThinkingBudget(t *testing.T) {
-	m, f, err := model.Open(thinkingModel(t), model.Options{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	defer m.Close()
-	tok, err := tokenizer.FromGGUF(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, tok := openModel(t, thinkingModel(t), 1)
 	e := New(m, tok, Options{Context: 256})
 	closeID, _ := tok.Lookup("</think>")
 	handOver := tok.Encode(HandOver, false, true)

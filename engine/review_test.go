@@ -8,24 +8,13 @@ import (
 	"time"
 
 	"github.com/stepflash/stepflash/internal/testmodels"
-	"github.com/stepflash/stepflash/model"
-	"github.com/stepflash/stepflash/tokenizer"
 )
 
 // TestJSONAfterThinkingBudget: when a spent budget closes the thinking block,
 // the forced hand-over's newlines are not part of the JSON answer, which must
 // still start and parse as an object.
 func TestJSONAfterThinkingBudget(t *testing.T) {
-	m, f, err := model.Open(thinkingModel(t), model.Options{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	defer m.Close()
-	tok, err := tokenizer.FromGGUF(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, tok := openModel(t, thinkingModel(t), 1)
 	e := New(m, tok, Options{Context: 512})
 	defer e.Close()
 	res, err := e.Generate(context.Background(), Request{
@@ -98,16 +87,7 @@ func TestCancelWhileQueued(t *testing.T) {
 // TestPrefixReuseNeedsSameExperts: keys and values computed with another
 // experts-per-token count are not reused.
 func TestPrefixReuseNeedsSameExperts(t *testing.T) {
-	m, f, err := model.Open(testmodels.Path(t, "tiny-qwen3moe-F32.gguf"), model.Options{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	defer m.Close()
-	tok, err := tokenizer.FromGGUF(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, tok := openModel(t, testmodels.Path(t, "tiny-qwen3moe-F32.gguf"), 1)
 	e := New(m, tok, Options{Context: 256, KeepPrefixes: 1})
 	defer e.Close()
 	prompt := tok.Encode("Once upon a time there was", true, true)

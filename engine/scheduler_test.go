@@ -14,7 +14,13 @@ import (
 
 func openStories(t *testing.T) (model.Model, *tokenizer.Tokenizer) {
 	t.Helper()
-	m, f, err := model.Open(testmodels.Path(t, "stories260K.gguf"), model.Options{Threads: 2})
+	return openModel(t, testmodels.Path(t, "stories260K.gguf"), 2)
+}
+
+// openModel loads a GGUF model and its tokenizer, closed when the test ends.
+func openModel(t *testing.T, path string, threads int) (model.Model, *tokenizer.Tokenizer) {
+	t.Helper()
+	m, f, err := model.Open(path, model.Options{Threads: threads})
 	if err != nil {
 		t.Fatal(err)
 	}
