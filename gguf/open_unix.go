@@ -4,15 +4,17 @@ package gguf
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"syscall"
 )
 
-// Open maps the GGUF file at path read-only into memory and parses it. The
-// tensor data is not copied: TensorData returns slices of the mapping, valid
-// until Close. Files that cannot be mapped (pipes, devices, empty files) are
-// read into memory instead.
-func Open(path string) (*File, error) {
+// OpenWith opens the GGUF file at path and parses it, bringing its bytes
+// into memory as how says. Tensor data is never copied again: TensorData
+// returns slices of the mapping or the copy, valid until Close. Files that
+// cannot be mapped (pipes, devices, empty files) are read into the Go heap
+// whatever how says.
+func OpenWith(path string, how Loading) (*File, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("gguf: %w", err)
@@ -25,18 +27,56 @@ func Open(path string) (*File, error) {
 	if !st.Mode().IsRegular() || st.Size() == 0 {
 		return readAll(path, fh)
 	}
-	if st.Size() > int64(int(^uint(0)>>1)) {
-		return nil, fmt.Errorf("gguf: %s: file of %d bytes is too large to map", path, st.Size())
+	size := st.Size()
+	if size > int64(int(^uint(0)>>1)) {
+		return nil, fmt.Errorf("gguf: %s: file of %d bytes is too large to map", path, size)
 	}
-	data, err := syscall.Mmap(int(fh.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
-	if err != nil {
-		return readAll(path, fh)
+	if how == LoadAuto {
+		how = LoadMap
+		if avail, ok := availableMemory(); ok && size <= avail/2 {
+			how = LoadCopy
+		}
+	}
+	var data []byte
+	switch how {
+	case LoadMap:
+		data, err = syscall.Mmap(int(fh.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
+		if err != nil {
+			return readAll(path, fh)
+		}
+	case LoadCopy:
+		data, err = copyIn(fh, int(size))
+		if err != nil {
+			return nil, fmt.Errorf("gguf: %s: copying %d bytes into memory: %w", path, size, err)
+		}
+	default:
+		return nil, fmt.Errorf("gguf: %s: unknown weight loading %v", path, how)
 	}
 	f, err := Read(data)
 	if err != nil {
 		syscall.Munmap(data)
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	f.loaded = how
 	f.unmap = func() error { return syscall.Munmap(data) }
 	return f, nil
+}
+
+// copyIn reads size bytes of fh into a fresh anonymous mapping (outside the
+// Go heap, so the collector never scans it), advised for huge pages before
+// the first touch so the kernel backs it with 2 MiB pages where it can.
+func copyIn(fh *os.File, size int) ([]byte, error) {
+	data, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		return nil, err
+	}
+	adviseHugePages(data)
+	if _, err := io.ReadFull(fh, data); err != nil {
+		syscall.Munmap(data)
+		if err == io.ErrUnexpectedEOF {
+			err = fmt.Errorf("the file shrank while it was read")
+		}
+		return nil, err
+	}
+	return data, nil
 }

@@ -68,6 +68,7 @@ type File struct {
 
 	data    []byte // the whole file
 	unmap   func() error
+	loaded  Loading
 	kvIndex map[string]int
 	tIndex  map[string]int
 }

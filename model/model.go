@@ -84,6 +84,9 @@ type Model interface {
 type Options struct {
 	// Threads is the number of threads for the kernels (default 1).
 	Threads int
+	// Loading says how Open brings the file into memory (default
+	// gguf.LoadAuto: a huge-page copy when it fits easily, else a mapping).
+	Loading gguf.Loading
 }
 
 // Constructor builds an architecture from an opened GGUF file.
@@ -145,7 +148,7 @@ func Load(f *gguf.File, opts Options) (Model, error) {
 
 // Open opens a GGUF file and loads its model. Close the model, then the file.
 func Open(path string, opts Options) (Model, *gguf.File, error) {
-	f, err := gguf.Open(path)
+	f, err := gguf.OpenWith(path, opts.Loading)
 	if err != nil {
 		return nil, nil, err
 	}

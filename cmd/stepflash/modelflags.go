@@ -19,6 +19,25 @@ type modelFlags struct {
 	model   string
 	threads int
 	ctx     int
+	loading gguf.Loading
+}
+
+// loadFlagHelp is the --load flag's help, shared by every command that loads
+// a model.
+const loadFlagHelp = "how weights come into memory: mmap (map the file: shared page cache, nothing copied), " +
+	"copy (a private copy in transparent huge pages: faster decode), auto (copy when the file is under half of available memory)"
+
+// registerLoad adds --load to fs, parsed into *l (default auto).
+func registerLoad(fs *flag.FlagSet, l *gguf.Loading) {
+	*l = gguf.LoadAuto
+	fs.Func("load", loadFlagHelp+" (default auto)", func(s string) error {
+		v, err := gguf.ParseLoading(s)
+		if err != nil {
+			return err
+		}
+		*l = v
+		return nil
+	})
 }
 
 func (m *modelFlags) register(fs *flag.FlagSet) {
@@ -28,6 +47,7 @@ func (m *modelFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&m.threads, "threads", runtime.NumCPU(), "same as -t")
 	fs.IntVar(&m.ctx, "c", 0, "context length in tokens (0: min(model's training context, 4096))")
 	fs.IntVar(&m.ctx, "ctx", 0, "same as -c")
+	registerLoad(fs, &m.loading)
 }
 
 // loaded is an opened model with its tokenizer and engine.
@@ -54,15 +74,15 @@ func (m *modelFlags) load() (*loaded, error) {
 	if m.model == "" {
 		return nil, fmt.Errorf("no model: pass -m FILE.gguf")
 	}
-	return openModel(m.model, m.threads, engine.Options{Context: m.ctx})
+	return openModel(m.model, m.threads, m.loading, engine.Options{Context: m.ctx})
 }
 
 // openModel opens a GGUF file, its tokenizer and an engine for it.
-func openModel(path string, threads int, opts engine.Options) (*loaded, error) {
+func openModel(path string, threads int, load gguf.Loading, opts engine.Options) (*loaded, error) {
 	if threads <= 0 {
 		return nil, fmt.Errorf("-t must be at least 1, got %d", threads)
 	}
-	mdl, f, err := model.Open(path, model.Options{Threads: threads})
+	mdl, f, err := model.Open(path, model.Options{Threads: threads, Loading: load})
 	if err != nil {
 		return nil, err
 	}

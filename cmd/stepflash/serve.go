@@ -22,6 +22,7 @@ import (
 
 	"github.com/stepflash/stepflash/chat"
 	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/gguf"
 	"github.com/stepflash/stepflash/hub"
 	"github.com/stepflash/stepflash/server"
 )
@@ -51,6 +52,7 @@ type serveOptions struct {
 	addr            string
 	specs           []modelSpec
 	threads         int
+	load            gguf.Loading
 	ctx             int
 	parallel        int
 	queue           int
@@ -131,6 +133,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.StringVar(&o.addr, "addr", "0.0.0.0:8000", "listen address")
 	fs.IntVar(&o.threads, "t", runtime.NumCPU(), "threads for the kernels")
 	fs.IntVar(&o.threads, "threads", runtime.NumCPU(), "same as -t")
+	registerLoad(fs, &o.load)
 	fs.IntVar(&o.ctx, "c", 0, "context length per sequence (0: min(model's training context, 4096))")
 	fs.IntVar(&o.ctx, "ctx", 0, "same as -c")
 	fs.IntVar(&o.parallel, "parallel", 4, "sequences decoded together per model (continuous batching)")
@@ -299,7 +302,7 @@ func loadAll(ctx context.Context, o *serveOptions, srv *server.Server, stderr io
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		m, closeFn, err := loadServedModel(path, spec, o, stderr)
+		m, weights, closeFn, err := loadServedModel(path, spec, o, stderr)
 		if err != nil {
 			return err
 		}
@@ -310,8 +313,8 @@ func loadAll(ctx context.Context, o *serveOptions, srv *server.Server, stderr io
 		if err := srv.AddModel(m); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "stepflash serve: loaded %s as %s (context %d, %d parallel, template: %s; effort %s)\n", path,
-			strings.Join(quoteAll(append([]string{m.Name}, m.Aliases...)), ", "), m.Engine.Context(), firstPositive(spec.Parallel, o.parallel), templateName(m),
+		fmt.Fprintf(stderr, "stepflash serve: loaded %s as %s (weights: %s; context %d, %d parallel, template: %s; effort %s)\n", path,
+			strings.Join(quoteAll(append([]string{m.Name}, m.Aliases...)), ", "), weights, m.Engine.Context(), firstPositive(spec.Parallel, o.parallel), templateName(m),
 			server.DescribePolicy(m.Effort, m.Config))
 	}
 	return nil
@@ -364,10 +367,11 @@ func resolveModel(ctx context.Context, o *serveOptions, s string, stderr io.Writ
 }
 
 // loadServedModel opens a GGUF, its tokenizer, chat template and engine.
-func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (*server.Model, func(), error) {
-	l, err := openModel(path, o.threads, engine.Options{Context: firstPositive(spec.Ctx, o.ctx), Parallel: firstPositive(spec.Parallel, o.parallel), QueueLimit: o.queue})
+// It also returns how the weights were loaded (mmap or copy).
+func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (*server.Model, gguf.Loading, func(), error) {
+	l, err := openModel(path, o.threads, o.load, engine.Options{Context: firstPositive(spec.Ctx, o.ctx), Parallel: firstPositive(spec.Parallel, o.parallel), QueueLimit: o.queue})
 	if err != nil {
-		return nil, nil, err
+		return nil, 0, nil, err
 	}
 	tok, eng, cfg := l.tok, l.engine, l.model.Config()
 	var tmpl *chat.Template
@@ -390,9 +394,9 @@ func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Wri
 	policy, err := spec.Effort.Policy(cfg)
 	if err != nil {
 		l.Close()
-		return nil, nil, fmt.Errorf("%s (model %q): %w", path, name, err)
+		return nil, 0, nil, fmt.Errorf("%s (model %q): %w", path, name, err)
 	}
 	m := &server.Model{Name: name, Aliases: spec.Aliases, Engine: eng, Tok: tok, Config: cfg, Template: tmpl, Effort: policy,
 		Fingerprint: "fp_" + hex.EncodeToString(sum[:5])}
-	return m, l.Close, nil
+	return m, l.file.Loaded(), l.Close, nil
 }
