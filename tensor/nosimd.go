@@ -26,6 +26,7 @@ type vecVariant struct {
 	axpyRows func(a, x []float32, stride int, y []float32)
 	subMax   func(x []float32)
 	mulScale func(dst, x, w []float32, scale float32)
+	sumWords func(b []byte) uint32
 }
 
 var vecVariants []vecVariant

@@ -1037,3 +1037,27 @@ func mulScaleSIMD512(dst, x, w []float32, scale float32) {
 		dst[i] = float32(x[i]*scale) * w[i]
 	}
 }
+
+// sumWordsSIMD512 is sumWordsGeneric with four 512-bit accumulators, so a
+// thread keeps 256 bytes of loads in flight per iteration (wrapping 32-bit
+// lane sums; their total equals the generic sum modulo 2^32).
+func sumWordsSIMD512(b []byte) uint32 {
+	n := len(b) &^ 255
+	var a0, a1, a2, a3 archsimd.Uint32x16
+	if n > 0 {
+		p := ptr(b)
+		for i := 0; i < n; i += 256 {
+			a0 = a0.Add(archsimd.LoadUint32x16((*[16]uint32)(unsafe.Add(p, i))))
+			a1 = a1.Add(archsimd.LoadUint32x16((*[16]uint32)(unsafe.Add(p, i+64))))
+			a2 = a2.Add(archsimd.LoadUint32x16((*[16]uint32)(unsafe.Add(p, i+128))))
+			a3 = a3.Add(archsimd.LoadUint32x16((*[16]uint32)(unsafe.Add(p, i+192))))
+		}
+	}
+	var lanes [16]uint32
+	a0.Add(a1).Add(a2.Add(a3)).Store(&lanes)
+	s := sumWordsGeneric(b[n:])
+	for _, v := range lanes {
+		s += v
+	}
+	return s
+}

@@ -40,6 +40,7 @@ type vecVariant struct {
 	axpyRows func(a, x []float32, stride int, y []float32)
 	subMax   func(x []float32)
 	mulScale func(dst, x, w []float32, scale float32)
+	sumWords func(b []byte) uint32
 }
 
 var vecVariants = []vecVariant{
@@ -51,6 +52,7 @@ var vecVariants = []vecVariant{
 	{name: "axpyRows/avx512", ok: hasSIMD && archsimd.X86.AVX512(), axpyRows: axpyRowsSIMD512},
 	{name: "subMax/avx512", ok: hasSIMD && archsimd.X86.AVX512(), subMax: subMaxSIMD512},
 	{name: "mulScale/avx512", ok: hasSIMD && archsimd.X86.AVX512(), mulScale: mulScaleSIMD512},
+	{name: "sumWords/avx512", ok: hasSIMD && archsimd.X86.AVX512(), sumWords: sumWordsSIMD512},
 }
 
 func addVariant4(t gguf.Type, name string, ok bool, f rows4Func) {
@@ -118,6 +120,7 @@ func init() {
 		axpyRowsImpl = axpyRowsSIMD512
 		subMaxImpl = subMaxSIMD512
 		mulScaleImpl = mulScaleSIMD512
+		sumWordsImpl = sumWordsSIMD512
 	}
 	scaleImpl = scaleSIMD
 	addImpl = addSIMD

@@ -79,6 +79,19 @@ func TestVecVariantsBitExact(t *testing.T) {
 			const rows, stride = 5, 1040
 			x := randFloats(rng, (rows-1)*stride+n)
 			switch {
+			case v.sumWords != nil:
+				raw := make([]byte, 4*n+3)
+				for i := range raw {
+					raw[i] = byte(rng.Uint32())
+				}
+				for _, l := range []int{0, 1, 3, 4, 7, 255, 256, 257, len(raw)} {
+					if l <= len(raw) {
+						if got, want := v.sumWords(raw[:l]), sumWordsGeneric(raw[:l]); got != want {
+							t.Fatalf("%s n=%d len %d: %#x != %#x", v.name, n, l, got, want)
+						}
+					}
+				}
+				continue
 			case v.mulScale != nil:
 				w := randFloats(rng, n)
 				got, want := make([]float32, n), make([]float32, n)

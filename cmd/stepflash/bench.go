@@ -9,13 +9,16 @@ import (
 	"net/url"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/gguf"
 	"github.com/stepflash/stepflash/loadgen"
 	"github.com/stepflash/stepflash/model"
+	"github.com/stepflash/stepflash/tensor"
 )
 
 // benchStat is min/median/max tok/s over runs.
@@ -33,14 +36,7 @@ func newBenchStat(test string, tokens int, durs []time.Duration) benchStat {
 	for _, d := range durs {
 		s.Runs = append(s.Runs, float64(tokens)/d.Seconds())
 	}
-	sorted := append([]float64(nil), s.Runs...)
-	sort.Float64s(sorted)
-	s.Min, s.Max = sorted[0], sorted[len(sorted)-1]
-	if n := len(sorted); n%2 == 1 {
-		s.Median = sorted[n/2]
-	} else {
-		s.Median = (sorted[n/2-1] + sorted[n/2]) / 2
-	}
+	s.Min, s.Max, s.Median = slices.Min(s.Runs), slices.Max(s.Runs), median(s.Runs)
 	return s
 }
 
@@ -56,6 +52,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed runs to this file (go tool pprof)")
 	effort := fs.String("effort", "", "reasoning effort tier: low, medium (default) or high (MoE: experts per token)")
+	probe := fs.Bool("probe", true, "after each decode run, time one read of the weights (up to 1 GiB) with the same threads: "+
+		"the memory speed that caps decode, reported with each run's share of that ceiling")
 	lc := loadgen.Config{APIKey: os.Getenv("STEP_API_KEY")}
 	fs.Func("base-url", "load mode: an OpenAI-compatible API base URL, e.g. http://127.0.0.1:8000/v1 (repeat to compare servers side by side)", func(s string) error {
 		u, err := url.Parse(s)
@@ -97,7 +95,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	loadOnly := []string{"clients", "duration", "max-tokens", "prompt", "ignore-eos", "requests", "request-timeout", "rounds", "api-key"}
-	modelOnly := []string{"p", "n", "r", "effort", "cpuprofile", "t", "threads", "c", "ctx"}
+	modelOnly := []string{"p", "n", "r", "effort", "cpuprofile", "t", "threads", "c", "ctx", "load", "probe"}
 	if len(lc.BaseURLs) > 0 {
 		for _, f := range modelOnly {
 			if set[f] {
@@ -168,6 +166,15 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		}
 		results = append(results, newBenchStat(fmt.Sprintf("pp%d", *nPrompt), *nPrompt, durs))
 	}
+	var probeBufs [][]byte
+	var probeBytes int64
+	var probePool *tensor.Pool
+	if *nGen > 0 && *probe {
+		probeBufs, probeBytes = weightSample(l.file, 1<<30)
+		probePool = tensor.NewPool(mf.threads)
+		defer probePool.Close()
+	}
+	var ceiling *decodeCeiling
 	if *nGen > 0 {
 		if *warmup {
 			if _, err := e.BenchDecode(min(*nGen, 16), experts, 0); err != nil {
@@ -175,14 +182,26 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		var durs []time.Duration
+		var speeds, shares []float64
 		for i := 0; i < *runs; i++ {
 			d, err := e.BenchDecode(*nGen, experts, uint64(i+1))
 			if err != nil {
 				return err
 			}
 			durs = append(durs, d)
+			if probePool != nil {
+				t0 := time.Now()
+				tensor.StreamRead(probePool, probeBufs)
+				bw := float64(probeBytes) / time.Since(t0).Seconds()
+				speeds = append(speeds, bw)
+				shares = append(shares, float64(*nGen)/d.Seconds()*float64(weightBytes)/bw)
+			}
 		}
 		results = append(results, newBenchStat(fmt.Sprintf("tg%d", *nGen), *nGen, durs))
+		if probePool != nil {
+			bw := median(speeds)
+			ceiling = &decodeCeiling{ProbeBytes: probeBytes, GBps: bw / 1e9, CeilingTPS: bw / float64(weightBytes), Share: median(shares)}
+		}
 	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(struct {
@@ -191,17 +210,77 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			Effort  engine.AppliedEffort `json:"effort"`
 			// WeightBytesPerToken is what one decoded token reads: decode
 			// cannot beat memory bandwidth divided by it.
-			WeightBytesPerToken int64       `json:"weight_bytes_per_token"`
-			Results             []benchStat `json:"results"`
-		}{mf.model, mf.threads, applied, weightBytes, results})
+			WeightBytesPerToken int64          `json:"weight_bytes_per_token"`
+			Weights             string         `json:"weights"`
+			Ceiling             *decodeCeiling `json:"decode_ceiling,omitempty"`
+			Results             []benchStat    `json:"results"`
+		}{mf.model, mf.threads, applied, weightBytes, l.file.Loaded().String(), ceiling, results})
 	}
 	fmt.Fprintf(stdout, "model: %s  threads: %d  runs: %d  effort: %s\n", mf.model, mf.threads, *runs, describeEffort(applied))
-	fmt.Fprintf(stdout, "weights read per decoded token: %.1f MiB\n", float64(weightBytes)/(1<<20))
+	fmt.Fprintf(stdout, "weights: %s; read per decoded token: %.1f MiB\n", l.file.Loaded(), float64(weightBytes)/(1<<20))
+	if ceiling != nil {
+		fmt.Fprintf(stdout, "memory read speed (%d MiB of the weights, after each decode run, median): %.1f GB/s -> decode ceiling %.1f t/s\n",
+			ceiling.ProbeBytes>>20, ceiling.GBps, ceiling.CeilingTPS)
+		if ceiling.ProbeBytes < 256<<20 {
+			fmt.Fprintf(stdout, "(the weights are only %d MiB, so caches serve much of them: the ceiling overstates memory speed)\n", ceiling.ProbeBytes>>20)
+		}
+	}
 	fmt.Fprintf(stdout, "%-8s %12s %12s %12s\n", "test", "min t/s", "median t/s", "max t/s")
 	for _, r := range results {
-		fmt.Fprintf(stdout, "%-8s %12.2f %12.2f %12.2f\n", r.Test, r.Min, r.Median, r.Max)
+		fmt.Fprintf(stdout, "%-8s %12.2f %12.2f %12.2f", r.Test, r.Min, r.Median, r.Max)
+		if ceiling != nil && strings.HasPrefix(r.Test, "tg") {
+			fmt.Fprintf(stdout, "   %.0f%% of the ceiling (median of runs)", 100*ceiling.Share)
+		}
+		fmt.Fprintln(stdout)
 	}
 	return nil
+}
+
+// decodeCeiling is the bandwidth bound on decode: tok/s cannot exceed the
+// memory read speed over the bytes of weights one token reads.
+type decodeCeiling struct {
+	// ProbeBytes is how many bytes of the weights each probe read.
+	ProbeBytes int64 `json:"probe_bytes"`
+	// GBps is the median read speed of the probes (1e9 bytes/s).
+	GBps float64 `json:"memory_gbps"`
+	// CeilingTPS is GBps*1e9 / weight_bytes_per_token.
+	CeilingTPS float64 `json:"ceiling_tps"`
+	// Share is the median over runs of run tok/s ÷ the ceiling measured
+	// right after that run (1 = decode at memory speed).
+	Share float64 `json:"share_of_ceiling"`
+}
+
+// weightSample returns the tensor data of f in file order, up to limit
+// bytes (the last piece cut short), and its total size.
+func weightSample(f *gguf.File, limit int64) ([][]byte, int64) {
+	var bufs [][]byte
+	var n int64
+	for i := range f.Tensors {
+		b := f.TensorData(&f.Tensors[i])
+		if left := limit - n; int64(len(b)) > left {
+			b = b[:left]
+		}
+		if len(b) > 0 {
+			bufs = append(bufs, b)
+			n += int64(len(b))
+		}
+		if n >= limit {
+			break
+		}
+	}
+	return bufs, n
+}
+
+// median returns the median of xs (the mean of the middle two for an even
+// count); xs must not be empty.
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // runLoad runs the load mode (--base-url) and prints the report, as text

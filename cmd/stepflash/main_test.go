@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/gguf"
 	"github.com/stepflash/stepflash/internal/testmodels"
 )
 
@@ -202,6 +204,9 @@ func TestCommandErrors(t *testing.T) {
 		{[]string{"run", "-m", "x", "--top-logprobs", "21", "hi"}, 1, "0..20"},
 		{[]string{"run", "-m", "x", "--effort", "max", "hi"}, 1, `invalid reasoning_effort "max": allowed values are low, medium, high`},
 		{[]string{"bench", "-m", "x", "--effort", "Low"}, 1, `invalid reasoning_effort "Low"`},
+		{[]string{"bench", "-m", "x", "--load", "huge"}, 2, `unknown weight loading "huge" (want auto, mmap, copy)`},
+		{[]string{"bench", "--base-url", "http://127.0.0.1:1/v1", "--load", "copy"}, 1, "-load is a flag of bench -m"},
+		{[]string{"run", "-m", "x", "--load", "nope", "hi"}, 2, `unknown weight loading "nope"`},
 	}
 	for _, tc := range cases {
 		_, stderr, code := runMain(t, tc.args...)
@@ -213,22 +218,42 @@ func TestCommandErrors(t *testing.T) {
 
 func TestBenchCommand(t *testing.T) {
 	dir := testmodels.Models(t)
+	path := filepath.Join(dir, "tiny-qwen3moe-Q8_0.gguf")
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tensorBytes int64
+	for _, ti := range f.Tensors {
+		tensorBytes += int64(ti.Size)
+	}
+	f.Close()
 	weights := map[string]int64{}
-	for _, effort := range []string{"low", "medium", "high"} {
-		stdout, stderr, code := runMain(t, "bench", "-m", filepath.Join(dir, "tiny-qwen3moe-Q8_0.gguf"), "-p", "32", "-n", "8", "-r", "3", "--json", "--effort", effort)
+	for _, c := range []struct{ effort, load string }{{"low", "mmap"}, {"medium", "copy"}, {"high", "copy"}} {
+		effort := c.effort
+		stdout, stderr, code := runMain(t, "bench", "-m", path, "-p", "32", "-n", "8", "-r", "3", "--json", "--effort", effort, "--load", c.load)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
 		var got struct {
 			Effort              engine.AppliedEffort `json:"effort"`
 			WeightBytesPerToken int64                `json:"weight_bytes_per_token"`
+			Weights             string               `json:"weights"`
+			Ceiling             *decodeCeiling       `json:"decode_ceiling"`
 			Results             []benchStat          `json:"results"`
 		}
 		if err := json.Unmarshal([]byte(stdout), &got); err != nil {
 			t.Fatalf("bad JSON %q: %v", stdout, err)
 		}
-		if string(got.Effort.Applied) != effort || len(got.Results) != 2 {
+		if string(got.Effort.Applied) != effort || len(got.Results) != 2 || got.Weights != c.load {
 			t.Fatalf("%s: %+v", effort, got)
+		}
+		// The probe reads all the weights of this small file, once after
+		// each run; the ceiling is its speed over the bytes a token reads.
+		cl := got.Ceiling
+		if cl == nil || cl.ProbeBytes != tensorBytes || !(cl.GBps > 0) || !(cl.Share > 0) ||
+			math.Abs(cl.CeilingTPS-cl.GBps*1e9/float64(got.WeightBytesPerToken)) > 1e-6*cl.CeilingTPS {
+			t.Fatalf("%s: decode ceiling %+v (tensor bytes %d, weight bytes per token %d)", effort, cl, tensorBytes, got.WeightBytesPerToken)
 		}
 		for _, r := range got.Results {
 			if len(r.Runs) != 3 || !(r.Min <= r.Median && r.Median <= r.Max) || r.Min <= 0 {
@@ -239,6 +264,14 @@ func TestBenchCommand(t *testing.T) {
 	}
 	if !(weights["low"] < weights["medium"] && weights["medium"] == weights["high"]) {
 		t.Fatalf("weight bytes per token by tier: %v (low must read fewer expert weights)", weights)
+	}
+	stdout, stderr, code := runMain(t, "bench", "-m", path, "-p", "0", "-n", "4", "-r", "1", "--probe=false")
+	if code != 0 || strings.Contains(stdout, "ceiling") || !strings.Contains(stdout, "tg4 ") {
+		t.Fatalf("--probe=false: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	stdout, _, code = runMain(t, "bench", "-m", path, "-p", "0", "-n", "4", "-r", "1")
+	if code != 0 || !strings.Contains(stdout, "of the ceiling") || !strings.Contains(stdout, "caches serve much of them") {
+		t.Fatalf("text output: exit %d, %q", code, stdout)
 	}
 }
 
