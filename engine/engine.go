@@ -126,9 +126,11 @@ type Request struct {
 	ExpertsUsed int // MoE experts per token; 0 = the model's trained count
 	IgnoreEOS   bool
 	// LimitThinking caps the tokens spent inside a <think>…</think> block at
-	// ThinkingBudget (0: close it at once). When the budget is spent the
-	// engine writes HandOver and the closing tag itself and lets the model
-	// answer. StartsInThinking says the prompt already opened the block.
+	// ThinkingBudget tokens (the tags are not counted). When the budget is
+	// spent the engine writes HandOver, ending with the closing tag, and
+	// lets the model answer; a budget of 0 closes the block at once with
+	// CloseThinking. StartsInThinking says the prompt already opened the
+	// block; a prompt whose last token (but whitespace) is <think> does too.
 	LimitThinking    bool
 	ThinkingBudget   int
 	StartsInThinking bool
@@ -141,6 +143,11 @@ type Request struct {
 // HandOver is the text the engine writes to close a thinking block whose
 // budget is spent (Qwen3's recommended wording), ending with the closing tag.
 const HandOver = "\n\nConsidering the limited time, I have to give the solution based on the thinking directly now.\n</think>\n\n"
+
+// CloseThinking is what the engine writes to close a thinking block when the
+// budget is 0 (the low tier): no thinking to hand over from, so just the
+// empty block's ending, as Qwen3's template writes it with thinking off.
+const CloseThinking = "\n\n</think>\n\n"
 
 // Token is one generated token.
 type Token struct {
@@ -260,6 +267,14 @@ func (e *Engine) Generate(ctx context.Context, req Request, onToken func(Token) 
 				return nil, err
 			}
 			s.res.Tokens = s.out[:delivered]
+			// Count reasoning over what was delivered: a stop string, a
+			// cancelled consumer or a disconnect may end it early.
+			s.res.ReasoningTokens = 0
+			for _, t := range s.res.Tokens {
+				if t.Reasoning {
+					s.res.ReasoningTokens++
+				}
+			}
 			if stopped {
 				s.res.FinishReason = "cancelled"
 			}

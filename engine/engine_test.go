@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stepflash/stepflash/gguf"
 	"github.com/stepflash/stepflash/internal/testmodels"
@@ -232,17 +233,28 @@ func TestThinkingBudget(t *testing.T) {
 	m, tok := openModel(t, thinkingModel(t), 1)
 	e := New(m, tok, Options{Context: 256})
 	closeID, _ := tok.Lookup("</think>")
+	openID, _ := tok.Lookup("<think>")
 	handOver := tok.Encode(HandOver, false, true)
+	closeNow := tok.Encode(CloseThinking, false, true)
 	prompt := tok.Encode("Once upon a time<think>", false, true)
-	for _, budget := range []int{0, 5, 17} {
+	for _, c := range []struct {
+		budget int
+		starts bool // StartsInThinking set by the caller (else the engine sees the prompt's tag itself)
+	}{{0, true}, {5, true}, {17, true}, {0, false}, {5, false}} {
+		budget := c.budget
 		res, err := e.Generate(context.Background(), Request{
 			Prompt: prompt, MaxTokens: 60, IgnoreEOS: true,
-			LimitThinking: true, ThinkingBudget: budget, StartsInThinking: true,
+			LimitThinking: true, ThinkingBudget: budget, StartsInThinking: c.starts,
 		}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// budget sampled tokens, then the forced hand-over ending in </think>, then the answer.
+		// budget sampled tokens, then the forced hand-over ending in </think>
+		// (just the close for a budget of 0), then the answer.
+		forced := handOver
+		if budget == 0 {
+			forced = closeNow
+		}
 		end := -1
 		for i, tk := range res.Tokens {
 			if tk.ID == closeID {
@@ -251,31 +263,94 @@ func TestThinkingBudget(t *testing.T) {
 			}
 		}
 		closeAt := -1
-		for i, id := range handOver {
+		for i, id := range forced {
 			if id == closeID {
 				closeAt = i
 			}
 		}
 		if closeAt < 0 || end != budget+closeAt {
-			t.Fatalf("budget %d: </think> at %d, want %d (hand-over %v)", budget, end, budget+closeAt, handOver)
+			t.Fatalf("%+v: </think> at %d, want %d (forced %v)", c, end, budget+closeAt, forced)
 		}
 		for i, tk := range res.Tokens {
-			inForced := i >= budget && i < budget+len(handOver)
+			inForced := i >= budget && i < budget+len(forced)
 			if tk.Forced != inForced {
-				t.Fatalf("budget %d: token %d forced=%v, want %v", budget, i, tk.Forced, inForced)
+				t.Fatalf("%+v: token %d forced=%v, want %v", c, i, tk.Forced, inForced)
 			}
-			if inForced && tk.ID != handOver[i-budget] {
-				t.Fatalf("budget %d: forced token %d is %d, want %d", budget, i, tk.ID, handOver[i-budget])
+			if inForced && tk.ID != forced[i-budget] {
+				t.Fatalf("%+v: forced token %d is %d, want %d", c, i, tk.ID, forced[i-budget])
 			}
-			if tk.Reasoning != (i <= end) {
-				t.Fatalf("budget %d: token %d reasoning=%v (close at %d)", budget, i, tk.Reasoning, end)
+			if tk.Reasoning != (i <= end) && tk.ID != openID {
+				t.Fatalf("%+v: token %d reasoning=%v (close at %d)", c, i, tk.Reasoning, end)
 			}
 		}
-		if res.ReasoningTokens != end+1 {
-			t.Fatalf("budget %d: %d reasoning tokens, want %d", budget, res.ReasoningTokens, end+1)
+		if res.ReasoningTokens != countReasoning(res.Tokens) || res.ReasoningTokens < end+1 {
+			t.Fatalf("%+v: %d reasoning tokens, want at least %d", c, res.ReasoningTokens, end+1)
 		}
 		if len(res.Tokens) != 60 {
-			t.Fatalf("budget %d: the model stopped answering after the hand-over (%d tokens)", budget, len(res.Tokens))
+			t.Fatalf("%+v: the model stopped answering after the hand-over (%d tokens)", c, len(res.Tokens))
 		}
+	}
+}
+
+func countReasoning(toks []Token) int {
+	n := 0
+	for _, t := range toks {
+		if t.Reasoning {
+			n++
+		}
+	}
+	return n
+}
+
+// TestThinkingBudgetModelOpened: when the model opens the block itself, its
+// <think> tag is not charged to the budget: a budget of B leaves B thinking
+// tokens, as when the prompt opened it. The logit bias makes the model open
+// a block at once (and keep writing <think> inside it).
+func TestThinkingBudgetModelOpened(t *testing.T) {
+	m, tok := openModel(t, thinkingModel(t), 1)
+	e := New(m, tok, Options{Context: 256})
+	openID, _ := tok.Lookup("<think>")
+	closeID, _ := tok.Lookup("</think>")
+	prompt := tok.Encode("Once upon a time", false, true)
+	for _, budget := range []int{0, 1, 3} {
+		sp := SamplerParams{LogitBias: map[int32]float32{openID: 100}} // greedy
+		res, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 60, Sampling: sp, IgnoreEOS: true,
+			LimitThinking: true, ThinkingBudget: budget}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Tokens[0].ID != openID || !res.Tokens[0].Reasoning {
+			t.Fatalf("budget %d: first token %+v, want the <think> tag", budget, res.Tokens[0])
+		}
+		sampled := 0
+		for _, tk := range res.Tokens[1:] {
+			if tk.Forced || tk.ID == closeID {
+				break
+			}
+			sampled++
+		}
+		if sampled != budget {
+			t.Fatalf("budget %d: %d thinking tokens before the close", budget, sampled)
+		}
+	}
+}
+
+// TestReasoningTokensDelivered: a consumer that stops early is billed the
+// reasoning tokens it received, not those the scheduler had run ahead to.
+func TestReasoningTokensDelivered(t *testing.T) {
+	m, tok := openModel(t, thinkingModel(t), 1)
+	e := New(m, tok, Options{Context: 256})
+	prompt := tok.Encode("Once upon a time<think>", false, true)
+	got := 0
+	res, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 40, IgnoreEOS: true}, func(Token) bool {
+		got++
+		time.Sleep(20 * time.Millisecond) // let the scheduler run ahead
+		return got < 2
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Tokens) != 2 || res.ReasoningTokens != 2 {
+		t.Fatalf("delivered %d tokens, %d reasoning tokens; want 2 and 2", len(res.Tokens), res.ReasoningTokens)
 	}
 }

@@ -354,9 +354,6 @@ func (e *Engine) emit(s *sequence, logits []float32) bool {
 		tok.Logprob, tok.Top = LogSoftmaxTop(logits, id, s.req.TopLogprobs)
 	}
 	tok.Reasoning = s.think.observe(id)
-	if tok.Reasoning {
-		s.res.ReasoningTokens++
-	}
 	s.generated++
 	eog := !s.req.IgnoreEOS && e.Tok.IsEOG(id)
 	if eog {

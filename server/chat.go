@@ -98,6 +98,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *api.Error {
 	if tmpl.SupportsThinkingSwitch() && (effort.ThinkingBudget == 0 || forcing) {
 		off := false
 		opts.EnableThinking = &off
+		effort.ThinkingBudget = 0 // what is applied, and echoed
 	}
 	if len(req.ChatTemplateKwargs) > 0 {
 		opts.Extra = req.ChatTemplateKwargs

@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/stepflash/stepflash/api"
+	"github.com/stepflash/stepflash/engine"
 )
 
 // decodeBody reads a JSON object body into dst (a pointer to a request
@@ -67,6 +68,13 @@ func typeError(err error) *api.Error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
 		param := te.Field
+		if param == "reasoning_effort" {
+			var allowed []string
+			for _, e := range engine.Efforts {
+				allowed = append(allowed, string(e))
+			}
+			return api.InvalidRequest(api.CodeInvalidReasoning, param, "Invalid 'reasoning_effort': got %s; allowed values are %s.", article(te.Value), strings.Join(allowed, ", "))
+		}
 		return api.InvalidRequest(api.CodeInvalidType, param, "Invalid type for '%s': expected %s, but got %s.", param, api.TypeName(te.Type), article(te.Value))
 	}
 	return api.InvalidRequest(api.CodeInvalidType, "", "Invalid request body: %v.", err)

@@ -423,6 +423,7 @@ func TestErrors(t *testing.T) {
 		{"unknown model", chat, `{"model":"gpt-4o",` + msgs + `}`, wantErr{404, "not_found_error", "model_not_found", "model", `"stories", "busy"`}},
 		{"effort", chat, `{"model":"stories",` + msgs + `,"reasoning_effort":"extreme"}`, invalid("invalid_reasoning_effort", "reasoning_effort", "low, medium, high")},
 		{"empty effort", chat, `{"model":"stories",` + msgs + `,"reasoning_effort":""}`, invalid("invalid_reasoning_effort", "reasoning_effort", "low, medium, high")},
+		{"effort not a string", chat, `{"model":"stories",` + msgs + `,"reasoning_effort":5}`, invalid("invalid_reasoning_effort", "reasoning_effort", "got a number; allowed values are low, medium, high")},
 		{"context", chat, `{"model":"stories","messages":[{"role":"user","content":"` + long + `"}]}`, invalid("context_length_exceeded", "messages", "maximum context length is 64 tokens")},
 		{"context with max_tokens", cmpl, `{"model":"stories","prompt":"Once upon a time","max_tokens":60}`, invalid("context_length_exceeded", "prompt", "(5 in the messages, 60 in the completion)")},
 		{"too large", chat, `{"model":"stories","messages":[{"role":"user","content":"` + strings.Repeat("x", 5000) + `"}]}`, wantErr{413, "invalid_request_error", "request_too_large", "", "4096 bytes"}},
@@ -654,6 +655,51 @@ func TestEffortEcho(t *testing.T) {
 		}
 		if r := sc.lastRequest(); r.ThinkingBudget != tc.budget || !r.LimitThinking {
 			t.Errorf("effort %q: engine got budget %d limit %v", tc.effort, r.ThinkingBudget, r.LimitThinking)
+		}
+	}
+}
+
+// TestEffortEchoStream: a stream says what effort it got on its first chunk,
+// without stream_options.include_usage, on both endpoints; later chunks do
+// not repeat it.
+func TestEffortEchoStream(t *testing.T) {
+	sc := &scripted{}
+	s := startServer(t, server.Config{}, nil, scriptedModel(t, "m", sc))
+	for _, c := range []struct{ path, body string }{
+		{"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low","stream":true}`},
+		{"/v1/completions", `{"model":"m","prompt":"x","reasoning_effort":"low","stream":true}`},
+	} {
+		resp, err := http.Post(s.url+c.path, "application/json", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var echoes []map[string]any
+		chunks := 0
+		lines := bufio.NewScanner(resp.Body)
+		for lines.Scan() {
+			data, ok := strings.CutPrefix(lines.Text(), "data: ")
+			if !ok || data == "[DONE]" {
+				continue
+			}
+			var ch struct {
+				Stepflash *struct {
+					Effort map[string]any `json:"effort"`
+				} `json:"stepflash"`
+			}
+			if err := json.Unmarshal([]byte(data), &ch); err != nil {
+				t.Fatal(err)
+			}
+			chunks++
+			if ch.Stepflash != nil {
+				if chunks != 1 {
+					t.Errorf("%s: stepflash object on chunk %d", c.path, chunks)
+				}
+				echoes = append(echoes, ch.Stepflash.Effort)
+			}
+		}
+		resp.Body.Close()
+		if len(echoes) != 1 || echoes[0]["applied"] != "low" || echoes[0]["thinking_budget"] != float64(0) || chunks < 2 {
+			t.Errorf("%s: %d chunks, effort echoes %v", c.path, chunks, echoes)
 		}
 	}
 }

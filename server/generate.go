@@ -486,8 +486,12 @@ func (j *job) writeStream(ctx context.Context, w http.ResponseWriter, events <-c
 	finishes := make([]string, n)
 	pendingLP := make([][]engine.Token, n)
 	offsets := make([]int, n)
+	// The first chunk carries the stepflash object (the applied effort), so a
+	// stream says what it got without stream_options.include_usage.
+	ext := j.ext()
 	sendChat := func(c int, d api.ChunkDelta, finish *string) {
-		ch := api.ChatCompletionChunk{ID: j.id, Object: "chat.completion.chunk", Created: j.created, Model: j.model, SystemFingerprint: j.m.Fingerprint}
+		ch := api.ChatCompletionChunk{ID: j.id, Object: "chat.completion.chunk", Created: j.created, Model: j.model, SystemFingerprint: j.m.Fingerprint, Stepflash: ext}
+		ext = nil
 		choice := api.ChunkChoice{Index: c, Delta: d, FinishReason: finish}
 		if j.sp.logprobs {
 			choice.Logprobs = j.chatLogprobs(pendingLP[c])
@@ -501,7 +505,8 @@ func (j *job) writeStream(ctx context.Context, w http.ResponseWriter, events <-c
 		out.send(ch)
 	}
 	sendText := func(c int, text string, finish *string) {
-		ch := api.Completion{ID: j.id, Object: "text_completion", Created: j.created, Model: j.model, SystemFingerprint: j.m.Fingerprint}
+		ch := api.Completion{ID: j.id, Object: "text_completion", Created: j.created, Model: j.model, SystemFingerprint: j.m.Fingerprint, Stepflash: ext}
+		ext = nil
 		choice := api.CompletionChoice{Text: text, Index: c, FinishReason: finish}
 		if j.sp.logprobs {
 			choice.Logprobs = j.completionLogprobs(pendingLP[c], offsets[c])

@@ -123,6 +123,14 @@ func TestServeThinkingBudget(t *testing.T) {
 		}
 	}
 	handOverText := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(engine.HandOver), "</think>"))
+	// With a budget of 0 there is nothing to hand over from: just the close.
+	var closeNow []string
+	for _, id := range tok.Encode(engine.CloseThinking, false, true) {
+		closeNow = append(closeNow, string(tok.PieceSpecial(id)))
+		if id == closeID {
+			break
+		}
+	}
 	question := "Why is the sky blue?"
 	promptTokens := func(thinking *bool) int64 {
 		text, err := tmpl.Render([]chat.Message{{Role: "user", Content: question}}, chat.RenderOptions{AddGenerationPrompt: true,
@@ -154,7 +162,7 @@ func TestServeThinkingBudget(t *testing.T) {
 		{"medium", "medium", noTags, 64, medium, thinkingOn, medium, true},
 		{"high", "high", noTags, 64, high, thinkingOn, high, true},
 		{"low: thinking off", "low", nil, 32, 0, thinkingOff, -1, true},
-		{"low: a block the model opens is closed at once", "low", map[string]int64{fmt.Sprint(openID): 100}, int64(1 + len(handOver)), 0, thinkingOff, 1, false},
+		{"low: a block the model opens is closed at once", "low", map[string]int64{fmt.Sprint(openID): 100}, int64(1 + len(closeNow)), 0, thinkingOff, 1, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -217,11 +225,15 @@ func TestServeThinkingBudget(t *testing.T) {
 			if end < 0 || u.CompletionTokensDetails.ReasoningTokens != int64(end+1) {
 				t.Fatalf("%d reasoning tokens; </think> at %d in %q", u.CompletionTokensDetails.ReasoningTokens, end, pieces)
 			}
-			if end+1 != thinking+len(handOver) || !slices.Equal(pieces[thinking:end+1], handOver) {
-				t.Errorf("the block is not %d tokens then the hand-over: %q", thinking, pieces[:end+1])
+			forced, forcedText := handOver, handOverText
+			if tc.budget == 0 {
+				forced, forcedText = closeNow, ""
 			}
-			if !strings.HasSuffix(reasoning, handOverText) || (tc.thinking <= 1 && reasoning != handOverText) {
-				t.Errorf("reasoning_content %q does not end with the hand-over %q", reasoning, handOverText)
+			if end+1 != thinking+len(forced) || !slices.Equal(pieces[thinking:end+1], forced) {
+				t.Errorf("the block is not %d tokens then the forced close %q: %q", thinking, forced, pieces[:end+1])
+			}
+			if !strings.HasSuffix(reasoning, forcedText) || (tc.thinking <= 1 && reasoning != forcedText) {
+				t.Errorf("reasoning_content %q does not end with %q", reasoning, forcedText)
 			}
 		})
 	}
