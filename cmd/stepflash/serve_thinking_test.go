@@ -238,6 +238,30 @@ func TestServeThinkingBudget(t *testing.T) {
 		})
 	}
 
+	// A forced tool call renders the template with thinking off, so the
+	// echo says the budget applied is 0 whatever the tier grants.
+	t.Run("forced tool call: thinking off", func(t *testing.T) {
+		tool := openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{Name: "get_weather",
+			Parameters: shared.FunctionParameters{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}}})
+		resp, err := client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "thinker",
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(question)}, MaxTokens: openai.Int(8),
+			ReasoningEffort: shared.ReasoningEffort("high"), Tools: []openai.ChatCompletionToolUnionParam{tool},
+			ToolChoice: openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ext struct {
+			Effort struct {
+				Applied        string `json:"applied"`
+				ThinkingBudget *int   `json:"thinking_budget"`
+			} `json:"effort"`
+		}
+		json.Unmarshal([]byte(resp.JSON.ExtraFields["stepflash"].Raw()), &ext)
+		if ext.Effort.Applied != "high" || ext.Effort.ThinkingBudget == nil || *ext.Effort.ThinkingBudget != 0 {
+			t.Errorf("echo %s, want high with thinking_budget 0", resp.JSON.ExtraFields["stepflash"].Raw())
+		}
+	})
+
 	t.Run("stream", func(t *testing.T) {
 		st := client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{Model: "thinker",
 			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(question)}, MaxTokens: openai.Int(64),
