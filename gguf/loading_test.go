@@ -64,10 +64,13 @@ func TestOpenWith(t *testing.T) {
 				want = LoadCopy
 			}
 		}
+		if !canMap {
+			want = LoadCopy // every mode reads the file into the heap
+		}
 		if f.Loaded() != want {
 			t.Errorf("%v: Loaded() = %v, want %v", how, f.Loaded(), want)
 		}
-		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > uint64(len(raw))/8 {
+		if alloc := after.TotalAlloc - before.TotalAlloc; canMap && alloc > uint64(len(raw))/8 {
 			t.Errorf("%v: OpenWith allocated %d heap bytes for a %d-byte file", how, alloc, len(raw))
 		}
 		if !bytes.Equal(f.data, raw) {
@@ -80,7 +83,7 @@ func TestOpenWith(t *testing.T) {
 				t.Errorf("%v: tensor %s differs", how, ti.Name)
 			}
 		}
-		if p := uintptr(unsafe.Pointer(unsafe.SliceData(f.data))); p%4096 != 0 {
+		if p := uintptr(unsafe.Pointer(unsafe.SliceData(f.data))); canMap && p%4096 != 0 {
 			t.Errorf("%v: data at %#x is not page aligned", how, p)
 		}
 		if err := f.Close(); err != nil {

@@ -15,14 +15,17 @@ type Loading int
 
 const (
 	// LoadAuto copies files smaller than half of the memory available
-	// (LoadCopy) and maps the rest (LoadMap); it maps where the available
-	// memory cannot be read.
+	// (LoadCopy) and maps the rest (LoadMap). Available memory is Linux's
+	// MemAvailable, lowered to what the process's memory cgroup has left;
+	// elsewhere, or when the copy cannot get its memory, it maps.
 	LoadAuto Loading = iota
 	// LoadMap maps the file read-only: pages are shared with the page cache,
 	// nothing is copied, and a file larger than memory still runs.
 	LoadMap
 	// LoadCopy reads the file into anonymous memory advised for
 	// transparent huge pages (Linux). The copy is private to the process.
+	// Platforms without memory mapping here (Windows) read every file into
+	// the Go heap, whatever the mode.
 	LoadCopy
 )
 

@@ -9,6 +9,9 @@ import (
 	"syscall"
 )
 
+// canMap says OpenWith maps files here (tests expect LoadMap to map).
+const canMap = true
+
 // OpenWith opens the GGUF file at path and parses it, bringing its bytes
 // into memory as how says. Tensor data is never copied again: TensorData
 // returns slices of the mapping or the copy, valid until Close. Files that
@@ -31,7 +34,8 @@ func OpenWith(path string, how Loading) (*File, error) {
 	if size > int64(int(^uint(0)>>1)) {
 		return nil, fmt.Errorf("gguf: %s: file of %d bytes is too large to map", path, size)
 	}
-	if how == LoadAuto {
+	auto := how == LoadAuto
+	if auto {
 		how = LoadMap
 		if avail, ok := availableMemory(); ok && size <= avail/2 {
 			how = LoadCopy
@@ -39,15 +43,24 @@ func OpenWith(path string, how Loading) (*File, error) {
 	}
 	var data []byte
 	switch how {
+	case LoadCopy:
+		data, err = copyIn(fh, int(size))
+		if err == nil {
+			break
+		}
+		if !auto {
+			return nil, fmt.Errorf("gguf: %s: copying %d bytes into memory: %w", path, size, err)
+		}
+		// auto: memory the estimate promised was not there; map instead.
+		if _, err := fh.Seek(0, io.SeekStart); err != nil {
+			return nil, fmt.Errorf("gguf: %w", err)
+		}
+		how = LoadMap
+		fallthrough
 	case LoadMap:
 		data, err = syscall.Mmap(int(fh.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
 		if err != nil {
 			return readAll(path, fh)
-		}
-	case LoadCopy:
-		data, err = copyIn(fh, int(size))
-		if err != nil {
-			return nil, fmt.Errorf("gguf: %s: copying %d bytes into memory: %w", path, size, err)
 		}
 	default:
 		return nil, fmt.Errorf("gguf: %s: unknown weight loading %v", path, how)
@@ -73,7 +86,7 @@ func copyIn(fh *os.File, size int) ([]byte, error) {
 	adviseHugePages(data)
 	if _, err := io.ReadFull(fh, data); err != nil {
 		syscall.Munmap(data)
-		if err == io.ErrUnexpectedEOF {
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
 			err = fmt.Errorf("the file shrank while it was read")
 		}
 		return nil, err

@@ -25,7 +25,7 @@ type modelFlags struct {
 // loadFlagHelp is the --load flag's help, shared by every command that loads
 // a model.
 const loadFlagHelp = "how weights come into memory: mmap (map the file: shared page cache, nothing copied), " +
-	"copy (a private copy in transparent huge pages: faster reads: MoE decode about a tenth faster here), auto (copy when the file is under half of available memory)"
+	"copy (a private copy in transparent huge pages: faster reads: MoE decode about a tenth faster here), auto (copy when the file is under half of the memory available to the process, Linux; else mmap)"
 
 // registerLoad adds --load to fs, parsed into *l (default auto).
 func registerLoad(fs *flag.FlagSet, l *gguf.Loading) {
