@@ -107,9 +107,14 @@ func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 		var sum4 archsimd.Float32x4
 		for b0 := 0; b0 < nb; b0 += kChunk {
 			n := min(kChunk, nb-b0)
-			for k, p := range ps {
-				q4KChunk512(unsafe.Add(p, b0*bytesQ4_K), unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 16*b0), n, &accs[k], &ms[k])
-			}
+			// Not a range over ps: copying the array reloads its pointers
+			// with wide loads just after their stores (a store-forwarding
+			// stall per group).
+			o, y, bs := b0*bytesQ4_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 16*b0)
+			q4KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0])
+			q4KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1])
+			q4KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2])
+			q4KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3])
 			kFinish4(&accs, &ms, &ps, b0*bytesQ4_K, bytesQ4_K, ds[b0:b0+n], &sum4)
 		}
 		storeRows4(sum4, out, r, nrows)
@@ -539,9 +544,48 @@ func dotQ6_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 		var sum4 archsimd.Float32x4
 		for b0 := 0; b0 < nb; b0 += kChunk {
 			n := min(kChunk, nb-b0)
-			for k, p := range ps {
-				q6KChunk512(unsafe.Add(p, b0*bytesQ6_K), unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 32*b0), n, &accs[k])
-			}
+			// Not a range over ps: copying the array reloads its pointers
+			// with wide loads just after their stores (a store-forwarding
+			// stall per group).
+			o, y, bs := b0*bytesQ6_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 32*b0)
+			q6KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0])
+			q6KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1])
+			q6KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2])
+			q6KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3])
+			kFinish4d(&accs, &ps, b0*bytesQ6_K+208, bytesQ6_K, ds[b0:b0+n], &sum4)
+		}
+		storeRows4(sum4, out, r, nrows)
+	}
+}
+
+// dotQ6_KAVX512Shift is dotQ6_KAVX512 for AVX-512 CPUs without GFNI
+// (Skylake-X, Cascade Lake): the high bits are unpacked with variable
+// shifts and masks instead (q6KChunk512Shift).
+func dotQ6_KAVX512Shift(w []byte, nrows int, a *act, e0 int, out []float32) {
+	nb := a.cols / qkK
+	rb := nb * bytesQ6_K
+	w = w[:nrows*rb]
+	out = out[:nrows]
+	qs := a.qs[e0 : e0+a.cols]
+	bsums := a.bsums[e0/16 : e0/16+nb*16]
+	ds := a.d[e0/qkK : e0/qkK+nb]
+	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
+	var accs [4][kChunk]archsimd.Int32x16
+	for r := 0; r < nrows; r += 4 {
+		// Rows past the end repeat the last row; their results are dropped.
+		ps := [4]unsafe.Pointer{unsafe.Add(pw, r*rb), unsafe.Add(pw, min(r+1, nrows-1)*rb),
+			unsafe.Add(pw, min(r+2, nrows-1)*rb), unsafe.Add(pw, min(r+3, nrows-1)*rb)}
+		var sum4 archsimd.Float32x4
+		for b0 := 0; b0 < nb; b0 += kChunk {
+			n := min(kChunk, nb-b0)
+			// Not a range over ps: copying the array reloads its pointers
+			// with wide loads just after their stores (a store-forwarding
+			// stall per group).
+			o, y, bs := b0*bytesQ6_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 32*b0)
+			q6KChunk512Shift(unsafe.Add(ps[0], o), y, bs, n, &accs[0])
+			q6KChunk512Shift(unsafe.Add(ps[1], o), y, bs, n, &accs[1])
+			q6KChunk512Shift(unsafe.Add(ps[2], o), y, bs, n, &accs[2])
+			q6KChunk512Shift(unsafe.Add(ps[3], o), y, bs, n, &accs[3])
 			kFinish4d(&accs, &ps, b0*bytesQ6_K+208, bytesQ6_K, ds[b0:b0+n], &sum4)
 		}
 		storeRows4(sum4, out, r, nrows)
@@ -552,10 +596,48 @@ func dotQ6_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 // blocks at y with block sums at bs, each block's integer dot (the -32
 // offset included) as 16 int32 lanes.
 //
+// Each qh bit pair goes to bits 4-5 with one GF2P8AFFINEQB (a bit matrix per
+// 64-bit lane, so each 256-bit half picks its own pair), and the masked
+// nibble is merged in with one VPTERNLOGD: the compiler fuses an And/Or of
+// three Int vectors, not of Uint ones, hence the Int8x64 views.
+//
 // The loop body is written out in the order it should run, without helper
 // calls: the compiler schedules ready values by source position (inlined
 // helpers keep theirs), and a bad order makes it spill vectors.
 func q6KChunk512(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16) {
+	m4 := archsimd.BroadcastInt8x64(0x0f)
+	gx := archsimd.LoadUint64x8(&q6GFx)
+	gz := archsimd.LoadUint64x8(&q6GFz)
+	for i := range acc[:n] {
+		sc16 := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(p, 192))).ExtendToInt16()
+		// Half 0: elements 0..63 (x) and 64..127 (z). qh holds both
+		// halves' high bits; h has half 0's in both 256-bit halves.
+		ql := archsimd.LoadUint8x64((*[64]uint8)(p))
+		qh := archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(p, 128)))
+		h := qh.SetHi(qh.GetLo())
+		// VPERMW reads only lanes 0..15 of sc: its upper half may hold anything.
+		sc := ql.AsInt16x32().SetLo(sc16)
+		x := ql.AsInt8x64().And(m4).Or(h.GaloisFieldAffineTransform(gx, 0).AsInt8x64()).AsUint8x64()
+		v := x.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(y))).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[0])))
+		z := ql.AsUint16x32().ShiftAllRight(4).AsInt8x64().And(m4).Or(h.GaloisFieldAffineTransform(gz, 0).AsInt8x64()).AsUint8x64()
+		v = v.Add(z.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 64)))).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[1]))))
+		// Half 1: elements 128..191 and 192..255.
+		ql = archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(p, 64)))
+		h = qh.SetLo(qh.GetHi())
+		x = ql.AsInt8x64().And(m4).Or(h.GaloisFieldAffineTransform(gx, 0).AsInt8x64()).AsUint8x64()
+		v = v.Add(x.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 128)))).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[2]))))
+		z = ql.AsUint16x32().ShiftAllRight(4).AsInt8x64().And(m4).Or(h.GaloisFieldAffineTransform(gz, 0).AsInt8x64()).AsUint8x64()
+		v = v.Add(z.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 192)))).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[3]))))
+		// The -32 offset: 32 * sum of scale * block sum.
+		bias := archsimd.LoadInt16x16((*[16]int16)(bs)).DotProductPairs(sc16).ShiftAllLeft(5)
+		acc[i] = v.Sub(archsimd.Int32x16{}.SetLo(bias))
+		p, y, bs = unsafe.Add(p, bytesQ6_K), unsafe.Add(y, qkK), unsafe.Add(bs, 32)
+	}
+}
+
+// q6KChunk512Shift is q6KChunk512 without GFNI: each qh bit pair is moved
+// to bits 4-5 with a per-256-bit-half variable shift and a mask.
+func q6KChunk512Shift(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16) {
 	m4 := archsimd.BroadcastUint8x64(0x0f)
 	m30 := archsimd.BroadcastUint8x64(0x30)
 	shlA := archsimd.LoadUint16x32(&q6ShlA)
@@ -586,20 +668,66 @@ func q6KChunk512(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16)
 	}
 }
 
+// q6GFx and q6GFz are GF2P8AFFINEQB bit matrices that move a Q6_K qh bit
+// pair to bits 4-5 (all other bits 0): for x, bits 0-1 in the first 256
+// bits and bits 2-3 in the second; for z, bits 4-5 and 6-7.
+var q6GFx, q6GFz [8]uint64
+
+func init() {
+	// Output bit o takes input bit j: bit j of the matrix's byte 7-o.
+	mv := func(j int) uint64 { return 1<<(8*(7-4)+j) | 1<<(8*(7-5)+j+1) }
+	for i := 0; i < 8; i++ {
+		q6GFx[i], q6GFz[i] = mv(0), mv(4)
+		if i >= 4 {
+			q6GFx[i], q6GFz[i] = mv(2), mv(6)
+		}
+	}
+}
+
 // kFinish4d is kFinish4 for formats without mins: sum += (dy*dx)*isum per
 // row (kAcc's subtraction of +0 changes nothing), with the rows' fp16 d at
-// offset off+i*bpb.
+// offset off+i*bpb. Blocks go in pairs, the products of a pair in the low
+// and high lanes of 8 (the adds to sum stay in block order).
 func kFinish4d(acc *[4][kChunk]archsimd.Int32x16, ps *[4]unsafe.Pointer, off, bpb int, ds []float32, sum *archsimd.Float32x4) {
 	sum4 := *sum
 	p0, p1, p2, p3 := unsafe.Add(ps[0], off), unsafe.Add(ps[1], off), unsafe.Add(ps[2], off), unsafe.Add(ps[3], off)
-	for i, d := range ds[:min(len(ds), kChunk)] {
+	ds = ds[:min(len(ds), kChunk)]
+	dup := archsimd.LoadUint32x8(&dupPairIdx)
+	i := 0
+	for ; i+2 <= len(ds); i += 2 {
+		isum := transposeSum4x2(&acc[0], &acc[1], &acc[2], &acc[3], i)
+		h0 := uint64(ldU16(p0, 0)) | uint64(ldU16(p1, 0))<<16 | uint64(ldU16(p2, 0))<<32 | uint64(ldU16(p3, 0))<<48
+		h1 := uint64(ldU16(p0, bpb)) | uint64(ldU16(p1, bpb))<<16 | uint64(ldU16(p2, bpb))<<32 | uint64(ldU16(p3, bpb))<<48
+		dx := f16x8(archsimd.BroadcastUint64x2(h0).SetElem(1, h1).AsUint16x8().ExtendToUint32())
+		dy := archsimd.BroadcastUint64x4(*(*uint64)(unsafe.Pointer(&ds[i]))).AsFloat32x8().Permute(dup)
+		t := dy.Mul(dx).Mul(isum.ConvertToFloat32())
+		sum4 = sum4.Add(t.GetLo())
+		sum4 = sum4.Add(t.GetHi())
+		p0, p1, p2, p3 = unsafe.Add(p0, 2*bpb), unsafe.Add(p1, 2*bpb), unsafe.Add(p2, 2*bpb), unsafe.Add(p3, 2*bpb)
+	}
+	if i < len(ds) {
 		isum := transposeSum4(acc[0][i], acc[1][i], acc[2][i], acc[3][i])
 		h := uint64(ldU16(p0, 0)) | uint64(ldU16(p1, 0))<<16 | uint64(ldU16(p2, 0))<<32 | uint64(ldU16(p3, 0))<<48
 		dx := f16x8(archsimd.BroadcastUint64x2(h).AsUint16x8().ExtendToUint32()).GetLo()
-		sum4 = sum4.Add(archsimd.BroadcastFloat32x4(d).Mul(dx).Mul(isum.ConvertToFloat32()))
-		p0, p1, p2, p3 = unsafe.Add(p0, bpb), unsafe.Add(p1, bpb), unsafe.Add(p2, bpb), unsafe.Add(p3, bpb)
+		sum4 = sum4.Add(archsimd.BroadcastFloat32x4(ds[i]).Mul(dx).Mul(isum.ConvertToFloat32()))
 	}
 	*sum = sum4
+}
+
+// dupPairIdx spreads float32s 0 and 1 over lanes 0-3 and 4-7.
+var dupPairIdx = [8]uint32{0, 0, 0, 0, 1, 1, 1, 1}
+
+// transposeSum4x2 is transposeSum4 of blocks i (lanes 0-3) and i+1 (lanes
+// 4-7) of a, b, c and d.
+func transposeSum4x2(a, b, c, d *[kChunk]archsimd.Int32x16, i int) archsimd.Int32x8 {
+	ab := a[i].InterleaveLoGrouped(b[i]).Add(a[i].InterleaveHiGrouped(b[i])).AsInt64x8()
+	cd := c[i].InterleaveLoGrouped(d[i]).Add(c[i].InterleaveHiGrouped(d[i])).AsInt64x8()
+	s := ab.InterleaveLoGrouped(cd).AsInt32x16().Add(ab.InterleaveHiGrouped(cd).AsInt32x16())
+	ab = a[i+1].InterleaveLoGrouped(b[i+1]).Add(a[i+1].InterleaveHiGrouped(b[i+1])).AsInt64x8()
+	cd = c[i+1].InterleaveLoGrouped(d[i+1]).Add(c[i+1].InterleaveHiGrouped(d[i+1])).AsInt64x8()
+	u := ab.InterleaveLoGrouped(cd).AsInt32x16().Add(ab.InterleaveHiGrouped(cd).AsInt32x16())
+	s2, u2 := s.GetLo().Add(s.GetHi()), u.GetLo().Add(u.GetHi())
+	return s2.Select128FromPair(0, 2, u2).Add(s2.Select128FromPair(1, 3, u2))
 }
 
 // dot4Q6_KAVX512 is dot4Q6_KSIMD with 512-bit integer work.

@@ -96,7 +96,10 @@ func init() {
 	addVariant(gguf.TypeQ5_K, "avx512", avx512, dotQ5_KAVX512)
 	addVariant4(gguf.TypeQ5_K, "avx512x4", avx512, dot4Q5_KAVX512)
 	addVariant(gguf.TypeQ6_K, "avx2", hasSIMD, dotQ6_KSIMD)
-	addVariant(gguf.TypeQ6_K, "avx512", avx512, dotQ6_KAVX512)
+	addVariant(gguf.TypeQ6_K, "avx512", avx512, dotQ6_KAVX512Shift)
+	// dotQ6_KAVX512 unpacks the high bits with GF2P8AFFINEQB; registered
+	// last, it wins where the CPU has GFNI.
+	addVariant(gguf.TypeQ6_K, "avx512gfni", avx512 && archsimd.X86.AVX512GFNI(), dotQ6_KAVX512)
 	addVariant4(gguf.TypeQ4_K, "avx2x4", hasSIMD, dot4Q4_KSIMD)
 	addVariant4(gguf.TypeQ4_K, "avx512x4", avx512, dot4Q4_KAVX512)
 	addVariantN(gguf.TypeQ4_K, "avx512tile", avx512, mmQ4_KAVX512)
