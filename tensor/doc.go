@@ -36,7 +36,14 @@
 // row owns lanes of the accumulators (simd512mm_amd64.go), blocked for the
 // caches. In hot loops the compiler orders ready values by source position
 // and spills vectors freely: the loops are written out in the order they
-// should run, with few values live.
+// should run, with few values live. Other codegen facts the kernels rely
+// on: an And/Or of three vectors fuses into one VPTERNLOGD only on signed
+// (Int) vector types, hence Int8x64 views of unsigned data; ranging over a
+// small array of pointers copies it with wide loads right after its
+// stores (a store-forwarding stall), so per-row calls are written out; and
+// where the CPU has GFNI, GF2P8AFFINEQB moves bit fields within bytes in
+// one instruction (the Q6_K high bits), with a shift-and-mask variant for
+// AVX-512 CPUs without it.
 //
 // DotRows and AxpyRows do many attention dots / weighted value rows per
 // call, bit-identical to loops of Dot and Axpy.
