@@ -100,6 +100,7 @@ func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsp)
 	var accs [4][kChunk]archsimd.Int32x16
 	var ms [4][kChunk]archsimd.Int32x4
+	var dms [kChunk][4]uint32
 	for r := 0; r < nrows; r += 4 {
 		// Rows past the end repeat the last row; their results are dropped.
 		ps := [4]unsafe.Pointer{unsafe.Add(pw, r*rb), unsafe.Add(pw, min(r+1, nrows-1)*rb),
@@ -111,11 +112,11 @@ func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 			// with wide loads just after their stores (a store-forwarding
 			// stall per group).
 			o, y, bs := b0*bytesQ4_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 16*b0)
-			q4KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0])
-			q4KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1])
-			q4KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2])
-			q4KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3])
-			kFinish4(&accs, &ms, &ps, b0*bytesQ4_K, bytesQ4_K, ds[b0:b0+n], &sum4)
+			q4KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]))
+			q4KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]))
+			q4KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]))
+			q4KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]))
+			kFinish4(&accs, &ms, &dms, ds[b0:b0+n], &sum4)
 		}
 		storeRows4(sum4, out, r, nrows)
 	}
@@ -124,18 +125,21 @@ func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 // q4KChunk512 computes, for the n Q4_K blocks at p and the activation
 // blocks at y (qsP order) with pair sums at bs, each block's scaled quant
 // sums as 16 int32 lanes (acc) and its mins' dot with the pair sums as 4
-// int32 lanes (m). (A function of its own: the register allocator does
-// better on a small loop.)
-func q4KChunk512(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, m *[kChunk]archsimd.Int32x4) {
+// int32 lanes (m), and copies its fp16 d and dmin (one uint32) to dm, 16
+// bytes apart (a row's column of kFinish4's dm). (A function of its own:
+// the register allocator does better on a small loop.)
+func q4KChunk512(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, m *[kChunk]archsimd.Int32x4, dm unsafe.Pointer) {
 	mask := archsimd.BroadcastUint8x64(0x0f)
 	i0 := archsimd.LoadInt8x64(&k4Byte512[0])
 	i1 := archsimd.LoadInt8x64(&k4Byte512[1])
 	i2 := archsimd.LoadInt8x64(&k4Byte512[2])
 	i3 := archsimd.LoadInt8x64(&k4Byte512[3])
+	sA, kA := archsimd.LoadInt32x4(&q4KSA), archsimd.LoadInt32x4(&q4KKA)
+	sC, kC := archsimd.LoadInt32x4(&q4KSC), archsimd.LoadInt32x4(&q4KKC)
 	for i := range acc[:n] {
 		// Written out in order (see q6KChunk512).
-		scU, mnU := q4KScales64(unsafe.Add(p, 4))
-		sc := archsimd.BroadcastUint64x8(scU).AsInt8x64()
+		x := q4KScalesVec(archsimd.LoadInt32x4((*[4]int32)(unsafe.Add(p, 4))), sA, kA, sC, kC)
+		sc := x.AsInt64x2().Broadcast1To8().AsInt8x64()
 		q := archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(p, 16)))
 		v := q.And(mask).DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(y))).DotProductPairs(sc.PermuteOrZeroGrouped(i0).AsInt16x32())
 		v = v.Add(q.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask).DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 64)))).DotProductPairs(sc.PermuteOrZeroGrouped(i1).AsInt16x32()))
@@ -143,8 +147,9 @@ func q4KChunk512(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16,
 		v = v.Add(q.And(mask).DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 128)))).DotProductPairs(sc.PermuteOrZeroGrouped(i2).AsInt16x32()))
 		v = v.Add(q.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask).DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 192)))).DotProductPairs(sc.PermuteOrZeroGrouped(i3).AsInt16x32()))
 		acc[i] = v
-		mins := archsimd.BroadcastUint64x2(mnU).AsUint8x16().ExtendLo8ToUint16().AsInt16x8()
+		mins := x.PermuteScalars(2, 3, 2, 3).AsUint8x16().ExtendLo8ToUint16().AsInt16x8()
 		m[i] = mins.DotProductPairs(archsimd.LoadInt16x8((*[8]int16)(bs)))
+		*(*uint32)(unsafe.Add(dm, 16*i)) = *(*uint32)(p)
 		p, y, bs = unsafe.Add(p, bytesQ4_K), unsafe.Add(y, qkK), unsafe.Add(bs, 16)
 	}
 }
@@ -160,38 +165,84 @@ func q4KScales64(s unsafe.Pointer) (sc, mn uint64) {
 	return lo&0xffffffff | hi<<32, lo>>32 | hi&0xffffffff00000000
 }
 
+// q4KScalesVec is q4KScalesU64 in a vector: from the scales field's
+// words v = (a0, a1, c, -), scales 0-7 in bytes 0-7 and mins 0-7 in bytes
+// 8-15 of the result. Words 0 and 2 are a0 and a1's low 6 bits; words 1 and
+// 3 are the nibbles of c (low, high) with the top 2 bits of a0 and a1's
+// bytes above them. (Arithmetic shifts: the bits they shift in are masked.)
+func q4KScalesVec(v, sA, kA, sC, kC archsimd.Int32x4) archsimd.Int32x4 {
+	t := v.PermuteScalars(2, 2, 2, 2).ShiftRight(sC).And(kC)
+	return v.PermuteScalars(0, 0, 1, 1).ShiftRight(sA).And(kA).Or(t)
+}
+
+// Shifts and masks of q4KScalesVec.
+var (
+	q4KSA = [4]int32{0, 2, 0, 2}
+	q4KKA = [4]int32{0x3f3f3f3f, 0x30303030, 0x3f3f3f3f, 0x30303030}
+	q4KSC = [4]int32{0, 0, 0, 4}
+	q4KKC = [4]int32{0, 0x0f0f0f0f, 0, 0x0f0f0f0f}
+)
+
 // kFinish4 adds the contributions of len(ds) blocks of four rows to sum, as
 // kAcc does per row: the integer sums acc (16 lanes) and mins m (4 lanes)
 // are reduced per row, and the float steps use the activation scales ds and
-// the rows' fp16 d and dmin at offset off+i*bpb of each row pointer in ps.
-func kFinish4(acc *[4][kChunk]archsimd.Int32x16, m *[4][kChunk]archsimd.Int32x4, ps *[4]unsafe.Pointer, off, bpb int, ds []float32, sum *archsimd.Float32x4) {
-	deint := archsimd.LoadUint16x8(&deintIdx)
+// the rows' fp16 d and dmin, dm[i][row] (copied by q4KChunk512: no row
+// pointers to keep in registers). Blocks go in pairs, as in kFinish4d: a
+// pair's products in the low and high lanes of 8, its d and dmin converted
+// in one 16-lane f16x16 (the adds and subtractions to sum stay in block
+// order).
+func kFinish4(acc *[4][kChunk]archsimd.Int32x16, m *[4][kChunk]archsimd.Int32x4, dm *[kChunk][4]uint32, ds []float32, sum *archsimd.Float32x4) {
 	sum4 := *sum
-	p0, p1, p2, p3 := unsafe.Add(ps[0], off), unsafe.Add(ps[1], off), unsafe.Add(ps[2], off), unsafe.Add(ps[3], off)
-	for i, d := range ds[:min(len(ds), kChunk)] {
+	ds = ds[:min(len(ds), kChunk)]
+	dup := archsimd.LoadUint32x8(&dupPairIdx)
+	deint := archsimd.LoadUint16x16(&deint16Idx)
+	i := 0
+	for ; i+2 <= len(ds); i += 2 {
+		isum := transposeSum4x2(&acc[0], &acc[1], &acc[2], &acc[3], i)
+		imin := ldI32x8(&m[0][i]).AddPairsGrouped(ldI32x8(&m[1][i])).AddPairsGrouped(ldI32x8(&m[2][i]).AddPairsGrouped(ldI32x8(&m[3][i])))
+		// d, then dmin, of blocks i (rows 0-3) and i+1 (rows 0-3).
+		h := archsimd.LoadUint16x16((*[16]uint16)(unsafe.Pointer(&dm[i])))
+		f := f16x16(h.Permute(deint).ExtendToUint32())
+		dy := archsimd.BroadcastUint64x4(*(*uint64)(unsafe.Pointer(&ds[i]))).AsFloat32x8().Permute(dup)
+		t := dy.Mul(f.GetLo()).Mul(isum.ConvertToFloat32())
+		u := dy.Mul(f.GetHi()).Mul(imin.ConvertToFloat32())
+		sum4 = sum4.Add(t.GetLo())
+		sum4 = sum4.Sub(u.GetLo())
+		sum4 = sum4.Add(t.GetHi())
+		sum4 = sum4.Sub(u.GetHi())
+	}
+	if i < len(ds) {
 		isum := transposeSum4(acc[0][i], acc[1][i], acc[2][i], acc[3][i])
 		imin := reduce4x4(m[0][i], m[1][i], m[2][i], m[3][i])
-		dx, dmx := f16Pairs4(p0, p1, p2, p3, deint)
-		dy := archsimd.BroadcastFloat32x4(d)
-		sum4 = sum4.Add(dy.Mul(dx).Mul(isum.ConvertToFloat32()))
-		sum4 = sum4.Sub(dy.Mul(dmx).Mul(imin.ConvertToFloat32()))
-		p0, p1, p2, p3 = unsafe.Add(p0, bpb), unsafe.Add(p1, bpb), unsafe.Add(p2, bpb), unsafe.Add(p3, bpb)
+		h := archsimd.LoadUint16x8((*[8]uint16)(unsafe.Pointer(&dm[i])))
+		f := f16x8(h.Permute(archsimd.LoadUint16x8(&deintIdx)).ExtendToUint32())
+		dy := archsimd.BroadcastFloat32x4(ds[i])
+		sum4 = sum4.Add(dy.Mul(f.GetLo()).Mul(isum.ConvertToFloat32()))
+		sum4 = sum4.Sub(dy.Mul(f.GetHi()).Mul(imin.ConvertToFloat32()))
 	}
 	*sum = sum4
 }
 
+// ldI32x8 loads the Int32x4 at p and the one after it (a block pair's mins).
+func ldI32x8(p *archsimd.Int32x4) archsimd.Int32x8 {
+	return archsimd.LoadInt32x8((*[8]int32)(unsafe.Pointer(p)))
+}
+
+// deint16Idx moves the even uint16 elements to the low half.
+var deint16Idx = [16]uint16{0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15}
+
+// f16x16 is f16x8 in 16 lanes.
+func f16x16(h archsimd.Uint32x16) archsimd.Float32x16 {
+	em := h.And(archsimd.BroadcastUint32x16(0x7fff)).ShiftAllLeft(13)
+	sign := h.And(archsimd.BroadcastUint32x16(0x8000)).ShiftAllLeft(16)
+	f := em.AsFloat32x16().Mul(archsimd.BroadcastFloat32x16(0x1p112))
+	inf := em.AsInt32x16().Greater(archsimd.BroadcastInt32x16(0x0f7fffff))
+	bits := f.AsUint32x16().Or(sign).Or(archsimd.BroadcastUint32x16(0x7f800000).Masked(inf))
+	return bits.AsFloat32x16()
+}
+
 // deintIdx moves the even uint16 elements to the low half.
 var deintIdx = [8]uint16{0, 2, 4, 6, 1, 3, 5, 7}
-
-// f16Pairs4 returns the two fp16 values at each of p0..p3 as float32 (exactly
-// as f16ToF32): the first ones in lanes 0-3 of x, the second ones in y.
-func f16Pairs4(p0, p1, p2, p3 unsafe.Pointer, deint archsimd.Uint16x8) (x, y archsimd.Float32x4) {
-	lo := uint64(*(*uint32)(p0)) | uint64(*(*uint32)(p1))<<32
-	hi := uint64(*(*uint32)(p2)) | uint64(*(*uint32)(p3))<<32
-	h := archsimd.BroadcastUint64x2(lo).SetElem(1, hi).AsUint16x8().Permute(deint)
-	f := f16x8(h.ExtendToUint32())
-	return f.GetLo(), f.GetHi()
-}
 
 // storeRows4 stores the lanes of v to out[r:r+4], dropping rows >= nrows.
 func storeRows4(v archsimd.Float32x4, out []float32, r, nrows int) {
