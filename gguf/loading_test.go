@@ -112,3 +112,29 @@ func TestOpenWithErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyInPieces: a copy read in many small pieces by several readers
+// holds exactly the file's bytes.
+func TestCopyInPieces(t *testing.T) {
+	if !canMap {
+		t.Skip("no copy mode on this platform")
+	}
+	path := testmodels.Path(t, "tiny-qwen3moe-Q4_K_M.gguf")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(c int) { copyChunk = c }(copyChunk)
+	copyChunk = 4096 + 13 // pieces that straddle pages
+	f, err := OpenWith(path, LoadCopy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if len(raw) < 8*copyChunk {
+		t.Fatalf("file of %d bytes is too small for several pieces", len(raw))
+	}
+	if !bytes.Equal(f.data, raw) {
+		t.Fatal("the pieced copy differs from the file")
+	}
+}

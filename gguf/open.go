@@ -49,6 +49,10 @@ func ParseLoading(s string) (Loading, error) {
 	return 0, fmt.Errorf("unknown weight loading %q (want %s)", s, strings.Join(loadingNames, ", "))
 }
 
+// copyChunk is the piece of a file one reader takes in LoadCopy (a variable
+// for the tests).
+var copyChunk = 32 << 20
+
 // Open maps the GGUF file at path and parses it: OpenWith(path, LoadMap).
 func Open(path string) (*File, error) { return OpenWith(path, LoadMap) }
 

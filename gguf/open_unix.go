@@ -3,9 +3,13 @@
 package gguf
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -78,18 +82,44 @@ func OpenWith(path string, how Loading) (*File, error) {
 // copyIn reads size bytes of fh into a fresh anonymous mapping (outside the
 // Go heap, so the collector never scans it), advised for huge pages before
 // the first touch so the kernel backs it with 2 MiB pages where it can.
+// Most of the time goes to the kernel zeroing those pages as the reads
+// touch them, so pieces of copyChunk bytes are read by up to one goroutine
+// per CPU (at most copyReaders).
 func copyIn(fh *os.File, size int) ([]byte, error) {
 	data, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
 	if err != nil {
 		return nil, err
 	}
 	adviseHugePages(data)
-	if _, err := io.ReadFull(fh, data); err != nil {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, min(runtime.NumCPU(), copyReaders, (size+copyChunk-1)/copyChunk))
+	for w := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				off := int(next.Add(int64(copyChunk))) - copyChunk
+				if off >= size {
+					return
+				}
+				if _, err := fh.ReadAt(data[off:min(off+copyChunk, size)], int64(off)); err != nil {
+					if err == io.EOF {
+						err = fmt.Errorf("the file shrank while it was read")
+					}
+					errs[w] = err
+					next.Store(int64(size)) // stop the others
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		syscall.Munmap(data)
-		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			err = fmt.Errorf("the file shrank while it was read")
-		}
 		return nil, err
 	}
 	return data, nil
 }
+
+const copyReaders = 8
