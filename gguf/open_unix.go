@@ -52,13 +52,10 @@ func OpenWith(path string, how Loading) (*File, error) {
 		if err == nil {
 			break
 		}
-		if !auto {
+		if !auto || !errors.Is(err, errCopyMemory) {
 			return nil, fmt.Errorf("gguf: %s: copying %d bytes into memory: %w", path, size, err)
 		}
 		// auto: memory the estimate promised was not there; map instead.
-		if _, err := fh.Seek(0, io.SeekStart); err != nil {
-			return nil, fmt.Errorf("gguf: %w", err)
-		}
 		how = LoadMap
 		fallthrough
 	case LoadMap:
@@ -86,9 +83,9 @@ func OpenWith(path string, how Loading) (*File, error) {
 // touch them, so pieces of copyChunk bytes are read by up to one goroutine
 // per CPU (at most copyReaders).
 func copyIn(fh *os.File, size int) ([]byte, error) {
-	data, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	data, err := anonMap(size)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errCopyMemory, err)
 	}
 	adviseHugePages(data)
 	var next atomic.Int64
@@ -123,3 +120,13 @@ func copyIn(fh *os.File, size int) ([]byte, error) {
 }
 
 const copyReaders = 8
+
+// anonMap maps size bytes of private anonymous memory (a variable for the
+// tests).
+var anonMap = func(size int) ([]byte, error) {
+	return syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+}
+
+// errCopyMemory is a copy that could not get its memory (LoadAuto then
+// maps the file instead); read errors are not retried that way.
+var errCopyMemory = errors.New("no memory for the copy")

@@ -6,8 +6,11 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/stepflash/stepflash/internal/testmodels"
 )
 
 // TestOpenFIFO: a file that cannot be mapped (a named pipe) is read instead.
@@ -44,5 +47,24 @@ func TestOpenFIFO(t *testing.T) {
 	ti, _ := f.Tensor("t")
 	if !bytes.Equal(f.TensorData(ti), data) {
 		t.Error("tensor data mismatch")
+	}
+}
+
+// TestCopyWithoutMemory: when the copy cannot get its memory, auto maps the
+// file and an explicit copy is an error that says so.
+func TestCopyWithoutMemory(t *testing.T) {
+	path := testmodels.Path(t, "tiny-qwen3moe-Q4_K_M.gguf")
+	defer func(f func(int) ([]byte, error)) { anonMap = f }(anonMap)
+	anonMap = func(int) ([]byte, error) { return nil, syscall.ENOMEM }
+	f, err := OpenWith(path, LoadAuto)
+	if err != nil {
+		t.Fatalf("auto: %v", err)
+	}
+	if avail, ok := availableMemory(); ok && f.Loaded() != LoadMap {
+		t.Errorf("auto with %d bytes available: loaded %v, want mmap", avail, f.Loaded())
+	}
+	f.Close()
+	if _, err := OpenWith(path, LoadCopy); err == nil || !strings.Contains(err.Error(), "no memory for the copy") {
+		t.Errorf("copy: %v", err)
 	}
 }
