@@ -129,11 +129,10 @@ type Request struct {
 	// ThinkingBudget tokens (the tags are not counted). When the budget is
 	// spent the engine writes HandOver, ending with the closing tag, and
 	// lets the model answer; a budget of 0 closes the block at once with
-	// CloseThinking. StartsInThinking says the prompt already opened the
-	// block; a prompt whose last token (but whitespace) is <think> does too.
-	LimitThinking    bool
-	ThinkingBudget   int
-	StartsInThinking bool
+	// CloseThinking. A prompt whose last token (but whitespace) is <think>
+	// starts inside the block.
+	LimitThinking  bool
+	ThinkingBudget int
 	// JSONObject constrains the answer (after any thinking block) to one
 	// JSON object (OpenAI response_format json_object); generation ends
 	// with an end-of-generation token when the object is complete.

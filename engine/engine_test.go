@@ -236,15 +236,14 @@ func TestThinkingBudget(t *testing.T) {
 	openID, _ := tok.Lookup("<think>")
 	handOver := tok.Encode(HandOver, false, true)
 	closeNow := tok.Encode(CloseThinking, false, true)
-	prompt := tok.Encode("Once upon a time<think>", false, true)
 	for _, c := range []struct {
 		budget int
-		starts bool // StartsInThinking set by the caller (else the engine sees the prompt's tag itself)
-	}{{0, true}, {5, true}, {17, true}, {0, false}, {5, false}} {
+		prompt string // ends inside a thinking block (whitespace after the tag allowed)
+	}{{0, "Once upon a time<think>"}, {5, "Once upon a time<think>"}, {17, "Once upon a time<think>"}, {5, "Once upon a time<think>\n"}} {
 		budget := c.budget
 		res, err := e.Generate(context.Background(), Request{
-			Prompt: prompt, MaxTokens: 60, IgnoreEOS: true,
-			LimitThinking: true, ThinkingBudget: budget, StartsInThinking: c.starts,
+			Prompt: tok.Encode(c.prompt, false, true), MaxTokens: 60, IgnoreEOS: true,
+			LimitThinking: true, ThinkingBudget: budget,
 		}, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -288,6 +287,27 @@ func TestThinkingBudget(t *testing.T) {
 		}
 		if len(res.Tokens) != 60 {
 			t.Fatalf("%+v: the model stopped answering after the hand-over (%d tokens)", c, len(res.Tokens))
+		}
+	}
+}
+
+// TestThinkingClosedInPrompt: a prompt that opened and closed a thinking
+// block (as a forced tool call's prefill does) does not start inside one:
+// nothing is forced and nothing counts as reasoning.
+func TestThinkingClosedInPrompt(t *testing.T) {
+	m, tok := openModel(t, thinkingModel(t), 1)
+	e := New(m, tok, Options{Context: 256})
+	openID, _ := tok.Lookup("<think>")
+	closeID, _ := tok.Lookup("</think>")
+	sp := SamplerParams{LogitBias: map[int32]float32{openID: -100, closeID: -100}} // greedy, no tags of its own
+	res, err := e.Generate(context.Background(), Request{Prompt: tok.Encode("Once upon a time<think>\n</think>\n\n{", false, true),
+		MaxTokens: 20, Sampling: sp, IgnoreEOS: true, LimitThinking: true, ThinkingBudget: 0}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tk := range res.Tokens {
+		if tk.Forced || tk.Reasoning {
+			t.Fatalf("token %d %+v: forced or reasoning after a closed block", i, tk)
 		}
 	}
 }

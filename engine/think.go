@@ -22,10 +22,10 @@ type thinkState struct {
 }
 
 func newThinkState(tok *tokenizer.Tokenizer, req Request) *thinkState {
-	s := &thinkState{open: -1, close: -1, limit: req.LimitThinking, budget: req.ThinkingBudget, in: req.StartsInThinking}
+	s := &thinkState{open: -1, close: -1, limit: req.LimitThinking, budget: req.ThinkingBudget}
 	if id, ok := tok.Lookup("<think>"); ok {
 		s.open = id
-		s.in = s.in || endsInOpenTag(tok, req.Prompt, id)
+		s.in = endsInOpenTag(tok, req.Prompt, id)
 	}
 	if id, ok := tok.Lookup("</think>"); ok {
 		s.close = id

@@ -132,7 +132,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *api.Error {
 		usage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage, start: start, chatSetup: setup}
 	limit, budget := thinkingLimit(effort.ThinkingBudget)
 	j.base = engine.Request{MaxTokens: sp.maxTokens, Sampling: sp.params, Logprobs: sp.logprobs, TopLogprobs: sp.topLogprobs, IgnoreEOS: sp.ignoreEOS,
-		LimitThinking: limit, ThinkingBudget: budget, StartsInThinking: setup.startsInThinking}
+		LimitThinking: limit, ThinkingBudget: budget}
 	if effort.ExpertsPerToken != nil {
 		j.base.ExpertsUsed = *effort.ExpertsPerToken
 	}
