@@ -33,10 +33,11 @@ func ParseEffort(s string) (Effort, error) {
 			return e, nil
 		}
 	}
-	return "", fmt.Errorf("invalid reasoning_effort %q: allowed values are %s", s, joinEfforts())
+	return "", fmt.Errorf("invalid reasoning_effort %q: allowed values are %s", s, AllowedEfforts())
 }
 
-func joinEfforts() string {
+// AllowedEfforts lists the valid tiers for error messages: "low, medium, high".
+func AllowedEfforts() string {
 	var s []string
 	for _, e := range Efforts {
 		s = append(s, string(e))

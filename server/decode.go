@@ -69,11 +69,7 @@ func typeError(err error) *api.Error {
 	if errors.As(err, &te) {
 		param := te.Field
 		if param == "reasoning_effort" {
-			var allowed []string
-			for _, e := range engine.Efforts {
-				allowed = append(allowed, string(e))
-			}
-			return api.InvalidRequest(api.CodeInvalidReasoning, param, "Invalid 'reasoning_effort': got %s; allowed values are %s.", article(te.Value), strings.Join(allowed, ", "))
+			return api.InvalidRequest(api.CodeInvalidReasoning, param, "Invalid 'reasoning_effort': got %s; allowed values are %s.", article(te.Value), engine.AllowedEfforts())
 		}
 		return api.InvalidRequest(api.CodeInvalidType, param, "Invalid type for '%s': expected %s, but got %s.", param, api.TypeName(te.Type), article(te.Value))
 	}

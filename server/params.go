@@ -3,7 +3,6 @@ package server
 import (
 	"math/rand/v2"
 	"strconv"
-	"strings"
 
 	"github.com/stepflash/stepflash/api"
 	"github.com/stepflash/stepflash/engine"
@@ -151,8 +150,7 @@ func resolveEffort(m *Model, requested *string) (engine.AppliedEffort, *api.Erro
 	if requested != nil {
 		r = *requested
 		if r == "" {
-			_, err := engine.ParseEffort("-")
-			return engine.AppliedEffort{}, api.InvalidRequest(api.CodeInvalidReasoning, "reasoning_effort", "%s", strings.Replace(err.Error(), `"-"`, `""`, 1))
+			return engine.AppliedEffort{}, api.InvalidRequest(api.CodeInvalidReasoning, "reasoning_effort", `invalid reasoning_effort "": allowed values are %s`, engine.AllowedEfforts())
 		}
 	}
 	a, err := m.Effort.Apply(r, m.Config)

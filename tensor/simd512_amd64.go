@@ -611,7 +611,10 @@ func dotQ6_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 
 // dotQ6_KAVX512Shift is dotQ6_KAVX512 for AVX-512 CPUs without GFNI
 // (Skylake-X, Cascade Lake): the high bits are unpacked with variable
-// shifts and masks instead (q6KChunk512Shift).
+// shifts and masks instead (q6KChunk512Shift). It is written out rather
+// than sharing a walk that takes the chunk kernel as a function value: an
+// indirect call makes the accumulators escape to the heap, and the shared
+// version ran at 5.8 ns per block instead of 4.4.
 func dotQ6_KAVX512Shift(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qkK
 	rb := nb * bytesQ6_K
