@@ -1,15 +1,25 @@
 package api
 
-// ChatCompletion is the response of a non-streaming chat completion.
+// Envelope is the head every response and chunk of the completion APIs
+// starts with.
+type Envelope struct {
+	ID                string `json:"id"`
+	Object            string `json:"object"`
+	Created           int64  `json:"created"`
+	Model             string `json:"model"`
+	SystemFingerprint string `json:"system_fingerprint"`
+}
+
+// Head returns the envelope, to set its fields.
+func (e *Envelope) Head() *Envelope { return e }
+
+// ChatCompletion is the response of a non-streaming chat completion
+// (Object "chat.completion").
 type ChatCompletion struct {
-	ID                string       `json:"id"`
-	Object            string       `json:"object"` // "chat.completion"
-	Created           int64        `json:"created"`
-	Model             string       `json:"model"`
-	SystemFingerprint string       `json:"system_fingerprint"`
-	Choices           []ChatChoice `json:"choices"`
-	Usage             *Usage       `json:"usage"`
-	Stepflash         *Extension   `json:"stepflash,omitempty"`
+	Envelope
+	Choices   []ChatChoice `json:"choices"`
+	Usage     *Usage       `json:"usage"`
+	Stepflash *Extension   `json:"stepflash,omitempty"`
 }
 
 // ChatChoice is one choice of a chat completion.
@@ -53,14 +63,11 @@ type TopLogprob struct {
 	Bytes   []int   `json:"bytes"`
 }
 
-// ChatCompletionChunk is one server-sent event of a streaming chat completion.
+// ChatCompletionChunk is one server-sent event of a streaming chat
+// completion (Object "chat.completion.chunk").
 type ChatCompletionChunk struct {
-	ID                string        `json:"id"`
-	Object            string        `json:"object"` // "chat.completion.chunk"
-	Created           int64         `json:"created"`
-	Model             string        `json:"model"`
-	SystemFingerprint string        `json:"system_fingerprint"`
-	Choices           []ChunkChoice `json:"choices"`
+	Envelope
+	Choices []ChunkChoice `json:"choices"`
 	// Usage is null on every chunk but the last when the client asked for
 	// usage (stream_options.include_usage); absent otherwise.
 	Usage     *Usage     `json:"usage,omitempty"`
@@ -128,23 +135,35 @@ type Extension struct {
 type EffortEcho struct {
 	Requested *string `json:"requested"`
 	Applied   string  `json:"applied"`
-	// ExpertsPerToken is null for a dense model.
+	// ExpertsPerToken is null for a dense model, and for an upstream (whose
+	// compute this server cannot see).
 	ExpertsPerToken *int `json:"experts_per_token"`
-	// ThinkingBudget is in tokens; -1 means unlimited.
-	ThinkingBudget int `json:"thinking_budget"`
+	// ThinkingBudget is in tokens; -1 means unlimited; null for an upstream.
+	ThinkingBudget *int `json:"thinking_budget"`
+	// Upstream is set when an upstream answered: what was sent to it, and
+	// that its compute is not verified here.
+	Upstream *UpstreamEffort `json:"upstream,omitempty"`
+}
+
+// UpstreamEffort says how an effort tier was passed to an upstream.
+type UpstreamEffort struct {
+	// Param is the request field it was sent in: "reasoning_effort", or
+	// "reasoning.effort" (OpenRouter's form).
+	Param string `json:"param"`
+	// Sent is the value sent.
+	Sent string `json:"sent"`
+	// Verified is always false: nothing here can check what compute an
+	// upstream spent.
+	Verified bool `json:"verified"`
 }
 
 // Completion is the response of a non-streaming legacy completion, and (with
 // Object "text_completion") each chunk of a streaming one.
 type Completion struct {
-	ID                string             `json:"id"`
-	Object            string             `json:"object"` // "text_completion"
-	Created           int64              `json:"created"`
-	Model             string             `json:"model"`
-	SystemFingerprint string             `json:"system_fingerprint"`
-	Choices           []CompletionChoice `json:"choices"`
-	Usage             *Usage             `json:"usage,omitempty"`
-	Stepflash         *Extension         `json:"stepflash,omitempty"`
+	Envelope
+	Choices   []CompletionChoice `json:"choices"`
+	Usage     *Usage             `json:"usage,omitempty"`
+	Stepflash *Extension         `json:"stepflash,omitempty"`
 }
 
 // CompletionChoice is one choice of a legacy completion.
@@ -177,4 +196,64 @@ type Model struct {
 type ModelList struct {
 	Object string  `json:"object"` // "list"
 	Data   []Model `json:"data"`
+}
+
+// NewUsage builds a usage object from token counts, with cached tokens in
+// both placements (OpenAI's prompt_tokens_details and StepFun's top level).
+// Cost is left at zero for the price table to fill.
+func NewUsage(prompt, cached, completion, reasoning int) *Usage {
+	return &Usage{
+		PromptTokens:            prompt,
+		CompletionTokens:        completion,
+		TotalTokens:             prompt + completion,
+		PromptTokensDetails:     PromptTokensDetails{CachedTokens: cached},
+		CompletionTokensDetails: CompletionTokensDetails{ReasoningTokens: reasoning},
+		CachedTokens:            cached,
+	}
+}
+
+// Ext returns the stepflash extension object, or nil.
+func (c *ChatCompletionChunk) Ext() *Extension { return c.Stepflash }
+
+// FinalUsage returns the usage when this is the last chunk of a stream (no
+// choices, usage set).
+func (c *ChatCompletionChunk) FinalUsage() *Usage {
+	if len(c.Choices) == 0 {
+		return c.Usage
+	}
+	return nil
+}
+
+// FinishReasons lists the finish reasons this chunk reports.
+func (c *ChatCompletionChunk) FinishReasons() []string {
+	var out []string
+	for _, ch := range c.Choices {
+		if ch.FinishReason != nil {
+			out = append(out, *ch.FinishReason)
+		}
+	}
+	return out
+}
+
+// Ext returns the stepflash extension object, or nil.
+func (c *Completion) Ext() *Extension { return c.Stepflash }
+
+// FinalUsage returns the usage when this is the last chunk of a stream (no
+// choices, usage set).
+func (c *Completion) FinalUsage() *Usage {
+	if len(c.Choices) == 0 {
+		return c.Usage
+	}
+	return nil
+}
+
+// FinishReasons lists the finish reasons this chunk reports.
+func (c *Completion) FinishReasons() []string {
+	var out []string
+	for _, ch := range c.Choices {
+		if ch.FinishReason != nil {
+			out = append(out, *ch.FinishReason)
+		}
+	}
+	return out
 }

@@ -324,12 +324,3 @@ func toolValue(t Tool) (*jinja.Dict, error) {
 	d.Set("function", f)
 	return d, nil
 }
-
-// PromptStartsInThinking reports whether a rendered prompt leaves the model
-// inside a reasoning block: it ends with an opened <think> tag (some
-// templates put it in the generation prompt), so the model's output begins
-// with reasoning and only closes it with </think>.
-func PromptStartsInThinking(prompt string) bool {
-	p := strings.TrimRight(prompt, " \t\r\n")
-	return strings.HasSuffix(p, "<think>")
-}

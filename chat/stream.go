@@ -84,8 +84,8 @@ const (
 )
 
 const (
-	thinkOpen     = "<think>"
-	thinkClose    = "</think>"
+	thinkOpen     = "<think>"  // DefaultThinking.Open
+	thinkClose    = "</think>" // DefaultThinking.Close
 	toolCallOpen  = "<tool_call>"
 	toolCallClose = "</tool_call>"
 	pythonTag     = "<|python_tag|>"

@@ -125,28 +125,18 @@ type Request struct {
 	TopLogprobs int // alternatives reported per generated token (0: none)
 	ExpertsUsed int // MoE experts per token; 0 = the model's trained count
 	IgnoreEOS   bool
-	// LimitThinking caps the tokens spent inside a <think>…</think> block at
-	// ThinkingBudget tokens (the tags are not counted). When the budget is
-	// spent the engine writes HandOver, ending with the closing tag, and
-	// lets the model answer; a budget of 0 closes the block at once with
-	// CloseThinking. A prompt whose last token (but whitespace) is <think>
-	// starts inside the block.
-	LimitThinking  bool
-	ThinkingBudget int
+	// Thinking, when set, follows the model's reasoning blocks (marking
+	// their tokens Reasoning) and caps the tokens spent inside one at its
+	// Budget: when the budget is spent the engine writes HandOver and lets
+	// the model answer; a budget of 0 closes the block at once with
+	// CloseEmpty. A prompt whose last token (but whitespace) is the open
+	// tag starts inside the block. Nil: the model has no reasoning block.
+	Thinking *Thinking
 	// JSONObject constrains the answer (after any thinking block) to one
 	// JSON object (OpenAI response_format json_object); generation ends
 	// with an end-of-generation token when the object is complete.
 	JSONObject bool
 }
-
-// HandOver is the text the engine writes to close a thinking block whose
-// budget is spent (Qwen3's recommended wording), ending with the closing tag.
-const HandOver = "\n\nConsidering the limited time, I have to give the solution based on the thinking directly now.\n</think>\n\n"
-
-// CloseThinking is what the engine writes to close a thinking block when the
-// budget is 0 (the low tier): no thinking to hand over from, so just the
-// empty block's ending, as Qwen3's template writes it with thinking off.
-const CloseThinking = "\n\n</think>\n\n"
 
 // Token is one generated token.
 type Token struct {

@@ -3,14 +3,15 @@ package engine
 import (
 	"context"
 	"math"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/stepflash/stepflash/gguf"
-	"github.com/stepflash/stepflash/internal/testmodels"
+	"github.com/stepflash/stepflash/chat"
+	"github.com/stepflash/stepflash/effort"
+	"github.com/stepflash/stepflash/internal/thinkmodel"
 	"github.com/stepflash/stepflash/model"
+	"github.com/stepflash/stepflash/tokenizer"
 )
 
 func TestSamplerGreedyAndFilters(t *testing.T) {
@@ -150,92 +151,17 @@ func TestKVCacheBlocks(t *testing.T) {
 	}
 }
 
-func TestEffortPolicy(t *testing.T) {
-	moe := &model.Config{NExpert: 128, NExpertUse: 8}
-	dense := &model.Config{}
-	cases := []struct {
-		cfg        *model.Config
-		req        string
-		applied    Effort
-		experts    int // -1: null
-		budget     int
-		wantErr    string
-		requestNil bool
-	}{
-		{moe, "", EffortMedium, 8, 1024, "", true},
-		{moe, "low", EffortLow, 4, 0, "", false},
-		{moe, "high", EffortHigh, 8, 8192, "", false},
-		{&model.Config{NExpert: 8, NExpertUse: 1}, "low", EffortLow, 1, 0, "", false},
-		{dense, "low", EffortLow, -1, 0, "", false},
-		{dense, "hgih", "", 0, 0, `invalid reasoning_effort "hgih": allowed values are low, medium, high`, false},
-	}
-	for _, tc := range cases {
-		a, err := DefaultEffortPolicy(tc.cfg).Apply(tc.req, tc.cfg)
-		if tc.wantErr != "" {
-			if err == nil || err.Error() != tc.wantErr {
-				t.Errorf("%q: error %v, want %q", tc.req, err, tc.wantErr)
-			}
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if a.Applied != tc.applied || a.ThinkingBudget != tc.budget || (a.Requested == nil) != tc.requestNil {
-			t.Errorf("%q: %+v", tc.req, a)
-		}
-		if tc.experts < 0 && a.ExpertsPerToken != nil || tc.experts >= 0 && (a.ExpertsPerToken == nil || *a.ExpertsPerToken != tc.experts) {
-			t.Errorf("%q: experts %v, want %d", tc.req, a.ExpertsPerToken, tc.experts)
-		}
-	}
-}
-
 // thinkingModel writes a copy of tiny-qwen3-F32 whose tokens 1000 and 1001
-// are renamed <think> and </think>, so the budget logic runs on a real model.
-func thinkingModel(t *testing.T) string {
-	src, err := gguf.Open(testmodels.Path(t, "tiny-qwen3-F32.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	w := gguf.NewWriter()
-	for _, kv := range src.KV {
-		v := any(kv.Value)
-		if kv.Key == "tokenizer.ggml.tokens" {
-			toks, _ := src.Strings(kv.Key)
-			toks = append([]string(nil), toks...)
-			toks[1000], toks[1001] = "<think>", "</think>"
-			v = toks
-		}
-		if kv.Key == "tokenizer.ggml.token_type" {
-			types, _ := src.Int32s(kv.Key)
-			types = append([]int32(nil), types...)
-			types[1000], types[1001] = 4, 4 // user-defined, as in Qwen3
-			v = types
-		}
-		if err := w.AddKV(kv.Key, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range src.Tensors {
-		ti := &src.Tensors[i]
-		if err := w.AddTensor(ti.Name, ti.Type, ti.Shape, src.TensorData(ti)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p := filepath.Join(t.TempDir(), "think.gguf")
-	if err := w.WriteFile(p); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+// are <think> and </think>, so the budget logic runs on a real model.
+func thinkingModel(t *testing.T) string { return thinkmodel.Write(t, "tiny-qwen3-F32.gguf", "") }
 
 func TestThinkingBudget(t *testing.T) {
 	m, tok := openModel(t, thinkingModel(t), 1)
 	e := New(m, tok, Options{Context: 256})
 	closeID, _ := tok.Lookup("</think>")
 	openID, _ := tok.Lookup("<think>")
-	handOver := tok.Encode(HandOver, false, true)
-	closeNow := tok.Encode(CloseThinking, false, true)
+	handOver := tok.Encode(chat.DefaultThinking.HandOver, false, true)
+	closeNow := tok.Encode(chat.DefaultThinking.CloseEmpty, false, true)
 	for _, c := range []struct {
 		budget int
 		prompt string // ends inside a thinking block (whitespace after the tag allowed)
@@ -243,7 +169,7 @@ func TestThinkingBudget(t *testing.T) {
 		budget := c.budget
 		res, err := e.Generate(context.Background(), Request{
 			Prompt: tok.Encode(c.prompt, false, true), MaxTokens: 60, IgnoreEOS: true,
-			LimitThinking: true, ThinkingBudget: budget,
+			Thinking: thinkingFor(tok, budget),
 		}, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -301,7 +227,7 @@ func TestThinkingClosedInPrompt(t *testing.T) {
 	closeID, _ := tok.Lookup("</think>")
 	sp := SamplerParams{LogitBias: map[int32]float32{openID: -100, closeID: -100}} // greedy, no tags of its own
 	res, err := e.Generate(context.Background(), Request{Prompt: tok.Encode("Once upon a time<think>\n</think>\n\n{", false, true),
-		MaxTokens: 20, Sampling: sp, IgnoreEOS: true, LimitThinking: true, ThinkingBudget: 0}, nil)
+		MaxTokens: 20, Sampling: sp, IgnoreEOS: true, Thinking: thinkingFor(tok, 0)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,6 +236,19 @@ func TestThinkingClosedInPrompt(t *testing.T) {
 			t.Fatalf("token %d %+v: forced or reasoning after a closed block", i, tk)
 		}
 	}
+}
+
+// thinkingFor is the Qwen3-style thinking block of the test vocabulary with
+// a budget.
+func thinkingFor(tok *tokenizer.Tokenizer, budget int) *Thinking {
+	open, ok1 := tok.Lookup(chat.DefaultThinking.Open)
+	closeID, ok2 := tok.Lookup(chat.DefaultThinking.Close)
+	if !ok1 || !ok2 {
+		panic("the test vocabulary has no thinking tags")
+	}
+	return &Thinking{Open: open, Close: closeID, Budget: budget,
+		HandOver:   tok.Encode(chat.DefaultThinking.HandOver, false, true),
+		CloseEmpty: tok.Encode(chat.DefaultThinking.CloseEmpty, false, true)}
 }
 
 func countReasoning(toks []Token) int {
@@ -335,7 +274,7 @@ func TestThinkingBudgetModelOpened(t *testing.T) {
 	for _, budget := range []int{0, 1, 3} {
 		sp := SamplerParams{LogitBias: map[int32]float32{openID: 100}} // greedy
 		res, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 60, Sampling: sp, IgnoreEOS: true,
-			LimitThinking: true, ThinkingBudget: budget}, nil)
+			Thinking: thinkingFor(tok, budget)}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -362,7 +301,7 @@ func TestReasoningTokensDelivered(t *testing.T) {
 	e := New(m, tok, Options{Context: 256})
 	prompt := tok.Encode("Once upon a time<think>", false, true)
 	got := 0
-	res, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 40, IgnoreEOS: true}, func(Token) bool {
+	res, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 40, IgnoreEOS: true, Thinking: thinkingFor(tok, effort.Unlimited)}, func(Token) bool {
 		got++
 		time.Sleep(20 * time.Millisecond) // let the scheduler run ahead
 		return got < 2

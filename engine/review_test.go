@@ -19,7 +19,7 @@ func TestJSONAfterThinkingBudget(t *testing.T) {
 	defer e.Close()
 	res, err := e.Generate(context.Background(), Request{
 		Prompt: tok.Encode("Once upon a time<think>", false, true), MaxTokens: 200,
-		LimitThinking: true, ThinkingBudget: 3, JSONObject: true,
+		Thinking: thinkingFor(tok, 3), JSONObject: true,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -3,13 +3,30 @@ package engine
 import (
 	"bytes"
 
+	"github.com/stepflash/stepflash/effort"
 	"github.com/stepflash/stepflash/tokenizer"
 )
 
-// thinkState follows <think>…</think> blocks in the generated tokens and,
-// when a budget is set, queues the hand-over once the budget is spent.
+// Thinking is a model family's reasoning block, in the model's tokens, and
+// the budget one request may spend inside it. The text comes from the chat
+// template's family (package chat), not from the engine.
+type Thinking struct {
+	// Open and Close are the tags' token ids.
+	Open, Close int32
+	// HandOver is written when the budget is spent; it ends with Close.
+	HandOver []int32
+	// CloseEmpty is written when the budget is 0 (no thinking to hand over
+	// from); it ends with Close.
+	CloseEmpty []int32
+	// Budget is the most tokens spent inside the block (the tags not
+	// counted); effort.Unlimited sets no limit.
+	Budget int
+}
+
+// thinkState follows thinking blocks in the generated tokens and, when a
+// budget is set, queues the hand-over once the budget is spent.
 type thinkState struct {
-	open, close int32 // tag token ids; -1 when the vocabulary has none
+	open, close int32 // tag token ids; -1 when the request has no thinking block
 	limit       bool
 	budget      int
 	in          bool
@@ -22,25 +39,24 @@ type thinkState struct {
 }
 
 func newThinkState(tok *tokenizer.Tokenizer, req Request) *thinkState {
-	s := &thinkState{open: -1, close: -1, limit: req.LimitThinking, budget: req.ThinkingBudget}
-	if id, ok := tok.Lookup("<think>"); ok {
-		s.open = id
-		s.in = endsInOpenTag(tok, req.Prompt, id)
+	s := &thinkState{open: -1, close: -1}
+	th := req.Thinking
+	if th == nil {
+		return s
 	}
-	if id, ok := tok.Lookup("</think>"); ok {
-		s.close = id
-		s.handOver = tok.Encode(HandOver, false, true)
-		s.closeNow = tok.Encode(CloseThinking, false, true)
-	}
+	s.open, s.close = th.Open, th.Close
+	s.limit, s.budget = th.Budget != effort.Unlimited, th.Budget
+	s.handOver, s.closeNow = th.HandOver, th.CloseEmpty
+	s.in = endsInOpenTag(tok, req.Prompt, th.Open)
 	if s.in {
 		s.check()
 	}
 	return s
 }
 
-// endsInOpenTag reports whether prompt ends with the <think> token (open),
-// give or take whitespace after it: generation then starts inside a
-// thinking block, whichever API built the prompt.
+// endsInOpenTag reports whether prompt ends with the open tag, give or take
+// whitespace after it: generation then starts inside a thinking block,
+// whichever API built the prompt.
 func endsInOpenTag(tok *tokenizer.Tokenizer, prompt []int32, open int32) bool {
 	for i := len(prompt) - 1; i >= 0; i-- {
 		if prompt[i] == open {

@@ -45,7 +45,7 @@ func TestStreamCompletion(t *testing.T) {
 		{"error in the stream", 200, chunk("a") + `data: {"error":{"message":"boom"}}` + "\n\n", 0, false, "error in the stream: boom"},
 		{"cut short", 200, chunk("a") + chunk("b"), 0, false, "without a finish_reason or [DONE]"},
 		{"bad JSON", 200, "data: {nope\n\n", 0, false, "bad stream chunk"},
-		{"line too long", 200, "data: " + strings.Repeat("x", maxSSELine+1) + "\n\n", 0, false, "an SSE line is longer than"},
+		{"line too long", 200, "data: " + strings.Repeat("x", maxSSELine+1) + "\n\n", 0, false, "sse: line too long: over 4194304 bytes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

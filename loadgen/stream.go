@@ -1,7 +1,6 @@
 package loadgen
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,6 +11,8 @@ import (
 	"net/http/httptrace"
 	"strings"
 	"time"
+
+	"github.com/stepflash/stepflash/sse"
 )
 
 // sample is one request of a load run.
@@ -68,59 +69,56 @@ func streamCompletion(ctx context.Context, hc *http.Client, base, apiKey string,
 		s.err = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, errorText(b))
 		return s
 	}
-	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	events := sse.NewReader(resp.Body, maxSSELine)
 	var first, last time.Time
 	chunks, usageTokens := 0, 0
 	done, finished := false, false
 	for !done {
-		line, err := readLine(br)
-		if data, ok := strings.CutPrefix(line, "data:"); ok {
-			data = strings.TrimSpace(data)
-			if data == "[DONE]" {
-				done = true
-				continue
-			}
-			var ch struct {
-				Choices []struct {
-					Text         string  `json:"text"`
-					FinishReason *string `json:"finish_reason"`
-				} `json:"choices"`
-				Usage *struct {
-					CompletionTokens int `json:"completion_tokens"`
-				} `json:"usage"`
-				Error json.RawMessage `json:"error"`
-			}
-			if jerr := json.Unmarshal([]byte(data), &ch); jerr != nil {
-				s.err = fmt.Sprintf("bad stream chunk %.80q: %v", data, jerr)
-				return s
-			}
-			if len(ch.Error) > 0 && string(ch.Error) != "null" {
-				s.err = "error in the stream: " + errorText([]byte(data))
-				return s
-			}
-			for _, c := range ch.Choices {
-				if c.Text != "" {
-					now := time.Now()
-					if chunks == 0 {
-						first = now
-					}
-					last = now
-					chunks++
-				}
-				if c.FinishReason != nil && *c.FinishReason != "" {
-					finished = true
-				}
-			}
-			if ch.Usage != nil && ch.Usage.CompletionTokens > 0 {
-				usageTokens = ch.Usage.CompletionTokens
-			}
-		}
+		ev, err := events.Next()
 		if err != nil {
 			if err == io.EOF {
 				break
 			}
 			s.err = "reading the stream: " + err.Error()
 			return s
+		}
+		if ev.Data == sse.Done {
+			done = true
+			continue
+		}
+		var ch struct {
+			Choices []struct {
+				Text         string  `json:"text"`
+				FinishReason *string `json:"finish_reason"`
+			} `json:"choices"`
+			Usage *struct {
+				CompletionTokens int `json:"completion_tokens"`
+			} `json:"usage"`
+			Error json.RawMessage `json:"error"`
+		}
+		if jerr := json.Unmarshal([]byte(ev.Data), &ch); jerr != nil {
+			s.err = fmt.Sprintf("bad stream chunk %.80q: %v", ev.Data, jerr)
+			return s
+		}
+		if len(ch.Error) > 0 && string(ch.Error) != "null" {
+			s.err = "error in the stream: " + errorText([]byte(ev.Data))
+			return s
+		}
+		for _, c := range ch.Choices {
+			if c.Text != "" {
+				now := time.Now()
+				if chunks == 0 {
+					first = now
+				}
+				last = now
+				chunks++
+			}
+			if c.FinishReason != nil && *c.FinishReason != "" {
+				finished = true
+			}
+		}
+		if ch.Usage != nil && ch.Usage.CompletionTokens > 0 {
+			usageTokens = ch.Usage.CompletionTokens
 		}
 	}
 	if !done && !finished {
@@ -138,21 +136,6 @@ func streamCompletion(ctx context.Context, hc *http.Client, base, apiKey string,
 		}
 	}
 	return s
-}
-
-// readLine reads one line (without its end), refusing lines over maxSSELine.
-func readLine(br *bufio.Reader) (string, error) {
-	var b []byte
-	for {
-		part, isPrefix, err := br.ReadLine()
-		b = append(b, part...)
-		if len(b) > maxSSELine {
-			return "", fmt.Errorf("an SSE line is longer than %d bytes", maxSSELine)
-		}
-		if err != nil || !isPrefix {
-			return string(b), err
-		}
-	}
 }
 
 // errorText is the message of an OpenAI error object, or the body itself.

@@ -13,7 +13,7 @@ import (
 	"sync"
 
 	"github.com/stepflash/stepflash/api"
-	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/effort"
 )
 
 // decodeBody reads a JSON object body into dst (a pointer to a request
@@ -69,7 +69,7 @@ func typeError(err error) *api.Error {
 	if errors.As(err, &te) {
 		param := te.Field
 		if param == "reasoning_effort" {
-			return api.InvalidRequest(api.CodeInvalidReasoning, param, "Invalid 'reasoning_effort': got %s; allowed values are %s.", article(te.Value), engine.AllowedEfforts())
+			return api.InvalidRequest(api.CodeInvalidReasoning, param, "Invalid 'reasoning_effort': got %s; allowed values are %s.", article(te.Value), effort.Allowed())
 		}
 		return api.InvalidRequest(api.CodeInvalidType, param, "Invalid type for '%s': expected %s, but got %s.", param, api.TypeName(te.Type), article(te.Value))
 	}

@@ -21,7 +21,10 @@ import (
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
 	"github.com/stepflash/stepflash/chat"
+	"github.com/stepflash/stepflash/effort"
 	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/internal/thinkmodel"
+	"github.com/stepflash/stepflash/local"
 	"github.com/stepflash/stepflash/model"
 	"github.com/stepflash/stepflash/server"
 )
@@ -127,7 +130,7 @@ func TestCompletionsGreedyMatchesEngine(t *testing.T) {
 	l := loadModel(t, "stories260K.gguf")
 	e := engine.New(l.m, l.tok, engine.Options{Context: 512})
 	defer e.Close()
-	res, err := e.Generate(context.Background(), engine.Request{Prompt: l.tok.Encode(storyPrompt, true, true), MaxTokens: 40, LimitThinking: true, ThinkingBudget: 1024}, nil)
+	res, err := e.Generate(context.Background(), engine.Request{Prompt: l.tok.Encode(storyPrompt, true, true), MaxTokens: 40, Thinking: local.Thinking(l.tok, chat.DefaultThinking, 1024)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -630,8 +633,9 @@ func soak(t *testing.T, s *served, clients int, d time.Duration) {
 }
 
 func TestEffortEcho(t *testing.T) {
-	sc := &scripted{}
-	s := startServer(t, server.Config{}, nil, scriptedModel(t, "m", sc))
+	l := loadPath(t, thinkmodel.Write(t, "tiny-qwen3-F32.gguf", ""))
+	sc := &scripted{tok: l.tok, ctx: 4096}
+	s := startServer(t, server.Config{}, nil, localModel(t, "m", nil, local.Model{Engine: sc, Tok: l.tok, Config: l.m.Config()}))
 	for _, tc := range []struct {
 		effort string
 		budget int
@@ -653,8 +657,8 @@ func TestEffortEcho(t *testing.T) {
 		if (tc.effort == "") != (eff["requested"] == nil) {
 			t.Errorf("effort %q: requested echo %v", tc.effort, eff["requested"])
 		}
-		if r := sc.lastRequest(); r.ThinkingBudget != tc.budget || !r.LimitThinking {
-			t.Errorf("effort %q: engine got budget %d limit %v", tc.effort, r.ThinkingBudget, r.LimitThinking)
+		if r := sc.lastRequest(); r.Thinking == nil || r.Thinking.Budget != tc.budget {
+			t.Errorf("effort %q: engine got thinking %+v, want budget %d", tc.effort, r.Thinking, tc.budget)
 		}
 	}
 }
@@ -978,43 +982,43 @@ func TestSoak(t *testing.T) {
 // what reaches the engine (-1: no thinking limit); AddModel refuses an
 // invalid one.
 func TestConfiguredEffortPolicy(t *testing.T) {
-	policyOf := func(cfg *model.Config, js string) engine.EffortPolicy {
-		var ec server.EffortConfig
+	policyOf := func(cfg *model.Config, js string) effort.Policy {
+		var ec effort.Config
 		if err := json.Unmarshal([]byte(js), &ec); err != nil {
 			t.Fatal(err)
 		}
-		p, err := ec.Policy(cfg)
+		p, err := ec.Policy(local.Shape(cfg))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
-	dense := &scripted{}
-	dm := scriptedModel(t, "dense", dense)
-	dm.Effort = policyOf(dm.Config, `{"low":{"thinking_budget":3},"high":{"thinking_budget":-1}}`)
-	moeL := loadModel(t, "tiny-qwen3moe-F32.gguf")
+	ql := loadPath(t, thinkmodel.Write(t, "tiny-qwen3-F32.gguf", ""))
+	dense := &scripted{tok: ql.tok, ctx: 4096}
+	dm := localModel(t, "dense", nil, local.Model{Engine: dense, Tok: ql.tok, Config: ql.m.Config(),
+		Effort: policyOf(ql.m.Config(), `{"low":{"thinking_budget":3},"high":{"thinking_budget":-1}}`)})
+	moeL := loadPath(t, thinkmodel.Write(t, "tiny-qwen3moe-F32.gguf", ""))
 	moe := &scripted{tok: moeL.tok, ctx: 4096}
-	mm := &server.Model{Name: "moe", Engine: moe, Tok: moeL.tok, Config: moeL.m.Config()}
-	k := mm.Config.NExpertUse
-	if mm.Config.NExpert == 0 || k < 2 {
-		t.Fatalf("tiny-qwen3moe: %d experts, %d per token", mm.Config.NExpert, k)
+	moeCfg := moeL.m.Config()
+	k := moeCfg.NExpertUse
+	if moeCfg.NExpert == 0 || k < 2 {
+		t.Fatalf("tiny-qwen3moe: %d experts, %d per token", moeCfg.NExpert, k)
 	}
-	mm.Effort = policyOf(mm.Config, fmt.Sprintf(`{"low":{"experts_per_token":1},"medium":{"experts_per_token":%d,"thinking_budget":7}}`, k-1))
+	mm := localModel(t, "moe", nil, local.Model{Engine: moe, Tok: moeL.tok, Config: moeCfg,
+		Effort: policyOf(moeCfg, fmt.Sprintf(`{"low":{"experts_per_token":1},"medium":{"experts_per_token":%d,"thinking_budget":7}}`, k-1))})
 	s := startServer(t, server.Config{}, nil, dm, mm)
 	cases := []struct {
 		model, effort string
 		sc            *scripted
 		experts       int // -1: null (dense)
-		budget        int // echoed
-		limit         bool
-		engineBudget  int
+		budget        int // echoed and given to the engine (-1: no limit)
 	}{
-		{"dense", "low", dense, -1, 3, true, 3},
-		{"dense", "", dense, -1, 1024, true, 1024},
-		{"dense", "high", dense, -1, -1, false, 0},
-		{"moe", "low", moe, 1, 0, true, 0},
-		{"moe", "medium", moe, k - 1, 7, true, 7},
-		{"moe", "high", moe, k, 8192, true, 8192},
+		{"dense", "low", dense, -1, 3},
+		{"dense", "", dense, -1, 1024},
+		{"dense", "high", dense, -1, -1},
+		{"moe", "low", moe, 1, 0},
+		{"moe", "medium", moe, k - 1, 7},
+		{"moe", "high", moe, k, 8192},
 	}
 	for _, tc := range cases {
 		for _, path := range []string{"/v1/chat/completions", "/v1/completions"} {
@@ -1038,20 +1042,19 @@ func TestConfiguredEffortPolicy(t *testing.T) {
 				t.Errorf("%s %s %q: %d header %q echo %v", path, tc.model, tc.effort, resp.StatusCode, resp.Header.Get("X-Reasoning-Effort"), eff)
 			}
 			r := tc.sc.lastRequest()
-			if r.LimitThinking != tc.limit || r.ThinkingBudget != tc.engineBudget || r.ExpertsUsed != max(tc.experts, 0) {
-				t.Errorf("%s %s %q: engine got limit %v budget %d experts %d", path, tc.model, tc.effort, r.LimitThinking, r.ThinkingBudget, r.ExpertsUsed)
+			if r.Thinking == nil || r.Thinking.Budget != tc.budget || r.ExpertsUsed != max(tc.experts, 0) {
+				t.Errorf("%s %s %q: engine got thinking %+v experts %d", path, tc.model, tc.effort, r.Thinking, r.ExpertsUsed)
 			}
 		}
 	}
-	srv := server.New(server.Config{})
-	for _, bad := range []engine.EffortPolicy{
-		{engine.EffortLow: {}, engine.EffortMedium: {}},
-		{engine.EffortLow: {ExpertsPerToken: k + 1}, engine.EffortMedium: {}, engine.EffortHigh: {}},
-		{engine.EffortLow: {ThinkingBudget: -3}, engine.EffortMedium: {}, engine.EffortHigh: {}},
+	for _, bad := range []effort.Policy{
+		{effort.Low: {}, effort.Medium: {}},
+		{effort.Low: {ExpertsPerToken: k + 1}, effort.Medium: {}, effort.High: {}},
+		{effort.Low: {ThinkingBudget: -3}, effort.Medium: {}, effort.High: {}},
 	} {
-		m := &server.Model{Name: "bad", Engine: moe, Tok: moeL.tok, Config: mm.Config, Effort: bad}
-		if err := srv.AddModel(m); err == nil || !strings.Contains(err.Error(), `model "bad": effort policy`) {
-			t.Errorf("AddModel(%v): %v", bad, err)
+		_, err := local.New(local.Model{Engine: moe, Tok: moeL.tok, Config: moeCfg, Effort: bad})
+		if err == nil || !strings.Contains(err.Error(), "effort policy") {
+			t.Errorf("local.New with policy %v: %v", bad, err)
 		}
 	}
 }
@@ -1074,17 +1077,17 @@ func TestEndOfTurnStops(t *testing.T) {
 	}
 	var models []*server.Model
 	for i, tc := range cases {
-		m := scriptedModel(t, fmt.Sprint("m", i), &scripted{scripts: []script{{key: "", pieces: pieces, finish: "length"}}})
+		var tmpl *chat.Template
 		if tc.template != "" {
 			src, err := os.ReadFile("../chat/testdata/templates/" + tc.template)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m.Template, err = chat.NewTemplate(string(src)); err != nil {
+			if tmpl, err = chat.NewTemplate(string(src)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		models = append(models, m)
+		models = append(models, scriptedModelWith(t, fmt.Sprint("m", i), &scripted{scripts: []script{{key: "", pieces: pieces, finish: "length"}}}, tmpl))
 	}
 	s := startServer(t, server.Config{}, nil, models...)
 	for i, tc := range cases {

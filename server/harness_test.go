@@ -10,9 +10,13 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/stepflash/stepflash/backend"
+	"github.com/stepflash/stepflash/billing"
+	"github.com/stepflash/stepflash/chat"
 	"github.com/stepflash/stepflash/engine"
 	"github.com/stepflash/stepflash/gguf"
 	"github.com/stepflash/stepflash/internal/testmodels"
+	"github.com/stepflash/stepflash/local"
 	"github.com/stepflash/stepflash/model"
 	"github.com/stepflash/stepflash/server"
 	"github.com/stepflash/stepflash/tokenizer"
@@ -33,7 +37,13 @@ var (
 
 func loadModel(t *testing.T, name string) *loadedModel {
 	t.Helper()
-	path := testmodels.Path(t, name)
+	return loadPath(t, testmodels.Path(t, name))
+}
+
+// loadPath loads the model at path once per test binary.
+func loadPath(t *testing.T, path string) *loadedModel {
+	t.Helper()
+	name := path
 	loadMu.Lock()
 	defer loadMu.Unlock()
 	if l, ok := loaded[name]; ok {
@@ -78,7 +88,7 @@ func startServer(t *testing.T, cfg server.Config, models []realModel, extra ...*
 		}
 		e := engine.New(l.m, l.tok, opts)
 		t.Cleanup(e.Close)
-		if err := srv.AddModel(&server.Model{Name: rm.name, Aliases: rm.aliases, Engine: e, Tok: l.tok, Config: l.m.Config()}); err != nil {
+		if err := srv.AddModel(localModel(t, rm.name, rm.aliases, local.Model{Engine: e, Tok: l.tok, Config: l.m.Config()})); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -174,10 +184,26 @@ func (s *scripted) lastPrompt() string {
 // scriptedModel wraps a scripted engine as a served model, with the
 // tiny-qwen3 tokenizer and config.
 func scriptedModel(t *testing.T, name string, sc *scripted) *server.Model {
+	return scriptedModelWith(t, name, sc, nil)
+}
+
+// scriptedModelWith is scriptedModel with a chat template (nil: ChatML).
+func scriptedModelWith(t *testing.T, name string, sc *scripted, tmpl *chat.Template) *server.Model {
 	l := loadModel(t, "tiny-qwen3-F32.gguf")
 	sc.tok = l.tok
 	if sc.ctx == 0 {
 		sc.ctx = 4096
 	}
-	return &server.Model{Name: name, Engine: sc, Tok: l.tok, Config: l.m.Config()}
+	return localModel(t, name, nil, local.Model{Engine: sc, Tok: l.tok, Config: l.m.Config(), Template: tmpl})
+}
+
+// localModel serves a local model as the binary does: its backend behind
+// the default price table.
+func localModel(t *testing.T, name string, aliases []string, m local.Model) *server.Model {
+	t.Helper()
+	b, err := local.New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &server.Model{Name: name, Aliases: aliases, Backend: backend.Chain(b, billing.Pricing(billing.Default))}
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/stepflash/stepflash/backend"
 )
 
 // metrics is a small Prometheus text-format (0.0.4) registry: counters,
@@ -222,7 +224,9 @@ func newServerMetrics(s *Server) *serverMetrics {
 	reg.gauge("stepflash_queue_depth", "Requests waiting for a decode slot.", func() []sample {
 		var out []sample
 		for _, md := range s.modelList() {
-			out = append(out, sample{labels: []string{md.Name}, value: float64(md.Engine.QueueDepth())})
+			if q, ok := md.Backend.(backend.Queuer); ok {
+				out = append(out, sample{labels: []string{md.Name}, value: float64(q.QueueDepth())})
+			}
 		}
 		return out
 	}, "model")

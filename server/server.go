@@ -1,21 +1,19 @@
-// Package server is stepflash's OpenAI-compatible HTTP API: chat
-// completions (with SSE streaming, tools, reasoning and logprobs), legacy
-// completions, the model list, health and readiness probes, and Prometheus
-// metrics, served from local engines (see engine.Engine). Every error is an
-// OpenAI error object (package api) with the status and code of DESIGN.md
-// section 4.
+// Package server is stepflash's OpenAI-compatible HTTP API: it decodes and
+// checks requests, finds the served model's Backend (package backend: the
+// local engine or an upstream), and writes what the backend streams as
+// server-sent events or as one JSON response; plus the model list, health
+// and readiness probes and Prometheus metrics. It speaks HTTP and the wire
+// formats only. Every error is an OpenAI error object (package api) with the
+// status and code of DESIGN.md section 4.
 package server
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -23,10 +21,7 @@ import (
 	"time"
 
 	"github.com/stepflash/stepflash/api"
-	"github.com/stepflash/stepflash/chat"
-	"github.com/stepflash/stepflash/engine"
-	"github.com/stepflash/stepflash/model"
-	"github.com/stepflash/stepflash/tokenizer"
+	"github.com/stepflash/stepflash/backend"
 )
 
 // DefaultModelName is the name the first served model is also known by.
@@ -35,44 +30,19 @@ const DefaultModelName = "step-3.7-flash"
 // DefaultMaxBodyBytes is the default request body limit.
 const DefaultMaxBodyBytes = 8 << 20
 
-// Generator is what the server needs from an engine; *engine.Engine
-// implements it.
-type Generator interface {
-	Generate(ctx context.Context, req engine.Request, onToken func(engine.Token) bool) (*engine.Result, error)
-	QueueDepth() int
-	Context() int
-}
-
-// Model is one served model.
+// Model is one served model: names and the backend that answers them.
 type Model struct {
 	// Name is the model's own name; Aliases are further names it answers to.
 	// Names match exactly.
 	Name    string
 	Aliases []string
-	Engine  Generator
-	Tok     *tokenizer.Tokenizer
-	Config  *model.Config
-	// Template renders chat requests; nil means chat.FallbackTemplate().
-	Template *chat.Template
-	// Effort maps reasoning_effort tiers to compute; nil means
-	// engine.DefaultEffortPolicy(Config). EffortConfig.Policy builds one
-	// from a configuration; a thinking budget of UnlimitedThinking sets no
-	// limit.
-	Effort engine.EffortPolicy
-	// Prices bill usage; the zero value means DefaultPrices.
-	Prices Prices
-	// Fingerprint is the system_fingerprint of responses.
-	Fingerprint string
-	// Created is the model list's "created" time (Unix seconds).
+	Backend backend.Backend
+	// Created is the model list's "created" time (Unix seconds; default now).
 	Created int64
 }
 
-func (m *Model) template() *chat.Template {
-	if m.Template == nil {
-		return chat.FallbackTemplate()
-	}
-	return m.Template
-}
+// Middleware wraps an http.Handler.
+type Middleware func(http.Handler) http.Handler
 
 // Config configures a Server.
 type Config struct {
@@ -82,11 +52,15 @@ type Config struct {
 	MaxN int
 	// Region is echoed in the stepflash extension object (default "global").
 	Region string
-	// RetryAfter is the Retry-After, in seconds, of 503 responses (0: 1 for
-	// overloaded, 5 while loading).
+	// RetryAfter is the Retry-After, in seconds, of 503 model_loading
+	// answers (0: 5).
 	RetryAfter int
 	// Logger logs one line per request; nil logs nothing.
 	Logger *slog.Logger
+	// Middleware wraps the API inside the built-in request id, metrics,
+	// logging and recovery middleware, first outermost (auth and limits go
+	// here).
+	Middleware []Middleware
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -94,6 +68,7 @@ type Server struct {
 	cfg     Config
 	mux     *http.ServeMux
 	paths   *http.ServeMux // the same paths without methods, to tell 405 from 404
+	handler http.Handler
 	metrics *serverMetrics
 
 	mu      sync.RWMutex
@@ -117,6 +92,9 @@ func New(cfg Config) *Server {
 	if cfg.Region == "" {
 		cfg.Region = "global"
 	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = 5
+	}
 	s := &Server{cfg: cfg, byName: map[string]*Model{}, mux: http.NewServeMux(), paths: http.NewServeMux()}
 	s.metrics = newServerMetrics(s)
 	s.route("GET", "/health", s.handleHealth)
@@ -127,7 +105,17 @@ func New(cfg Config) *Server {
 	s.route("POST", "/v1/chat/completions", s.handleChat)
 	s.route("POST", "/v1/completions", s.handleCompletions)
 	s.mux.HandleFunc("/", s.handleNoRoute)
+	mws := append([]Middleware{RequestID, s.Metrics, s.Logging, s.Recovery}, cfg.Middleware...)
+	s.handler = Chain(s.mux, mws...)
 	return s
+}
+
+// Chain wraps h in mws; the first is the outermost.
+func Chain(h http.Handler, mws ...Middleware) http.Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
 }
 
 func (s *Server) route(method, path string, h func(http.ResponseWriter, *http.Request) *api.Error) {
@@ -146,23 +134,11 @@ func (s *Server) route(method, path string, h func(http.ResponseWriter, *http.Re
 // AddModel serves a model under its name and aliases. A name already served
 // is an error.
 func (s *Server) AddModel(m *Model) error {
-	if m.Name == "" || m.Engine == nil || m.Tok == nil || m.Config == nil {
-		return fmt.Errorf("server: model needs a name, an engine, a tokenizer and a config")
-	}
-	if m.Effort == nil {
-		m.Effort = engine.DefaultEffortPolicy(m.Config)
-	}
-	if err := checkPolicy(m.Effort, m.Config); err != nil {
-		return fmt.Errorf("server: model %q: %w", m.Name, err)
-	}
-	if m.Prices == (Prices{}) {
-		m.Prices = DefaultPrices
+	if m.Name == "" || m.Backend == nil {
+		return fmt.Errorf("server: a model needs a name and a backend")
 	}
 	if m.Created == 0 {
 		m.Created = time.Now().Unix()
-	}
-	if m.Fingerprint == "" {
-		m.Fingerprint = "fp_stepflash"
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -219,88 +195,14 @@ func (s *Server) lookup(name string) (*Model, *api.Error) {
 		return m, nil
 	}
 	if s.loading {
-		return nil, api.ModelLoading(s.retryAfter(5))
+		return nil, api.ModelLoading(s.cfg.RetryAfter)
 	}
 	return nil, api.ModelNotFound(name, s.names)
 }
 
-func (s *Server) retryAfter(def int) int {
-	if s.cfg.RetryAfter > 0 {
-		return s.cfg.RetryAfter
-	}
-	return def
-}
-
-// statusWriter records the status for metrics and logs; Unwrap lets
-// http.ResponseController reach the Flusher underneath.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(b)
-	w.bytes += int64(n)
-	return n, err
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-type ctxKey int
-
-const requestIDKey ctxKey = 0
-
-// ServeHTTP serves the API: it sets X-Request-Id and X-Advisor on every
-// response, records metrics, and turns panics into 500 error objects.
+// ServeHTTP serves the API through its middleware.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
-	id := "req_" + randomHex(12)
-	w.Header().Set("X-Request-Id", id)
-	w.Header().Set("X-Advisor", "none")
-	sw := &statusWriter{ResponseWriter: w}
-	r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
-	_, pattern := s.mux.Handler(r)
-	route := pattern
-	if route == "/" {
-		route = "other"
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			if p == http.ErrAbortHandler {
-				panic(p)
-			}
-			if s.cfg.Logger != nil {
-				s.cfg.Logger.Error("panic", "request_id", id, "panic", p, "stack", string(debug.Stack()))
-			}
-			if sw.status == 0 {
-				writeError(sw, api.Internal("internal error (request %s)", id))
-			}
-		}
-		code := sw.status
-		if code == 0 {
-			code = http.StatusOK
-		}
-		d := time.Since(start)
-		s.metrics.requests.Add(1, route, strconv.Itoa(code))
-		s.metrics.requestDuration.Observe(d.Seconds(), route)
-		if s.cfg.Logger != nil {
-			s.cfg.Logger.Info("request", "id", id, "method", r.Method, "path", r.URL.Path, "status", code, "bytes", sw.bytes, "duration", d)
-		}
-	}()
-	s.mux.ServeHTTP(sw, r)
+	s.handler.ServeHTTP(w, r)
 }
 
 func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
@@ -322,7 +224,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) *api.Error
 
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) *api.Error {
 	if !s.Ready() {
-		return api.ModelLoading(s.retryAfter(5))
+		return api.ModelLoading(s.cfg.RetryAfter)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "models": s.Names()})
 	return nil
@@ -335,7 +237,12 @@ func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) *api.Erro
 }
 
 func (s *Server) modelEntry(name string, m *Model) api.Model {
-	return api.Model{ID: name, Object: "model", Created: m.Created, OwnedBy: "stepflash", MaxModelLen: m.Engine.Context()}
+	info := m.Backend.Info()
+	owner := info.OwnedBy
+	if owner == "" {
+		owner = "stepflash"
+	}
+	return api.Model{ID: name, Object: "model", Created: m.Created, OwnedBy: owner, MaxModelLen: info.Context}
 }
 
 func (s *Server) handleModels(w http.ResponseWriter, _ *http.Request) *api.Error {
@@ -399,21 +306,4 @@ func randomID(prefix string, n int) string {
 		b[i] = idChars[int(b[i])%len(idChars)]
 	}
 	return prefix + string(b)
-}
-
-// engineError maps an engine error to an error object.
-func (s *Server) engineError(err error, ctxLen, promptLen int) *api.Error {
-	switch {
-	case errors.Is(err, engine.ErrOverloaded):
-		return api.Overloaded(s.retryAfter(1))
-	case errors.Is(err, engine.ErrContextLength):
-		return api.ContextLengthExceeded("messages", ctxLen, promptLen, 0)
-	case errors.Is(err, engine.ErrClosed):
-		e := api.NewError(http.StatusServiceUnavailable, api.TypeServer, api.CodeOverloaded, "", "The server is shutting down. Retry after %d second(s).", s.retryAfter(1))
-		e.RetryAfter = s.retryAfter(1)
-		return e
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return api.NewError(499, api.TypeInvalidRequest, "", "", "request cancelled")
-	}
-	return api.Internal("generation failed: %v", err)
 }

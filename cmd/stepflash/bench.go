@@ -14,9 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/effort"
 	"github.com/stepflash/stepflash/gguf"
 	"github.com/stepflash/stepflash/loadgen"
+	"github.com/stepflash/stepflash/local"
 	"github.com/stepflash/stepflash/model"
 	"github.com/stepflash/stepflash/tensor"
 )
@@ -51,7 +52,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	warmup := fs.Bool("warmup", true, "before timing, read every weight once (so mapped pages are resident, as in a long-running server) and do one untimed run of each test")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed runs (and the probes) to this file (go tool pprof)")
-	effort := fs.String("effort", "", "reasoning effort tier: low, medium (default) or high (MoE: experts per token)")
+	effortFlag := fs.String("effort", "", "reasoning effort tier: low, medium (default) or high (MoE: experts per token)")
 	probe := fs.Bool("probe", true, "after each decode run, time one read of the weights (up to 1 GiB) with the same threads: "+
 		"the memory speed that caps decode, reported with each run's share of that ceiling")
 	lc := loadgen.Config{APIKey: os.Getenv("STEP_API_KEY")}
@@ -116,7 +117,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if *nPrompt < 0 || *nGen < 0 {
 		return fmt.Errorf("-p and -n must not be negative")
 	}
-	if _, err := engine.ParseEffort(*effort); err != nil {
+	if _, err := effort.Parse(*effortFlag); err != nil {
 		return err
 	}
 	if mf.ctx == 0 {
@@ -129,7 +130,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	defer l.Close()
 	e := l.engine
 	cfg := l.model.Config()
-	applied, err := engine.DefaultEffortPolicy(cfg).Apply(*effort, cfg)
+	applied, err := effort.DefaultPolicy(local.Shape(cfg)).Apply(*effortFlag, local.Shape(cfg))
 	if err != nil {
 		return err
 	}
@@ -214,9 +215,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(struct {
-			Model   string               `json:"model"`
-			Threads int                  `json:"threads"`
-			Effort  engine.AppliedEffort `json:"effort"`
+			Model   string         `json:"model"`
+			Threads int            `json:"threads"`
+			Effort  effort.Applied `json:"effort"`
 			// WeightBytesPerToken is what one decoded token reads: decode
 			// cannot beat memory bandwidth divided by it.
 			WeightBytesPerToken int64          `json:"weight_bytes_per_token"`

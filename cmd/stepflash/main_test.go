@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/effort"
 	"github.com/stepflash/stepflash/gguf"
 	"github.com/stepflash/stepflash/internal/testmodels"
 )
@@ -131,8 +131,8 @@ func TestRunJSONMatchesReferences(t *testing.T) {
 					if wantTier == "low" {
 						wantExperts = 1
 					}
-					if got.Effort.Applied != engine.Effort(wantTier) {
-						t.Errorf("effort applied %q, want %q", got.Effort.Applied, wantTier)
+					if got.Effort.Level != effort.Level(wantTier) {
+						t.Errorf("effort applied %q, want %q", got.Effort.Level, wantTier)
 					}
 					if strings.Contains(tc.model, "moe") {
 						if got.Effort.ExpertsPerToken == nil || *got.Effort.ExpertsPerToken != wantExperts {
@@ -230,37 +230,37 @@ func TestBenchCommand(t *testing.T) {
 	f.Close()
 	weights := map[string]int64{}
 	for _, c := range []struct{ effort, load string }{{"low", "mmap"}, {"medium", "copy"}, {"high", "copy"}} {
-		effort := c.effort
-		stdout, stderr, code := runMain(t, "bench", "-m", path, "-p", "32", "-n", "8", "-r", "3", "--json", "--effort", effort, "--load", c.load)
+		tier := c.effort
+		stdout, stderr, code := runMain(t, "bench", "-m", path, "-p", "32", "-n", "8", "-r", "3", "--json", "--effort", tier, "--load", c.load)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
 		var got struct {
-			Effort              engine.AppliedEffort `json:"effort"`
-			WeightBytesPerToken int64                `json:"weight_bytes_per_token"`
-			Weights             string               `json:"weights"`
-			Ceiling             *decodeCeiling       `json:"decode_ceiling"`
-			Results             []benchStat          `json:"results"`
+			Effort              effort.Applied `json:"effort"`
+			WeightBytesPerToken int64          `json:"weight_bytes_per_token"`
+			Weights             string         `json:"weights"`
+			Ceiling             *decodeCeiling `json:"decode_ceiling"`
+			Results             []benchStat    `json:"results"`
 		}
 		if err := json.Unmarshal([]byte(stdout), &got); err != nil {
 			t.Fatalf("bad JSON %q: %v", stdout, err)
 		}
-		if string(got.Effort.Applied) != effort || len(got.Results) != 2 || got.Weights != c.load {
-			t.Fatalf("%s: %+v", effort, got)
+		if string(got.Effort.Level) != tier || len(got.Results) != 2 || got.Weights != c.load {
+			t.Fatalf("%s: %+v", tier, got)
 		}
 		// The probe reads all the weights of this small file, once after
 		// each run; the ceiling is its speed over the bytes a token reads.
 		cl := got.Ceiling
 		if cl == nil || cl.ProbeBytes != tensorBytes || !(cl.GBps > 0) || !(cl.Share > 0) ||
 			math.Abs(cl.CeilingTPS-cl.GBps*1e9/float64(got.WeightBytesPerToken)) > 1e-6*cl.CeilingTPS {
-			t.Fatalf("%s: decode ceiling %+v (tensor bytes %d, weight bytes per token %d)", effort, cl, tensorBytes, got.WeightBytesPerToken)
+			t.Fatalf("%s: decode ceiling %+v (tensor bytes %d, weight bytes per token %d)", tier, cl, tensorBytes, got.WeightBytesPerToken)
 		}
 		for _, r := range got.Results {
 			if len(r.Runs) != 3 || !(r.Min <= r.Median && r.Median <= r.Max) || r.Min <= 0 {
-				t.Fatalf("%s: bad stats %+v", effort, r)
+				t.Fatalf("%s: bad stats %+v", tier, r)
 			}
 		}
-		weights[effort] = got.WeightBytesPerToken
+		weights[tier] = got.WeightBytesPerToken
 	}
 	if !(weights["low"] < weights["medium"] && weights["medium"] == weights["high"]) {
 		t.Fatalf("weight bytes per token by tier: %v (low must read fewer expert weights)", weights)

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/stepflash/stepflash/chat"
 	"github.com/stepflash/stepflash/engine"
 	"github.com/stepflash/stepflash/gguf"
 	"github.com/stepflash/stepflash/model"
@@ -56,6 +57,17 @@ type loaded struct {
 	model  model.Model
 	tok    *tokenizer.Tokenizer
 	engine *engine.Engine
+}
+
+// template is the model's chat template, or the ChatML fallback when the
+// file has none (or one that does not compile).
+func (l *loaded) template() *chat.Template {
+	if src, ok := l.file.String("tokenizer.chat_template"); ok && strings.TrimSpace(src) != "" {
+		if t, err := chat.NewTemplate(src); err == nil {
+			return t
+		}
+	}
+	return chat.FallbackTemplate()
 }
 
 func (l *loaded) Close() {

@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/signal"
 
+	"github.com/stepflash/stepflash/effort"
 	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/local"
 )
 
 // samplingFlags are the sampling flags of run (and later serve).
@@ -52,8 +54,8 @@ type runOutput struct {
 	TopLogprobs  [][]topLogprob `json:"top_logprobs"`
 	FinishReason string         `json:"finish_reason"`
 	// Effort echoes the applied reasoning_effort tier (never silently ignored).
-	Effort          engine.AppliedEffort `json:"effort"`
-	ReasoningTokens int                  `json:"reasoning_tokens"`
+	Effort          effort.Applied `json:"effort"`
+	ReasoningTokens int            `json:"reasoning_tokens"`
 	Timings         struct {
 		PrefillTPS float64 `json:"prefill_tps"`
 		DecodeTPS  float64 `json:"decode_tps"`
@@ -75,7 +77,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	sf.register(fs)
 	asJSON := fs.Bool("json", false, "print one JSON object (ids, text, top log-probs, timings) instead of streaming text")
 	ignoreEOS := fs.Bool("ignore-eos", false, "keep generating past end-of-generation tokens")
-	effort := fs.String("effort", "", "reasoning effort: low, medium (default) or high — experts per token (MoE) and thinking budget")
+	effortFlag := fs.String("effort", "", "reasoning effort: low, medium (default) or high — experts per token (MoE) and thinking budget")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: stepflash run -m MODEL [flags] [--] PROMPT\n\nRaw completion (no chat template). The prompt is tokenized as llama.cpp's server does:\nBOS when the vocabulary asks for it, special tokens parsed. PROMPT \"-\" reads standard input.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -91,7 +93,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if sf.topLP < 0 || sf.topLP > 20 {
 		return fmt.Errorf("--top-logprobs must be in 0..20, got %d", sf.topLP)
 	}
-	if _, err := engine.ParseEffort(*effort); err != nil {
+	if _, err := effort.Parse(*effortFlag); err != nil {
 		return err
 	}
 	l, err := mf.load()
@@ -100,14 +102,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	defer l.Close()
 	cfg := l.model.Config()
-	applied, err := engine.DefaultEffortPolicy(cfg).Apply(*effort, cfg)
+	applied, err := effort.DefaultPolicy(local.Shape(cfg)).Apply(*effortFlag, local.Shape(cfg))
 	if err != nil {
 		return err
 	}
 
 	ids := l.tok.Encode(prompt, true, true)
 	req := engine.Request{Prompt: ids, MaxTokens: sf.nPredict, Sampling: sf.params(), TopLogprobs: sf.topLP, IgnoreEOS: *ignoreEOS,
-		LimitThinking: true, ThinkingBudget: applied.ThinkingBudget}
+		Thinking: local.Thinking(l.tok, l.template().Thinking(), applied.ThinkingBudget)}
 	if applied.ExpertsPerToken != nil {
 		req.ExpertsUsed = *applied.ExpertsPerToken
 	}
@@ -151,10 +153,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 }
 
 // describeEffort renders an applied effort for the terminal.
-func describeEffort(a engine.AppliedEffort) string {
+func describeEffort(a effort.Applied) string {
 	experts := "n/a (dense)"
 	if a.ExpertsPerToken != nil {
 		experts = fmt.Sprint(*a.ExpertsPerToken)
 	}
-	return fmt.Sprintf("%s (experts per token %s, thinking budget %d)", a.Applied, experts, a.ThinkingBudget)
+	return fmt.Sprintf("%s (experts per token %s, thinking budget %d)", a.Level, experts, a.ThinkingBudget)
 }

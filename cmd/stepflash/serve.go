@@ -20,10 +20,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stepflash/stepflash/backend"
+	"github.com/stepflash/stepflash/billing"
 	"github.com/stepflash/stepflash/chat"
+	"github.com/stepflash/stepflash/effort"
 	"github.com/stepflash/stepflash/engine"
 	"github.com/stepflash/stepflash/gguf"
 	"github.com/stepflash/stepflash/hub"
+	"github.com/stepflash/stepflash/local"
 	"github.com/stepflash/stepflash/server"
 )
 
@@ -35,7 +39,7 @@ type modelSpec struct {
 	Ctx      int      `json:"ctx,omitempty"`
 	Parallel int      `json:"parallel,omitempty"`
 	// Effort overrides tiers of the model's reasoning_effort policy.
-	Effort *server.EffortConfig `json:"effort,omitempty"`
+	Effort *effort.Config `json:"effort,omitempty"`
 }
 
 // serveConfig is the --config file (JSON); flags given on the command line win.
@@ -302,11 +306,12 @@ func loadAll(ctx context.Context, o *serveOptions, srv *server.Server, stderr io
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		m, weights, closeFn, err := loadServedModel(path, spec, o, stderr)
+		sm, err := loadServedModel(path, spec, o, stderr)
 		if err != nil {
 			return err
 		}
-		onClose(closeFn)
+		onClose(sm.close)
+		m := sm.model
 		if i == 0 && m.Name != server.DefaultModelName && !contains(m.Aliases, server.DefaultModelName) {
 			m.Aliases = append(m.Aliases, server.DefaultModelName)
 		}
@@ -314,8 +319,8 @@ func loadAll(ctx context.Context, o *serveOptions, srv *server.Server, stderr io
 			return err
 		}
 		fmt.Fprintf(stderr, "stepflash serve: loaded %s as %s (weights: %s; context %d, %d parallel, template: %s; effort %s)\n", path,
-			strings.Join(quoteAll(append([]string{m.Name}, m.Aliases...)), ", "), weights, m.Engine.Context(), firstPositive(spec.Parallel, o.parallel), templateName(m),
-			server.DescribePolicy(m.Effort, m.Config))
+			strings.Join(quoteAll(append([]string{m.Name}, m.Aliases...)), ", "), sm.weights, sm.context, firstPositive(spec.Parallel, o.parallel), sm.template,
+			sm.policy)
 	}
 	return nil
 }
@@ -334,13 +339,6 @@ func firstPositive(a, b int) int {
 		return a
 	}
 	return b
-}
-
-func templateName(m *server.Model) string {
-	if m.Template == nil {
-		return "ChatML fallback"
-	}
-	return "the model's own (" + m.Template.Family().String() + " tool calls)"
 }
 
 // resolveModel turns a -m value into a local path: an existing file, or a
@@ -366,19 +364,33 @@ func resolveModel(ctx context.Context, o *serveOptions, s string, stderr io.Writ
 	return o.hub.Pull(ctx, ref)
 }
 
-// loadServedModel opens a GGUF, its tokenizer, chat template and engine.
-// It also returns how the weights were loaded (mmap or copy).
-func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (*server.Model, gguf.Loading, func(), error) {
+// servedModel is a loaded model ready to serve, with what the log line
+// says of it.
+type servedModel struct {
+	model    *server.Model
+	close    func()
+	weights  gguf.Loading
+	context  int
+	template string // which chat template renders requests
+	policy   string // the effort policy, described
+}
+
+// loadServedModel opens a GGUF, its tokenizer, chat template and engine,
+// and makes its backend: the local pipeline behind the price table.
+func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (*servedModel, error) {
 	l, err := openModel(path, o.threads, o.load, engine.Options{Context: firstPositive(spec.Ctx, o.ctx), Parallel: firstPositive(spec.Parallel, o.parallel), QueueLimit: o.queue})
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, err
 	}
 	tok, eng, cfg := l.tok, l.engine, l.model.Config()
 	var tmpl *chat.Template
+	tmplName := "ChatML fallback"
 	if src, ok := l.file.String("tokenizer.chat_template"); ok && strings.TrimSpace(src) != "" {
 		if tmpl, err = chat.NewTemplate(src); err != nil {
 			fmt.Fprintf(stderr, "stepflash serve: %s: cannot use its chat template (%v); using the ChatML fallback\n", path, err)
 			tmpl = nil
+		} else {
+			tmplName = "the model's own (" + tmpl.Family().String() + " tool calls)"
 		}
 	}
 	name := spec.Name
@@ -391,12 +403,19 @@ func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Wri
 		size = st.Size()
 	}
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s|%d|%s|%d", filepath.Base(path), size, cfg.Arch, eng.Context()))
-	policy, err := spec.Effort.Policy(cfg)
+	shape := local.Shape(cfg)
+	policy, err := spec.Effort.Policy(shape)
 	if err != nil {
 		l.Close()
-		return nil, 0, nil, fmt.Errorf("%s (model %q): %w", path, name, err)
+		return nil, fmt.Errorf("%s (model %q): %w", path, name, err)
 	}
-	m := &server.Model{Name: name, Aliases: spec.Aliases, Engine: eng, Tok: tok, Config: cfg, Template: tmpl, Effort: policy,
-		Fingerprint: "fp_" + hex.EncodeToString(sum[:5])}
-	return m, l.file.Loaded(), l.Close, nil
+	b, err := local.New(local.Model{Engine: eng, Tok: tok, Config: cfg, Template: tmpl, Effort: policy,
+		Fingerprint: "fp_" + hex.EncodeToString(sum[:5])})
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("%s (model %q): %w", path, name, err)
+	}
+	m := &server.Model{Name: name, Aliases: spec.Aliases, Backend: backend.Chain(b, billing.Pricing(billing.Default))}
+	return &servedModel{model: m, close: l.Close, weights: l.file.Loaded(), context: eng.Context(), template: tmplName,
+		policy: policy.Describe(shape)}, nil
 }

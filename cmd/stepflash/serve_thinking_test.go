@@ -18,9 +18,8 @@ import (
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
 	"github.com/stepflash/stepflash/chat"
-	"github.com/stepflash/stepflash/engine"
 	"github.com/stepflash/stepflash/gguf"
-	"github.com/stepflash/stepflash/internal/testmodels"
+	"github.com/stepflash/stepflash/internal/thinkmodel"
 	"github.com/stepflash/stepflash/tokenizer"
 )
 
@@ -41,46 +40,7 @@ func thinkingModelFile(t *testing.T) (path, template string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := gguf.Open(testmodels.Path(t, "tiny-qwen3-F32.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	w := gguf.NewWriter()
-	for _, kv := range in.KV {
-		v := any(kv.Value)
-		switch kv.Key {
-		case "tokenizer.ggml.tokens":
-			toks, _ := in.Strings(kv.Key)
-			toks = append([]string(nil), toks...)
-			toks[1000], toks[1001] = "<think>", "</think>"
-			v = toks
-		case "tokenizer.ggml.token_type":
-			types, _ := in.Int32s(kv.Key)
-			types = append([]int32(nil), types...)
-			types[1000], types[1001] = 4, 4
-			v = types
-		case "tokenizer.chat_template":
-			continue
-		}
-		if err := w.AddKV(kv.Key, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.AddKV("tokenizer.chat_template", string(src)); err != nil {
-		t.Fatal(err)
-	}
-	for i := range in.Tensors {
-		ti := &in.Tensors[i]
-		if err := w.AddTensor(ti.Name, ti.Type, ti.Shape, in.TensorData(ti)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path = filepath.Join(t.TempDir(), "thinker.gguf")
-	if err := w.WriteFile(path); err != nil {
-		t.Fatal(err)
-	}
-	return path, string(src)
+	return thinkmodel.Write(t, "tiny-qwen3-F32.gguf", string(src)), string(src)
 }
 
 // TestServeThinkingBudget is the issue's check, end to end through `stepflash
@@ -116,16 +76,16 @@ func TestServeThinkingBudget(t *testing.T) {
 	// The hand-over the engine writes, up to its closing tag, as the
 	// pieces logprobs report; and the text reasoning_content ends with.
 	var handOver []string
-	for _, id := range tok.Encode(engine.HandOver, false, true) {
+	for _, id := range tok.Encode(chat.DefaultThinking.HandOver, false, true) {
 		handOver = append(handOver, string(tok.PieceSpecial(id)))
 		if id == closeID {
 			break
 		}
 	}
-	handOverText := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(engine.HandOver), "</think>"))
+	handOverText := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(chat.DefaultThinking.HandOver), "</think>"))
 	// With a budget of 0 there is nothing to hand over from: just the close.
 	var closeNow []string
-	for _, id := range tok.Encode(engine.CloseThinking, false, true) {
+	for _, id := range tok.Encode(chat.DefaultThinking.CloseEmpty, false, true) {
 		closeNow = append(closeNow, string(tok.PieceSpecial(id)))
 		if id == closeID {
 			break

@@ -1,21 +1,22 @@
-package server
+package effort
 
 import (
 	"encoding/json"
+	"maps"
 	"strings"
 	"testing"
-
-	"github.com/stepflash/stepflash/engine"
-	"github.com/stepflash/stepflash/model"
 )
 
-func TestEffortConfigPolicy(t *testing.T) {
-	moe := &model.Config{Arch: "qwen3moe", NExpert: 8, NExpertUse: 4}
-	dense := &model.Config{Arch: "qwen3"}
+var (
+	moe   = Shape{Arch: "qwen3moe", Experts: 8, ExpertsUsed: 4}
+	dense = Shape{Arch: "qwen3"}
+)
+
+func TestConfigPolicy(t *testing.T) {
 	type tiers = [3][2]int // {experts per token, thinking budget} of low, medium, high
 	cases := []struct {
 		name    string
-		cfg     *model.Config
+		shape   Shape
 		json    string
 		want    tiers
 		wantErr string // a substring of the error; "" for none
@@ -38,11 +39,11 @@ func TestEffortConfigPolicy(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var c EffortConfig
+			var c Config
 			err := json.Unmarshal([]byte(tc.json), &c)
-			var p engine.EffortPolicy
+			var p Policy
 			if err == nil {
-				p, err = c.Policy(tc.cfg)
+				p, err = c.Policy(tc.shape)
 			}
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -54,60 +55,96 @@ func TestEffortConfigPolicy(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got tiers
-			for i, e := range engine.Efforts {
-				got[i] = [2]int{p[e].ExpertsPerToken, p[e].ThinkingBudget}
+			for i, l := range Levels {
+				got[i] = [2]int{p[l].ExpertsPerToken, p[l].ThinkingBudget}
 			}
 			if got != tc.want {
 				t.Fatalf("policy %v, want %v", got, tc.want)
 			}
-			if err := checkPolicy(p, tc.cfg); err != nil {
+			if err := p.Check(tc.shape); err != nil {
 				t.Fatalf("the resolved policy fails its own check: %v", err)
 			}
 		})
 	}
-	var nilCfg *EffortConfig
-	if p, err := nilCfg.Policy(moe); err != nil || p[engine.EffortLow] != (engine.Tier{ExpertsPerToken: 2}) {
+	var nilCfg *Config
+	if p, err := nilCfg.Policy(moe); err != nil || p[Low] != (Tier{ExpertsPerToken: 2}) {
 		t.Errorf("nil config: %v %v", p, err)
 	}
 }
 
-func TestCheckPolicy(t *testing.T) {
-	moe := &model.Config{NExpert: 8, NExpertUse: 4}
-	ok := engine.EffortPolicy{engine.EffortLow: {ExpertsPerToken: 0}, engine.EffortMedium: {}, engine.EffortHigh: {ThinkingBudget: -1}}
+func TestPolicyCheck(t *testing.T) {
+	ok := Policy{Low: {ExpertsPerToken: 0}, Medium: {}, High: {ThinkingBudget: Unlimited}}
 	cases := []struct {
 		name    string
-		cfg     *model.Config
-		edit    func(engine.EffortPolicy)
+		shape   Shape
+		edit    func(Policy)
 		wantErr string
 	}{
-		{"valid", moe, func(engine.EffortPolicy) {}, ""},
-		{"missing tier", moe, func(p engine.EffortPolicy) { delete(p, engine.EffortHigh) }, `no "high" tier`},
-		{"too many experts", moe, func(p engine.EffortPolicy) { p[engine.EffortLow] = engine.Tier{ExpertsPerToken: 5} }, "allowed 1..4"},
-		{"negative experts", moe, func(p engine.EffortPolicy) { p[engine.EffortLow] = engine.Tier{ExpertsPerToken: -1} }, "allowed 1..4"},
-		{"experts on dense", &model.Config{}, func(p engine.EffortPolicy) { p[engine.EffortLow] = engine.Tier{ExpertsPerToken: 1} }, "dense model"},
-		{"budget -2", moe, func(p engine.EffortPolicy) { p[engine.EffortMedium] = engine.Tier{ThinkingBudget: -2} }, "thinking budget -2"},
+		{"valid", moe, func(Policy) {}, ""},
+		{"missing tier", moe, func(p Policy) { delete(p, High) }, `no "high" tier`},
+		{"too many experts", moe, func(p Policy) { p[Low] = Tier{ExpertsPerToken: 5} }, "allowed 1..4"},
+		{"negative experts", moe, func(p Policy) { p[Low] = Tier{ExpertsPerToken: -1} }, "allowed 1..4"},
+		{"experts on dense", dense, func(p Policy) { p[Low] = Tier{ExpertsPerToken: 1} }, "dense model"},
+		{"budget -2", moe, func(p Policy) { p[Medium] = Tier{ThinkingBudget: -2} }, "thinking budget -2"},
 	}
 	for _, tc := range cases {
-		p := engine.EffortPolicy{}
-		for k, v := range ok {
-			p[k] = v
-		}
+		p := maps.Clone(ok)
 		tc.edit(p)
-		err := checkPolicy(p, tc.cfg)
+		err := p.Check(tc.shape)
 		if (tc.wantErr == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
 			t.Errorf("%s: error %v, want %q", tc.name, err, tc.wantErr)
 		}
 	}
 }
 
-func TestDescribePolicy(t *testing.T) {
-	moe := &model.Config{NExpert: 8, NExpertUse: 4}
-	p := engine.EffortPolicy{engine.EffortLow: {ExpertsPerToken: 2}, engine.EffortMedium: {ThinkingBudget: 5}, engine.EffortHigh: {ExpertsPerToken: 4, ThinkingBudget: -1}}
+func TestDescribe(t *testing.T) {
+	p := Policy{Low: {ExpertsPerToken: 2}, Medium: {ThinkingBudget: 5}, High: {ExpertsPerToken: 4, ThinkingBudget: Unlimited}}
 	want := "low: 2 experts, no thinking; medium: 4 experts, 5 thinking tokens; high: 4 experts, unlimited thinking"
-	if got := DescribePolicy(p, moe); got != want {
+	if got := p.Describe(moe); got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	if got := DescribePolicy(p, &model.Config{}); !strings.HasPrefix(got, "low: no thinking; medium: 5 thinking") {
+	if got := p.Describe(Shape{}); !strings.HasPrefix(got, "low: no thinking; medium: 5 thinking") {
 		t.Errorf("dense: %q", got)
+	}
+}
+
+func TestApply(t *testing.T) {
+	big := Shape{Experts: 128, ExpertsUsed: 8}
+	cases := []struct {
+		shape      Shape
+		req        string
+		applied    Level
+		experts    int // -1: null
+		budget     int
+		wantErr    string
+		requestNil bool
+	}{
+		{big, "", Medium, 8, 1024, "", true},
+		{big, "low", Low, 4, 0, "", false},
+		{big, "high", High, 8, 8192, "", false},
+		{Shape{Experts: 8, ExpertsUsed: 1}, "low", Low, 1, 0, "", false},
+		{dense, "low", Low, -1, 0, "", false},
+		{dense, "hgih", "", 0, 0, `invalid reasoning_effort "hgih": allowed values are low, medium, high`, false},
+	}
+	for _, tc := range cases {
+		a, err := DefaultPolicy(tc.shape).Apply(tc.req, tc.shape)
+		if tc.wantErr != "" {
+			if err == nil || err.Error() != tc.wantErr {
+				t.Errorf("%q: error %v, want %q", tc.req, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Level != tc.applied || a.ThinkingBudget != tc.budget || (a.Requested == nil) != tc.requestNil {
+			t.Errorf("%q: %+v", tc.req, a)
+		}
+		if tc.experts < 0 && a.ExpertsPerToken != nil || tc.experts >= 0 && (a.ExpertsPerToken == nil || *a.ExpertsPerToken != tc.experts) {
+			t.Errorf("%q: experts %v, want %d", tc.req, a.ExpertsPerToken, tc.experts)
+		}
+		if want := (Tier{ExpertsPerToken: max(tc.experts, 0), ThinkingBudget: tc.budget}); a.Tier() != want {
+			t.Errorf("%q: tier %+v, want %+v", tc.req, a.Tier(), want)
+		}
 	}
 }

@@ -1,0 +1,112 @@
+// Package backend is the seam between the HTTP API and whatever answers a
+// request — the in-process engine (package local) or a remote
+// OpenAI-compatible server (package upstream): the Backend interface at the
+// OpenAI level, what flows through it, the checks every request passes
+// before it reaches one, and middleware that wraps one.
+//
+// A Backend streams. It gets a validated request and calls emit with each
+// chunk in order: the HTTP layer writes chunks as server-sent events, or
+// joins them (Accumulate*) into one response for a non-streaming client. The
+// same stream serves both, so a streamed and a non-streamed answer cannot
+// drift apart.
+package backend
+
+import (
+	"context"
+
+	"github.com/stepflash/stepflash/api"
+)
+
+// Backend answers chat and legacy completion requests.
+//
+// The contract, for both methods:
+//   - req has passed CheckChat / CheckCompletion; a Backend must not modify
+//     it (copy what it changes).
+//   - emit is called with each chunk in order, from the calling goroutine.
+//     The first chunk carries the Stepflash extension (the applied effort
+//     and the backend's label). The last chunk has no choices and carries
+//     the usage of the whole request (always, whether or not the client
+//     asked for it; the caller decides what to send). ID, Created and Model
+//     are left empty: the caller sets them.
+//   - If emit returns an error (the client went away), the Backend stops
+//     and returns it.
+//   - An error returned before the first emit is the request's answer (an
+//     *api.Error carries its HTTP status); after it, the stream is cut and
+//     the caller ends it with an error event.
+//   - Cancelling ctx stops the work (and any upstream request) promptly.
+type Backend interface {
+	Chat(ctx context.Context, req *api.ChatCompletionRequest, emit func(*api.ChatCompletionChunk) error) error
+	Complete(ctx context.Context, req *api.CompletionRequest, emit func(*api.Completion) error) error
+	Info() Info
+}
+
+// Info describes what a Backend serves, for the model list.
+type Info struct {
+	// Context is the context length in tokens; 0 when unknown.
+	Context int
+	// OwnedBy is the model list's owned_by.
+	OwnedBy string
+	// Label names the backend in logs and in the stepflash extension:
+	// "local" or "upstream:NAME".
+	Label string
+}
+
+// Queuer is implemented by backends that queue work, for the queue-depth
+// metric.
+type Queuer interface {
+	QueueDepth() int
+}
+
+// Middleware wraps a Backend with more behaviour (pricing, accounting, the
+// advisor) and returns a Backend.
+type Middleware func(Backend) Backend
+
+// Chain wraps b in mws; the first middleware is the outermost.
+func Chain(b Backend, mws ...Middleware) Backend {
+	for i := len(mws) - 1; i >= 0; i-- {
+		b = mws[i](b)
+	}
+	return b
+}
+
+// Funcs is a Backend made of functions, for middleware that changes one
+// method and passes the others through.
+type Funcs struct {
+	ChatFunc     func(ctx context.Context, req *api.ChatCompletionRequest, emit func(*api.ChatCompletionChunk) error) error
+	CompleteFunc func(ctx context.Context, req *api.CompletionRequest, emit func(*api.Completion) error) error
+	InfoFunc     func() Info
+	// Next is the wrapped backend: a nil function above calls it.
+	Next Backend
+}
+
+// Chat calls ChatFunc, or Next.Chat.
+func (f *Funcs) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit func(*api.ChatCompletionChunk) error) error {
+	if f.ChatFunc != nil {
+		return f.ChatFunc(ctx, req, emit)
+	}
+	return f.Next.Chat(ctx, req, emit)
+}
+
+// Complete calls CompleteFunc, or Next.Complete.
+func (f *Funcs) Complete(ctx context.Context, req *api.CompletionRequest, emit func(*api.Completion) error) error {
+	if f.CompleteFunc != nil {
+		return f.CompleteFunc(ctx, req, emit)
+	}
+	return f.Next.Complete(ctx, req, emit)
+}
+
+// Info calls InfoFunc, or Next.Info.
+func (f *Funcs) Info() Info {
+	if f.InfoFunc != nil {
+		return f.InfoFunc()
+	}
+	return f.Next.Info()
+}
+
+// QueueDepth is Next's, when it queues.
+func (f *Funcs) QueueDepth() int {
+	if q, ok := f.Next.(Queuer); ok {
+		return q.QueueDepth()
+	}
+	return 0
+}

@@ -1,0 +1,177 @@
+package local
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/stepflash/stepflash/api"
+	"github.com/stepflash/stepflash/backend"
+	"github.com/stepflash/stepflash/chat"
+	"github.com/stepflash/stepflash/effort"
+	"github.com/stepflash/stepflash/engine"
+)
+
+// Chat answers a chat completion request (checked by backend.CheckChat).
+func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit func(*api.ChatCompletionChunk) error) error {
+	m := &b.m
+	maxTok := req.MaxTokens
+	if req.MaxCompletionTokens != nil {
+		maxTok = req.MaxCompletionTokens
+	}
+	sp, e := b.sampling(common{MaxTokens: maxTok, Temperature: req.Temperature, TopP: req.TopP, TopK: req.TopK, MinP: req.MinP,
+		Seed: req.Seed, Stop: req.Stop, N: req.N, PresencePenalty: req.PresencePenalty, FrequencyPenalty: req.FrequencyPenalty,
+		LogitBias: req.LogitBias, IgnoreEOS: req.IgnoreEOS})
+	if e != nil {
+		return e
+	}
+	if req.TopLogprobs != nil {
+		sp.topLogprobs = *req.TopLogprobs
+	}
+	sp.logprobs = req.Logprobs
+	applied, e := b.applyEffort(req.ReasoningEffort)
+	if e != nil {
+		return e
+	}
+	msgs, e := convertMessages(req.Messages)
+	if e != nil {
+		return e
+	}
+	tools := convertTools(req.Tools)
+	tmpl := b.tmpl
+	setup := chatSetup{family: chat.FamilyNone, singleCall: req.ParallelToolCalls != nil && !*req.ParallelToolCalls}
+	mode, forced := "auto", ""
+	if req.ToolChoice != nil && req.ToolChoice.Mode != "" {
+		mode = req.ToolChoice.Mode
+	}
+	if mode == "function" {
+		forced = req.ToolChoice.Function
+	}
+	opts := chat.RenderOptions{AddGenerationPrompt: true, BOS: m.Tok.TokenText(m.Tok.BOS()), EOS: m.Tok.TokenText(m.Tok.EOS())}
+	if len(tools) > 0 && mode != "none" {
+		opts.Tools = tools
+		setup.family = tmpl.Family()
+	}
+	forcing := mode == "required" || mode == "function"
+	if forcing && setup.family != chat.FamilyHermes && setup.family != chat.FamilyLlama3 {
+		return api.Unsupported("tool_choice", "'tool_choice' %q needs a chat template with a Hermes (<tool_call>) or Llama-3 JSON tool-call format; this model's template has %s.", mode, setup.family)
+	}
+	// Thinking: off when the effort tier grants no budget (where the template
+	// has a switch) or when a tool call is forced; chat_template_kwargs wins.
+	if tmpl.SupportsThinkingSwitch() && (applied.ThinkingBudget == 0 || forcing) {
+		off := false
+		opts.EnableThinking = &off
+		applied.ThinkingBudget = 0 // what is applied, and echoed
+	}
+	if len(req.ChatTemplateKwargs) > 0 {
+		opts.Extra = req.ChatTemplateKwargs
+	}
+	text, err := tmpl.Render(msgs, opts)
+	if err != nil {
+		return api.InvalidRequest(api.CodeInvalidValue, "messages", "The chat template rejected the conversation: %v", err)
+	}
+	setup.startsInThinking = chat.PromptStartsInThinking(text)
+	if forcing {
+		setup.prefill = toolPrefill(b.thinking, setup.family, forced, setup.startsInThinking)
+		text += setup.prefill
+	}
+	prompt := m.Tok.Encode(text, false, true)
+	if bos := m.Tok.BOS(); m.Tok.AddBOS() && bos >= 0 && (len(prompt) == 0 || prompt[0] != bos) {
+		prompt = append([]int32{bos}, prompt...)
+	}
+	if e := b.checkContext(prompt, sp.maxTokens, "messages"); e != nil {
+		return e
+	}
+	// The template's end of turn (e.g. ChatML's <|im_end|>): a vocabulary
+	// without the special token writes it as plain text.
+	sp.stops = append(sp.stops, tmpl.EOTStrings()...)
+	j := &job{b: b, isChat: true, prompts: [][]int32{prompt}, sp: sp, effort: applied, chatSetup: setup}
+	j.base = b.engineRequest(sp, applied)
+	j.base.JSONObject = req.ResponseFormat != nil && req.ResponseFormat.Type == "json_object"
+	return j.stream(ctx, emit, nil)
+}
+
+// toolPrefill is the start of a forced tool call, written into the prompt
+// (after closing the thinking block the prompt left open).
+func toolPrefill(th chat.Thinking, f chat.Family, name string, inThinking bool) string {
+	p := ""
+	if inThinking {
+		p = th.Close + "\n\n"
+	}
+	switch f {
+	case chat.FamilyHermes:
+		p += "<tool_call>\n{\"name\": \""
+		if name != "" {
+			p += name + "\", \"arguments\": "
+		}
+	case chat.FamilyLlama3:
+		p += "{\"name\": \""
+		if name != "" {
+			p += name + "\", \"parameters\": "
+		}
+	}
+	return p
+}
+
+// checkContext rejects a prompt that does not fit the context, or does not
+// leave room for max_tokens.
+func (b *Backend) checkContext(prompt []int32, maxTokens int, param string) *api.Error {
+	ctx := b.m.Engine.Context()
+	if len(prompt) >= ctx {
+		return api.ContextLengthExceeded(param, ctx, len(prompt), 0)
+	}
+	if maxTokens > 0 && len(prompt)+maxTokens > ctx {
+		return api.ContextLengthExceeded(param, ctx, len(prompt), maxTokens)
+	}
+	return nil
+}
+
+// convertMessages turns checked request messages into chat messages.
+func convertMessages(in []api.Message) ([]chat.Message, *api.Error) {
+	out := make([]chat.Message, 0, len(in))
+	for i, m := range in {
+		p := fmt.Sprintf("messages[%d]", i)
+		cm := chat.Message{Role: backend.Roles[m.Role], Name: m.Name, ToolCallID: m.ToolCallID}
+		switch {
+		case m.Content.IsParts:
+			cm.Parts = []chat.Part{}
+			for k, part := range m.Content.Parts {
+				if part.Type != "text" {
+					return nil, api.Unsupported(fmt.Sprintf("%s.content[%d].type", p, k), "Content parts of type %q are not supported (only text).", part.Type)
+				}
+				cm.Parts = append(cm.Parts, chat.Part{Type: "text", Text: part.Text})
+			}
+		case m.Content.IsNull:
+		default:
+			cm.Content = m.Content.Text
+		}
+		for _, tc := range m.ToolCalls {
+			cm.ToolCalls = append(cm.ToolCalls, chat.ToolCall{ID: tc.ID, Type: "function", Name: tc.Function.Name, Arguments: tc.Function.Arguments})
+		}
+		switch {
+		case m.ReasoningContent != nil:
+			cm.Reasoning = *m.ReasoningContent
+		case m.Reasoning != nil:
+			cm.Reasoning = *m.Reasoning
+		}
+		out = append(out, cm)
+	}
+	return out, nil
+}
+
+func convertTools(in []api.Tool) []chat.Tool {
+	var out []chat.Tool
+	for _, t := range in {
+		out = append(out, chat.Tool{Type: "function", Function: chat.ToolFunction{Name: t.Function.Name, Description: t.Function.Description, Parameters: t.Function.Parameters}})
+	}
+	return out
+}
+
+// engineRequest is the engine request of a job, but for its prompt.
+func (b *Backend) engineRequest(sp sampling, applied effort.Applied) engine.Request {
+	r := engine.Request{MaxTokens: sp.maxTokens, Sampling: sp.params, Logprobs: sp.logprobs, TopLogprobs: sp.topLogprobs, IgnoreEOS: sp.ignoreEOS,
+		Thinking: b.thinkingFor(applied.ThinkingBudget)}
+	if applied.ExpertsPerToken != nil {
+		r.ExpertsUsed = *applied.ExpertsPerToken
+	}
+	return r
+}

@@ -1,0 +1,136 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/stepflash/stepflash/api"
+	"github.com/stepflash/stepflash/backend"
+	"github.com/stepflash/stepflash/sse"
+)
+
+// call is one completion request on its way through a backend: the response
+// envelope, and what the metrics need.
+type call struct {
+	s        *Server
+	w        http.ResponseWriter
+	r        *http.Request
+	m        *Model
+	id       string
+	created  int64
+	model    string // the name the client asked for
+	start    time.Time
+	first    bool // a chunk with choices was seen
+	finishes []string
+}
+
+func (s *Server) newCall(w http.ResponseWriter, r *http.Request, m *Model, model string, effort *string, idPrefix string) *call {
+	// The tier is set before the backend runs, so that its errors carry it.
+	w.Header().Set("X-Reasoning-Effort", string(backend.EffortLevel(effort)))
+	return &call{s: s, w: w, r: r, m: m, id: randomID(idPrefix, 24), created: time.Now().Unix(), model: model, start: time.Now()}
+}
+
+// chunk is a streamed chunk of either endpoint.
+type chunk interface {
+	Head() *api.Envelope
+	Ext() *api.Extension
+	FinalUsage() *api.Usage
+	FinishReasons() []string
+}
+
+// observeChunk records time to first token and finish reasons.
+func (c *call) observeChunk(ch chunk) {
+	if !c.first && ch.FinalUsage() == nil {
+		c.first = true
+		c.s.metrics.ttft.Observe(time.Since(c.start).Seconds(), c.m.Name)
+	}
+	c.finishes = append(c.finishes, ch.FinishReasons()...)
+}
+
+// stamp sets what the server owns in a chunk or response: the id, the
+// creation time, the model name the client used and the region.
+func (c *call) stamp(h *api.Envelope, ext *api.Extension) {
+	h.ID, h.Created, h.Model = c.id, c.created, c.model
+	if ext != nil {
+		ext.Region = c.s.cfg.Region
+	}
+}
+
+// finish stamps a whole response and records its usage.
+func (c *call) finish(h *api.Envelope, ext *api.Extension, u *api.Usage) {
+	c.stamp(h, ext)
+	c.observeUsage(u)
+}
+
+func (c *call) observeUsage(u *api.Usage) {
+	mt, name := c.s.metrics, c.m.Name
+	if u != nil {
+		mt.promptTokens.Add(float64(u.PromptTokens), name)
+		mt.completionTokens.Add(float64(u.CompletionTokens), name)
+		mt.cachedTokens.Add(float64(u.PromptTokensDetails.CachedTokens), name)
+		mt.reasoningTokens.Add(float64(u.CompletionTokensDetails.ReasoningTokens), name)
+	}
+	for _, f := range c.finishes {
+		mt.generations.Add(1, name, f)
+	}
+}
+
+// fail maps a backend's error to the error object of the response.
+func (c *call) fail(err error) *api.Error {
+	var e *api.Error
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return api.NewError(499, api.TypeInvalidRequest, "", "", "request cancelled")
+	}
+	return api.Internal("generation failed: %v", err)
+}
+
+// serveStream runs a backend and writes its chunks as server-sent events.
+// The headers wait for the first chunk, so an error before it is still an
+// HTTP error response; an error after it ends the stream with an error
+// event and [DONE]. With stream_options.include_usage every chunk carries
+// "usage": null but the last, which carries the usage; without it the last
+// chunk is not sent.
+func serveStream[C chunk](c *call, opts *api.StreamOptions, run func(emit func(C) error) error) *api.Error {
+	out := sse.NewWriter(c.w)
+	includeUsage := opts != nil && opts.IncludeUsage
+	err := run(func(ch C) error {
+		c.observeChunk(ch)
+		c.stamp(ch.Head(), ch.Ext())
+		if u := ch.FinalUsage(); u != nil {
+			c.observeUsage(u)
+			if !includeUsage {
+				return nil
+			}
+			return out.JSON(ch)
+		}
+		if includeUsage {
+			return out.Data(withNullUsage(ch))
+		}
+		return out.JSON(ch)
+	})
+	switch {
+	case err == nil:
+		out.Done()
+		return nil
+	case out.Err() != nil || c.r.Context().Err() != nil:
+		return nil // the client went away
+	case !out.Started():
+		return c.fail(err)
+	}
+	out.JSON(api.ErrorResponse{Error: c.fail(err)})
+	out.Done()
+	return nil
+}
+
+// withNullUsage renders a chunk with "usage": null, as OpenAI does on every
+// chunk but the last when include_usage is set.
+func withNullUsage(v any) []byte {
+	b, _ := json.Marshal(v)
+	return append(b[:len(b)-1], []byte(`,"usage":null}`)...)
+}
