@@ -262,6 +262,22 @@ func (p *Prompt) UnmarshalJSON(b []byte) error {
 	return bad
 }
 
+// MarshalJSON writes the form the prompt was given in (one string or token
+// list is written bare).
+func (p Prompt) MarshalJSON() ([]byte, error) {
+	switch {
+	case len(p.Texts) == 1:
+		return json.Marshal(p.Texts[0])
+	case len(p.Texts) > 1:
+		return json.Marshal(p.Texts)
+	case len(p.Tokens) == 1:
+		return json.Marshal(p.Tokens[0])
+	case len(p.Tokens) > 1:
+		return json.Marshal(p.Tokens)
+	}
+	return []byte("[]"), nil
+}
+
 // CompletionRequest is the body of POST /v1/completions.
 type CompletionRequest struct {
 	Model            string             `json:"model"`

@@ -110,3 +110,19 @@ func (f *Funcs) QueueDepth() int {
 	}
 	return 0
 }
+
+type ctxKey int
+
+const requestIDKey ctxKey = 0
+
+// WithRequestID returns ctx carrying the request's id (X-Request-Id), which
+// backends pass on (an upstream gets it as its X-Request-Id).
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey, id)
+}
+
+// RequestID returns the request id ctx carries, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/stepflash/stepflash/chat"
 	"github.com/stepflash/stepflash/effort"
 	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/internal/testserve"
 	"github.com/stepflash/stepflash/internal/thinkmodel"
 	"github.com/stepflash/stepflash/local"
 	"github.com/stepflash/stepflash/model"
@@ -34,8 +35,8 @@ const storyPrompt = "Once upon a time"
 // realServer serves stories260K (first: also step-3.7-flash) and tiny-qwen3.
 func realServer(t *testing.T) *served {
 	return startServer(t, server.Config{}, []realModel{
-		{file: "stories260K.gguf", name: "stories", aliases: []string{server.DefaultModelName}, opts: engine.Options{Parallel: 4}},
-		{file: "tiny-qwen3-F32.gguf", name: "qwen", aliases: []string{"qwen-alias"}, opts: engine.Options{Parallel: 4}},
+		{File: "stories260K.gguf", Name: "stories", Aliases: []string{server.DefaultModelName}, Opts: engine.Options{Parallel: 4}},
+		{File: "tiny-qwen3-F32.gguf", Name: "qwen", Aliases: []string{"qwen-alias"}, Opts: engine.Options{Parallel: 4}},
 	})
 }
 
@@ -51,7 +52,7 @@ func TestChatPlainAndStreamAgree(t *testing.T) {
 			params := openai.ChatCompletionNewParams{Model: modelName, Messages: userMsg("Hello there"),
 				MaxTokens: openai.Int(12), Temperature: openai.Float(0)}
 			var httpResp *http.Response
-			resp, err := s.client.Chat.Completions.New(ctx, params, option.WithResponseInto(&httpResp))
+			resp, err := s.Client.Chat.Completions.New(ctx, params, option.WithResponseInto(&httpResp))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,7 +92,7 @@ func TestChatPlainAndStreamAgree(t *testing.T) {
 			}
 
 			params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
-			stream := s.client.Chat.Completions.NewStreaming(ctx, params)
+			stream := s.Client.Chat.Completions.NewStreaming(ctx, params)
 			acc := openai.ChatCompletionAccumulator{}
 			chunks := 0
 			var last openai.ChatCompletionChunk
@@ -128,9 +129,9 @@ func TestChatPlainAndStreamAgree(t *testing.T) {
 func TestCompletionsGreedyMatchesEngine(t *testing.T) {
 	s := realServer(t)
 	l := loadModel(t, "stories260K.gguf")
-	e := engine.New(l.m, l.tok, engine.Options{Context: 512})
+	e := engine.New(l.Model, l.Tok, engine.Options{Context: 512})
 	defer e.Close()
-	res, err := e.Generate(context.Background(), engine.Request{Prompt: l.tok.Encode(storyPrompt, true, true), MaxTokens: 40, Thinking: local.Thinking(l.tok, chat.DefaultThinking, 1024)}, nil)
+	res, err := e.Generate(context.Background(), engine.Request{Prompt: l.Tok.Encode(storyPrompt, true, true), MaxTokens: 40, Thinking: local.Thinking(l.Tok, chat.DefaultThinking, 1024)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +144,7 @@ func TestCompletionsGreedyMatchesEngine(t *testing.T) {
 			MaxTokens: openai.Int(40), Temperature: openai.Float(0)}
 		got := ""
 		if stream {
-			st := s.client.Completions.NewStreaming(context.Background(), params)
+			st := s.Client.Completions.NewStreaming(context.Background(), params)
 			for st.Next() {
 				for _, c := range st.Current().Choices {
 					got += c.Text
@@ -153,7 +154,7 @@ func TestCompletionsGreedyMatchesEngine(t *testing.T) {
 				t.Fatal(err)
 			}
 		} else {
-			resp, err := s.client.Completions.New(context.Background(), params)
+			resp, err := s.Client.Completions.New(context.Background(), params)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,12 +168,12 @@ func TestCompletionsGreedyMatchesEngine(t *testing.T) {
 		}
 	}
 	// Token-id prompt and echo.
-	ids := l.tok.Encode(storyPrompt, true, true)
+	ids := l.Tok.Encode(storyPrompt, true, true)
 	ids64 := make([]int64, len(ids))
 	for i, id := range ids {
 		ids64[i] = int64(id)
 	}
-	resp, err := s.client.Completions.New(context.Background(), openai.CompletionNewParams{Model: "stories",
+	resp, err := s.Client.Completions.New(context.Background(), openai.CompletionNewParams{Model: "stories",
 		Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: ids64}, MaxTokens: openai.Int(40), Temperature: openai.Float(0), Echo: openai.Bool(true)})
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +192,7 @@ func TestLogprobs(t *testing.T) {
 		var content []openai.ChatCompletionTokenLogprob
 		text := ""
 		if stream {
-			st := s.client.Chat.Completions.NewStreaming(ctx, params)
+			st := s.Client.Chat.Completions.NewStreaming(ctx, params)
 			for st.Next() {
 				for _, c := range st.Current().Choices {
 					content = append(content, c.Logprobs.Content...)
@@ -202,7 +203,7 @@ func TestLogprobs(t *testing.T) {
 				t.Fatal(err)
 			}
 		} else {
-			resp, err := s.client.Chat.Completions.New(ctx, params)
+			resp, err := s.Client.Chat.Completions.New(ctx, params)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -245,7 +246,7 @@ func TestNAndSeed(t *testing.T) {
 	s := realServer(t)
 	ctx := context.Background()
 	run := func(seed int64, n int) []string {
-		resp, err := s.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "qwen", Messages: userMsg("Tell me"),
+		resp, err := s.Client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "qwen", Messages: userMsg("Tell me"),
 			MaxTokens: openai.Int(16), Temperature: openai.Float(1.5), N: openai.Int(int64(n)), Seed: openai.Int(seed)},
 			option.WithJSONSet("top_k", 0))
 		if err != nil {
@@ -271,7 +272,7 @@ func TestNAndSeed(t *testing.T) {
 		t.Errorf("n=2 and another seed all gave the same text %q", a[0])
 	}
 	// Streaming n=2: both choices are delivered, each with its own finish.
-	st := s.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "qwen", Messages: userMsg("Tell me"),
+	st := s.Client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "qwen", Messages: userMsg("Tell me"),
 		MaxTokens: openai.Int(16), Temperature: openai.Float(1.5), N: openai.Int(2), Seed: openai.Int(42)}, option.WithJSONSet("top_k", 0))
 	acc := openai.ChatCompletionAccumulator{}
 	for st.Next() {
@@ -290,7 +291,7 @@ func TestStopStrings(t *testing.T) {
 	ctx := context.Background()
 	params := openai.CompletionNewParams{Model: "stories", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(storyPrompt)},
 		MaxTokens: openai.Int(40), Temperature: openai.Float(0)}
-	full, err := s.client.Completions.New(ctx, params)
+	full, err := s.Client.Completions.New(ctx, params)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +320,7 @@ func TestStopStrings(t *testing.T) {
 			p.Stop = openai.CompletionNewParamsStopUnion{OfStringArray: tc.stop}
 			got, finish := "", ""
 			if stream {
-				st := s.client.Completions.NewStreaming(ctx, p)
+				st := s.Client.Completions.NewStreaming(ctx, p)
 				for st.Next() {
 					for _, c := range st.Current().Choices {
 						got += c.Text
@@ -332,7 +333,7 @@ func TestStopStrings(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				resp, err := s.client.Completions.New(ctx, p)
+				resp, err := s.Client.Completions.New(ctx, p)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -344,7 +345,7 @@ func TestStopStrings(t *testing.T) {
 		}
 	}
 	// Chat stop as a single string.
-	resp, err := s.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "stories", Messages: userMsg("x"),
+	resp, err := s.Client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "stories", Messages: userMsg("x"),
 		MaxTokens: openai.Int(30), Temperature: openai.Float(0), Stop: openai.ChatCompletionNewParamsStopUnion{OfString: openai.String("e")}})
 	if err != nil {
 		t.Fatal(err)
@@ -399,8 +400,8 @@ func checkErr(t *testing.T, name string, resp *http.Response, v map[string]any, 
 }
 
 func TestErrors(t *testing.T) {
-	over := &scripted{err: engine.ErrOverloaded}
-	s := startServer(t, server.Config{MaxBodyBytes: 4096}, []realModel{{file: "stories260K.gguf", name: "stories", opts: engine.Options{Context: 64}}},
+	over := &testserve.Scripted{Err: engine.ErrOverloaded}
+	s := startServer(t, server.Config{MaxBodyBytes: 4096}, []realModel{{File: "stories260K.gguf", Name: "stories", Opts: engine.Options{Context: 64}}},
 		scriptedModel(t, "busy", over))
 	const chat, cmpl = "/v1/chat/completions", "/v1/completions"
 	msgs := `"messages":[{"role":"user","content":"hi"}]`
@@ -455,7 +456,7 @@ func TestErrors(t *testing.T) {
 		{"overloaded stream", chat, `{"model":"busy",` + msgs + `,"stream":true}`, wantErr{503, "server_error", "overloaded", "", "queue is full"}},
 	}
 	for _, tc := range cases {
-		resp, v := postRaw(t, s.url, tc.path, tc.body)
+		resp, v := postRaw(t, s.URL, tc.path, tc.body)
 		checkErr(t, tc.name, resp, v, tc.want)
 	}
 	// Routes and methods.
@@ -470,7 +471,7 @@ func TestErrors(t *testing.T) {
 		{"POST", "/", wantErr{404, "invalid_request_error", "not_found", "", "POST /"}, ""},
 		{"GET", "/v1/models/nope", wantErr{404, "not_found_error", "model_not_found", "model", "nope"}, ""},
 	} {
-		req, _ := http.NewRequest(rc.method, s.url+rc.path, nil)
+		req, _ := http.NewRequest(rc.method, s.URL+rc.path, nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -484,21 +485,21 @@ func TestErrors(t *testing.T) {
 		}
 	}
 	// The SDK surfaces the error object.
-	_, err := s.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "nope", Messages: userMsg("x")})
+	_, err := s.Client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "nope", Messages: userMsg("x")})
 	var apiErr *openai.Error
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != 404 || apiErr.Code != "model_not_found" || apiErr.Param != "model" {
 		t.Errorf("SDK error: %v", err)
 	}
-	_, err = s.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "stories", Messages: userMsg("x"), ReasoningEffort: shared.ReasoningEffortMinimal})
+	_, err = s.Client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "stories", Messages: userMsg("x"), ReasoningEffort: shared.ReasoningEffortMinimal})
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || apiErr.Code != "invalid_reasoning_effort" {
 		t.Errorf("SDK error: %v", err)
 	}
 }
 
 func TestHealthReadyMetrics(t *testing.T) {
-	s := startServer(t, server.Config{}, []realModel{{file: "stories260K.gguf", name: "stories"}})
+	s := startServer(t, server.Config{}, []realModel{{File: "stories260K.gguf", Name: "stories"}})
 	get := func(path string) (*http.Response, string) {
-		resp, err := http.Get(s.url + path)
+		resp, err := http.Get(s.URL + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -506,24 +507,24 @@ func TestHealthReadyMetrics(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp, string(b)
 	}
-	s.srv.SetLoading(true)
+	s.Srv.SetLoading(true)
 	if resp, body := get("/health/ready"); resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "model_loading") {
 		t.Errorf("ready while loading: %d %q", resp.StatusCode, body)
 	}
-	resp, v := postRaw(t, s.url, "/v1/chat/completions", `{"model":"later","messages":[{"role":"user","content":"x"}]}`)
+	resp, v := postRaw(t, s.URL, "/v1/chat/completions", `{"model":"later","messages":[{"role":"user","content":"x"}]}`)
 	checkErr(t, "loading", resp, v, wantErr{503, "server_error", "model_loading", "", "loading"})
 	if resp, _ := get("/health"); resp.StatusCode != 200 {
 		t.Errorf("health while loading: %d", resp.StatusCode)
 	}
-	s.srv.SetLoading(false)
+	s.Srv.SetLoading(false)
 	if resp, body := get("/health/ready"); resp.StatusCode != 200 || !strings.Contains(body, "stories") {
 		t.Errorf("ready: %d %q", resp.StatusCode, body)
 	}
-	if _, err := s.client.Completions.New(context.Background(), openai.CompletionNewParams{Model: "stories",
+	if _, err := s.Client.Completions.New(context.Background(), openai.CompletionNewParams{Model: "stories",
 		Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(storyPrompt)}, MaxTokens: openai.Int(5)}); err != nil {
 		t.Fatal(err)
 	}
-	models, err := s.client.Models.List(context.Background())
+	models, err := s.Client.Models.List(context.Background())
 	if err != nil || len(models.Data) != 1 || models.Data[0].ID != "stories" || models.Data[0].Object != "model" {
 		t.Errorf("models: %+v %v", models, err)
 	}
@@ -548,9 +549,9 @@ func TestHealthReadyMetrics(t *testing.T) {
 // TestDisconnectFreesSlot: with one slot, a client that goes away mid-stream
 // must not keep it busy.
 func TestDisconnectFreesSlot(t *testing.T) {
-	s := startServer(t, server.Config{}, []realModel{{file: "stories260K.gguf", name: "stories", opts: engine.Options{Parallel: 1, Context: 2048}}})
+	s := startServer(t, server.Config{}, []realModel{{File: "stories260K.gguf", Name: "stories", Opts: engine.Options{Parallel: 1, Context: 2048}}})
 	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/v1/completions",
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/v1/completions",
 		strings.NewReader(`{"model":"stories","prompt":"Once","max_tokens":2000,"ignore_eos":true,"stream":true}`))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -563,7 +564,7 @@ func TestDisconnectFreesSlot(t *testing.T) {
 	cancel()
 	resp.Body.Close()
 	start := time.Now()
-	done, err := s.client.Completions.New(context.Background(), openai.CompletionNewParams{Model: "stories",
+	done, err := s.Client.Completions.New(context.Background(), openai.CompletionNewParams{Model: "stories",
 		Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(storyPrompt)}, MaxTokens: openai.Int(5)})
 	if err != nil {
 		t.Fatal(err)
@@ -587,7 +588,7 @@ func soak(t *testing.T, s *served, clients int, d time.Duration) {
 	prompts := []string{"Once upon a time", "The little dog", "Lily and Ben", "One day"}
 	want := map[string]string{}
 	for _, p := range prompts {
-		resp, err := s.client.Completions.New(ctx, openai.CompletionNewParams{Model: "stories",
+		resp, err := s.Client.Completions.New(ctx, openai.CompletionNewParams{Model: "stories",
 			Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(p)}, MaxTokens: openai.Int(48), Temperature: openai.Float(0)})
 		if err != nil {
 			t.Fatal(err)
@@ -604,7 +605,7 @@ func soak(t *testing.T, s *served, clients int, d time.Duration) {
 			defer wg.Done()
 			for i := 0; ; i++ {
 				p := prompts[(c+i)%len(prompts)]
-				st := s.client.Completions.NewStreaming(ctx, openai.CompletionNewParams{Model: "stories",
+				st := s.Client.Completions.NewStreaming(ctx, openai.CompletionNewParams{Model: "stories",
 					Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(p)}, MaxTokens: openai.Int(48), Temperature: openai.Float(0),
 					StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}})
 				got := ""
@@ -634,8 +635,8 @@ func soak(t *testing.T, s *served, clients int, d time.Duration) {
 
 func TestEffortEcho(t *testing.T) {
 	l := loadPath(t, thinkmodel.Write(t, "tiny-qwen3-F32.gguf", ""))
-	sc := &scripted{tok: l.tok, ctx: 4096}
-	s := startServer(t, server.Config{}, nil, localModel(t, "m", nil, local.Model{Engine: sc, Tok: l.tok, Config: l.m.Config()}))
+	sc := &testserve.Scripted{Tok: l.Tok, Ctx: 4096}
+	s := startServer(t, server.Config{}, nil, localModel(t, "m", nil, local.Model{Engine: sc, Tok: l.Tok, Config: l.Model.Config()}))
 	for _, tc := range []struct {
 		effort string
 		budget int
@@ -644,7 +645,7 @@ func TestEffortEcho(t *testing.T) {
 		if tc.effort != "" {
 			body += `,"reasoning_effort":"` + tc.effort + `"`
 		}
-		resp, v := postRaw(t, s.url, "/v1/chat/completions", body+"}")
+		resp, v := postRaw(t, s.URL, "/v1/chat/completions", body+"}")
 		applied := tc.effort
 		if applied == "" {
 			applied = "medium"
@@ -657,7 +658,7 @@ func TestEffortEcho(t *testing.T) {
 		if (tc.effort == "") != (eff["requested"] == nil) {
 			t.Errorf("effort %q: requested echo %v", tc.effort, eff["requested"])
 		}
-		if r := sc.lastRequest(); r.Thinking == nil || r.Thinking.Budget != tc.budget {
+		if r := sc.LastRequest(); r.Thinking == nil || r.Thinking.Budget != tc.budget {
 			t.Errorf("effort %q: engine got thinking %+v, want budget %d", tc.effort, r.Thinking, tc.budget)
 		}
 	}
@@ -667,13 +668,13 @@ func TestEffortEcho(t *testing.T) {
 // without stream_options.include_usage, on both endpoints; later chunks do
 // not repeat it.
 func TestEffortEchoStream(t *testing.T) {
-	sc := &scripted{}
+	sc := &testserve.Scripted{}
 	s := startServer(t, server.Config{}, nil, scriptedModel(t, "m", sc))
 	for _, c := range []struct{ path, body string }{
 		{"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low","stream":true}`},
 		{"/v1/completions", `{"model":"m","prompt":"x","reasoning_effort":"low","stream":true}`},
 	} {
-		resp, err := http.Post(s.url+c.path, "application/json", strings.NewReader(c.body))
+		resp, err := http.Post(s.URL+c.path, "application/json", strings.NewReader(c.body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -712,24 +713,24 @@ var weatherTool = openai.ChatCompletionFunctionTool(shared.FunctionDefinitionPar
 	Description: openai.String("Weather of a city"),
 	Parameters:  shared.FunctionParameters{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}}})
 
-func toolScripts() []script {
-	return []script{
-		{key: "<tool_response>", pieces: []string{"It is ", "sunny in Paris."}},
-		{key: "Weather in Paris", pieces: []string{"<think>\nThe user", " wants weather.\n</think>\n\n", "<tool_", "call>\n{\"name\": \"get_weather\", ",
-			"\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"}, reasoning: 2},
-		{key: "Two cities", pieces: []string{"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n",
+func toolScripts() []testserve.Script {
+	return []testserve.Script{
+		{Key: "<tool_response>", Pieces: []string{"It is ", "sunny in Paris."}},
+		{Key: "Weather in Paris", Pieces: []string{"<think>\nThe user", " wants weather.\n</think>\n\n", "<tool_", "call>\n{\"name\": \"get_weather\", ",
+			"\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"}, Reasoning: 2},
+		{Key: "Two cities", Pieces: []string{"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n",
 			"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}\n</tool_call>"}},
-		{key: "Forced", pieces: []string{"{\"city\": \"Oslo\"}}\n</tool_call>"}},
-		{key: "Think", pieces: []string{"<think>", "2+2 is 4", "</think>", "The answer", " is 4."}, reasoning: 3},
+		{Key: "Forced", Pieces: []string{"{\"city\": \"Oslo\"}}\n</tool_call>"}},
+		{Key: "Think", Pieces: []string{"<think>", "2+2 is 4", "</think>", "The answer", " is 4."}, Reasoning: 3},
 	}
 }
 
 func TestToolsRoundTrip(t *testing.T) {
-	sc := &scripted{scripts: toolScripts()}
+	sc := &testserve.Scripted{Scripts: toolScripts()}
 	s := startServer(t, server.Config{}, nil, scriptedModel(t, "m", sc))
 	ctx := context.Background()
 	params := openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("Weather in Paris?"), Tools: []openai.ChatCompletionToolUnionParam{weatherTool}}
-	resp, err := s.client.Chat.Completions.New(ctx, params)
+	resp, err := s.Client.Chat.Completions.New(ctx, params)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -750,25 +751,25 @@ func TestToolsRoundTrip(t *testing.T) {
 	if resp.Usage.CompletionTokensDetails.ReasoningTokens != 2 {
 		t.Errorf("reasoning tokens %d", resp.Usage.CompletionTokensDetails.ReasoningTokens)
 	}
-	if !strings.Contains(sc.lastPrompt(), "get_weather") || !strings.Contains(sc.lastPrompt(), "<tools>") {
-		t.Errorf("tools not rendered into the prompt: %q", sc.lastPrompt())
+	if !strings.Contains(sc.LastPrompt(), "get_weather") || !strings.Contains(sc.LastPrompt(), "<tools>") {
+		t.Errorf("tools not rendered into the prompt: %q", sc.LastPrompt())
 	}
 	// Send the result back.
 	params.Messages = append(params.Messages, c.Message.ToParam(), openai.ToolMessage(`{"sky": "clear"}`, call.ID))
-	resp2, err := s.client.Chat.Completions.New(ctx, params)
+	resp2, err := s.Client.Chat.Completions.New(ctx, params)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := resp2.Choices[0].Message.Content; got != "It is sunny in Paris." || resp2.Choices[0].FinishReason != "stop" {
 		t.Errorf("after tool result: %q %s", got, resp2.Choices[0].FinishReason)
 	}
-	p := sc.lastPrompt()
+	p := sc.LastPrompt()
 	if !strings.Contains(p, "<tool_response>\n{\"sky\": \"clear\"}\n</tool_response>") || !strings.Contains(p, `{"name": "get_weather", "arguments": {"city": "Paris"}}`) {
 		t.Errorf("history not rendered: %q", p)
 	}
 
 	// Streaming: tool_calls deltas the SDK accumulates.
-	st := s.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("Weather in Paris?"),
+	st := s.Client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("Weather in Paris?"),
 		Tools: []openai.ChatCompletionToolUnionParam{weatherTool}})
 	acc := openai.ChatCompletionAccumulator{}
 	var finished []openai.FinishedChatCompletionToolCall
@@ -803,7 +804,7 @@ func TestToolsRoundTrip(t *testing.T) {
 
 	// Parallel calls, and parallel_tool_calls=false keeping only the first.
 	for _, parallel := range []bool{true, false} {
-		resp, err := s.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("Two cities"),
+		resp, err := s.Client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("Two cities"),
 			Tools: []openai.ChatCompletionToolUnionParam{weatherTool}, ParallelToolCalls: openai.Bool(parallel)})
 		if err != nil {
 			t.Fatal(err)
@@ -818,34 +819,34 @@ func TestToolsRoundTrip(t *testing.T) {
 	}
 
 	// tool_choice none: no tools offered, the text is content.
-	resp, err = s.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("Two cities"),
+	resp, err = s.Client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("Two cities"),
 		Tools: []openai.ChatCompletionToolUnionParam{weatherTool}, ToolChoice: openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("none")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := resp.Choices[0]; len(c.Message.ToolCalls) != 0 || !strings.Contains(c.Message.Content, "<tool_call>") || c.FinishReason != "stop" || strings.Contains(sc.lastPrompt(), "<tools>") {
+	if c := resp.Choices[0]; len(c.Message.ToolCalls) != 0 || !strings.Contains(c.Message.Content, "<tool_call>") || c.FinishReason != "stop" || strings.Contains(sc.LastPrompt(), "<tools>") {
 		t.Errorf("tool_choice none: %+v", c)
 	}
 
 	// A named tool_choice forces the call: the prompt holds its start.
-	resp, err = s.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("Forced"),
+	resp, err = s.Client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("Forced"),
 		Tools:      []openai.ChatCompletionToolUnionParam{weatherTool},
 		ToolChoice: openai.ToolChoiceOptionFunctionToolChoice(openai.ChatCompletionNamedToolChoiceFunctionParam{Name: "get_weather"})})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if calls := resp.Choices[0].Message.ToolCalls; len(calls) != 1 || calls[0].Function.Name != "get_weather" || calls[0].Function.Arguments != `{"city": "Oslo"}` {
-		t.Errorf("forced call: %+v (prompt %q)", resp.Choices[0].Message, sc.lastPrompt())
+		t.Errorf("forced call: %+v (prompt %q)", resp.Choices[0].Message, sc.LastPrompt())
 	}
-	if !strings.HasSuffix(sc.lastPrompt(), "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": ") {
-		t.Errorf("forced prompt ends %q", sc.lastPrompt()[max(0, len(sc.lastPrompt())-80):])
+	if !strings.HasSuffix(sc.LastPrompt(), "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": ") {
+		t.Errorf("forced prompt ends %q", sc.LastPrompt()[max(0, len(sc.LastPrompt())-80):])
 	}
 }
 
 func TestReasoningStream(t *testing.T) {
-	sc := &scripted{scripts: toolScripts()}
+	sc := &testserve.Scripted{Scripts: toolScripts()}
 	s := startServer(t, server.Config{}, nil, scriptedModel(t, "m", sc))
-	resp, err := http.Post(s.url+"/v1/chat/completions", "application/json",
+	resp, err := http.Post(s.URL+"/v1/chat/completions", "application/json",
 		strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"Think"}],"stream":true,"stream_options":{"include_usage":true}}`))
 	if err != nil {
 		t.Fatal(err)
@@ -907,11 +908,11 @@ func TestReasoningStream(t *testing.T) {
 }
 
 func TestUnsupportedFieldsNeverIgnored(t *testing.T) {
-	s := startServer(t, server.Config{}, []realModel{{file: "stories260K.gguf", name: "stories"}})
+	s := startServer(t, server.Config{}, []realModel{{File: "stories260K.gguf", Name: "stories"}})
 	// Every top-level field the SDK can send that stepflash does not
 	// implement is refused by name.
 	for _, field := range []string{"audio", "functions", "function_call", "prediction", "web_search_options", "verbosity", "prompt_cache_retention"} {
-		resp, v := postRaw(t, s.url, "/v1/chat/completions", fmt.Sprintf(`{"model":"stories","messages":[{"role":"user","content":"x"}],%q:{}}`, field))
+		resp, v := postRaw(t, s.URL, "/v1/chat/completions", fmt.Sprintf(`{"model":"stories","messages":[{"role":"user","content":"x"}],%q:{}}`, field))
 		checkErr(t, field, resp, v, wantErr{400, "invalid_request_error", "unsupported_parameter", field, field})
 	}
 }
@@ -924,7 +925,7 @@ func TestSamplerFields(t *testing.T) {
 	l := loadModel(t, "stories260K.gguf")
 	complete := func(opts ...option.RequestOption) (string, []openai.ChatCompletionTokenLogprob) {
 		t.Helper()
-		resp, err := s.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "stories", Messages: userMsg("Once upon a time"),
+		resp, err := s.Client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "stories", Messages: userMsg("Once upon a time"),
 			MaxTokens: openai.Int(40), Temperature: openai.Float(0), Logprobs: openai.Bool(true)}, opts...)
 		if err != nil {
 			t.Fatal(err)
@@ -935,7 +936,7 @@ func TestSamplerFields(t *testing.T) {
 	if len(lps) == 0 {
 		t.Fatal("no tokens")
 	}
-	first, ok := l.tok.Lookup(lps[0].Token)
+	first, ok := l.Tok.Lookup(lps[0].Token)
 	if !ok {
 		t.Fatalf("first token %q not in the vocabulary", lps[0].Token)
 	}
@@ -949,7 +950,7 @@ func TestSamplerFields(t *testing.T) {
 	if pen, _ := complete(option.WithJSONSet("presence_penalty", 2)); pen == plain {
 		t.Errorf("presence_penalty changed nothing: %q", pen)
 	}
-	resp, err := s.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "qwen", Messages: userMsg("JSON please"),
+	resp, err := s.Client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "qwen", Messages: userMsg("JSON please"),
 		MaxTokens: openai.Int(200), Temperature: openai.Float(0),
 		ResponseFormat: openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONObject: &shared.ResponseFormatJSONObjectParam{}}})
 	if err != nil {
@@ -994,22 +995,22 @@ func TestConfiguredEffortPolicy(t *testing.T) {
 		return p
 	}
 	ql := loadPath(t, thinkmodel.Write(t, "tiny-qwen3-F32.gguf", ""))
-	dense := &scripted{tok: ql.tok, ctx: 4096}
-	dm := localModel(t, "dense", nil, local.Model{Engine: dense, Tok: ql.tok, Config: ql.m.Config(),
-		Effort: policyOf(ql.m.Config(), `{"low":{"thinking_budget":3},"high":{"thinking_budget":-1}}`)})
+	dense := &testserve.Scripted{Tok: ql.Tok, Ctx: 4096}
+	dm := localModel(t, "dense", nil, local.Model{Engine: dense, Tok: ql.Tok, Config: ql.Model.Config(),
+		Effort: policyOf(ql.Model.Config(), `{"low":{"thinking_budget":3},"high":{"thinking_budget":-1}}`)})
 	moeL := loadPath(t, thinkmodel.Write(t, "tiny-qwen3moe-F32.gguf", ""))
-	moe := &scripted{tok: moeL.tok, ctx: 4096}
-	moeCfg := moeL.m.Config()
+	moe := &testserve.Scripted{Tok: moeL.Tok, Ctx: 4096}
+	moeCfg := moeL.Model.Config()
 	k := moeCfg.NExpertUse
 	if moeCfg.NExpert == 0 || k < 2 {
 		t.Fatalf("tiny-qwen3moe: %d experts, %d per token", moeCfg.NExpert, k)
 	}
-	mm := localModel(t, "moe", nil, local.Model{Engine: moe, Tok: moeL.tok, Config: moeCfg,
+	mm := localModel(t, "moe", nil, local.Model{Engine: moe, Tok: moeL.Tok, Config: moeCfg,
 		Effort: policyOf(moeCfg, fmt.Sprintf(`{"low":{"experts_per_token":1},"medium":{"experts_per_token":%d,"thinking_budget":7}}`, k-1))})
 	s := startServer(t, server.Config{}, nil, dm, mm)
 	cases := []struct {
 		model, effort string
-		sc            *scripted
+		sc            *testserve.Scripted
 		experts       int // -1: null (dense)
 		budget        int // echoed and given to the engine (-1: no limit)
 	}{
@@ -1029,7 +1030,7 @@ func TestConfiguredEffortPolicy(t *testing.T) {
 			if tc.effort != "" {
 				body += `,"reasoning_effort":"` + tc.effort + `"`
 			}
-			resp, v := postRaw(t, s.url, path, body+"}")
+			resp, v := postRaw(t, s.URL, path, body+"}")
 			applied := cmp.Or(tc.effort, "medium")
 			ext, _ := v["stepflash"].(map[string]any)
 			eff, _ := ext["effort"].(map[string]any)
@@ -1041,7 +1042,7 @@ func TestConfiguredEffortPolicy(t *testing.T) {
 				eff["thinking_budget"] != float64(tc.budget) || eff["experts_per_token"] != wantExperts {
 				t.Errorf("%s %s %q: %d header %q echo %v", path, tc.model, tc.effort, resp.StatusCode, resp.Header.Get("X-Reasoning-Effort"), eff)
 			}
-			r := tc.sc.lastRequest()
+			r := tc.sc.LastRequest()
 			if r.Thinking == nil || r.Thinking.Budget != tc.budget || r.ExpertsUsed != max(tc.experts, 0) {
 				t.Errorf("%s %s %q: engine got thinking %+v experts %d", path, tc.model, tc.effort, r.Thinking, r.ExpertsUsed)
 			}
@@ -1052,7 +1053,7 @@ func TestConfiguredEffortPolicy(t *testing.T) {
 		{effort.Low: {ExpertsPerToken: k + 1}, effort.Medium: {}, effort.High: {}},
 		{effort.Low: {ThinkingBudget: -3}, effort.Medium: {}, effort.High: {}},
 	} {
-		_, err := local.New(local.Model{Engine: moe, Tok: moeL.tok, Config: moeCfg, Effort: bad})
+		_, err := local.New(local.Model{Engine: moe, Tok: moeL.Tok, Config: moeCfg, Effort: bad})
 		if err == nil || !strings.Contains(err.Error(), "effort policy") {
 			t.Errorf("local.New with policy %v: %v", bad, err)
 		}
@@ -1087,7 +1088,7 @@ func TestEndOfTurnStops(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		models = append(models, scriptedModelWith(t, fmt.Sprint("m", i), &scripted{scripts: []script{{key: "", pieces: pieces, finish: "length"}}}, tmpl))
+		models = append(models, scriptedModelWith(t, fmt.Sprint("m", i), &testserve.Scripted{Scripts: []testserve.Script{{Key: "", Pieces: pieces, Finish: "length"}}}, tmpl))
 	}
 	s := startServer(t, server.Config{}, nil, models...)
 	for i, tc := range cases {
@@ -1095,7 +1096,7 @@ func TestEndOfTurnStops(t *testing.T) {
 			params := openai.ChatCompletionNewParams{Model: fmt.Sprint("m", i), Messages: userMsg("Hi")}
 			content, finish := "", ""
 			if stream {
-				st := s.client.Chat.Completions.NewStreaming(context.Background(), params)
+				st := s.Client.Chat.Completions.NewStreaming(context.Background(), params)
 				acc := openai.ChatCompletionAccumulator{}
 				for st.Next() {
 					acc.AddChunk(st.Current())
@@ -1105,7 +1106,7 @@ func TestEndOfTurnStops(t *testing.T) {
 				}
 				content, finish = acc.Choices[0].Message.Content, acc.Choices[0].FinishReason
 			} else {
-				resp, err := s.client.Chat.Completions.New(context.Background(), params)
+				resp, err := s.Client.Chat.Completions.New(context.Background(), params)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -8,17 +8,11 @@ import (
 	"time"
 
 	"github.com/stepflash/stepflash/api"
+	"github.com/stepflash/stepflash/backend"
 )
 
-type ctxKey int
-
-const requestIDKey ctxKey = 0
-
 // RequestIDFrom returns the request's id (as sent in X-Request-Id), or "".
-func RequestIDFrom(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
-}
+func RequestIDFrom(ctx context.Context) string { return backend.RequestID(ctx) }
 
 // RequestID gives every request an id, sent back as X-Request-Id and kept in
 // the request's context (RequestIDFrom), and sets the X-Advisor header every
@@ -28,7 +22,7 @@ func RequestID(next http.Handler) http.Handler {
 		id := "req_" + randomHex(12)
 		w.Header().Set("X-Request-Id", id)
 		w.Header().Set("X-Advisor", "none")
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+		next.ServeHTTP(w, r.WithContext(backend.WithRequestID(r.Context(), id)))
 	})
 }
 

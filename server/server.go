@@ -288,6 +288,9 @@ func writeError(w http.ResponseWriter, e *api.Error) {
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="stepflash"`)
+	}
 	writeJSON(w, status, api.ErrorResponse{Error: e})
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/internal/testserve"
 	"github.com/stepflash/stepflash/server"
 )
 
@@ -113,7 +114,7 @@ func TestWireGolden(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := wireServer(t)
-			got := wireResponse(t, s.url, tc)
+			got := wireResponse(t, s.URL, tc)
 			path := filepath.Join(dir, tc.name+".txt")
 			if *updateGolden {
 				if err := os.WriteFile(path, got, 0o644); err != nil {
@@ -137,11 +138,11 @@ const weatherJSON = `{"type":"function","function":{"name":"get_weather","descri
 // wireServer serves stories260K (also as step-3.7-flash), tiny-qwen3, a
 // scripted model and an always-overloaded one, with fresh engines.
 func wireServer(t *testing.T) *served {
-	sc := &scripted{scripts: append(toolScripts(), script{key: "Other", pieces: []string{"A", " B", " C"}, finish: "length"})}
+	sc := &testserve.Scripted{Scripts: append(toolScripts(), testserve.Script{Key: "Other", Pieces: []string{"A", " B", " C"}, Finish: "length"})}
 	return startServer(t, server.Config{}, []realModel{
-		{file: "stories260K.gguf", name: "stories", aliases: []string{server.DefaultModelName}, opts: engine.Options{Context: 512}},
-		{file: "tiny-qwen3-F32.gguf", name: "qwen", opts: engine.Options{Context: 512}},
-	}, scriptedModel(t, "m", sc), scriptedModel(t, "busy", &scripted{err: engine.ErrOverloaded}))
+		{File: "stories260K.gguf", Name: "stories", Aliases: []string{server.DefaultModelName}, Opts: engine.Options{Context: 512}},
+		{File: "tiny-qwen3-F32.gguf", Name: "qwen", Opts: engine.Options{Context: 512}},
+	}, scriptedModel(t, "m", sc), scriptedModel(t, "busy", &testserve.Scripted{Err: engine.ErrOverloaded}))
 }
 
 // wireResponse sends one request and renders the response as text: the
