@@ -242,3 +242,29 @@ func newServerMetrics(s *Server) *serverMetrics {
 	})
 	return m
 }
+
+// Counter registers a counter on /metrics and returns the function that
+// adds to it, for the parts of a server that live outside this package
+// (upstream pools, say).
+func (s *Server) Counter(name, help string, labels ...string) func(v float64, labelValues ...string) {
+	f := s.metrics.reg.counter(name, help, labels...)
+	return f.Add
+}
+
+// GaugeSample is one value of a gauge, with its label values.
+type GaugeSample struct {
+	Labels []string
+	Value  float64
+}
+
+// Gauge registers a gauge on /metrics whose values read returns at each
+// scrape.
+func (s *Server) Gauge(name, help string, read func() []GaugeSample, labels ...string) {
+	s.metrics.reg.gauge(name, help, func() []sample {
+		var out []sample
+		for _, g := range read() {
+			out = append(out, sample{labels: g.Labels, value: g.Value})
+		}
+		return out
+	}, labels...)
+}

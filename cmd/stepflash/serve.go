@@ -1,10 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -23,34 +24,14 @@ import (
 	"github.com/stepflash/stepflash/backend"
 	"github.com/stepflash/stepflash/billing"
 	"github.com/stepflash/stepflash/chat"
-	"github.com/stepflash/stepflash/effort"
 	"github.com/stepflash/stepflash/engine"
 	"github.com/stepflash/stepflash/gguf"
 	"github.com/stepflash/stepflash/hub"
 	"github.com/stepflash/stepflash/local"
+	"github.com/stepflash/stepflash/model"
 	"github.com/stepflash/stepflash/server"
+	"github.com/stepflash/stepflash/upstream"
 )
-
-// modelSpec is one model to serve: a GGUF path or a hub reference, with aliases.
-type modelSpec struct {
-	Model    string   `json:"model"`
-	Name     string   `json:"name,omitempty"`
-	Aliases  []string `json:"aliases,omitempty"`
-	Ctx      int      `json:"ctx,omitempty"`
-	Parallel int      `json:"parallel,omitempty"`
-	// Effort overrides tiers of the model's reasoning_effort policy.
-	Effort *effort.Config `json:"effort,omitempty"`
-}
-
-// serveConfig is the --config file (JSON); flags given on the command line win.
-type serveConfig struct {
-	Addr     string      `json:"addr,omitempty"`
-	Models   []modelSpec `json:"models"`
-	Parallel int         `json:"parallel,omitempty"`
-	Queue    int         `json:"queue,omitempty"`
-	Ctx      int         `json:"ctx,omitempty"`
-	MaxBody  int64       `json:"max_body_bytes,omitempty"`
-}
 
 type serveOptions struct {
 	addr            string
@@ -66,30 +47,50 @@ type serveOptions struct {
 	offline         bool
 	quiet           bool
 	hub             *hub.Client
+	upstreamURLs    []string // --upstream, in order
+	upstreamKeyEnv  string
+	routing         string
+	getenv          func(string) string
 }
 
-const serveUsage = `Usage: stepflash serve [-m MODEL [--alias NAME]...]... [flags]
+const serveUsage = `Usage: stepflash serve [-m MODEL [--alias NAME]...]... [--upstream URL[#MODEL]]... [flags]
 
 An OpenAI-compatible server: POST /v1/chat/completions, POST /v1/completions,
 GET /v1/models, GET /health, GET /health/ready, GET /metrics.
 
 MODEL is a GGUF path or a Hugging Face reference REPO[:FILE] (pulled into the
 cache on first use, see "stepflash pull"). -m may be repeated; --alias adds a
-name to the -m before it. The first model is also served as "step-3.7-flash".
-Names match exactly; an unknown name is a 404 listing the served ones.
+name to the -m (or --upstream) before it. The first model is also served as
+"step-3.7-flash". Names match exactly; an unknown name is a 404 listing the
+served ones.
 
-With no -m (and no --config) the default model is served:
+--upstream URL[#MODEL] serves "step-3.7-flash" from another OpenAI-compatible
+server instead (vLLM, SGLang, NIM, llama.cpp's server, another stepflash,
+StepFun's https://api.stepfun.ai/v1 or https://api.stepfun.com/v1, OpenRouter's
+https://openrouter.ai/api/v1); repeat it for replicas or fallbacks (--routing).
+MODEL is the upstream's model id (default: the served name; OpenRouter's
+default is stepfun/step-3.7-flash). The key is read from --upstream-key-env, or
+the known service's variable (STEP_API_KEY for StepFun, OPENROUTER_API_KEY,
+NVIDIA_API_KEY), or STEP_API_KEY when URL is $STEP_BASE_URL.
+
+With no -m, --upstream or --config the default model is served:
   %s
 pulled from Hugging Face on first use. Offline, pass -m FILE.gguf instead.
 
 Models without a tokenizer.chat_template are chatted with ChatML
 (<|im_start|>role ... <|im_end|>), with Hermes-style <tool_call> tool calls.
 
---config FILE reads JSON: {"addr": "...", "models": [{"model": "PATH_OR_REF",
-"name": "...", "aliases": ["..."], "ctx": 4096, "parallel": 4, "effort": {...}}],
-"parallel": 4, "queue": 64, "ctx": 0, "max_body_bytes": 8388608}; flags given win.
-A model's "effort" sets its reasoning_effort policy, tier by tier (a tier or
-field left out keeps the default):
+--config FILE reads JSON: {"addr": "...", "models": [...], "parallel": 4,
+"queue": 64, "ctx": 0, "max_body_bytes": 8388608}; flags given win. A model is
+local, {"model": "PATH_OR_REF", "name": "...", "aliases": ["..."], "ctx": 4096,
+"parallel": 4, "effort": {...}, "prices": {...}}, or served by upstreams,
+{"name": "step-3.7-flash", "routing": "prefix", "upstreams": [{"base_url":
+"http://127.0.0.1:9001/v1", "model": "...", "api_key_env": "STEP_API_KEY",
+"name": "...", "provider": "stepfun-global", "headers": {...}, "effort_param":
+"reasoning_effort", "health": "/health", "discover": "dns", "timeouts":
+{"connect": "10s", "first_byte": "60s", "idle": "60s"}}]} (docs/serve.md).
+A local model's "effort" sets its reasoning_effort policy, tier by tier (a
+tier or field left out keeps the default):
   "effort": {"low": {"experts_per_token": 2, "thinking_budget": 0},
              "medium": {"thinking_budget": 2048}, "high": {"thinking_budget": -1}}
 experts_per_token: 1..the trained experts per token (MoE models only);
@@ -111,7 +112,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	o := &serveOptions{}
+	o := &serveOptions{getenv: os.Getenv}
+	flagSpec := -1 // index in o.specs of the --upstream model
 	addModel := func(s string) error {
 		if s == "" {
 			return errors.New("empty model")
@@ -119,12 +121,23 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 		o.specs = append(o.specs, modelSpec{Model: s})
 		return nil
 	}
+	addUpstream := func(s string) error {
+		if s == "" {
+			return errors.New("empty upstream URL")
+		}
+		if flagSpec < 0 {
+			flagSpec = len(o.specs)
+			o.specs = append(o.specs, modelSpec{Name: server.DefaultModelName})
+		}
+		o.upstreamURLs = append(o.upstreamURLs, s)
+		return nil
+	}
 	addAlias := func(s string) error {
 		if s == "" {
 			return errors.New("empty alias")
 		}
 		if len(o.specs) == 0 {
-			return errors.New("--alias must follow the -m it names")
+			return errors.New("--alias must follow the -m or --upstream it names")
 		}
 		last := &o.specs[len(o.specs)-1]
 		last.Aliases = append(last.Aliases, s)
@@ -132,7 +145,10 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	}
 	fs.Func("m", "model: GGUF path or Hugging Face REPO[:FILE] (repeatable)", addModel)
 	fs.Func("model", "same as -m", addModel)
-	fs.Func("alias", "another name for the preceding -m (repeatable)", addAlias)
+	fs.Func("alias", "another name for the preceding -m or --upstream (repeatable)", addAlias)
+	fs.Func("upstream", "serve step-3.7-flash from an OpenAI-compatible server: URL[#MODEL] (repeatable: replicas or fallbacks)", addUpstream)
+	fs.StringVar(&o.upstreamKeyEnv, "upstream-key-env", "", "environment variable holding the --upstream API key (default: see above)")
+	fs.StringVar(&o.routing, "routing", "", "how requests spread over several --upstream: prefix (default: a conversation stays on one replica), round_robin, ordered (fallbacks)")
 	config := fs.String("config", "", "JSON config file listing models (see above)")
 	fs.StringVar(&o.addr, "addr", "0.0.0.0:8000", "listen address")
 	fs.IntVar(&o.threads, "t", runtime.NumCPU(), "threads for the kernels")
@@ -163,22 +179,9 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *config != "" {
-		b, err := os.ReadFile(*config)
+		c, err := readServeConfig(*config)
 		if err != nil {
 			return nil, err
-		}
-		var c serveConfig
-		dec := json.NewDecoder(strings.NewReader(string(b)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return nil, fmt.Errorf("%s: %w", *config, err)
-		}
-		for i, m := range c.Models {
-			if m.Effort != nil {
-				if err := m.Effort.Check(); err != nil {
-					return nil, fmt.Errorf("%s: models[%d]: %w", *config, i, err)
-				}
-			}
 		}
 		if len(o.specs) == 0 {
 			o.specs = c.Models
@@ -202,20 +205,62 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	if o.threads <= 0 || o.parallel <= 0 || o.queue <= 0 || o.maxBody <= 0 || o.maxN <= 0 {
 		return nil, fmt.Errorf("-t, --parallel, --queue, --max-body and --max-n must be positive")
 	}
+	if (o.routing != "" || o.upstreamKeyEnv != "") && flagSpec < 0 {
+		return nil, fmt.Errorf("--routing and --upstream-key-env apply to --upstream")
+	}
+	if flagSpec >= 0 {
+		spec, err := flagUpstreams(o.upstreamURLs, o.upstreamKeyEnv, o.routing, o.getenv)
+		if err != nil {
+			return nil, err
+		}
+		spec.Aliases = o.specs[flagSpec].Aliases
+		o.specs[flagSpec] = spec
+	}
 	o.hub = &hub.Client{CacheDir: *cacheDir, Progress: stderr}
 	return o, nil
 }
 
-// runServe listens, loads the models in the background (readiness is 503
-// meanwhile) and serves until ctx ends, then shuts down gracefully.
+// runServe checks the configuration, listens, loads local models in the
+// background (readiness is 503 meanwhile) and serves until ctx ends, then
+// shuts down gracefully. What can be checked before listening is (files,
+// their metadata against the effort config, upstreams and their keys, the
+// address), so that such an error is the first and only thing printed.
 // onListen, when set, is told the bound address.
 func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen func(net.Addr)) error {
 	var logger *slog.Logger
 	if !o.quiet {
 		logger = slog.New(slog.NewTextHandler(stderr, nil))
 	}
+	specs := slices.Clone(o.specs)
+	usingDefault := len(specs) == 0
+	if usingDefault {
+		specs = []modelSpec{{Model: hub.Default.String()}}
+	}
+	nameDefault(specs)
+	if err := precheck(specs, o); err != nil {
+		return err
+	}
 	srv := server.New(server.Config{MaxBodyBytes: o.maxBody, MaxN: o.maxN, Logger: logger})
-	srv.SetLoading(true)
+	var closers []func()
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}()
+	pools, err := buildPools(specs, o, srv, stderr)
+	for _, p := range pools {
+		closers = append(closers, p.Close)
+	}
+	if err != nil {
+		return err
+	}
+	var locals []modelSpec
+	for _, sp := range specs {
+		if len(sp.Upstreams) == 0 {
+			locals = append(locals, sp)
+		}
+	}
+	srv.SetLoading(len(locals) > 0)
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
@@ -225,33 +270,29 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 	if onListen != nil {
 		onListen(ln.Addr())
 	}
+	for _, p := range pools {
+		p.Start()
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 
-	var closers []func()
-	defer func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}()
 	loadErr := make(chan error, 1)
 	loadCtx, cancelLoad := context.WithCancel(ctx)
 	defer cancelLoad()
 	loaded := make(chan []func(), 1)
 	go func() {
 		var cs []func()
-		err := loadAll(loadCtx, o, srv, stderr, func(c func()) { cs = append(cs, c) })
+		err := loadAll(loadCtx, locals, usingDefault, o, srv, stderr, func(c func()) { cs = append(cs, c) })
 		loaded <- cs
 		loadErr <- err
 	}()
 
-	var runErr error
 	select {
 	case err := <-loadErr:
-		closers = <-loaded
+		closers = append(closers, <-loaded...)
 		if err != nil {
-			runErr = err
-			break
+			hs.Close() // nothing was ready: no requests to wait for
+			return err
 		}
 		srv.SetLoading(false)
 		fmt.Fprintf(stderr, "stepflash serve: ready, serving %s\n", strings.Join(quoteAll(srv.Names()), ", "))
@@ -262,11 +303,11 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 		}
 	case <-ctx.Done():
 		cancelLoad()
-		closers = <-loaded
+		closers = append(closers, <-loaded...)
 		<-loadErr
 	case err := <-serveErr:
 		cancelLoad()
-		closers = <-loaded
+		closers = append(closers, <-loaded...)
 		<-loadErr
 		return err
 	}
@@ -276,7 +317,127 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 	if err := hs.Shutdown(sctx); err != nil {
 		hs.Close()
 	}
-	return runErr
+	return nil
+}
+
+// nameDefault gives the first model the name step-3.7-flash too, unless
+// some model already has it.
+func nameDefault(specs []modelSpec) {
+	for _, sp := range specs {
+		if sp.Name == server.DefaultModelName || contains(sp.Aliases, server.DefaultModelName) {
+			return
+		}
+	}
+	specs[0].Aliases = append(slices.Clone(specs[0].Aliases), server.DefaultModelName)
+}
+
+// precheck finds what would fail later while there is still nothing to
+// undo: local files that are missing or not GGUF, an effort config the
+// model cannot take, a hub reference that --offline cannot serve.
+func precheck(specs []modelSpec, o *serveOptions) error {
+	for _, sp := range specs {
+		if len(sp.Upstreams) > 0 {
+			continue
+		}
+		st, err := os.Stat(sp.Model)
+		if err != nil {
+			ref, perr := hub.ParseRef(sp.Model)
+			if perr != nil {
+				return fmt.Errorf("model %q: no such file, and not a Hugging Face reference (REPO[:FILE])", sp.Model)
+			}
+			if _, ok := o.hub.Cached(ref); !ok && o.offline {
+				return fmt.Errorf("%s is not in the cache (%s) and --offline forbids downloading it", ref, o.hub.CacheDir)
+			}
+			continue // pulled (and checked) after listening
+		}
+		if st.IsDir() {
+			return fmt.Errorf("%s is a directory, not a GGUF file", sp.Model)
+		}
+		if err := checkLocalFile(sp.Model, sp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkLocalFile reads a GGUF file's metadata (mapped, nothing loaded) and
+// checks the spec's effort config against the model's shape.
+func checkLocalFile(path string, sp modelSpec) error {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cfg, err := model.ReadConfig(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if _, err := sp.Effort.Policy(local.Shape(cfg)); err != nil {
+		return fmt.Errorf("%s (model %q): %w", path, cmp.Or(sp.Name, modelNameOf(path)), err)
+	}
+	return nil
+}
+
+// buildPools makes the pool of every upstream-served model and adds it to
+// srv. The pools it returns, even with an error, are to be closed.
+func buildPools(specs []modelSpec, o *serveOptions, srv *server.Server, stderr io.Writer) ([]*upstream.Pool, error) {
+	var pools []*upstream.Pool
+	var names []string // of the pools' models
+	ops := slog.New(slog.NewTextHandler(stderr, nil))
+	reqs := srv.Counter("stepflash_upstream_requests_total", "Requests sent upstream, by model, upstream and outcome (ok, retried: failed before answering and another was tried, failed).", "model", "upstream", "outcome")
+	ejections := srv.Counter("stepflash_upstream_ejections_total", "Upstreams taken out after failures.", "model", "upstream")
+	metrics := &upstream.Metrics{
+		Request: func(m, u, outcome string) { reqs(1, m, u, outcome) },
+		Ejected: func(m, u string) { ejections(1, m, u) },
+	}
+	for _, sp := range specs {
+		if len(sp.Upstreams) == 0 {
+			continue
+		}
+		pc, err := sp.poolConfig(o.getenv)
+		if err != nil {
+			return pools, err
+		}
+		pc.Logger, pc.Metrics = ops, metrics
+		p, err := upstream.NewPool(pc)
+		if err != nil {
+			return pools, err
+		}
+		pools = append(pools, p)
+		names = append(names, sp.Name)
+		prices := billing.Default
+		if sp.Prices != nil {
+			prices = *sp.Prices
+		}
+		if err := srv.AddModel(&server.Model{Name: sp.Name, Aliases: sp.Aliases, Backend: backend.Chain(p, billing.Pricing(prices))}); err != nil {
+			return pools, err
+		}
+		var ups []string
+		for _, st := range p.Status() {
+			ups = append(ups, st.Name+" "+st.BaseURL)
+		}
+		if len(ups) == 0 {
+			ups = []string{"none resolved yet"}
+		}
+		fmt.Fprintf(stderr, "stepflash serve: serving %s from upstreams (%s routing): %s\n",
+			strings.Join(quoteAll(append([]string{sp.Name}, sp.Aliases...)), ", "), cmp.Or(sp.Routing, string(upstream.Prefix)), strings.Join(ups, "; "))
+	}
+	if len(pools) > 0 {
+		srv.Gauge("stepflash_upstream_up", "1 while an upstream is in rotation, 0 while it is taken out.", func() []server.GaugeSample {
+			var out []server.GaugeSample
+			for i, p := range pools {
+				for _, st := range p.Status() {
+					v := 0.0
+					if st.Up {
+						v = 1
+					}
+					out = append(out, server.GaugeSample{Labels: []string{names[i], st.Name}, Value: v})
+				}
+			}
+			return out
+		}, "model", "upstream")
+	}
+	return pools, nil
 }
 
 func quoteAll(ss []string) []string {
@@ -287,14 +448,10 @@ func quoteAll(ss []string) []string {
 	return out
 }
 
-// loadAll resolves and loads every model, adding each to srv as it is ready.
-func loadAll(ctx context.Context, o *serveOptions, srv *server.Server, stderr io.Writer, onClose func(func())) error {
-	specs := o.specs
-	usingDefault := len(specs) == 0
-	if usingDefault {
-		specs = []modelSpec{{Model: hub.Default.String()}}
-	}
-	for i, spec := range specs {
+// loadAll resolves and loads every local model, adding each to srv as it
+// is ready.
+func loadAll(ctx context.Context, specs []modelSpec, usingDefault bool, o *serveOptions, srv *server.Server, stderr io.Writer, onClose func(func())) error {
+	for _, spec := range specs {
 		path, err := resolveModel(ctx, o, spec.Model, stderr)
 		if err != nil {
 			if usingDefault {
@@ -312,9 +469,6 @@ func loadAll(ctx context.Context, o *serveOptions, srv *server.Server, stderr io
 		}
 		onClose(sm.close)
 		m := sm.model
-		if i == 0 && m.Name != server.DefaultModelName && !contains(m.Aliases, server.DefaultModelName) {
-			m.Aliases = append(m.Aliases, server.DefaultModelName)
-		}
 		if err := srv.AddModel(m); err != nil {
 			return err
 		}
@@ -393,10 +547,7 @@ func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Wri
 			tmplName = "the model's own (" + tmpl.Family().String() + " tool calls)"
 		}
 	}
-	name := spec.Name
-	if name == "" {
-		name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-	}
+	name := cmp.Or(spec.Name, modelNameOf(path))
 	st, _ := os.Stat(path)
 	var size int64
 	if st != nil {
@@ -415,7 +566,17 @@ func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Wri
 		l.Close()
 		return nil, fmt.Errorf("%s (model %q): %w", path, name, err)
 	}
-	m := &server.Model{Name: name, Aliases: spec.Aliases, Backend: backend.Chain(b, billing.Pricing(billing.Default))}
+	prices := billing.Default
+	if spec.Prices != nil {
+		prices = *spec.Prices
+	}
+	m := &server.Model{Name: name, Aliases: spec.Aliases, Backend: backend.Chain(b, billing.Pricing(prices))}
 	return &servedModel{model: m, close: l.Close, weights: l.file.Loaded(), context: eng.Context(), template: tmplName,
 		policy: policy.Describe(shape)}, nil
+}
+
+// modelNameOf is the name a model file is served under by default: its file
+// name without the extension.
+func modelNameOf(path string) string {
+	return strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 }

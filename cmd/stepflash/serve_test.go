@@ -138,6 +138,11 @@ func TestServeFlags(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "serve.json")
 	os.WriteFile(cfg, []byte(`{"addr":"127.0.0.1:9","parallel":3,"models":[{"model":"a.gguf","aliases":["x"]},{"model":"o/r:b.gguf","ctx":128,"effort":{"medium":{"thinking_budget":5},"high":{"thinking_budget":-1}}}]}`), 0o644)
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(body), 0o644)
+		return p
+	}
 	badEffort := func(name, effort string) string {
 		p := filepath.Join(dir, name+".json")
 		os.WriteFile(p, []byte(`{"models":[{"model":"a.gguf","effort":`+effort+`}]}`), 0o644)
@@ -166,6 +171,24 @@ func TestServeFlags(t *testing.T) {
 			return o.parallel == 5 && o.addr == ":1"
 		}, false},
 		{"positional", []string{"model.gguf"}, nil, true},
+		{"upstream flags", []string{"--upstream", "http://a:8000/v1#m1", "--alias", "fast", "--upstream", "http://b:8000/v1", "--routing", "ordered", "-m", "x.gguf"}, func(o *serveOptions) bool {
+			u := o.specs[0]
+			return len(o.specs) == 2 && u.Name == "step-3.7-flash" && strings.Join(u.Aliases, ",") == "fast" && u.Routing == "ordered" && len(u.Upstreams) == 2 &&
+				u.Upstreams[0].BaseURL == "http://a:8000/v1" && u.Upstreams[0].Model == "m1" && u.Upstreams[1].Model == "" && o.specs[1].Model == "x.gguf"
+		}, false},
+		{"upstream config", []string{"--config", write("up.json", `{"models":[{"name":"s","routing":"round_robin","upstreams":[{"base_url":"http://a/v1","api_key_env":"K","timeouts":{"connect":"2s","idle":"1m"},"discover":"dns","health":"models"}]}]}`)}, func(o *serveOptions) bool {
+			u := o.specs[0].Upstreams[0]
+			return o.specs[0].Routing == "round_robin" && u.APIKeyEnv == "K" && u.Timeouts.Connect == duration(2*time.Second) && u.Timeouts.Idle == duration(time.Minute) && u.Discover == "dns"
+		}, false},
+		{"upstream: model and upstreams", []string{"--config", write("both.json", `{"models":[{"name":"s","model":"a.gguf","upstreams":[{"base_url":"http://a/v1"}]}]}`)}, nil, true},
+		{"upstream: no name", []string{"--config", write("noname.json", `{"models":[{"upstreams":[{"base_url":"http://a/v1"}]}]}`)}, nil, true},
+		{"upstream: effort", []string{"--config", write("eff.json", `{"models":[{"name":"s","effort":{},"upstreams":[{"base_url":"http://a/v1"}]}]}`)}, nil, true},
+		{"upstream: bad duration", []string{"--config", write("dur.json", `{"models":[{"name":"s","upstreams":[{"base_url":"http://a/v1","timeouts":{"idle":"soon"}}]}]}`)}, nil, true},
+		{"upstream: unknown field", []string{"--config", write("field.json", `{"models":[{"name":"s","upstreams":[{"base_url":"http://a/v1","key":"x"}]}]}`)}, nil, true},
+		{"upstream: bad routing", []string{"--config", write("route.json", `{"models":[{"name":"s","routing":"random","upstreams":[{"base_url":"http://a/v1"}]}]}`)}, nil, true},
+		{"upstream: no base_url", []string{"--config", write("nourl.json", `{"models":[{"name":"s","upstreams":[{"model":"m"}]}]}`)}, nil, true},
+		{"upstream: bad URL", []string{"--upstream", "ftp://a/v1"}, nil, true},
+		{"routing without upstream", []string{"-m", "a.gguf", "--routing", "ordered"}, nil, true},
 		{"bad parallel", []string{"--parallel", "0"}, nil, true},
 	}
 	for _, tc := range cases {

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/stepflash/stepflash/billing"
+	"github.com/stepflash/stepflash/effort"
+	"github.com/stepflash/stepflash/internal/httpclient"
+	"github.com/stepflash/stepflash/server"
+	"github.com/stepflash/stepflash/upstream"
+)
+
+// modelSpec is one model to serve: a GGUF path or a hub reference with its
+// engine settings, or a list of upstreams that serve it.
+type modelSpec struct {
+	Model    string   `json:"model,omitempty"`
+	Name     string   `json:"name,omitempty"`
+	Aliases  []string `json:"aliases,omitempty"`
+	Ctx      int      `json:"ctx,omitempty"`
+	Parallel int      `json:"parallel,omitempty"`
+	// Effort overrides tiers of the model's reasoning_effort policy.
+	Effort *effort.Config `json:"effort,omitempty"`
+	// Upstreams serve the model from other servers instead of a local file.
+	Upstreams []upstreamSpec `json:"upstreams,omitempty"`
+	// Routing spreads requests over the upstreams: prefix (default),
+	// round_robin or ordered.
+	Routing string `json:"routing,omitempty"`
+	// Prices bill the model's usage (default: step-3.7-flash's list prices).
+	Prices *billing.Prices `json:"prices,omitempty"`
+}
+
+// upstreamSpec is one upstream of a model in the config file.
+type upstreamSpec struct {
+	Name        string            `json:"name,omitempty"`
+	BaseURL     string            `json:"base_url"`
+	Model       string            `json:"model,omitempty"`
+	APIKeyEnv   string            `json:"api_key_env,omitempty"`
+	Provider    string            `json:"provider,omitempty"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	EffortParam string            `json:"effort_param,omitempty"`
+	Health      string            `json:"health,omitempty"`
+	Discover    string            `json:"discover,omitempty"`
+	Timeouts    *timeoutsSpec     `json:"timeouts,omitempty"`
+}
+
+// timeoutsSpec is an upstream's timeouts, as Go durations ("10s", "1m30s").
+type timeoutsSpec struct {
+	Connect   duration `json:"connect,omitempty"`
+	FirstByte duration `json:"first_byte,omitempty"`
+	Idle      duration `json:"idle,omitempty"`
+}
+
+// duration is a time.Duration written as a string such as "10s".
+type duration time.Duration
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"10s\" or \"1m30s\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return fmt.Errorf("duration %q: want a positive Go duration such as \"10s\" or \"1m30s\"", s)
+	}
+	*d = duration(v)
+	return nil
+}
+
+// serveConfig is the --config file (JSON); flags given on the command line win.
+type serveConfig struct {
+	Addr     string      `json:"addr,omitempty"`
+	Models   []modelSpec `json:"models"`
+	Parallel int         `json:"parallel,omitempty"`
+	Queue    int         `json:"queue,omitempty"`
+	Ctx      int         `json:"ctx,omitempty"`
+	MaxBody  int64       `json:"max_body_bytes,omitempty"`
+}
+
+// readServeConfig reads and checks a config file strictly: an unknown key
+// anywhere is an error naming it.
+func readServeConfig(path string) (*serveConfig, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var c serveConfig
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for i := range c.Models {
+		if err := c.Models[i].check(); err != nil {
+			return nil, fmt.Errorf("%s: models[%d]: %w", path, i, err)
+		}
+	}
+	return &c, nil
+}
+
+// check validates what a spec says on its own.
+func (s *modelSpec) check() error {
+	if len(s.Upstreams) == 0 {
+		if s.Model == "" {
+			return fmt.Errorf("a model needs \"model\" (a GGUF path or Hugging Face REPO[:FILE]) or \"upstreams\"")
+		}
+		if s.Routing != "" {
+			return fmt.Errorf("\"routing\" applies to upstreams; this model is local")
+		}
+		return s.Effort.Check()
+	}
+	switch {
+	case s.Model != "":
+		return fmt.Errorf("a model is local (\"model\") or served by \"upstreams\", not both")
+	case s.Name == "":
+		return fmt.Errorf("a model served by upstreams needs a \"name\"")
+	case s.Effort != nil:
+		return fmt.Errorf("\"effort\" sets a local model's compute; an upstream's is its own (the tier is passed on and echoed as unverified)")
+	case s.Ctx != 0 || s.Parallel != 0:
+		return fmt.Errorf("\"ctx\" and \"parallel\" are engine settings; this model is served by upstreams")
+	}
+	if _, err := upstream.ParseRouting(s.Routing); err != nil {
+		return err
+	}
+	for j, u := range s.Upstreams {
+		if strings.TrimSpace(u.BaseURL) == "" {
+			return fmt.Errorf("upstreams[%d]: \"base_url\" is required (e.g. http://127.0.0.1:8000/v1)", j)
+		}
+	}
+	return nil
+}
+
+// poolConfig turns an upstream-served spec into a pool configuration,
+// reading API keys from the environment. A key that is named but empty, or
+// missing for a public API that needs one, is an error now rather than a
+// 401 on every request.
+func (s *modelSpec) poolConfig(getenv func(string) string) (upstream.PoolConfig, error) {
+	routing, _ := upstream.ParseRouting(s.Routing)
+	pc := upstream.PoolConfig{Name: s.Name, Routing: routing}
+	for j, us := range s.Upstreams {
+		c := upstream.Config{Name: us.Name, BaseURL: us.BaseURL, Model: us.Model, Provider: us.Provider, Headers: us.Headers,
+			EffortParam: us.EffortParam, Health: us.Health, Discover: us.Discover}
+		if us.Timeouts != nil {
+			c.Timeouts = httpclient.Timeouts{Connect: time.Duration(us.Timeouts.Connect), FirstByte: time.Duration(us.Timeouts.FirstByte), Idle: time.Duration(us.Timeouts.Idle)}
+		}
+		env := us.APIKeyEnv
+		route, known := upstream.KnownRoute(us.BaseURL)
+		if p := us.Provider; p != "" {
+			for _, r := range upstream.Known {
+				if r.Name == p {
+					route, known = r, true
+				}
+			}
+		}
+		if env == "" && known {
+			env = route.KeyEnv
+		}
+		if env != "" {
+			c.APIKey, c.KeyEnv = getenv(env), env
+			if c.APIKey == "" {
+				why := "api_key_env names it"
+				if us.APIKeyEnv == "" {
+					why = route.Name + " needs an API key"
+				}
+				return pc, fmt.Errorf("model %q: upstreams[%d] (%s): $%s is empty or unset (%s): set it, or name another variable with \"api_key_env\"", s.Name, j, us.BaseURL, env, why)
+			}
+		}
+		pc.Upstreams = append(pc.Upstreams, c)
+	}
+	return pc, nil
+}
+
+// flagUpstreams builds the spec of the --upstream flags: one model (named
+// step-3.7-flash unless --alias renames) served by every URL[#MODEL] given.
+// The key comes from keyEnv, else the known route's variable (STEP_API_KEY
+// for StepFun), else STEP_API_KEY when the URL is $STEP_BASE_URL.
+func flagUpstreams(urls []string, keyEnv, routing string, getenv func(string) string) (modelSpec, error) {
+	spec := modelSpec{Name: server.DefaultModelName, Routing: routing}
+	for _, s := range urls {
+		c, err := upstream.ParseFlag(s)
+		if err != nil {
+			return spec, fmt.Errorf("--upstream %s", err)
+		}
+		us := upstreamSpec{BaseURL: c.BaseURL, Model: c.Model, APIKeyEnv: keyEnv}
+		if base := strings.TrimRight(getenv("STEP_BASE_URL"), "/"); us.APIKeyEnv == "" && base != "" && base == strings.TrimRight(c.BaseURL, "/") {
+			us.APIKeyEnv = "STEP_API_KEY"
+		}
+		spec.Upstreams = append(spec.Upstreams, us)
+	}
+	return spec, spec.check()
+}
