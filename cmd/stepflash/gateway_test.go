@@ -113,8 +113,8 @@ func TestServeGateway(t *testing.T) {
 	gw, _, _ := startServe(t, "--upstream", replica+"/v1#stories260K", "--quiet")
 	cfg := filepath.Join(t.TempDir(), "gw.json")
 	os.WriteFile(cfg, []byte(`{"models":[{"name":"story","aliases":["s"],"routing":"ordered","prices":{"input_miss":1,"input_hit":1,"output":2},
-		"upstreams":[{"name":"replica","base_url":"`+replica+`/v1","model":"stories260K","timeouts":{"first_byte":"30s"}}]}]}`), 0o644)
-	gw2, _, _ := startServe(t, "--config", cfg, "--quiet")
+		"upstreams":[{"name":"replica","base_url":"`+replica+`/v1","model":"stories260K","api_key_env":"STEPFLASH_TEST_UNSET_KEY","timeouts":{"first_byte":"30s"}}]}]}`), 0o644)
+	gw2, gw2log, _ := startServe(t, "--config", cfg, "--quiet")
 	ctx := context.Background()
 	params := openai.ChatCompletionNewParams{Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Once upon a time")},
 		MaxTokens: openai.Int(12), Temperature: openai.Float(0)}
@@ -137,6 +137,10 @@ func TestServeGateway(t *testing.T) {
 		if !strings.Contains(got.RawJSON(), `"backend":"`+tc.backend+`"`) {
 			t.Errorf("%s: stepflash object %s", tc.base, got.JSON.ExtraFields["stepflash"].Raw())
 		}
+	}
+	// A key named for a self-hosted server but empty is a warning.
+	if !strings.Contains(gw2log.String(), "warning: model \"story\": upstreams[0] ("+replica+"/v1): $STEPFLASH_TEST_UNSET_KEY (api_key_env) is empty or unset: no API key is sent") {
+		t.Errorf("no warning for the empty key:\n%s", gw2log.String())
 	}
 	// The config's prices bill the usage.
 	params.Model = "story"
@@ -189,7 +193,7 @@ func TestServeStartErrors(t *testing.T) {
 		{"not a GGUF file", []string{"-m", bad("notgguf.gguf", "hello")}, nil, "notgguf.gguf"},
 		{"effort for a dense model", []string{"--config", bad("e.json", `{"models":[{"model":"`+stories+`","effort":{"low":{"experts_per_token":1}}}]}`)}, nil, "dense model"},
 		{"StepFun without a key", []string{"--upstream", "https://api.stepfun.ai/v1"}, map[string]string{}, "$STEP_API_KEY is empty or unset (stepfun-global needs an API key)"},
-		{"named key empty", []string{"--config", bad("k.json", `{"models":[{"name":"x","upstreams":[{"base_url":"http://127.0.0.1:1/v1","api_key_env":"NO_SUCH_KEY_VAR"}]}]}`)}, map[string]string{}, "$NO_SUCH_KEY_VAR is empty or unset"},
+		{"OpenRouter key named but empty", []string{"--config", bad("k.json", `{"models":[{"name":"x","upstreams":[{"base_url":"https://openrouter.ai/api/v1","api_key_env":"NO_SUCH_KEY_VAR"}]}]}`)}, map[string]string{}, "$NO_SUCH_KEY_VAR is empty or unset (openrouter needs an API key)"},
 		{"address in use", []string{"-m", stories, "--addr", busy.Addr().String()}, nil, "address already in use"},
 	}
 	for _, tc := range cases {
@@ -325,7 +329,7 @@ func TestFlagUpstreamKey(t *testing.T) {
 		if got := spec.Upstreams[0].APIKeyEnv; got != tc.want {
 			t.Errorf("%s (key env %q): api_key_env %q, want %q", tc.url, tc.keyEnv, got, tc.want)
 		}
-		pc, err := spec.poolConfig(getenv)
+		pc, _, err := spec.poolConfig(getenv)
 		if tc.url == "https://api.stepfun.com/v1" && (err != nil || pc.Upstreams[0].APIKey != "k" || pc.Upstreams[0].KeyEnv != "STEP_API_KEY") {
 			t.Errorf("StepFun: %+v %v", pc.Upstreams, err)
 		}

@@ -394,9 +394,12 @@ func buildPools(specs []modelSpec, o *serveOptions, srv *server.Server, stderr i
 		if len(sp.Upstreams) == 0 {
 			continue
 		}
-		pc, err := sp.poolConfig(o.getenv)
+		pc, warnings, err := sp.poolConfig(o.getenv)
 		if err != nil {
 			return pools, err
+		}
+		for _, w := range warnings {
+			fmt.Fprintf(stderr, "stepflash serve: warning: %s\n", w)
 		}
 		pc.Logger, pc.Metrics = ops, metrics
 		p, err := upstream.NewPool(pc)

@@ -135,10 +135,12 @@ func (s *modelSpec) check() error {
 }
 
 // poolConfig turns an upstream-served spec into a pool configuration,
-// reading API keys from the environment. A key that is named but empty, or
-// missing for a public API that needs one, is an error now rather than a
-// 401 on every request.
-func (s *modelSpec) poolConfig(getenv func(string) string) (upstream.PoolConfig, error) {
+// reading API keys from the environment. A key missing for a public API
+// that needs one is an error now rather than a 401 on every request; a
+// named key that is empty for another server (an optional Secret, say) is
+// a warning, and no key is sent.
+func (s *modelSpec) poolConfig(getenv func(string) string) (upstream.PoolConfig, []string, error) {
+	var warnings []string
 	routing, _ := upstream.ParseRouting(s.Routing)
 	pc := upstream.PoolConfig{Name: s.Name, Routing: routing}
 	for j, us := range s.Upstreams {
@@ -161,17 +163,16 @@ func (s *modelSpec) poolConfig(getenv func(string) string) (upstream.PoolConfig,
 		}
 		if env != "" {
 			c.APIKey, c.KeyEnv = getenv(env), env
-			if c.APIKey == "" {
-				why := "api_key_env names it"
-				if us.APIKeyEnv == "" {
-					why = route.Name + " needs an API key"
-				}
-				return pc, fmt.Errorf("model %q: upstreams[%d] (%s): $%s is empty or unset (%s): set it, or name another variable with \"api_key_env\"", s.Name, j, us.BaseURL, env, why)
+			switch {
+			case c.APIKey == "" && known:
+				return pc, warnings, fmt.Errorf("model %q: upstreams[%d] (%s): $%s is empty or unset (%s needs an API key): set it, or name another variable with \"api_key_env\"", s.Name, j, us.BaseURL, env, route.Name)
+			case c.APIKey == "":
+				warnings = append(warnings, fmt.Sprintf("model %q: upstreams[%d] (%s): $%s (api_key_env) is empty or unset: no API key is sent", s.Name, j, us.BaseURL, env))
 			}
 		}
 		pc.Upstreams = append(pc.Upstreams, c)
 	}
-	return pc, nil
+	return pc, warnings, nil
 }
 
 // flagUpstreams builds the spec of the --upstream flags: one model (named
