@@ -26,6 +26,8 @@ type Client struct {
 	hc    *http.Client
 	route Route
 	known bool
+	// noUsage, when set, is told of a stream that carried no usage.
+	noUsage func()
 }
 
 // NewClient checks cfg and returns its client. servedName is the name the
@@ -159,6 +161,9 @@ func (c *Client) Complete(ctx context.Context, req *api.CompletionRequest, emit 
 // (it then cannot be billed by token; the log says so).
 func (c *Client) usageOrZero(u *api.Usage) *api.Usage {
 	if u == nil {
+		if c.noUsage != nil {
+			c.noUsage()
+		}
 		return api.NewUsage(0, 0, 0, 0)
 	}
 	return u

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -314,4 +316,42 @@ func TestNoUpstreams(t *testing.T) {
 	if status != 502 || !strings.Contains(body, "DNS discovery found no replicas") {
 		t.Errorf("%d %s", status, body)
 	}
+}
+
+// TestNoUsage: an upstream that ignores include_usage still answers; its
+// usage is zeros, and the log says once that its tokens cannot be billed.
+func TestNoUsage(t *testing.T) {
+	up, _ := upstreamOf(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+		sseOut(w, chunk("hi"), finishChunk("stop"), "[DONE]")
+	})
+	var log syncBuffer
+	gw, _ := poolServer(t, upstream.Ordered, []upstream.Config{{BaseURL: up.URL + "/v1"}}, func(pc *upstream.PoolConfig) {
+		pc.Logger = slog.New(slog.NewTextHandler(&log, nil))
+	})
+	for range 2 {
+		status, body := readAll(t, gw.URL, chatBody(false))
+		if status != 200 || !strings.Contains(body, `"content":"hi"`) || !strings.Contains(body, `"prompt_tokens":0,"completion_tokens":0`) {
+			t.Errorf("%d %s", status, body)
+		}
+	}
+	if n := strings.Count(log.String(), "without usage"); n != 1 {
+		t.Errorf("%d warnings in the log:\n%s", n, log.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

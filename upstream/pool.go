@@ -78,6 +78,7 @@ type member struct {
 	client *Client
 	origin int // index in PoolConfig.Upstreams
 	health string
+	warned atomic.Bool // about a stream without usage
 
 	inflight atomic.Int64
 
@@ -137,7 +138,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		if uc.Discover == "dns" {
 			continue
 		}
-		static = append(static, &member{client: c, origin: i, health: c.cfg.Health})
+		static = append(static, p.newMember(c, i))
 	}
 	p.members = static
 	p.discover(context.Background())
@@ -254,7 +255,7 @@ func (p *Pool) discover(ctx context.Context) bool {
 				p.log("discovered replica rejected", "address", a, "error", err)
 				continue
 			}
-			next = append(next, &member{client: c, origin: i, health: c.cfg.Health})
+			next = append(next, p.newMember(c, i))
 			changed = true
 		}
 		if len(next) != len(old) {
@@ -293,6 +294,19 @@ func (p *Pool) rebuild() {
 		names[i] = m.client.cfg.BaseURL
 	}
 	p.ring = newRing(names)
+}
+
+// newMember makes the member of a client; it logs, once, an upstream whose
+// streams carry no usage (its tokens then cannot be counted or billed).
+func (p *Pool) newMember(c *Client, origin int) *member {
+	m := &member{client: c, origin: origin, health: c.cfg.Health}
+	c.noUsage = func() {
+		if !m.warned.Swap(true) {
+			p.log("upstream sent a stream without usage although asked for it; its tokens are reported as 0 and cannot be billed",
+				"upstream", c.cfg.Name)
+		}
+	}
+	return m
 }
 
 func (m *member) up(now time.Time) bool {
