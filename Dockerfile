@@ -21,6 +21,9 @@
 FROM --platform=$BUILDPLATFORM golang:1.26.8-bookworm AS build
 ARG TARGETOS
 ARG TARGETARCH
+# The commit `stepflash version` reports: .git is not in the build context
+# (.dockerignore), so pass it: --build-arg COMMIT=$(git rev-parse HEAD).
+ARG COMMIT=unknown
 WORKDIR /src
 COPY . .
 # The same build as "make build". GOEXPERIMENT=simd selects the SIMD kernels
@@ -29,7 +32,7 @@ COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} GOEXPERIMENT=simd \
-    go build -trimpath -o /out/stepflash ./cmd/stepflash \
+    go build -trimpath -ldflags "-X main.buildCommit=${COMMIT}" -o /out/stepflash ./cmd/stepflash \
  && mkdir -p /out/models
 
 # ---- final stage ------------------------------------------------------------

@@ -13,8 +13,10 @@ PROMPT   ?= Once upon a time
 
 all: build
 
+# -buildvcs=auto: stamp the commit (stepflash version) even where GOFLAGS
+# turns it off; a tree without .git still builds.
 build:
-	GOEXPERIMENT=simd $(GO) build -trimpath -o $(BIN) ./cmd/stepflash
+	GOEXPERIMENT=simd $(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/stepflash
 
 ## serve: build, then the OpenAI-compatible server on 0.0.0.0:8000 (override SERVE_MODEL, ADDR).
 SERVE_MODEL ?= $(MODELS)/stories260K.gguf

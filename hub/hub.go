@@ -3,7 +3,9 @@
 // and the default model of `stepflash serve`. Downloads resume from a
 // partial file with HTTP ranges, follow the resolve endpoint's redirects to
 // its CDN, check the size and SHA-256 (from a built-in pin or the
-// X-Linked-Etag header of LFS files), and show a progress bar.
+// X-Linked-Etag header of LFS files), and show a progress bar. Requests
+// obey the connect, first-byte and idle limits of internal/httpclient, so a
+// hub that stops answering fails the pull instead of hanging it.
 package hub
 
 import (
@@ -14,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +26,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stepflash/stepflash/internal/httpclient"
 )
 
 // DefaultEndpoint is Hugging Face's address.
@@ -116,12 +121,17 @@ func DefaultCacheDir() string {
 }
 
 // Client downloads files. The zero value uses DefaultEndpoint,
-// http.DefaultClient, DefaultCacheDir and $HF_TOKEN, and shows no progress.
+// httpclient.DefaultTimeouts, DefaultCacheDir and $HF_TOKEN, and shows no
+// progress.
 type Client struct {
 	// Endpoint is the hub's base URL (default DefaultEndpoint, or $HF_ENDPOINT).
 	Endpoint string
-	// HTTP is the client used (default http.DefaultClient).
+	// HTTP is the client used; nil: httpclient.NewClient(Timeouts), made
+	// for each Pull and its idle connections closed at its end.
 	HTTP *http.Client
+	// Timeouts are the connect, first-byte and idle limits of each request
+	// (zero fields: httpclient.DefaultTimeouts). Unused when HTTP is set.
+	Timeouts httpclient.Timeouts
 	// Token is a Hugging Face access token for gated repositories (default $HF_TOKEN).
 	Token string
 	// CacheDir is where files are kept (default DefaultCacheDir()).
@@ -142,11 +152,14 @@ func (c *Client) endpoint() string {
 	return DefaultEndpoint
 }
 
-func (c *Client) http() *http.Client {
+// client returns the HTTP client for one Pull and a function to call when
+// the Pull is done.
+func (c *Client) client() (*http.Client, func()) {
 	if c.HTTP != nil {
-		return c.HTTP
+		return c.HTTP, func() {}
 	}
-	return http.DefaultClient
+	hc := httpclient.NewClient(c.Timeouts)
+	return hc, hc.CloseIdleConnections
 }
 
 func (c *Client) cacheDir() string {
@@ -219,7 +232,7 @@ func (c *Client) newRequest(ctx context.Context, method, u string) (*http.Reques
 }
 
 // pickFile asks the hub for a repository's files and picks its GGUF.
-func (c *Client) pickFile(ctx context.Context, ref Ref) (string, error) {
+func (c *Client) pickFile(ctx context.Context, hc *http.Client, ref Ref) (string, error) {
 	u := c.endpoint() + "/api/models/" + ref.Repo
 	if ref.Revision != "" {
 		u += "/revision/" + url.PathEscape(ref.Revision)
@@ -228,9 +241,9 @@ func (c *Client) pickFile(ctx context.Context, ref Ref) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	resp, err := c.http().Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
-		return "", err
+		return "", c.reachError(err)
 	}
 	defer resp.Body.Close()
 	if err := statusError(resp, ref); err != nil {
@@ -300,18 +313,18 @@ var hex64 = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // head asks the resolve endpoint for a file's size and hash without
 // following its redirect (the LFS headers are on the redirect itself).
-func (c *Client) head(ctx context.Context, ref Ref) (meta, error) {
+func (c *Client) head(ctx context.Context, hc *http.Client, ref Ref) (meta, error) {
 	m := meta{size: -1}
 	req, err := c.newRequest(ctx, http.MethodHead, c.resolveURL(ref))
 	if err != nil {
 		return m, err
 	}
 	req.Header.Set("Accept-Encoding", "identity")
-	hc := *c.http()
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := hc.Do(req)
+	noRedirect := *hc
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := noRedirect.Do(req)
 	if err != nil {
-		return m, err
+		return m, c.reachError(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
@@ -335,12 +348,18 @@ func (c *Client) head(ctx context.Context, ref Ref) (meta, error) {
 
 // Pull downloads ref into the cache (resuming a partial download) and
 // returns its path. A file already cached is returned as is.
+//
+// A hub that cannot be reached fails with advice on working offline; a
+// download that stops (after Retries attempts to resume) fails saying that
+// running the same command again resumes it.
 func (c *Client) Pull(ctx context.Context, ref Ref) (string, error) {
+	hc, done := c.client()
+	defer done()
 	if ref.File == "" {
 		if p, ok := c.Cached(ref); ok {
 			return p, nil
 		}
-		f, err := c.pickFile(ctx, ref)
+		f, err := c.pickFile(ctx, hc, ref)
 		if err != nil {
 			return "", err
 		}
@@ -349,7 +368,7 @@ func (c *Client) Pull(ctx context.Context, ref Ref) (string, error) {
 	if p, ok := c.Cached(ref); ok {
 		return p, nil
 	}
-	m, err := c.head(ctx, ref)
+	m, err := c.head(ctx, hc, ref)
 	if err != nil {
 		return "", err
 	}
@@ -372,7 +391,7 @@ func (c *Client) Pull(ctx context.Context, ref Ref) (string, error) {
 		retries = 3
 	}
 	for attempt := 0; ; attempt++ {
-		err = c.download(ctx, ref, part, m)
+		err = c.download(ctx, hc, ref, part, m)
 		if err == nil || attempt >= retries || ctx.Err() != nil || !retryable(err) {
 			break
 		}
@@ -398,7 +417,7 @@ func retryable(err error) bool {
 }
 
 // download fetches the rest of part and checks the whole file.
-func (c *Client) download(ctx context.Context, ref Ref, part string, m meta) error {
+func (c *Client) download(ctx context.Context, hc *http.Client, ref Ref, part string, m meta) error {
 	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
@@ -431,9 +450,9 @@ func (c *Client) download(ctx context.Context, ref Ref, part string, m meta) err
 		if have > 0 {
 			req.Header.Set("Range", fmt.Sprintf("bytes=%d-", have))
 		}
-		resp, err := c.http().Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
-			return err
+			return stopped(ref, part, have, m.size, err)
 		}
 		defer resp.Body.Close()
 		switch {
@@ -472,7 +491,7 @@ func (c *Client) download(ctx context.Context, ref Ref, part string, m meta) err
 			_, err = io.Copy(io.MultiWriter(f, h, bar), resp.Body)
 			bar.done(err == nil)
 			if err != nil {
-				return fmt.Errorf("hub: downloading %s: %w", ref, err)
+				return stopped(ref, part, bar.cur, m.size, err)
 			}
 		}
 	}
@@ -485,7 +504,7 @@ func (c *Client) download(ctx context.Context, ref Ref, part string, m meta) err
 	}
 	if m.size >= 0 && st.Size() != m.size {
 		if st.Size() < m.size {
-			return fmt.Errorf("hub: %s: download stopped at %d of %d bytes", ref, st.Size(), m.size)
+			return stopped(ref, part, st.Size(), m.size, io.ErrUnexpectedEOF)
 		}
 		os.Remove(part)
 		return fmt.Errorf("%w: %s is %d bytes, expected %d", errCorrupt, ref, st.Size(), m.size)
@@ -524,4 +543,67 @@ func contentRange(s string) (start, total int64, ok bool) {
 		}
 	}
 	return start, total, true
+}
+
+// reachError explains a request to the hub that got no answer, and how to
+// work without the hub.
+func (c *Client) reachError(err error) error {
+	if !unreachable(err) {
+		return fmt.Errorf("hub: %w", err)
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err // the endpoint is named below
+	}
+	return fmt.Errorf("hub: cannot reach %s (%w).%s Offline: pass -m FILE.gguf to serve a local file, "+
+		"or serve a model already in the cache (%s; set by --cache-dir or $STEPFLASH_CACHE) with --offline or HF_HUB_OFFLINE=1",
+		c.endpoint(), err, raiseHint(err), c.cacheDir())
+}
+
+// unreachable reports whether err says that no answer came: no connection,
+// or no response to the request.
+func unreachable(err error) bool {
+	var herr *httpclient.Error
+	if errors.As(err, &herr) {
+		return herr.Phase == httpclient.PhaseConnect || herr.Phase == httpclient.PhaseFirstByte
+	}
+	// A caller's own http.Client (Client.HTTP) gives the net package's errors.
+	var dns *net.DNSError
+	var op *net.OpError
+	return errors.As(err, &dns) || errors.As(err, &op) && op.Op == "dial"
+}
+
+// raiseHint names the flag that raises a limit that ran out, for a hub
+// that is slow rather than gone.
+func raiseHint(err error) string {
+	var herr *httpclient.Error
+	if !errors.As(err, &herr) || !herr.Timeout() {
+		return ""
+	}
+	flag := map[httpclient.Phase]string{
+		httpclient.PhaseConnect:   "--connect-timeout",
+		httpclient.PhaseFirstByte: "--first-byte-timeout",
+		httpclient.PhaseIdle:      "--idle-timeout",
+	}[herr.Phase]
+	return " If the network is only slow, raise " + flag + "."
+}
+
+// stopped explains a download that ended early: what stopped it, how far it
+// got, and that the same command resumes it.
+func stopped(ref Ref, part string, have, size int64, err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		// Name the host only: a CDN's URL carries a long signature.
+		host := uerr.URL
+		if u, perr := url.Parse(uerr.URL); perr == nil {
+			host = u.Host
+		}
+		err = fmt.Errorf("%s: %w", host, uerr.Err)
+	}
+	of := ""
+	if size >= 0 {
+		of = fmt.Sprintf(" of %d", size)
+	}
+	return fmt.Errorf("hub: downloading %s stopped at %d%s bytes: %w.%s "+
+		"Run the same command again to resume from there (the partial file is kept: %s)", ref, have, of, err, raiseHint(err), part)
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stepflash/stepflash/internal/httpclient"
 )
 
 // fakeHub behaves like Hugging Face's resolve endpoint for LFS files: the
@@ -25,6 +29,9 @@ type fakeHub struct {
 	// cutAfter, when positive, makes the first CDN GET stop after that many bytes.
 	cutAfter int
 	badHash  bool // advertise a wrong hash
+	// stallAfter, when positive, makes every CDN GET send that many bytes
+	// from where its range starts and then nothing more.
+	stallAfter int
 
 	mu       sync.Mutex
 	gets     int
@@ -65,6 +72,25 @@ func (f *fakeHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cut := f.cutAfter
 		f.cutAfter = 0
 		f.mu.Unlock()
+		if f.stallAfter > 0 {
+			start := 0
+			if rng := r.Header.Get("Range"); rng != "" {
+				fmt.Sscanf(rng, "bytes=%d-", &start)
+			}
+			end := min(start+f.stallAfter, len(data))
+			w.Header().Set("Content-Length", fmt.Sprint(len(data)-start))
+			if start > 0 {
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, len(data)-1, len(data)))
+				w.WriteHeader(http.StatusPartialContent)
+			}
+			w.Write(data[start:end])
+			w.(http.Flusher).Flush()
+			select { // stall until the client gives up (or fail the test in 5s)
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+			return
+		}
 		if cut > 0 {
 			// Promise everything, send a little, then drop the connection.
 			w.Header().Set("Content-Length", fmt.Sprint(len(data)))
@@ -282,5 +308,140 @@ func TestDefaultPinned(t *testing.T) {
 	pin, ok := Pins[Default.String()]
 	if !ok || !hex64.MatchString(pin.SHA256) || pin.Size <= 0 {
 		t.Fatalf("default model %s has no valid pin: %+v", Default, pin)
+	}
+}
+
+// silentServer accepts connections and never answers; it returns its URL.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() { io.Copy(io.Discard, c) })
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// refusedServer returns the URL of a port on which nothing listens.
+func refusedServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	return "http://" + ln.Addr().String()
+}
+
+var shortTimeouts = httpclient.Timeouts{Connect: 200 * time.Millisecond, FirstByte: 100 * time.Millisecond, Idle: 100 * time.Millisecond}
+
+// TestPullUnreachable: a hub that refuses connections, or accepts them and
+// never answers, fails the pull within the limits, with advice on working
+// offline.
+func TestPullUnreachable(t *testing.T) {
+	cases := []struct {
+		name      string
+		endpoint  func(t *testing.T) string
+		ref       Ref
+		wantPhase httpclient.Phase
+		wantMsg   []string
+	}{
+		{"refused", refusedServer, Ref{Repo: "o/r", File: "m.gguf"}, httpclient.PhaseConnect, []string{"cannot connect", "connection refused"}},
+		{"refused, no file named", refusedServer, Ref{Repo: "o/r"}, httpclient.PhaseConnect, []string{"cannot connect"}},
+		{"accepts, never answers", silentServer, Ref{Repo: "o/r", File: "m.gguf"}, httpclient.PhaseFirstByte,
+			[]string{"no response within 100ms", "first-byte timeout", "raise --first-byte-timeout"}},
+		{"accepts, never answers, no file named", silentServer, Ref{Repo: "o/r"}, httpclient.PhaseFirstByte, []string{"first-byte timeout"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			endpoint := tc.endpoint(t)
+			cache := t.TempDir()
+			c := &Client{Endpoint: endpoint, CacheDir: cache, Timeouts: shortTimeouts}
+			// The pull must give up by itself, long before this deadline.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err := c.Pull(ctx, tc.ref)
+			if err == nil || ctx.Err() != nil {
+				t.Fatalf("Pull: %v (context: %v), want an error of its own", err, ctx.Err())
+			}
+			var herr *httpclient.Error
+			if !errors.As(err, &herr) || herr.Phase != tc.wantPhase {
+				t.Errorf("error %v: want an httpclient.Error of phase %q", err, tc.wantPhase)
+			}
+			want := append([]string{"cannot reach " + endpoint, "Offline: pass -m FILE.gguf", cache, "$STEPFLASH_CACHE", "--offline", "HF_HUB_OFFLINE=1"}, tc.wantMsg...)
+			for _, w := range want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestPullStalled: a download that stalls fails with the idle limit and
+// keeps what it got; the same pull against a healthy hub resumes from there.
+func TestPullStalled(t *testing.T) {
+	data := testData(300_000)
+	ref := Ref{Repo: "o/r", File: "m.gguf"}
+	cache := t.TempDir()
+	stalling := &fakeHub{files: map[string][]byte{"o/r/m.gguf": data}, stallAfter: 50_000}
+	c := newHub(t, stalling)
+	c.CacheDir, c.Timeouts, c.Retries = cache, shortTimeouts, 1
+	_, err := c.Pull(context.Background(), ref)
+	if err == nil {
+		t.Fatal("pull from a stalling hub succeeded")
+	}
+	part := c.Path(ref) + ".part"
+	for _, w := range []string{"o/r:m.gguf stopped at 100000 of 300000 bytes", "no data for 100ms (idle timeout)", "raise --idle-timeout",
+		"Run the same command again to resume", part} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+	var herr *httpclient.Error
+	if !errors.As(err, &herr) || herr.Phase != httpclient.PhaseIdle {
+		t.Errorf("error %v: want an idle httpclient.Error", err)
+	}
+	if got, _ := os.ReadFile(part); !bytes.Equal(got, data[:100_000]) {
+		t.Fatalf("partial file has %d bytes, want the first 100000 served (50000 per attempt)", len(got))
+	}
+
+	healthy := &fakeHub{files: map[string][]byte{"o/r/m.gguf": data}}
+	c2 := newHub(t, healthy)
+	c2.CacheDir, c2.Timeouts = cache, shortTimeouts
+	path, err := c2.Pull(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, data) {
+		t.Fatalf("resumed file differs from the data served")
+	}
+	healthy.mu.Lock()
+	defer healthy.mu.Unlock()
+	if len(healthy.ranges) != 1 || healthy.ranges[0] != "bytes=100000-" || healthy.served != 200_000 {
+		t.Errorf("healthy hub saw ranges %q and served %d bytes; want one request for bytes=100000- (200000 bytes)", healthy.ranges, healthy.served)
 	}
 }

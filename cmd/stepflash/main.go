@@ -21,6 +21,7 @@ Commands:
   bench      measure prefill and decode speed (tok/s, min/median/max over runs)
   serve      OpenAI-compatible server (default 0.0.0.0:8000, API under /v1)
   pull       download a GGUF from Hugging Face: REPO[:FILE]
+  version    print the version, build and kernel path (also: stepflash --version)
   help       show this help, or a command's flags: stepflash help <command>
 
 A prompt or text of "-" is read from standard input.
@@ -39,6 +40,7 @@ var commands = []command{
 	{"bench", cmdBench},
 	{"serve", cmdServe},
 	{"pull", cmdPull},
+	{"version", cmdVersion},
 }
 
 func main() {
@@ -52,6 +54,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	name := args[0]
+	if name == "--version" || name == "-version" {
+		name = "version"
+	}
 	if name == "help" || name == "-h" || name == "--help" {
 		if len(args) > 1 {
 			return Main([]string{args[1], "-h"}, stdout, stderr)

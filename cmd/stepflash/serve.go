@@ -88,7 +88,7 @@ local, {"model": "PATH_OR_REF", "name": "...", "aliases": ["..."], "ctx": 4096,
 "http://127.0.0.1:9001/v1", "model": "...", "api_key_env": "STEP_API_KEY",
 "name": "...", "provider": "stepfun-global", "headers": {...}, "effort_param":
 "reasoning_effort", "health": "/health", "discover": "dns", "timeouts":
-{"connect": "10s", "first_byte": "60s", "idle": "60s"}}]} (docs/serve.md).
+{"connect": "10s", "first_byte": "60s", "idle": "60s"}}]} (docs/gateway.md).
 A local model's "effort" sets its reasoning_effort policy, tier by tier (a
 tier or field left out keeps the default):
   "effort": {"low": {"experts_per_token": 2, "thinking_budget": 0},

@@ -1,0 +1,20 @@
+//go:build goexperiment.simd && amd64
+
+package tensor
+
+import "simd/archsimd"
+
+// kernelPath follows the choice made in simd_amd64.go's init: the AVX2
+// kernels need AVX2, the AVX-512 ones AVX-512 as well, and the Q6_K decode
+// kernel that wins with GFNI needs AVX512GFNI too.
+func kernelPath() string {
+	switch {
+	case !hasSIMD:
+		return "pure Go (CPU lacks AVX2)"
+	case archsimd.X86.AVX512() && archsimd.X86.AVX512GFNI():
+		return "SIMD (AVX-512, GFNI)"
+	case archsimd.X86.AVX512():
+		return "SIMD (AVX-512)"
+	}
+	return "SIMD (AVX2)"
+}
