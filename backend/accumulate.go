@@ -12,11 +12,32 @@ import (
 // concatenated per choice, log-probabilities in order, the last finish
 // reason, usage and the stepflash extension.
 type ChatAccumulator struct {
+	head
+	choices map[int]*chatChoice
+}
+
+// head is what an accumulator keeps of a stream besides its choices.
+type head struct {
 	fingerprint string
 	ext         *api.Extension
 	usage       *api.Usage
-	choices     map[int]*chatChoice
 }
+
+// take records a chunk's fingerprint, extension and usage (the last of each).
+func (h *head) take(fp string, ext *api.Extension, u *api.Usage) {
+	if fp != "" {
+		h.fingerprint = fp
+	}
+	if ext != nil {
+		h.ext = ext
+	}
+	if u != nil {
+		h.usage = u
+	}
+}
+
+// Usage is the usage the stream reported, or nil.
+func (h *head) Usage() *api.Usage { return h.usage }
 
 type chatChoice struct {
 	content   strings.Builder
@@ -31,15 +52,7 @@ func (a *ChatAccumulator) Add(ch *api.ChatCompletionChunk) {
 	if a.choices == nil {
 		a.choices = map[int]*chatChoice{}
 	}
-	if ch.SystemFingerprint != "" {
-		a.fingerprint = ch.SystemFingerprint
-	}
-	if ch.Stepflash != nil {
-		a.ext = ch.Stepflash
-	}
-	if ch.Usage != nil {
-		a.usage = ch.Usage
-	}
+	a.take(ch.SystemFingerprint, ch.Stepflash, ch.Usage)
 	for i := range ch.Choices {
 		c := &ch.Choices[i]
 		acc := a.choices[c.Index]
@@ -87,9 +100,6 @@ func (a *ChatAccumulator) Add(ch *api.ChatCompletionChunk) {
 	}
 }
 
-// Usage is the usage the stream reported, or nil.
-func (a *ChatAccumulator) Usage() *api.Usage { return a.usage }
-
 // Response is the non-streamed response. Content is null only when a
 // choice made tool calls and wrote no text; ID, Created and Model are left
 // for the caller.
@@ -116,10 +126,8 @@ func (a *ChatAccumulator) Response() *api.ChatCompletion {
 // CompletionAccumulator joins the chunks of a legacy completion stream into
 // the non-streamed response.
 type CompletionAccumulator struct {
-	fingerprint string
-	ext         *api.Extension
-	usage       *api.Usage
-	choices     map[int]*textChoice
+	head
+	choices map[int]*textChoice
 }
 
 type textChoice struct {
@@ -133,15 +141,7 @@ func (a *CompletionAccumulator) Add(ch *api.Completion) {
 	if a.choices == nil {
 		a.choices = map[int]*textChoice{}
 	}
-	if ch.SystemFingerprint != "" {
-		a.fingerprint = ch.SystemFingerprint
-	}
-	if ch.Stepflash != nil {
-		a.ext = ch.Stepflash
-	}
-	if ch.Usage != nil {
-		a.usage = ch.Usage
-	}
+	a.take(ch.SystemFingerprint, ch.Stepflash, ch.Usage)
 	for i := range ch.Choices {
 		c := &ch.Choices[i]
 		acc := a.choices[c.Index]
@@ -164,9 +164,6 @@ func (a *CompletionAccumulator) Add(ch *api.Completion) {
 		}
 	}
 }
-
-// Usage is the usage the stream reported, or nil.
-func (a *CompletionAccumulator) Usage() *api.Usage { return a.usage }
 
 // Response is the non-streamed response; ID, Created and Model are left for
 // the caller.

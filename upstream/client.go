@@ -70,61 +70,53 @@ func (f *Failure) Unwrap() error { return f.Err }
 
 // Chat sends a chat request upstream and emits its chunks, normalised.
 func (c *Client) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit func(*api.ChatCompletionChunk) error) error {
-	body, ext, err := c.body(req, req.ReasoningEffort)
-	if err != nil {
-		return err
-	}
-	resp, err := c.post(ctx, "/chat/completions", body)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	first := true
-	var usage *api.Usage
-	fp := ""
-	err = c.read(ctx, resp.Body, func(ch *upChunk) error {
-		if ch.SystemFingerprint != nil {
-			fp = *ch.SystemFingerprint
-		}
-		if ch.Usage != nil {
-			usage = ch.Usage.normalize()
-		}
-		if len(ch.Choices) == 0 {
-			return nil
-		}
-		out := &api.ChatCompletionChunk{Envelope: api.Envelope{Object: "chat.completion.chunk", SystemFingerprint: fp}}
-		for _, uc := range ch.Choices {
+	return relay(c, ctx, "/chat/completions", req, req.ReasoningEffort, emit, func(fp string, choices []upChoice, usage *api.Usage, ext *api.Extension) (*api.ChatCompletionChunk, error) {
+		out := &api.ChatCompletionChunk{Envelope: api.Envelope{Object: "chat.completion.chunk", SystemFingerprint: fp}, Usage: usage, Stepflash: ext}
+		out.Choices = []api.ChunkChoice{}
+		for _, uc := range choices {
 			cc, err := uc.chat()
 			if err != nil {
-				return c.protocolFailure(fmt.Sprintf("a chunk's logprobs do not parse: %v", err))
+				return nil, err
 			}
 			out.Choices = append(out.Choices, cc)
 		}
-		if first {
-			out.Stepflash, first = ext, false
-		}
-		return emit(out)
+		return out, nil
 	})
-	if err != nil {
-		return err
-	}
-	return emit(&api.ChatCompletionChunk{Envelope: api.Envelope{Object: "chat.completion.chunk", SystemFingerprint: fp},
-		Choices: []api.ChunkChoice{}, Usage: c.usageOrZero(usage), Stepflash: ext})
 }
 
 // Complete sends a legacy completion request upstream and emits its chunks,
 // normalised.
 func (c *Client) Complete(ctx context.Context, req *api.CompletionRequest, emit func(*api.Completion) error) error {
-	body, ext, err := c.body(req, req.ReasoningEffort)
+	return relay(c, ctx, "/completions", req, req.ReasoningEffort, emit, func(fp string, choices []upChoice, usage *api.Usage, ext *api.Extension) (*api.Completion, error) {
+		out := &api.Completion{Envelope: api.Envelope{Object: "text_completion", SystemFingerprint: fp}, Usage: usage, Stepflash: ext}
+		out.Choices = []api.CompletionChoice{}
+		for _, uc := range choices {
+			cc, err := uc.text()
+			if err != nil {
+				return nil, err
+			}
+			out.Choices = append(out.Choices, cc)
+		}
+		return out, nil
+	})
+}
+
+// relay sends req to path and emits the upstream's chunks, made
+// from their normalised parts by build: the first carries the stepflash object, and
+// a last one with no choices carries the usage (the upstream's, normalised)
+// and the stepflash object again.
+func relay[C any](c *Client, ctx context.Context, path string, req any, requested *string, emit func(C) error,
+	build func(fp string, choices []upChoice, usage *api.Usage, ext *api.Extension) (C, error)) error {
+	body, ext, err := c.body(req, requested)
 	if err != nil {
 		return err
 	}
-	resp, err := c.post(ctx, "/completions", body)
+	resp, err := c.post(ctx, path, body)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	first := true
+	first := ext
 	var usage *api.Usage
 	fp := ""
 	err = c.read(ctx, resp.Body, func(ch *upChunk) error {
@@ -137,24 +129,18 @@ func (c *Client) Complete(ctx context.Context, req *api.CompletionRequest, emit 
 		if len(ch.Choices) == 0 {
 			return nil
 		}
-		out := &api.Completion{Envelope: api.Envelope{Object: "text_completion", SystemFingerprint: fp}}
-		for _, uc := range ch.Choices {
-			cc, err := uc.text()
-			if err != nil {
-				return c.protocolFailure(fmt.Sprintf("a chunk's logprobs do not parse: %v", err))
-			}
-			out.Choices = append(out.Choices, cc)
+		out, err := build(fp, ch.Choices, nil, first)
+		if err != nil {
+			return c.protocolFailure(fmt.Sprintf("a chunk's logprobs do not parse: %v", err))
 		}
-		if first {
-			out.Stepflash, first = ext, false
-		}
+		first = nil
 		return emit(out)
 	})
 	if err != nil {
 		return err
 	}
-	return emit(&api.Completion{Envelope: api.Envelope{Object: "text_completion", SystemFingerprint: fp},
-		Choices: []api.CompletionChoice{}, Usage: c.usageOrZero(usage), Stepflash: ext})
+	last, _ := build(fp, nil, c.usageOrZero(usage), ext)
+	return emit(last)
 }
 
 // usageOrZero is the stream's usage, or zeros for an upstream that sent none

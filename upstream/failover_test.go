@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -324,7 +323,7 @@ func TestNoUsage(t *testing.T) {
 	up, _ := upstreamOf(t, func(w http.ResponseWriter, _ *http.Request, _ []byte) {
 		sseOut(w, chunk("hi"), finishChunk("stop"), "[DONE]")
 	})
-	var log syncBuffer
+	var log testserve.Buffer
 	gw, _ := poolServer(t, upstream.Ordered, []upstream.Config{{BaseURL: up.URL + "/v1"}}, func(pc *upstream.PoolConfig) {
 		pc.Logger = slog.New(slog.NewTextHandler(&log, nil))
 	})
@@ -337,21 +336,4 @@ func TestNoUsage(t *testing.T) {
 	if n := strings.Count(log.String(), "without usage"); n != 1 {
 		t.Errorf("%d warnings in the log:\n%s", n, log.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

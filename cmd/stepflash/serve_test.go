@@ -17,25 +17,11 @@ import (
 	"time"
 
 	"github.com/stepflash/stepflash/internal/testmodels"
+	"github.com/stepflash/stepflash/internal/testserve"
 )
 
-// syncBuffer is a goroutine-safe bytes.Buffer for a server's log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is the shared goroutine-safe log buffer.
+type syncBuffer = testserve.Buffer
 
 // startServe runs `stepflash serve ARGS` on a loopback port and waits until
 // it is ready. stop shuts it down and returns runServe's error; the test's

@@ -241,3 +241,23 @@ func ScriptedModel(t testing.TB, name string, sc *Scripted, tmpl *chat.Template)
 	}
 	return LocalModel(t, name, nil, local.Model{Engine: sc, Tok: l.Tok, Config: l.Model.Config(), Template: tmpl})
 }
+
+// Buffer is a goroutine-safe buffer for a server's log.
+type Buffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+// Write appends p.
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written.
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
