@@ -236,20 +236,31 @@ func TestGatewayFault(t *testing.T) {
 	counts := map[outcome]int{}
 	var brokenSamples []string
 	var killed atomic.Bool
-	var startedAfterKill atomic.Int32
-	stream := func() (outcome, string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	var startedAfterKill, streaming atomic.Int32
+	stream := func(first func()) (outcome, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		body := `{"model":"step-3.7-flash","prompt":"Once upon a time","max_tokens":300,"ignore_eos":true,"temperature":0,"stream":true}`
+		body := `{"model":"step-3.7-flash","prompt":"Once upon a time","max_tokens":160,"ignore_eos":true,"temperature":0,"stream":true}`
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, gw+"/v1/completions", strings.NewReader(body))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return broken, "request: " + err.Error()
 		}
 		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return broken, fmt.Sprintf("reading (hung or cut without [DONE]): %v", err)
+		var b []byte
+		buf := make([]byte, 4096)
+		for {
+			n, err := resp.Body.Read(buf)
+			if n > 0 && len(b) == 0 {
+				first()
+			}
+			b = append(b, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return broken, fmt.Sprintf("reading (hung or cut without [DONE]): %v", err)
+			}
 		}
 		if resp.StatusCode != 200 {
 			return broken, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, b)
@@ -268,15 +279,21 @@ func TestGatewayFault(t *testing.T) {
 		}
 		return broken, string(b[max(0, len(b)-300):])
 	}
+	// Each client streams until one of its requests has started after the
+	// kill and ended; the kill comes once all 16 first streams are flowing,
+	// so both replicas are mid-stream when r1 dies, however fast the build.
 	var wg sync.WaitGroup
-	stop := time.Now().Add(4 * time.Second)
 	for range 16 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for time.Now().Before(stop) {
+			for i := 0; ; i++ {
 				after := killed.Load()
-				o, why := stream()
+				o, why := stream(func() {
+					if i == 0 {
+						streaming.Add(1)
+					}
+				})
 				mu.Lock()
 				counts[o]++
 				if o == broken {
@@ -289,16 +306,22 @@ func TestGatewayFault(t *testing.T) {
 					}
 				}
 				mu.Unlock()
+				if after || o == broken {
+					return
+				}
 			}
 		}()
 	}
-	time.Sleep(1500 * time.Millisecond)
+	deadline := time.Now().Add(30 * time.Second)
+	for streaming.Load() < 16 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err := r1.cmd.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
 	}
 	killed.Store(true)
 	wg.Wait()
-	t.Logf("completed %d, cut mid-stream %d, broken %d, started after the kill %d", counts[completed], counts[cutMidStream], counts[broken], startedAfterKill.Load())
+	t.Logf("completed %d, cut mid-stream %d, broken %d, started after the kill %d (streaming at the kill: %d)", counts[completed], counts[cutMidStream], counts[broken], startedAfterKill.Load(), streaming.Load())
 	if len(brokenSamples) > 0 {
 		t.Errorf("%d requests went wrong, e.g.:\n%s\ngateway log:\n%s", len(brokenSamples), strings.Join(brokenSamples[:min(5, len(brokenSamples))], "\n"), gwLog.String())
 	}
