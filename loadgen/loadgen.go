@@ -1,12 +1,15 @@
 // Package loadgen drives OpenAI-compatible endpoints with concurrent
 // streaming completions and measures throughput and latency, for
-// side-by-side comparisons of servers.
+// side-by-side comparisons of servers. Its chat mode replays multi-turn
+// conversations and measures how much of their prompts the servers served
+// from their prefix caches.
 package loadgen
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -15,7 +18,8 @@ import (
 
 // Config is one load run: Clients concurrent greedy streaming /completions
 // requests against each of BaseURLs in turn, for Duration per server and
-// round.
+// round; or, with Conversations, Clients concurrent conversations of
+// streaming /chat/completions requests (the chat mode).
 type Config struct {
 	// BaseURLs are the API base URLs of the servers compared, e.g.
 	// http://127.0.0.1:8000/v1, without a trailing slash. The report gives
@@ -28,7 +32,8 @@ type Config struct {
 	Clients int
 	// Duration is how long clients start new requests, per server and
 	// round; at most 24h. Requests in flight when it ends run to their end
-	// and count.
+	// and count. In the chat mode it is optional (0: no limit): no turn
+	// starts after it, and the conversations it stops count as cut short.
 	Duration time.Duration
 	// MaxTokens is the max_tokens of every request.
 	MaxTokens int
@@ -38,8 +43,26 @@ type Config struct {
 	// MaxTokens (stepflash, llama-server and vLLM accept it).
 	IgnoreEOS bool
 	// MaxRequests stops a server's round after this many requests have
-	// started (0: no limit).
+	// started (0: no limit). Not in the chat mode.
 	MaxRequests int
+	// Conversations, if not 0, selects the chat mode: per server and round,
+	// the clients run conversations 1..Conversations, each client taking
+	// the next one when its last has ended. Every round against every
+	// server runs the same conversations but for a run label in their first
+	// message, so no run finds another run's (or invocation's) turns in a
+	// server's prefix cache.
+	Conversations int
+	// Turns is the number of requests of a conversation (chat mode). Turn 1
+	// sends a fixed system prompt and the user message "<Prompt>
+	// (conversation i, run <Salt>.<round>.<server>)"; turn k ≥ 2 sends the
+	// messages of turn k-1, the
+	// content of its streamed reply as the assistant's message and the user
+	// message "Go on. (turn k)". A failed turn ends its conversation.
+	Turns int
+	// Salt starts the run labels of the chat mode ("": a random one, so
+	// that a second invocation against the same servers finds nothing
+	// cached from the first).
+	Salt string
 	// Timeout limits one request.
 	Timeout time.Duration
 	// Rounds is the number of rounds; each runs every server once, in the
@@ -48,18 +71,25 @@ type Config struct {
 	// APIKey, if not "", is sent as a bearer token.
 	APIKey string
 	// Warmup sends one untimed request of at most 8 tokens to each server
-	// before the first round; Run fails if it fails.
+	// before the first round (in the chat mode, a chat completion of one
+	// user message that shares no text with the conversations); Run fails
+	// if it fails.
 	Warmup bool
 }
 
 // Limits of a run, and of what a run keeps.
 const (
-	maxClients   = 1024
-	maxDuration  = 24 * time.Hour
-	maxErrors    = 5                     // distinct error messages reported per server
-	maxSSELine   = 4 << 20               // longest SSE line accepted
-	failurePause = 50 * time.Millisecond // a client's pause after a failed request
+	maxClients       = 1024
+	maxConversations = 100000
+	maxTurns         = 1000
+	maxDuration      = 24 * time.Hour
+	maxErrors        = 5                     // distinct error messages reported per server
+	maxSSELine       = 4 << 20               // longest SSE line accepted
+	failurePause     = 50 * time.Millisecond // a client's pause after a failed request (or conversation)
 )
+
+// chat reports whether c selects the chat mode.
+func (c *Config) chat() bool { return c.Conversations != 0 || c.Turns != 0 }
 
 // Check reports the first setting of c that is out of range. Its messages
 // name the settings by the flags of stepflash bench (--clients, --duration,
@@ -70,7 +100,15 @@ func (c *Config) Check() error {
 		return fmt.Errorf("no --base-url given")
 	case c.Clients < 1 || c.Clients > maxClients:
 		return fmt.Errorf("--clients must be in 1..%d, got %d", maxClients, c.Clients)
-	case c.Duration <= 0 || c.Duration > maxDuration:
+	case c.chat() && (c.Conversations < 1 || c.Conversations > maxConversations):
+		return fmt.Errorf("--conversations must be in 1..%d, got %d", maxConversations, c.Conversations)
+	case c.chat() && (c.Turns < 1 || c.Turns > maxTurns):
+		return fmt.Errorf("--turns must be in 1..%d, got %d", maxTurns, c.Turns)
+	case c.chat() && c.MaxRequests != 0:
+		return fmt.Errorf("--requests does not apply to the chat mode: --conversations and --turns set the requests")
+	case c.chat() && (c.Duration < 0 || c.Duration > maxDuration):
+		return fmt.Errorf("--duration must be in 0..%s in the chat mode (0: no time limit), got %s", maxDuration, c.Duration)
+	case !c.chat() && (c.Duration <= 0 || c.Duration > maxDuration):
 		return fmt.Errorf("--duration must be positive and at most %s, got %s", maxDuration, c.Duration)
 	case c.MaxTokens < 1:
 		return fmt.Errorf("--max-tokens must be at least 1, got %d", c.MaxTokens)
@@ -93,7 +131,7 @@ func (c *Config) Check() error {
 //
 // The results are in the order of c.BaseURLs. A server that failed every
 // request is not an error of Run: its result has RequestsOK 0 and the
-// reasons in Errors.
+// reasons in Errors. In the chat mode each result has a Chat part.
 func Run(ctx context.Context, c Config, progress io.Writer) ([]*Result, error) {
 	if err := c.Check(); err != nil {
 		return nil, err
@@ -107,6 +145,12 @@ func Run(ctx context.Context, c Config, progress io.Writer) ([]*Result, error) {
 	results := make([]*Result, len(c.BaseURLs))
 	for i, base := range c.BaseURLs {
 		r := &Result{BaseURL: base, Model: c.Model}
+		if c.chat() {
+			r.Chat = &Chat{Turns: make([]TurnStats, c.Turns)}
+			for k := range r.Turns {
+				r.Turns[k].Turn = k + 1
+			}
+		}
 		if r.Model == "" {
 			m, err := firstModel(ctx, hc, base, c.APIKey)
 			if err != nil {
@@ -118,7 +162,12 @@ func Run(ctx context.Context, c Config, progress io.Writer) ([]*Result, error) {
 			w := c
 			w.MaxTokens = min(c.MaxTokens, 8)
 			wctx, cancel := context.WithTimeout(ctx, c.Timeout)
-			s := streamCompletion(wctx, hc, base, c.APIKey, completionBody(w, r.Model))
+			var s sample
+			if c.chat() {
+				s, _ = streamChat(wctx, hc, base, c.APIKey, chatBody(w, r.Model, []chatMessage{{"user", warmupMessage}}))
+			} else {
+				s = streamCompletion(wctx, hc, base, c.APIKey, completionBody(w, r.Model))
+			}
 			cancel()
 			if s.err != "" {
 				return nil, fmt.Errorf("%s: warm-up request for model %q failed: %s", base, r.Model, s.err)
@@ -126,10 +175,25 @@ func Run(ctx context.Context, c Config, progress io.Writer) ([]*Result, error) {
 		}
 		results[i] = r
 	}
+	if c.chat() && c.Salt == "" {
+		c.Salt = fmt.Sprintf("%06x", rand.Uint32()>>8)
+	}
 	for round := range c.Rounds {
-		for _, r := range results {
-			fmt.Fprintf(progress, "round %d/%d: %d clients for %s against %s (model %q)\n", round+1, c.Rounds, c.Clients, c.Duration, r.BaseURL, r.Model)
+		for si, r := range results {
 			hc.CloseIdleConnections() // none left idle (and perhaps timed out) by the last round
+			if c.chat() {
+				limit := ""
+				if c.Duration > 0 {
+					limit = fmt.Sprintf(" (at most %s)", c.Duration)
+				}
+				fmt.Fprintf(progress, "round %d/%d: %d clients, %d conversations of %d turns%s against %s (model %q)\n",
+					round+1, c.Rounds, c.Clients, c.Conversations, c.Turns, limit, r.BaseURL, r.Model)
+				run := fmt.Sprintf("%s.%d.%d", c.Salt, round+1, si+1)
+				convs, wall := chatRound(ctx, hc, c, run, r.BaseURL, r.Model)
+				r.addChat(convs, c.Turns, wall)
+				continue
+			}
+			fmt.Fprintf(progress, "round %d/%d: %d clients for %s against %s (model %q)\n", round+1, c.Rounds, c.Clients, c.Duration, r.BaseURL, r.Model)
 			samples, wall := loadRound(ctx, hc, c, r.BaseURL, r.Model)
 			r.add(samples, wall)
 		}

@@ -95,6 +95,11 @@ func TestCheck(t *testing.T) {
 	if err := ok.Check(); err != nil {
 		t.Fatal(err)
 	}
+	chat := ok
+	chat.Conversations, chat.Turns, chat.Duration = 1, 1, 0 // the chat mode needs no duration
+	if err := chat.Check(); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		edit func(c *Config)
 		want string
@@ -109,6 +114,13 @@ func TestCheck(t *testing.T) {
 		{func(c *Config) { c.Timeout = 0 }, "--request-timeout must be positive"},
 		{func(c *Config) { c.Rounds = 0 }, "--rounds must be at least 1"},
 		{func(c *Config) { c.Prompt = "" }, "--prompt must not be empty"},
+		{func(c *Config) { c.Conversations = 2 }, "--turns must be in 1..1000, got 0"},
+		{func(c *Config) { c.Turns = 2 }, "--conversations must be in 1..100000, got 0"},
+		{func(c *Config) { c.Conversations, c.Turns = 100001, 2 }, "--conversations must be in 1..100000, got 100001"},
+		{func(c *Config) { c.Conversations, c.Turns = 2, 1001 }, "--turns must be in 1..1000, got 1001"},
+		{func(c *Config) { c.Conversations, c.Turns, c.MaxRequests = 2, 2, 5 }, "--requests does not apply to the chat mode: --conversations and --turns set the requests"},
+		{func(c *Config) { c.Conversations, c.Turns, c.Duration = 2, 2, -time.Second }, "--duration must be in 0..24h0m0s in the chat mode (0: no time limit), got -1s"},
+		{func(c *Config) { c.Conversations, c.Turns, c.Duration = 2, 2, 25*time.Hour }, "--duration must be in 0..24h0m0s in the chat mode (0: no time limit), got 25h0m0s"},
 	}
 	for _, tc := range cases {
 		c := ok
@@ -176,7 +188,7 @@ func TestRun(t *testing.T) {
 		r := results[i]
 		if r.BaseURL != c.BaseURLs[i] || r.Model != "first" || r.RequestsOK != 10 || r.RequestsFailed != 0 || r.CompletionTokens != 30 ||
 			r.TokensFrom != from || len(r.RoundsTPS) != 2 || r.AggregateRatio == nil || r.Seconds <= 0 || r.Seconds > 10 ||
-			!(r.TTFTP50MS > 0 && r.TTFTP50MS <= r.TTFTP95MS) || !(r.DecodeTPSMedian > 0) {
+			!(r.TTFTP50MS > 0 && r.TTFTP50MS <= r.TTFTP95MS && r.TTFTP95MS <= r.TTFTP99MS) || !(r.DecodeTPSMedian > 0) {
 			t.Errorf("server %d: %+v", i, *r)
 		}
 	}
@@ -254,19 +266,19 @@ requests ok / failed               3 / 3               2 / 1
 completion tokens (from)           31 (usage+chunks)   22 (usage+chunks)   
 aggregate tok/s                    13.4                8.9                 
   ratio to the last                1.51x               1.00x               
-TTFT p50 / p95 ms                  7.0 / 12.3          7.0 / 12.3          
+TTFT p50 / p95 / p99 ms            7.0 / 12.3 / 12.3   7.0 / 12.3 / 12.3   
 per-stream decode tok/s (median)   33.3                22.9                
 error (http://a/v1): boom
 error (http://a/v1): bang
 error (http://b/v1): boom
 load: 3 streaming clients × 1.5s per server and round, 2 round(s); greedy /completions, max_tokens 17, prompt "Hi \"x\" ü"
-server                             x           
-model                              y           
-requests ok / failed               0 / 0       
-completion tokens (from)           0 (none)    
-aggregate tok/s                    0.0         
-TTFT p50 / p95 ms                  0.0 / 0.0   
-per-stream decode tok/s (median)   0.0         
+server                             x                 
+model                              y                 
+requests ok / failed               0 / 0             
+completion tokens (from)           0 (none)          
+aggregate tok/s                    0.0               
+TTFT p50 / p95 / p99 ms            0.0 / 0.0 / 0.0   
+per-stream decode tok/s (median)   0.0               
 `
 	if b.String() != want {
 		t.Errorf("report\n%s\nwant\n%s", b.String(), want)
@@ -281,10 +293,10 @@ func TestWriteJSON(t *testing.T) {
 	want := `{"clients":3,"duration_s":1.5,"max_tokens":17,"ignore_eos":true,"prompt":"Hi \"x\" ü","rounds":2,"results":[` +
 		`{"base_url":"http://a/v1","model":"m","requests_ok":3,"requests_failed":3,"errors":["boom","bang"],"completion_tokens":31,` +
 		`"tokens_from":"usage+chunks","seconds":2.233,"aggregate_tps":13.418604990728168,"rounds_tps":[17.828200972447327,9.00900900900901],` +
-		`"aggregate_ratio":1.5053235053235052,"ttft_p50_ms":7,"ttft_p95_ms":12.345,"decode_tps_median":33.3},` +
+		`"aggregate_ratio":1.5053235053235052,"ttft_p50_ms":7,"ttft_p95_ms":12.345,"ttft_p99_ms":12.345,"decode_tps_median":33.3},` +
 		`{"base_url":"http://b/v1","model":"m","requests_ok":2,"requests_failed":1,"errors":["boom"],"completion_tokens":22,` +
 		`"tokens_from":"usage+chunks","seconds":2.234,"aggregate_tps":8.914100486223663,"rounds_tps":[17.828200972447327,0],` +
-		`"aggregate_ratio":1,"ttft_p50_ms":7,"ttft_p95_ms":12.345,"decode_tps_median":22.9}]}` + "\n"
+		`"aggregate_ratio":1,"ttft_p50_ms":7,"ttft_p95_ms":12.345,"ttft_p99_ms":12.345,"decode_tps_median":22.9}]}` + "\n"
 	if b.String() != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b.String(), want)
 	}
@@ -292,7 +304,7 @@ func TestWriteJSON(t *testing.T) {
 
 func TestPercentileMedian(t *testing.T) {
 	v := []float64{5, 1, 4, 2, 3}
-	for _, tc := range []struct{ p, want float64 }{{0, 1}, {20, 1}, {21, 2}, {50, 3}, {95, 5}, {100, 5}} {
+	for _, tc := range []struct{ p, want float64 }{{0, 1}, {20, 1}, {21, 2}, {50, 3}, {95, 5}, {99, 5}, {100, 5}} {
 		if got := percentile(v, tc.p); got != tc.want {
 			t.Errorf("p%v = %v, want %v", tc.p, got, tc.want)
 		}

@@ -22,6 +22,12 @@ type sample struct {
 	fromUsage bool          // tokens came from the server's usage (else: streamed chunks with text)
 	ttft      time.Duration // time to the first chunk with text; 0 if none
 	decodeTPS float64       // (tokens-1) / (last text chunk - first); 0 under 2 tokens
+
+	// The chat mode's prompt accounting, from the server's usage.
+	turn         int  // 1-based turn of the conversation; 0 in the completions mode
+	promptTokens int  // usage.prompt_tokens; 0 if none was sent
+	cachedTokens int  // cached prompt tokens, if cachedKnown
+	cachedKnown  bool // the usage gave a count of cached prompt tokens
 }
 
 // completionBody is the request every client sends.
@@ -36,16 +42,59 @@ func completionBody(c Config, model string) []byte {
 }
 
 // streamCompletion sends one streaming completion and times its chunks.
-func streamCompletion(ctx context.Context, hc *http.Client, base, apiKey string, body []byte) (s sample) {
+func streamCompletion(ctx context.Context, hc *http.Client, base, apiKey string, body []byte) sample {
+	s, _ := streamRequest(ctx, hc, base+"/completions", apiKey, body)
+	return s
+}
+
+// streamChat sends one streaming chat completion and times its chunks; it
+// also returns the streamed content of the reply (without any reasoning).
+func streamChat(ctx context.Context, hc *http.Client, base, apiKey string, body []byte) (sample, string) {
+	return streamRequest(ctx, hc, base+"/chat/completions", apiKey, body)
+}
+
+// usage is the usage object of a stream's last chunks. Servers report
+// cached prompt tokens in OpenAI's prompt_tokens_details.cached_tokens, at
+// the top level (stepflash, StepFun) or as DeepSeek's
+// prompt_cache_hit_tokens; vLLM sends prompt_tokens_details null unless it
+// runs with --enable-prompt-tokens-details.
+type usage struct {
+	PromptTokens        int  `json:"prompt_tokens"`
+	CompletionTokens    int  `json:"completion_tokens"`
+	CachedTokens        *int `json:"cached_tokens"`
+	PromptCacheHit      *int `json:"prompt_cache_hit_tokens"`
+	PromptTokensDetails *struct {
+		CachedTokens *int `json:"cached_tokens"`
+	} `json:"prompt_tokens_details"`
+}
+
+// cached is the count of cached prompt tokens, if the usage gives one.
+func (u *usage) cached() (int, bool) {
+	switch {
+	case u.PromptTokensDetails != nil && u.PromptTokensDetails.CachedTokens != nil:
+		return *u.PromptTokensDetails.CachedTokens, true
+	case u.CachedTokens != nil:
+		return *u.CachedTokens, true
+	case u.PromptCacheHit != nil:
+		return *u.PromptCacheHit, true
+	}
+	return 0, false
+}
+
+// streamRequest posts a streaming request to url and times the chunks that
+// carry generated text: choices[].text of a completion, or the content or
+// reasoning of choices[].delta of a chat completion. It returns the sample
+// and the concatenated delta.content.
+func streamRequest(ctx context.Context, hc *http.Client, url, apiKey string, body []byte) (s sample, content string) {
 	start := time.Now()
 	var resp *http.Response
 	for attempt := 0; ; attempt++ {
 		reused := false
 		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}
-		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodPost, base+"/completions", bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodPost, url, bytes.NewReader(body))
 		if err != nil {
 			s.err = err.Error()
-			return s
+			return s, ""
 		}
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "text/event-stream")
@@ -60,18 +109,20 @@ func streamCompletion(ctx context.Context, hc *http.Client, base, apiKey string,
 		// on a new one (Go retries only idempotent requests itself).
 		if !reused || attempt > 0 || ctx.Err() != nil {
 			s.err = err.Error()
-			return s
+			return s, ""
 		}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		s.err = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, errorText(b))
-		return s
+		return s, ""
 	}
 	events := sse.NewReader(resp.Body, maxSSELine)
 	var first, last time.Time
-	chunks, usageTokens := 0, 0
+	var reply strings.Builder
+	var u *usage
+	chunks := 0
 	done, finished := false, false
 	for !done {
 		ev, err := events.Next()
@@ -80,7 +131,7 @@ func streamCompletion(ctx context.Context, hc *http.Client, base, apiKey string,
 				break
 			}
 			s.err = "reading the stream: " + err.Error()
-			return s
+			return s, ""
 		}
 		if ev.Data == sse.Done {
 			done = true
@@ -88,24 +139,27 @@ func streamCompletion(ctx context.Context, hc *http.Client, base, apiKey string,
 		}
 		var ch struct {
 			Choices []struct {
-				Text         string  `json:"text"`
+				Text  string `json:"text"`
+				Delta struct {
+					Content          string `json:"content"`
+					ReasoningContent string `json:"reasoning_content"`
+					Reasoning        string `json:"reasoning"`
+				} `json:"delta"`
 				FinishReason *string `json:"finish_reason"`
 			} `json:"choices"`
-			Usage *struct {
-				CompletionTokens int `json:"completion_tokens"`
-			} `json:"usage"`
+			Usage *usage          `json:"usage"`
 			Error json.RawMessage `json:"error"`
 		}
 		if jerr := json.Unmarshal([]byte(ev.Data), &ch); jerr != nil {
 			s.err = fmt.Sprintf("bad stream chunk %.80q: %v", ev.Data, jerr)
-			return s
+			return s, ""
 		}
 		if len(ch.Error) > 0 && string(ch.Error) != "null" {
 			s.err = "error in the stream: " + errorText([]byte(ev.Data))
-			return s
+			return s, ""
 		}
 		for _, c := range ch.Choices {
-			if c.Text != "" {
+			if c.Text != "" || c.Delta.Content != "" || c.Delta.ReasoningContent != "" || c.Delta.Reasoning != "" {
 				now := time.Now()
 				if chunks == 0 {
 					first = now
@@ -113,21 +167,26 @@ func streamCompletion(ctx context.Context, hc *http.Client, base, apiKey string,
 				last = now
 				chunks++
 			}
+			reply.WriteString(c.Delta.Content)
 			if c.FinishReason != nil && *c.FinishReason != "" {
 				finished = true
 			}
 		}
-		if ch.Usage != nil && ch.Usage.CompletionTokens > 0 {
-			usageTokens = ch.Usage.CompletionTokens
+		if ch.Usage != nil {
+			u = ch.Usage
 		}
 	}
 	if !done && !finished {
 		s.err = "the stream ended without a finish_reason or [DONE]"
-		return s
+		return s, ""
 	}
 	s.tokens, s.fromUsage = chunks, false
-	if usageTokens > 0 {
-		s.tokens, s.fromUsage = usageTokens, true
+	if u != nil {
+		if u.CompletionTokens > 0 {
+			s.tokens, s.fromUsage = u.CompletionTokens, true
+		}
+		s.promptTokens = u.PromptTokens
+		s.cachedTokens, s.cachedKnown = u.cached()
 	}
 	if chunks > 0 {
 		s.ttft = first.Sub(start)
@@ -135,7 +194,7 @@ func streamCompletion(ctx context.Context, hc *http.Client, base, apiKey string,
 			s.decodeTPS = float64(s.tokens-1) / last.Sub(first).Seconds()
 		}
 	}
-	return s
+	return s, reply.String()
 }
 
 // errorText is the message of an OpenAI error object, or the body itself.

@@ -65,27 +65,50 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		return nil
 	})
 	fs.IntVar(&lc.Clients, "clients", 16, "load mode: concurrent streaming clients")
-	fs.DurationVar(&lc.Duration, "duration", 60*time.Second, "load mode: how long clients start new requests (per server and round)")
+	fs.DurationVar(&lc.Duration, "duration", 60*time.Second, "load mode: how long clients start new requests (per server and round); "+
+		"in the chat mode a limit only when given (no turn starts after it)")
 	fs.IntVar(&lc.MaxTokens, "max-tokens", 128, "load mode: max_tokens of every request")
-	fs.StringVar(&lc.Prompt, "prompt", "Once upon a time", "load mode: the prompt of every request")
+	fs.StringVar(&lc.Prompt, "prompt", "Once upon a time", "load mode: the prompt of every request (chat mode: the start of each conversation's first user message)")
 	fs.BoolVar(&lc.IgnoreEOS, "ignore-eos", true, "load mode: send \"ignore_eos\": true so every request generates max_tokens (stepflash, llama-server and vLLM accept it)")
-	fs.IntVar(&lc.MaxRequests, "requests", 0, "load mode: stop after this many requests per server and round (0: no limit)")
+	fs.IntVar(&lc.MaxRequests, "requests", 0, "load mode: stop after this many requests per server and round (0: no limit; not in the chat mode)")
 	fs.DurationVar(&lc.Timeout, "request-timeout", 5*time.Minute, "load mode: limit on one request")
 	fs.IntVar(&lc.Rounds, "rounds", 1, "load mode: rounds; each runs every --base-url once, alternating")
 	fs.StringVar(&lc.APIKey, "api-key", lc.APIKey, "load mode: bearer token ($STEP_API_KEY)")
+	fs.IntVar(&lc.Conversations, "conversations", 0, "load mode: run this many multi-turn chat conversations per server and round (the chat mode; needs --turns)")
+	fs.IntVar(&lc.Turns, "turns", 0, "chat mode: requests per conversation, each resending the conversation so far (needs --conversations)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: stepflash bench -m MODEL [flags]\n"+
-			"       stepflash bench --base-url URL [--base-url URL2] [--model NAME] [--clients 16] [--duration 60s] [flags]\n\n"+
+			"       stepflash bench --base-url URL [--base-url URL2] [--model NAME] [--clients 16] [--duration 60s] [flags]\n"+
+			"       stepflash bench --base-url URL [--base-url URL2] --conversations N --turns T [--clients 16] [flags]\n\n"+
 			"With -m: prefill (random prompt of -p tokens) and decode (-n single-token passes) speed\n"+
 			"on an empty cache, like llama-bench's pp and tg tests; min/median/max tok/s over -r runs.\n\n"+
 			"With --base-url (load mode): --clients concurrent greedy streaming /completions\n"+
 			"requests of --max-tokens each against any OpenAI-compatible server (stepflash serve,\n"+
 			"llama-server, vLLM) for --duration; reports requests ok/failed, aggregate completion\n"+
-			"tok/s, time to first token p50/p95 and the median per-stream decode tok/s. --model\n"+
+			"tok/s, time to first token p50/p95/p99 and the median per-stream decode tok/s. --model\n"+
 			"is the served model name (default: the first of the server's /models). Requests in\n"+
 			"flight when the duration ends run to their end and count. Several --base-url run one\n"+
 			"after another (alternating over --rounds) and are printed side by side, with each\n"+
-			"one's aggregate tok/s as a ratio to the last one's.\n\nFlags:\n")
+			"one's aggregate tok/s as a ratio to the last one's.\n\n"+
+			"With --conversations N --turns T as well (chat mode), bench measures prefix-cache\n"+
+			"reuse, e.g. of a gateway's prefix-affine routing against round-robin over replicas.\n"+
+			"Per server and round, each client takes the next of conversations 1..N until all\n"+
+			"have run. A conversation is T greedy streaming /chat/completions requests in a row:\n"+
+			"turn 1 sends a fixed system prompt and the user message \"<--prompt> (conversation i,\n"+
+			"run L)\"; L labels the round and server (and this invocation, at random), so no run\n"+
+			"finds another's turns in a server's prefix cache;\n"+
+			"turn k resends the messages of turn k-1, the content of its streamed reply and the\n"+
+			"user message \"Go on. (turn k)\", so its prompt starts with the prompt and reply of\n"+
+			"turn k-1. A failed turn ends its conversation; its later turns count as not sent.\n"+
+			"Every round against every server runs the same conversations but for L. --duration is\n"+
+			"a limit only when given: no turn starts after it, and the conversations it stops\n"+
+			"count as cut short. --requests does not apply. Besides the above, the report gives\n"+
+			"conversations ok/failed/cut short, requests not sent, the prompt tokens, and the\n"+
+			"share of them the server reported as cached (usage.prompt_tokens_details.cached_tokens,\n"+
+			"usage.cached_tokens or usage.prompt_cache_hit_tokens) over all turns and over turns\n"+
+			"2 and later, the share that routing can change; a share is \"unknown\" where the\n"+
+			"usage gave no count of cached tokens. With --json, results[].turns gives the same\n"+
+			"per turn.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if pos, err := parseInterleaved(fs, args); err != nil {
@@ -95,12 +118,24 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	loadOnly := []string{"clients", "duration", "max-tokens", "prompt", "ignore-eos", "requests", "request-timeout", "rounds", "api-key"}
+	loadOnly := []string{"clients", "duration", "max-tokens", "prompt", "ignore-eos", "requests", "request-timeout", "rounds", "api-key",
+		"conversations", "turns"}
 	modelOnly := []string{"p", "n", "r", "effort", "cpuprofile", "t", "threads", "c", "ctx", "load", "probe"}
 	if len(lc.BaseURLs) > 0 {
 		for _, f := range modelOnly {
 			if set[f] {
 				return fmt.Errorf("-%s is a flag of bench -m (the local engine), not of the load mode (--base-url)", f)
+			}
+		}
+		if set["conversations"] != set["turns"] {
+			return fmt.Errorf("--conversations and --turns go together: give both for the chat mode")
+		}
+		if set["conversations"] {
+			if lc.Conversations < 1 || lc.Turns < 1 {
+				return fmt.Errorf("--conversations and --turns must be at least 1, got %d and %d", lc.Conversations, lc.Turns)
+			}
+			if !set["duration"] {
+				lc.Duration = 0 // no time limit
 			}
 		}
 		lc.Model, lc.Warmup = mf.model, *warmup
