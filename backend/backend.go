@@ -126,3 +126,26 @@ func RequestID(ctx context.Context) string {
 	id, _ := ctx.Value(requestIDKey).(string)
 	return id
 }
+
+// Caller is who sent a request, as the auth middleware established it.
+type Caller struct {
+	// KeyID is the API key's id (its display prefix); "" when keys are
+	// not enforced.
+	KeyID string
+	// Region is the region whose listener took the request ("" when the
+	// server has no regions).
+	Region string
+}
+
+const callerKey ctxKey = 1
+
+// WithCaller returns ctx carrying the request's caller.
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey, c)
+}
+
+// CallerFrom returns the caller ctx carries (the zero Caller if none).
+func CallerFrom(ctx context.Context) Caller {
+	c, _ := ctx.Value(callerKey).(Caller)
+	return c
+}
