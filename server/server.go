@@ -50,7 +50,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxN is the largest n (choices per request) accepted (0: 16).
 	MaxN int
-	// Region is echoed in the stepflash extension object (default "global").
+	// Region is echoed in the stepflash extension object where the request
+	// carries no caller region (backend.CallerFrom; default "global").
 	Region string
 	// RetryAfter is the Retry-After, in seconds, of 503 model_loading
 	// answers (0: 5).

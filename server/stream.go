@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,7 +56,7 @@ func (c *call) observeChunk(ch chunk) {
 func (c *call) stamp(h *api.Envelope, ext *api.Extension) {
 	h.ID, h.Created, h.Model = c.id, c.created, c.model
 	if ext != nil {
-		ext.Region = c.s.cfg.Region
+		ext.Region = cmp.Or(backend.CallerFrom(c.r.Context()).Region, c.s.cfg.Region)
 	}
 }
 
