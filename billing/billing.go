@@ -1,6 +1,7 @@
-// Package billing prices what requests use: the per-model price table (USD
-// per million tokens, ../shared/DESIGN.md section 8) and the cost fields of
-// every response's usage, whichever backend answered.
+// Package billing prices and records what requests use: the per-model price
+// table (USD per million tokens, ../shared/DESIGN.md section 8), the cost
+// fields of every response's usage, whichever backend answered, and the
+// usage ledger's record and the middleware that writes it.
 package billing
 
 import (
