@@ -1,7 +1,8 @@
 // Package engine runs generation on a loaded model: a scheduler that batches
 // many sequences into each forward pass (continuous batching), the paged KV
-// cache with reuse of a previous turn's prefix, sampling, log-probabilities,
-// reasoning-effort tiers and timings.
+// cache with a prefix cache that shares the blocks of common prompt prefixes
+// between all sequences, sampling, log-probabilities, reasoning-effort tiers
+// and timings.
 package engine
 
 import (
@@ -27,12 +28,17 @@ type Options struct {
 	// QueueLimit is the most requests waiting for a slot; more fail with
 	// ErrOverloaded (default 64).
 	QueueLimit int
-	// KVTokens is the KV cache size in positions (default Context × Parallel).
+	// KVTokens is the KV cache size in positions for running sequences
+	// (default Context × Parallel).
 	KVTokens int
-	// KeepPrefixes is how many finished sequences keep their KV cache for a
-	// follow-up request that starts with the same tokens (default Parallel).
-	// Negative disables reuse.
-	KeepPrefixes int
+	// CacheBytes is KV memory added to the cache for the prefix cache:
+	// blocks of finished sequences kept for requests that start with the
+	// same tokens. Kept blocks fill whatever part of the KV cache running
+	// sequences do not hold and are evicted, least recently used first,
+	// when they need it; CacheBytes (rounded down to whole positions of
+	// KVBytesPerToken) keeps room for them beyond KVTokens. 0 adds none;
+	// negative turns the prefix cache off (no reuse at all).
+	CacheBytes int64
 }
 
 // Engine generates text from one model. Requests from many goroutines are
@@ -46,7 +52,6 @@ type Engine struct {
 	mu      sync.Mutex // guards the fields below
 	pending []*sequence
 	running []*sequence
-	parked  []*parkedSeq // finished sequences whose KV is kept for reuse, oldest first
 	nextID  int
 	closed  bool
 	wake    chan struct{}
@@ -78,12 +83,13 @@ func New(m model.Model, tok *tokenizer.Tokenizer, opts Options) *Engine {
 	if opts.KVTokens <= 0 {
 		opts.KVTokens = opts.Context * opts.Parallel
 	}
-	if opts.KeepPrefixes == 0 {
-		opts.KeepPrefixes = opts.Parallel
+	kv := opts.KVTokens
+	if opts.CacheBytes > 0 {
+		kv += int(opts.CacheBytes / KVBytesPerToken(cfg))
 	}
 	e := &Engine{
 		Model: m, Tok: tok, opts: opts,
-		cache: NewKVCache(cfg, opts.KVTokens, DefaultBlockSize),
+		cache: newKVCache(cfg, kv, DefaultBlockSize, opts.CacheBytes >= 0),
 		wake:  make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	go e.loop()
@@ -105,6 +111,14 @@ func (e *Engine) Close() {
 
 // Context is the most positions one sequence may hold.
 func (e *Engine) Context() int { return e.opts.Context }
+
+// PrefixCacheStats returns the prefix cache's hit, miss and eviction
+// counters and what it holds now (all zero with the cache off).
+func (e *Engine) PrefixCacheStats() PrefixCacheStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cache.Stats()
+}
 
 // QueueDepth is the number of requests waiting for a slot.
 func (e *Engine) QueueDepth() int {
@@ -132,6 +146,10 @@ type Request struct {
 	// CloseEmpty. A prompt whose last token (but whitespace) is the open
 	// tag starts inside the block. Nil: the model has no reasoning block.
 	Thinking *Thinking
+	// CacheKeys mark prompt positions whose keys and values depend on more
+	// than their token ids (image embeddings), for the prefix cache: blocks
+	// are shared only between prompts with the same tokens and keys.
+	CacheKeys []CacheKey
 	// JSONObject constrains the answer (after any thinking block) to one
 	// JSON object (OpenAI response_format json_object); generation ends
 	// with an end-of-generation token when the object is complete.
@@ -154,7 +172,9 @@ type Token struct {
 type Result struct {
 	Tokens       []Token
 	FinishReason string // "stop" (end-of-generation token), "length", or "cancelled"
-	// CachedTokens is how many prompt tokens were reused from the KV cache.
+	// CachedTokens is how many prompt tokens were reused from the prefix
+	// cache (not computed); at most the prompt length minus one, since the
+	// last prompt token is always run for the first token's logits.
 	CachedTokens int
 	QueueTime    time.Duration
 	PromptTime   time.Duration
@@ -205,6 +225,11 @@ func (e *Engine) Generate(ctx context.Context, req Request, onToken func(Token) 
 	for i, id := range req.Prompt {
 		if id < 0 || int(id) >= vocab {
 			return nil, fmt.Errorf("engine: prompt token %d at index %d is outside the vocabulary of %d", id, i, vocab)
+		}
+	}
+	for _, k := range req.CacheKeys {
+		if k.Start < 0 || k.End <= k.Start || k.End > n {
+			return nil, fmt.Errorf("engine: cache key positions [%d, %d) are not a range inside the prompt of %d tokens", k.Start, k.End, n)
 		}
 	}
 	maxNew := e.opts.Context - n

@@ -3,14 +3,12 @@ package engine
 import (
 	"context"
 	"math"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stepflash/stepflash/chat"
 	"github.com/stepflash/stepflash/effort"
 	"github.com/stepflash/stepflash/internal/thinkmodel"
-	"github.com/stepflash/stepflash/model"
 	"github.com/stepflash/stepflash/tokenizer"
 )
 
@@ -116,38 +114,6 @@ func TestLogSoftmaxTop(t *testing.T) {
 		if tl.ID != ids[i] || math.Abs(float64(tl.Logprob-want(int(ids[i])))) > 1e-6 {
 			t.Fatalf("top[%d] = %+v, want id %d logprob %v", i, tl, ids[i], want(int(ids[i])))
 		}
-	}
-}
-
-func TestKVCacheBlocks(t *testing.T) {
-	cfg := &model.Config{NLayer: 2, NHeadKV: 1, HeadDim: 4}
-	c := NewKVCache(cfg, 100, 32) // 4 blocks
-	if c.Capacity() != 128 {
-		t.Fatalf("capacity %d, want 128", c.Capacity())
-	}
-	if err := c.Reserve(0, 40); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Reserve(1, 64); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Reserve(2, 1); err == nil || !strings.Contains(err.Error(), "KV cache full") {
-		t.Fatalf("reserving past capacity: %v", err)
-	}
-	k0, _ := c.Block(1, 0, 33)
-	k1, _ := c.Block(1, 1, 33)
-	k0[0], k1[0] = 1, 2
-	if k0[0] == k1[0] {
-		t.Fatal("two sequences share a block")
-	}
-	c.Truncate(1, 10)
-	if c.Len(1) != 32 || c.FreePositions() != 32 {
-		t.Fatalf("after truncate: len %d free %d", c.Len(1), c.FreePositions())
-	}
-	c.Free(0)
-	c.Free(1)
-	if c.FreePositions() != 128 {
-		t.Fatalf("after free: %d free", c.FreePositions())
 	}
 }
 

@@ -12,20 +12,41 @@ const DefaultBlockSize = 32
 // KVCache is a paged key/value cache: each sequence owns a table of
 // fixed-size blocks drawn from a shared pool, so memory follows the tokens
 // actually held rather than the context length of every slot. Block storage
-// is allocated on first use. Blocks carry reference counts so that a later
-// prefix cache can share a prompt's blocks between sequences.
+// is allocated on first use. Blocks carry reference counts: with the prefix
+// cache on (prefixcache.go), a full block of computed positions is
+// registered under the hash chain of its tokens and shared read-only by
+// every sequence whose prompt starts the same way, and when no sequence
+// holds it any more it stays cached until its memory is needed.
 type KVCache struct {
 	layers, kvDim, blockSize int
 	maxBlocks                int
 	k, v                     [][][]float32 // [layer][block] → blockSize*kvDim floats
-	refs                     []int         // per block
-	free                     []int
-	tables                   map[int][]int // sequence → block ids
+	refs                     []int         // per block: sequences holding it
+	free                     []int         // blocks holding nothing worth keeping
+	seqs                     map[int]*seqBlocks
+
+	prefix prefixCache
+}
+
+// seqBlocks is one sequence's view of the cache.
+type seqBlocks struct {
+	table []int // block ids, in position order
+	// chain[i] is the prefix-cache key of full block i, for the leading
+	// blocks whose positions are all computed (see Commit).
+	chain []blockHash
+	root  blockHash  // the key the chain starts from (experts, salt)
+	keys  []CacheKey // the prompt's extra per-position keys
 }
 
 // NewKVCache makes a cache for cfg that holds at most maxTokens positions in
-// all (rounded up to whole blocks).
+// all (rounded up to whole blocks), with the prefix cache on.
 func NewKVCache(cfg *model.Config, maxTokens, blockSize int) *KVCache {
+	return newKVCache(cfg, maxTokens, blockSize, true)
+}
+
+// newKVCache is NewKVCache with the prefix cache on or off: off, Admit
+// reuses nothing and Commit and Retire keep nothing.
+func newKVCache(cfg *model.Config, maxTokens, blockSize int, prefix bool) *KVCache {
 	if blockSize <= 0 {
 		blockSize = DefaultBlockSize
 	}
@@ -33,7 +54,7 @@ func NewKVCache(cfg *model.Config, maxTokens, blockSize int) *KVCache {
 	c := &KVCache{
 		layers: cfg.NLayer, kvDim: cfg.KVDim(), blockSize: blockSize, maxBlocks: nb,
 		k: make([][][]float32, cfg.NLayer), v: make([][][]float32, cfg.NLayer),
-		refs: make([]int, nb), tables: map[int][]int{},
+		refs: make([]int, nb), seqs: map[int]*seqBlocks{},
 	}
 	for l := range c.k {
 		c.k[l] = make([][]float32, nb)
@@ -42,7 +63,14 @@ func NewKVCache(cfg *model.Config, maxTokens, blockSize int) *KVCache {
 	for b := nb - 1; b >= 0; b-- {
 		c.free = append(c.free, b)
 	}
+	c.prefix.init(nb, prefix)
 	return c
+}
+
+// KVBytesPerToken is the memory one cached position takes for cfg (keys
+// and values of every layer, float32).
+func KVBytesPerToken(cfg *model.Config) int64 {
+	return int64(cfg.NLayer) * int64(cfg.KVDim()) * 2 * 4
 }
 
 // BlockSize is the number of positions per block.
@@ -51,76 +79,102 @@ func (c *KVCache) BlockSize() int { return c.blockSize }
 // Capacity is the number of positions the cache can hold in all.
 func (c *KVCache) Capacity() int { return c.maxBlocks * c.blockSize }
 
-// FreePositions is the number of positions not yet claimed by any sequence.
-func (c *KVCache) FreePositions() int { return len(c.free) * c.blockSize }
+// FreePositions is the number of positions a sequence can still claim:
+// free blocks and cached blocks that no sequence holds (which are evicted
+// when claimed).
+func (c *KVCache) FreePositions() int { return (len(c.free) + c.prefix.idle) * c.blockSize }
 
 // Block implements model.Cache. The block must have been reserved.
 func (c *KVCache) Block(layer, seq, pos int) (k, v []float32) {
-	id := c.tables[seq][pos/c.blockSize]
+	id := c.seqs[seq].table[pos/c.blockSize]
 	return c.k[layer][id], c.v[layer][id]
 }
 
 // Len returns the number of positions reserved for seq.
-func (c *KVCache) Len(seq int) int { return len(c.tables[seq]) * c.blockSize }
+func (c *KVCache) Len(seq int) int {
+	if s := c.seqs[seq]; s != nil {
+		return len(s.table) * c.blockSize
+	}
+	return 0
+}
 
-// Reserve makes sure positions [0, n) of seq have blocks.
+func (c *KVCache) seq(id int) *seqBlocks {
+	s := c.seqs[id]
+	if s == nil {
+		s = &seqBlocks{}
+		c.seqs[id] = s
+	}
+	return s
+}
+
+// Reserve makes sure positions [0, n) of seq have blocks, taking free
+// blocks first and then evicting the least recently used cached blocks
+// that no sequence holds. It claims nothing when it cannot claim all.
 func (c *KVCache) Reserve(seq, n int) error {
-	t := c.tables[seq]
-	need := (n+c.blockSize-1)/c.blockSize - len(t)
+	need := (n+c.blockSize-1)/c.blockSize - c.Len(seq)/c.blockSize
 	if need <= 0 {
 		return nil
 	}
-	if need > len(c.free) {
+	if need > len(c.free)+c.prefix.idle {
 		return fmt.Errorf("engine: KV cache full: %d positions requested, %d free of %d", n, c.FreePositions(), c.Capacity())
 	}
+	s := c.seq(seq)
 	for i := 0; i < need; i++ {
-		id := c.free[len(c.free)-1]
-		c.free = c.free[:len(c.free)-1]
-		c.refs[id] = 1
-		if c.k[0][id] == nil {
-			for l := 0; l < c.layers; l++ {
-				c.k[l][id] = make([]float32, c.blockSize*c.kvDim)
-				c.v[l][id] = make([]float32, c.blockSize*c.kvDim)
-			}
-		}
-		t = append(t, id)
+		s.table = append(s.table, c.alloc())
 	}
-	c.tables[seq] = t
 	return nil
 }
 
-// Truncate keeps the blocks covering positions [0, n) of seq and releases the rest.
-func (c *KVCache) Truncate(seq, n int) {
-	t := c.tables[seq]
-	keep := (n + c.blockSize - 1) / c.blockSize
-	for _, id := range t[min(keep, len(t)):] {
-		c.release(id)
+// alloc takes one block (there must be a free or an idle cached one) and
+// gives it a reference.
+func (c *KVCache) alloc() int {
+	var id int
+	if n := len(c.free); n > 0 {
+		id = c.free[n-1]
+		c.free = c.free[:n-1]
+	} else {
+		id = c.prefix.evict()
 	}
-	if keep < len(t) {
-		c.tables[seq] = t[:keep]
+	c.refs[id] = 1
+	if c.k[0][id] == nil {
+		for l := 0; l < c.layers; l++ {
+			c.k[l][id] = make([]float32, c.blockSize*c.kvDim)
+			c.v[l][id] = make([]float32, c.blockSize*c.kvDim)
+		}
 	}
+	return id
 }
 
-// Move hands the blocks of sequence from to sequence to, which must hold none.
-func (c *KVCache) Move(from, to int) {
-	if len(c.tables[to]) > 0 {
-		panic("engine: KVCache.Move onto a sequence that holds blocks")
-	}
-	c.tables[to] = c.tables[from]
-	delete(c.tables, from)
-}
-
-// Free releases every block of seq.
+// Free releases every block of seq. Blocks registered in the prefix cache
+// stay cached (the last ones of the sequence first in line for eviction);
+// the others become free.
 func (c *KVCache) Free(seq int) {
-	for _, id := range c.tables[seq] {
-		c.release(id)
+	s := c.seqs[seq]
+	if s == nil {
+		return
 	}
-	delete(c.tables, seq)
+	for i := len(s.table) - 1; i >= 0; i-- {
+		c.release(s.table[i])
+	}
+	delete(c.seqs, seq)
 }
 
 func (c *KVCache) release(id int) {
 	c.refs[id]--
-	if c.refs[id] == 0 {
-		c.free = append(c.free, id)
+	if c.refs[id] > 0 {
+		return
+	}
+	if c.prefix.meta[id].cached {
+		c.prefix.pushIdle(id)
+		return
+	}
+	c.free = append(c.free, id)
+}
+
+// copyBlock copies the first n positions of block src into block dst.
+func (c *KVCache) copyBlock(dst, src, n int) {
+	for l := 0; l < c.layers; l++ {
+		copy(c.k[l][dst][:n*c.kvDim], c.k[l][src][:n*c.kvDim])
+		copy(c.v[l][dst][:n*c.kvDim], c.v[l][src][:n*c.kvDim])
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/stepflash/stepflash/internal/testmodels"
 )
 
 // TestJSONAfterThinkingBudget: when a spent budget closes the thinking block,
@@ -81,34 +79,5 @@ func TestCancelWhileQueued(t *testing.T) {
 	}
 	if d := e.QueueDepth(); d != 0 {
 		t.Fatalf("queue depth %d after cancel", d)
-	}
-}
-
-// TestPrefixReuseNeedsSameExperts: keys and values computed with another
-// experts-per-token count are not reused.
-func TestPrefixReuseNeedsSameExperts(t *testing.T) {
-	m, tok := openModel(t, testmodels.Path(t, "tiny-qwen3moe-F32.gguf"), 1)
-	e := New(m, tok, Options{Context: 256, KeepPrefixes: 1})
-	defer e.Close()
-	prompt := tok.Encode("Once upon a time there was", true, true)
-	follow := append(append([]int32{}, prompt...), tok.Encode(" a cat", false, false)...)
-	if _, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 1, ExpertsUsed: 1}, nil); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		experts int
-		reuse   bool
-	}{{2, false}, {0, false}, {1, true}} {
-		// Park the 1-expert prefix again before each probe.
-		if _, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 1, ExpertsUsed: 1}, nil); err != nil {
-			t.Fatal(err)
-		}
-		res, err := e.Generate(context.Background(), Request{Prompt: follow, MaxTokens: 1, ExpertsUsed: tc.experts}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if (res.CachedTokens > 0) != tc.reuse {
-			t.Errorf("experts %d after a 1-expert turn: %d cached tokens, reuse expected %v", tc.experts, res.CachedTokens, tc.reuse)
-		}
 	}
 }

@@ -61,13 +61,6 @@ func (s *sequence) wakeWaiter() {
 	}
 }
 
-// parkedSeq is a finished sequence whose KV cache is kept for a follow-up.
-type parkedSeq struct {
-	id      int
-	tokens  []int32 // the tokens whose keys and values are in the cache
-	experts int     // experts per token they were computed with (0: trained count)
-}
-
 // loop is the scheduler goroutine.
 func (e *Engine) loop() {
 	defer close(e.done)
@@ -94,8 +87,8 @@ func (e *Engine) loop() {
 }
 
 // admit moves waiting requests into free slots while the KV cache has room,
-// reusing a parked sequence's cache when the prompt starts with its tokens.
-// Called with e.mu held.
+// sharing the cached blocks of the longest prefix of each prompt that is in
+// the prefix cache. Called with e.mu held.
 func (e *Engine) admit() {
 	// Cancelled requests leave the queue at once, wherever they wait.
 	kept := e.pending[:0]
@@ -111,47 +104,26 @@ func (e *Engine) admit() {
 	e.pending = kept
 	for len(e.pending) > 0 && len(e.running) < e.opts.Parallel {
 		s := e.pending[0]
-		if s.cancelled.Load() {
-			e.pending = e.pending[1:]
-			s.res.FinishReason = "cancelled"
-			s.finish(nil)
-			continue
-		}
 		need := len(s.req.Prompt) + s.maxNew
 		if need > e.cache.Capacity() {
 			e.pending = e.pending[1:]
 			s.finish(fmt.Errorf("engine: KV cache holds %d positions, request needs %d", e.cache.Capacity(), need))
 			continue
 		}
-		reuse, common := e.bestPrefix(s.req.Prompt, s.req.ExpertsUsed)
-		if reuse != nil {
-			e.cache.Move(reuse.id, s.id)
-			e.unpark(reuse)
-			e.cache.Truncate(s.id, common)
-			s.past = common
-		}
-		for e.cache.Reserve(s.id, need) != nil {
-			if len(e.parked) == 0 {
-				break
-			}
-			e.cache.Free(e.parked[0].id)
-			e.parked = e.parked[1:]
-		}
-		if e.cache.Len(s.id) < need {
+		// The reusable length stops one short of the prompt so that its
+		// last token is run to give the next token's logits.
+		past, err := e.cache.Admit(s.id, need, s.req.Prompt, len(s.req.Prompt)-1, e.prefixRoot(s.req.ExpertsUsed), s.req.CacheKeys)
+		if err != nil {
 			if len(e.running) == 0 {
 				// Nothing will free memory: the request cannot fit at all.
-				e.cache.Free(s.id)
 				e.pending = e.pending[1:]
 				s.finish(fmt.Errorf("engine: KV cache holds %d positions, request needs %d", e.cache.Capacity(), need))
 				continue
 			}
-			if reuse != nil {
-				e.cache.Free(s.id)
-				s.past = 0
-			}
 			return // wait for a running sequence to finish
 		}
 		e.pending = e.pending[1:]
+		s.past = past
 		s.tokens = append([]int32(nil), s.req.Prompt...)
 		s.sampler = NewSampler(s.req.Sampling)
 		s.think = newThinkState(e.Tok, s.req)
@@ -167,63 +139,30 @@ func (e *Engine) admit() {
 	}
 }
 
-// bestPrefix finds the parked sequence sharing the longest prefix with
-// prompt. The reusable length stops one short of the prompt so that its last
-// token is run again to give the next token's logits.
-func (e *Engine) bestPrefix(prompt []int32, experts int) (*parkedSeq, int) {
-	var best *parkedSeq
-	bestN := 0
-	for _, p := range e.parked {
-		if e.expertsOf(p.experts) != e.expertsOf(experts) {
-			continue // keys and values past an MoE layer depend on the expert count
-		}
-		n := 0
-		for n < len(p.tokens) && n < len(prompt)-1 && p.tokens[n] == prompt[n] {
-			n++
-		}
-		if n > bestN {
-			best, bestN = p, n
-		}
+// prefixRoot is the prefix-cache root of a request: keys and values past
+// an MoE layer depend on the experts-per-token count, so sequences run with
+// different counts share nothing.
+func (e *Engine) prefixRoot(expertsUsed int) blockHash {
+	cfg := e.Model.Config()
+	if cfg.NExpert == 0 {
+		return prefixRoot(0) // dense: the count is ignored
 	}
-	return best, bestN
+	if expertsUsed <= 0 {
+		expertsUsed = cfg.NExpertUse
+	}
+	return prefixRoot(expertsUsed)
 }
 
-// expertsOf resolves an experts-per-token request (0: the trained count).
-func (e *Engine) expertsOf(n int) int {
-	if n <= 0 {
-		return e.Model.Config().NExpertUse
-	}
-	return n
-}
-
-func (e *Engine) unpark(p *parkedSeq) {
-	for i, q := range e.parked {
-		if q == p {
-			e.parked = append(e.parked[:i], e.parked[i+1:]...)
-			return
-		}
-	}
-}
-
-// retire removes s from the running set, parking its cache for reuse.
-// Called with e.mu held.
-func (e *Engine) retire(s *sequence) {
+// retire removes s from the running set and frees its blocks; with keep,
+// its computed positions stay in the prefix cache. Called with e.mu held.
+func (e *Engine) retire(s *sequence, keep bool) {
 	for i, r := range e.running {
 		if r == s {
 			e.running = append(e.running[:i], e.running[i+1:]...)
 			break
 		}
 	}
-	if e.opts.KeepPrefixes < 0 || s.past == 0 {
-		e.cache.Free(s.id)
-		return
-	}
-	e.cache.Truncate(s.id, s.past)
-	e.parked = append(e.parked, &parkedSeq{id: s.id, tokens: s.tokens[:s.past], experts: s.req.ExpertsUsed})
-	for len(e.parked) > e.opts.KeepPrefixes {
-		e.cache.Free(e.parked[0].id)
-		e.parked = e.parked[1:]
-	}
+	e.cache.Retire(s.id, s.tokens, s.past, keep)
 }
 
 // step runs one forward pass over every running sequence: one token for
@@ -262,7 +201,7 @@ func (e *Engine) step() {
 	for _, s := range running {
 		if s.cancelled.Load() {
 			e.mu.Lock()
-			e.retire(s)
+			e.retire(s, true)
 			e.mu.Unlock()
 			s.res.FinishReason = "cancelled"
 			s.finish(nil)
@@ -297,17 +236,24 @@ func (e *Engine) step() {
 		s := sl.s
 		if err != nil {
 			e.mu.Lock()
-			e.retire(s)
+			e.retire(s, false) // the pass may have stored part of its keys and values
 			e.mu.Unlock()
 			s.finish(err)
 			continue
 		}
-		// Positions advance for every token the pass stored.
+		// Positions advance for every token the pass stored, and the
+		// blocks they complete join the prefix cache.
 		if sl.row < 0 {
 			s.past += sl.n
+			e.mu.Lock()
+			e.cache.Commit(s.id, s.tokens, s.past)
+			e.mu.Unlock()
 			continue
 		}
 		s.past = len(s.tokens)
+		e.mu.Lock()
+		e.cache.Commit(s.id, s.tokens, s.past)
+		e.mu.Unlock()
 		if s.generated == 0 {
 			s.res.PromptTime = now.Sub(s.started)
 			s.firstTok = now
@@ -317,7 +263,7 @@ func (e *Engine) step() {
 		if e.emit(s, e.logits[sl.row*vocab:(sl.row+1)*vocab]) {
 			s.res.DecodeTime = now.Sub(s.firstTok)
 			e.mu.Lock()
-			e.retire(s)
+			e.retire(s, true)
 			e.mu.Unlock()
 			if rest := s.dec.Flush(); rest != "" {
 				s.push(Token{ID: -1, Text: rest})

@@ -54,7 +54,7 @@ func TestContinuousBatching(t *testing.T) {
 			reqs[i].Sampling = SamplerParams{Temperature: 0.9, TopK: 40, TopP: 0.95, Seed: uint64(i)}
 		}
 	}
-	solo := New(m, tok, Options{Context: 256, Parallel: 1, KeepPrefixes: -1})
+	solo := New(m, tok, Options{Context: 256, Parallel: 1, CacheBytes: -1})
 	want := make([][]int32, len(reqs))
 	for i, r := range reqs {
 		res, err := solo.Generate(context.Background(), r, nil)
@@ -65,7 +65,7 @@ func TestContinuousBatching(t *testing.T) {
 	}
 	solo.Close()
 
-	e := New(m, tok, Options{Context: 256, Parallel: 4, BatchSize: 16, KeepPrefixes: -1})
+	e := New(m, tok, Options{Context: 256, Parallel: 4, BatchSize: 16, CacheBytes: -1})
 	defer e.Close()
 	var wg sync.WaitGroup
 	got := make([][]int32, len(reqs))
@@ -123,7 +123,7 @@ func TestPrefixReuse(t *testing.T) {
 	if want := len(first.Prompt) + len(r1.Tokens) - 1; r2.CachedTokens != want {
 		t.Fatalf("cached tokens %d, want %d", r2.CachedTokens, want)
 	}
-	fresh := New(m, tok, Options{Context: 512, Parallel: 1, KeepPrefixes: -1})
+	fresh := New(m, tok, Options{Context: 512, Parallel: 1, CacheBytes: -1})
 	defer fresh.Close()
 	r3, err := fresh.Generate(context.Background(), second, nil)
 	if err != nil {
