@@ -21,6 +21,8 @@ Commands:
   bench      measure prefill and decode speed (tok/s, min/median/max over runs)
   serve      OpenAI-compatible server (default 0.0.0.0:8000, API under /v1)
   pull       download a GGUF from Hugging Face: REPO[:FILE]
+  keys       API keys bound to a region: create, list, revoke
+  usage      requests, tokens and cost from the usage ledger, by key, model or day
   version    print the version, build and kernel path (also: stepflash --version)
   help       show this help, or a command's flags: stepflash help <command>
 
@@ -40,6 +42,8 @@ var commands = []command{
 	{"bench", cmdBench},
 	{"serve", cmdServe},
 	{"pull", cmdPull},
+	{"keys", cmdKeys},
+	{"usage", cmdUsage},
 	{"version", cmdVersion},
 }
 

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+
+	"github.com/stepflash/stepflash/store"
+)
+
+// storeOptions name the database of keys and the usage ledger: --data DIR
+// (its stepflash.db) or --db DSN. serve, keys and usage share them.
+type storeOptions struct {
+	dataDir string
+	dataSet bool // --data was given
+	dsn     string
+}
+
+// storeFlagsHelp is what the commands' help says of --data and --db.
+const storeFlagsHelp = `The keys and the usage ledger live in an SQLite file, stepflash.db in the
+data dir (--data, default $STEPFLASH_DATA, else $XDG_DATA_HOME/stepflash, else
+~/.local/share/stepflash), or in the database --db names: sqlite:PATH, or
+postgres://USER:PASSWORD@HOST:PORT/DB (several gateway replicas share one).
+`
+
+func registerStoreFlags(fs *flag.FlagSet, o *storeOptions) {
+	o.dataDir = store.DefaultDir()
+	fs.Func("data", "data dir holding the keys and the usage ledger (stepflash.db) (default "+o.dataDir+")", func(s string) error {
+		if s == "" {
+			return errors.New("empty directory")
+		}
+		o.dataDir, o.dataSet = s, true
+		return nil
+	})
+	fs.StringVar(&o.dsn, "db", "", "database of keys and ledger instead of the data dir's: sqlite:PATH or postgres://…")
+}
+
+// DSN is the database the options name.
+func (o *storeOptions) DSN() (string, error) {
+	if o.dsn != "" {
+		if o.dataSet {
+			return "", errors.New("give --data or --db, not both")
+		}
+		return o.dsn, nil
+	}
+	return store.DSNFor(o.dataDir), nil
+}
+
+// openStore opens (creating or migrating it as needed) the key store and
+// ledger the options name.
+func (o *storeOptions) openStore(ctx context.Context) (*store.Store, error) {
+	dsn, err := o.DSN()
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(ctx, dsn)
+}
