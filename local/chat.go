@@ -24,6 +24,9 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 	if e != nil {
 		return e
 	}
+	if e := b.checkChoices(sp.n, 1); e != nil {
+		return e
+	}
 	if req.TopLogprobs != nil {
 		sp.topLogprobs = *req.TopLogprobs
 	}

@@ -59,6 +59,9 @@ func (b *Backend) Complete(ctx context.Context, req *api.CompletionRequest, emit
 			return e
 		}
 	}
+	if e := b.checkChoices(sp.n, len(prompts)); e != nil {
+		return e
+	}
 	if !req.Echo {
 		echo = nil
 	}

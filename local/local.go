@@ -38,6 +38,12 @@ type Model struct {
 	// Fingerprint is the system_fingerprint of responses (default
 	// "fp_stepflash").
 	Fingerprint string
+	// QueueLimit is the engine's queue limit (engine.Options.QueueLimit;
+	// 0: unknown, not checked). Every choice of a request (n, times the
+	// prompts of a legacy completion) enters the queue at once, so a
+	// request with more choices than it holds could never be admitted: it
+	// is a 400 naming the limit, not a 503 to retry forever.
+	QueueLimit int
 }
 
 // Backend is a backend.Backend for one loaded model.

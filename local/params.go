@@ -124,3 +124,18 @@ type thinkCache struct {
 	thinkOnce sync.Once
 	think     *engine.Thinking
 }
+
+// checkChoices rejects a request with more choices (n per prompt) than the
+// engine can ever hold at once.
+func (b *Backend) checkChoices(n, prompts int) *api.Error {
+	limit := b.m.QueueLimit
+	if limit <= 0 || n*prompts <= limit {
+		return nil
+	}
+	const why = "this model queues at most %d choices at once (all choices of a request wait together), so the request could never be admitted"
+	if n > limit || prompts == 1 {
+		return api.InvalidRequest(api.CodeInvalidValue, "n", "Invalid 'n': %d choices asked for, but "+why+". Ask for at most n=%d.", n, limit, limit)
+	}
+	return api.InvalidRequest(api.CodeInvalidValue, "prompt",
+		"Invalid 'prompt': %d prompts with n=%d ask for %d choices, but "+why+". Send at most %d prompts with this n.", prompts, n, n*prompts, limit, limit/n)
+}
