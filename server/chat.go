@@ -20,13 +20,17 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *api.Error {
 		return e
 	}
 	c := s.newCall(w, r, m, req.Model, req.ReasoningEffort, "chatcmpl-")
+	defer c.end()
 	if req.Stream {
 		return serveStream(c, req.StreamOptions, func(emit func(*api.ChatCompletionChunk) error) error {
-			return m.Backend.Chat(r.Context(), &req, emit)
+			return m.Backend.Chat(c.ctx, &req, emit)
 		})
 	}
 	var acc backend.ChatAccumulator
-	if err := m.Backend.Chat(r.Context(), &req, func(ch *api.ChatCompletionChunk) error {
+	if err := m.Backend.Chat(c.ctx, &req, func(ch *api.ChatCompletionChunk) error {
+		if err := c.seen(); err != nil {
+			return err
+		}
 		c.observeChunk(ch)
 		acc.Add(ch)
 		return nil
@@ -52,13 +56,17 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) *api.
 		return e
 	}
 	c := s.newCall(w, r, m, req.Model, req.ReasoningEffort, "cmpl-")
+	defer c.end()
 	if req.Stream {
 		return serveStream(c, req.StreamOptions, func(emit func(*api.Completion) error) error {
-			return m.Backend.Complete(r.Context(), &req, emit)
+			return m.Backend.Complete(c.ctx, &req, emit)
 		})
 	}
 	var acc backend.CompletionAccumulator
-	if err := m.Backend.Complete(r.Context(), &req, func(ch *api.Completion) error {
+	if err := m.Backend.Complete(c.ctx, &req, func(ch *api.Completion) error {
+		if err := c.seen(); err != nil {
+			return err
+		}
 		c.observeChunk(ch)
 		acc.Add(ch)
 		return nil

@@ -20,10 +20,18 @@ import (
 // struct). Keys dst does not declare are 400 unsupported_parameter, so that
 // no field is ever accepted and silently ignored; malformed JSON is 400
 // invalid_json; a value of the wrong type is 400 invalid_type naming it; a
-// body over the limit is 413.
+// body over the limit is 413; a Content-Type other than JSON is 415
+// (checkContentType); a body that does not arrive within the read timeout
+// is 408.
 func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, dst any) *api.Error {
+	if e := s.checkContentType(r); e != nil {
+		return e
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
+		if isTimeout(err) {
+			return s.bodyTimeout()
+		}
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return api.NewError(http.StatusRequestEntityTooLarge, api.TypeInvalidRequest, api.CodeRequestTooLarge, "",

@@ -59,9 +59,12 @@ type Config struct {
 	// Logger logs one line per request; nil logs nothing.
 	Logger *slog.Logger
 	// Middleware wraps the API inside the built-in request id, metrics,
-	// logging and recovery middleware, first outermost (auth and limits go
-	// here).
+	// logging, recovery and guard middleware, first outermost (auth and
+	// limits go here).
 	Middleware []Middleware
+	// Guard is the HTTP layer's protection: timeouts, the connection cap,
+	// the Host allow-list and CORS (guard.go).
+	Guard Guard
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -79,6 +82,8 @@ type Server struct {
 	loading bool
 
 	inFlight atomic.Int64
+	guard    *guard
+	calls    calls
 }
 
 // New makes a server with no models. It is ready (see Ready) until
@@ -96,8 +101,11 @@ func New(cfg Config) *Server {
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 5
 	}
-	s := &Server{cfg: cfg, byName: map[string]*Model{}, mux: http.NewServeMux(), paths: http.NewServeMux()}
+	s := &Server{cfg: cfg, byName: map[string]*Model{}, mux: http.NewServeMux(), paths: http.NewServeMux(), guard: newGuard(cfg.Guard)}
 	s.metrics = newServerMetrics(s)
+	s.Gauge("stepflash_http_open_connections", "Open client connections of the server's listeners (capped by --max-conns).", func() []GaugeSample {
+		return []GaugeSample{{Value: float64(s.OpenConns())}}
+	})
 	s.route("GET", "/health", s.handleHealth)
 	s.route("GET", "/health/ready", s.handleReady)
 	s.route("GET", "/metrics", s.handleMetrics)
@@ -106,7 +114,7 @@ func New(cfg Config) *Server {
 	s.route("POST", "/v1/chat/completions", s.handleChat)
 	s.route("POST", "/v1/completions", s.handleCompletions)
 	s.mux.HandleFunc("/", s.handleNoRoute)
-	mws := append([]Middleware{RequestID, s.Metrics, s.Logging, s.Recovery}, cfg.Middleware...)
+	mws := append([]Middleware{RequestID, s.Metrics, s.Logging, s.Recovery, s.Guard}, cfg.Middleware...)
 	s.handler = Chain(s.mux, mws...)
 	return s
 }
@@ -226,6 +234,11 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) *api.Error
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) *api.Error {
 	if !s.Ready() {
 		return api.ModelLoading(s.cfg.RetryAfter)
+	}
+	if s.Draining() {
+		e := api.NewError(http.StatusServiceUnavailable, api.TypeServer, api.CodeOverloaded, "", "The server is shutting down.")
+		e.RetryAfter = shutdownRetryAfter
+		return e
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "models": s.Names()})
 	return nil

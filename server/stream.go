@@ -26,12 +26,38 @@ type call struct {
 	start    time.Time
 	first    bool // a chunk with choices was seen
 	finishes []string
+
+	// ctx is the backend's context: the request's, which Shutdown also
+	// ends (shutdown.go); started (guarded by s.calls.mu) is set at the
+	// backend's first chunk.
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	started bool
+	any     bool // a chunk was seen (any chunk, unlike first)
 }
 
 func (s *Server) newCall(w http.ResponseWriter, r *http.Request, m *Model, model string, effort *string, idPrefix string) *call {
 	// The tier is set before the backend runs, so that its errors carry it.
 	w.Header().Set("X-Reasoning-Effort", string(backend.EffortLevel(effort)))
-	return &call{s: s, w: w, r: r, m: m, id: randomID(idPrefix, 24), created: time.Now().Unix(), model: model, start: time.Now()}
+	c := &call{s: s, w: w, r: r, m: m, id: randomID(idPrefix, 24), created: time.Now().Unix(), model: model, start: time.Now()}
+	s.track(c)
+	return c
+}
+
+// end is called when the handler is done with the call.
+func (c *call) end() { c.s.untrack(c) }
+
+// seen is called with each chunk from the backend, before anything is
+// done with it; an error (shutdown ended the call) is emit's answer.
+func (c *call) seen() error {
+	if e := c.shutdownError(); e != nil {
+		return e
+	}
+	if !c.any {
+		c.any = true
+		c.s.markStarted(c)
+	}
+	return nil
 }
 
 // chunk is a streamed chunk of either endpoint.
@@ -81,6 +107,9 @@ func (c *call) observeUsage(u *api.Usage) {
 
 // fail maps a backend's error to the error object of the response.
 func (c *call) fail(err error) *api.Error {
+	if e := c.shutdownError(); e != nil {
+		return e
+	}
 	var e *api.Error
 	switch {
 	case errors.As(err, &e):
@@ -101,6 +130,9 @@ func serveStream[C chunk](c *call, opts *api.StreamOptions, run func(emit func(C
 	out := sse.NewWriter(c.w)
 	includeUsage := opts != nil && opts.IncludeUsage
 	err := run(func(ch C) error {
+		if err := c.seen(); err != nil {
+			return err
+		}
 		c.observeChunk(ch)
 		c.stamp(ch.Head(), ch.Ext())
 		if u := ch.FinalUsage(); u != nil {
