@@ -136,8 +136,7 @@ func CheckHost(h string) error {
 	if h == "*" {
 		return nil
 	}
-	n := normalHost(h)
-	if n == "" || strings.ContainsAny(n, "/?#@ ") {
+	if n := normalHost(h); n == "" || strings.ContainsAny(h, "/?#@ \t") {
 		return fmt.Errorf("%q is not a host name or address", h)
 	}
 	return nil
