@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"context"
+	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/stepflash/stepflash/model"
@@ -64,4 +67,58 @@ func (e *Engine) benchRun(n int, seed uint64, run func(toks []int32, logits []fl
 	start := time.Now()
 	err := run(toks, logits)
 	return time.Since(start), err
+}
+
+// PrefixHitRound is one round of BenchPrefixHit: the time to first token of
+// a prompt with nothing cached and of one whose prefix is cached, and how
+// many tokens each reused.
+type PrefixHitRound struct {
+	Cold, Hit             time.Duration
+	ColdCached, HitCached int
+}
+
+// BenchPrefixHit times the first token of two random n-token prompts
+// through the scheduler, as a request sees it: one cold, then one that
+// shares its first hit×n tokens, which the cold one has just left in the
+// prefix cache, and differs after them. Each call draws new tokens from
+// seed.
+func (e *Engine) BenchPrefixHit(n int, hit float64, experts int, seed uint64) (PrefixHitRound, error) {
+	var r PrefixHitRound
+	shared := int(hit * float64(n))
+	if n < 2 || shared < 1 || shared > n-1 {
+		return r, fmt.Errorf("engine: a %d-token prompt with a cached share of %g has no cached prefix short of its last token", n, hit)
+	}
+	vocab := e.Model.Config().NVocab
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	random := func(k int) []int32 {
+		out := make([]int32, k)
+		for i := range out {
+			out[i] = int32(rng.IntN(vocab))
+		}
+		return out
+	}
+	ttft := func(prompt []int32) (time.Duration, int, error) {
+		start := time.Now()
+		var first time.Duration
+		res, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 1, IgnoreEOS: true, ExpertsUsed: experts}, func(Token) bool {
+			if first == 0 {
+				first = time.Since(start)
+			}
+			return true
+		})
+		if err != nil {
+			return 0, 0, err
+		}
+		return first, res.CachedTokens, nil
+	}
+	prefix, rest, other := random(shared), random(n-shared), random(n-shared)
+	for other[0] == rest[0] {
+		other[0] = int32(rng.IntN(vocab))
+	}
+	var err error
+	if r.Cold, r.ColdCached, err = ttft(append(slices.Clone(prefix), rest...)); err != nil {
+		return r, err
+	}
+	r.Hit, r.HitCached, err = ttft(append(prefix, other...))
+	return r, err
 }

@@ -23,7 +23,9 @@ type KVCache struct {
 	k, v                     [][][]float32 // [layer][block] → blockSize*kvDim floats
 	refs                     []int         // per block: sequences holding it
 	free                     []int         // blocks holding nothing worth keeping
-	seqs                     map[int]*seqBlocks
+	// Blocks are made on first use: ids len(refs)..maxBlocks-1 are yet
+	// to be, so a large budget costs nothing until it is used.
+	seqs map[int]*seqBlocks
 
 	prefix prefixCache
 }
@@ -50,20 +52,11 @@ func newKVCache(cfg *model.Config, maxTokens, blockSize int, prefix bool) *KVCac
 	if blockSize <= 0 {
 		blockSize = DefaultBlockSize
 	}
-	nb := (maxTokens + blockSize - 1) / blockSize
 	c := &KVCache{
-		layers: cfg.NLayer, kvDim: cfg.KVDim(), blockSize: blockSize, maxBlocks: nb,
-		k: make([][][]float32, cfg.NLayer), v: make([][][]float32, cfg.NLayer),
-		refs: make([]int, nb), seqs: map[int]*seqBlocks{},
+		layers: cfg.NLayer, kvDim: cfg.KVDim(), blockSize: blockSize, maxBlocks: (maxTokens + blockSize - 1) / blockSize,
+		k: make([][][]float32, cfg.NLayer), v: make([][][]float32, cfg.NLayer), seqs: map[int]*seqBlocks{},
 	}
-	for l := range c.k {
-		c.k[l] = make([][]float32, nb)
-		c.v[l] = make([][]float32, nb)
-	}
-	for b := nb - 1; b >= 0; b-- {
-		c.free = append(c.free, b)
-	}
-	c.prefix.init(nb, prefix)
+	c.prefix.init(prefix)
 	return c
 }
 
@@ -82,7 +75,10 @@ func (c *KVCache) Capacity() int { return c.maxBlocks * c.blockSize }
 // FreePositions is the number of positions a sequence can still claim:
 // free blocks and cached blocks that no sequence holds (which are evicted
 // when claimed).
-func (c *KVCache) FreePositions() int { return (len(c.free) + c.prefix.idle) * c.blockSize }
+func (c *KVCache) FreePositions() int { return c.claimable() * c.blockSize }
+
+// claimable is the number of blocks a sequence can still claim.
+func (c *KVCache) claimable() int { return len(c.free) + c.maxBlocks - len(c.refs) + c.prefix.idle }
 
 // Block implements model.Cache. The block must have been reserved.
 func (c *KVCache) Block(layer, seq, pos int) (k, v []float32) {
@@ -115,7 +111,7 @@ func (c *KVCache) Reserve(seq, n int) error {
 	if need <= 0 {
 		return nil
 	}
-	if need > len(c.free)+c.prefix.idle {
+	if need > c.claimable() {
 		return fmt.Errorf("engine: KV cache full: %d positions requested, %d free of %d", n, c.FreePositions(), c.Capacity())
 	}
 	s := c.seq(seq)
@@ -125,23 +121,27 @@ func (c *KVCache) Reserve(seq, n int) error {
 	return nil
 }
 
-// alloc takes one block (there must be a free or an idle cached one) and
-// gives it a reference.
+// alloc takes one block — a free one, a new one, or the least recently
+// used idle cached one (there must be one of these) — and gives it a
+// reference.
 func (c *KVCache) alloc() int {
 	var id int
-	if n := len(c.free); n > 0 {
+	switch n := len(c.free); {
+	case n > 0:
 		id = c.free[n-1]
 		c.free = c.free[:n-1]
-	} else {
+	case len(c.refs) < c.maxBlocks:
+		id = len(c.refs)
+		c.refs = append(c.refs, 0)
+		c.prefix.grow()
+		for l := 0; l < c.layers; l++ {
+			c.k[l] = append(c.k[l], make([]float32, c.blockSize*c.kvDim))
+			c.v[l] = append(c.v[l], make([]float32, c.blockSize*c.kvDim))
+		}
+	default:
 		id = c.prefix.evict()
 	}
 	c.refs[id] = 1
-	if c.k[0][id] == nil {
-		for l := 0; l < c.layers; l++ {
-			c.k[l][id] = make([]float32, c.blockSize*c.kvDim)
-			c.v[l][id] = make([]float32, c.blockSize*c.kvDim)
-		}
-	}
 	return id
 }
 

@@ -96,13 +96,15 @@ type prefixCache struct {
 	stats      PrefixCacheStats
 }
 
-func (p *prefixCache) init(nb int, on bool) {
+func (p *prefixCache) init(on bool) {
 	p.on = on
-	p.meta = make([]blockMeta, nb)
 	p.byHash = map[blockHash]int{}
 	p.children = map[blockHash][]int{}
 	p.head, p.tail = -1, -1
 }
+
+// grow adds the entry of a new block.
+func (p *prefixCache) grow() { p.meta = append(p.meta, blockMeta{prev: -1, next: -1}) }
 
 // pushIdle puts a cached block that no sequence holds any more at the end
 // of the LRU list.
@@ -274,16 +276,17 @@ func (c *KVCache) Admit(seq, n int, prompt []int32, limit int, root blockHash, k
 			}
 		}
 	}
-	// Can it fit? Idle blocks about to be shared or copied cannot be evicted.
+	// Can it fit? Idle blocks about to be shared cannot be evicted; an
+	// idle block copied from can, once copied, but the copy needs another.
 	needBlocks := (n+bs-1)/bs - len(shared)
-	avail := len(c.free) + p.idle
+	avail := c.claimable()
 	for _, id := range shared {
 		if p.meta[id].idle {
 			avail--
 		}
 	}
-	if src >= 0 && p.meta[src].idle {
-		avail--
+	if src >= 0 && p.meta[src].idle && avail < 2 {
+		src, m = -1, 0
 	}
 	if needBlocks > avail {
 		return 0, fmt.Errorf("engine: KV cache full: %d positions requested, %d free of %d", n, c.FreePositions(), c.Capacity())

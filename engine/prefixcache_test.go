@@ -189,6 +189,27 @@ func TestKVCacheBlocks(t *testing.T) {
 				t.Fatalf("after both: %+v, %d free (block 0 and one partial leaf cached)", st, c.FreePositions())
 			}
 		}},
+		{"a full cache: copy, then evict the source; or no copy", func(t *testing.T, c *KVCache) {
+			a := seqTokens(0, 80) // 2 full blocks and 16 positions
+			c.Admit(0, 80, a, 79, root, nil)
+			fill(c, 0, a, 0, 80)
+			c.Retire(0, a, 80, true)
+			b := append(slices.Clone(a[:70]), 999)
+			if n, err := c.Admit(1, 128, b, 70, root, nil); err != nil || n != 70 || c.Stats().Evictions != 1 {
+				t.Fatalf("reused %d, %v, %d evictions; want 70 and the copied block evicted", n, err, c.Stats().Evictions)
+			}
+			c.Retire(1, b, 70, true)
+			// d fills all 4 blocks; then e shares 3 whole ones and has one
+			// left for its 4th, the block it would copy from: no copy.
+			d := seqTokens(0, 110)
+			c.Admit(2, 128, d, 109, root, nil)
+			fill(c, 2, d, 0, 110)
+			c.Retire(2, d, 110, true)
+			e := append(slices.Clone(d[:100]), 999)
+			if n, err := c.Admit(3, 128, e, 100, root, nil); err != nil || n != 96 {
+				t.Fatalf("reused %d, %v; want the 3 whole blocks (96)", n, err)
+			}
+		}},
 		{"a prompt that cannot fit claims nothing", func(t *testing.T, c *KVCache) {
 			a := seqTokens(0, 64)
 			c.Admit(0, 96, a, 63, root, nil)
@@ -505,6 +526,7 @@ func TestPrefixCacheOptions(t *testing.T) {
 	}{
 		{"default: the running sequences' positions", Options{Context: 128}, nil, 4, 49, "", 2, 0},
 		{"CacheBytes adds whole positions", Options{Context: 128, CacheBytes: 64*per + per - 1}, nil, 6, 49, "", 2, 0},
+		{"a large budget costs nothing up front", Options{Context: 128, CacheBytes: 1 << 40}, nil, (128 + int((1<<40)/per) + 31) / 32, 49, "", 2, 0},
 		{"negative turns it off", Options{Context: 128, CacheBytes: -1}, nil, 4, 0, "", 0, 0},
 		{"same image key twice", Options{Context: 128}, []CacheKey{{10, 20, "a"}}, 4, 49, "", 2, 0},
 		{"a key past the prompt", Options{Context: 128}, []CacheKey{{10, 51, "a"}}, 4, 0, "not a range inside the prompt", 0, 0},
@@ -533,5 +555,29 @@ func TestPrefixCacheOptions(t *testing.T) {
 				t.Fatalf("%d blocks (want %d), %d cached (want %d), stats %+v", st.CapacityBlocks, tc.blocks, res.CachedTokens, tc.cached, st)
 			}
 		})
+	}
+}
+
+// TestBenchPrefixHit: the benchmark's cached request reuses exactly its
+// shared prefix and the cold one nothing; shares with no cached prefix
+// short of the last token are refused.
+func TestBenchPrefixHit(t *testing.T) {
+	m, tok := openStories(t)
+	e := New(m, tok, Options{Context: 201})
+	defer e.Close()
+	r, err := e.BenchPrefixHit(200, 0.9, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ColdCached != 0 || r.HitCached != 180 || r.Cold <= 0 || r.Hit <= 0 {
+		t.Fatalf("%+v, want 0 and 180 cached tokens and both times", r)
+	}
+	for _, tc := range []struct {
+		n   int
+		hit float64
+	}{{200, 0}, {200, 1}, {200, 0.001}, {1, 0.5}} {
+		if _, err := e.BenchPrefixHit(tc.n, tc.hit, 0, 2); err == nil || !strings.Contains(err.Error(), "no cached prefix") {
+			t.Errorf("n %d hit %g: %v", tc.n, tc.hit, err)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stepflash/stepflash/effort"
+	"github.com/stepflash/stepflash/engine"
 	"github.com/stepflash/stepflash/gguf"
 	"github.com/stepflash/stepflash/loadgen"
 	"github.com/stepflash/stepflash/local"
@@ -53,6 +54,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed runs (and the probes) to this file (go tool pprof)")
 	effortFlag := fs.String("effort", "", "reasoning effort tier: low, medium (default) or high (MoE: experts per token)")
+	prefixHit := fs.Float64("prefix-hit", 0, "instead of the prefill and decode tests, time to first token of a -p token prompt whose first share "+
+		"(e.g. 0.9) is in the prefix cache, against the same length cold: -r rounds of the pair")
 	probe := fs.Bool("probe", true, "after each decode run, time one read of the weights (up to 1 GiB) with the same threads: "+
 		"the memory speed that caps decode, reported with each run's share of that ceiling")
 	lc := loadgen.Config{APIKey: os.Getenv("STEP_API_KEY")}
@@ -81,7 +84,10 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			"       stepflash bench --base-url URL [--base-url URL2] [--model NAME] [--clients 16] [--duration 60s] [flags]\n"+
 			"       stepflash bench --base-url URL [--base-url URL2] --conversations N --turns T [--clients 16] [flags]\n\n"+
 			"With -m: prefill (random prompt of -p tokens) and decode (-n single-token passes) speed\n"+
-			"on an empty cache, like llama-bench's pp and tg tests; min/median/max tok/s over -r runs.\n\n"+
+			"on an empty cache, like llama-bench's pp and tg tests; min/median/max tok/s over -r runs.\n"+
+			"With --prefix-hit F: time to first token (through the scheduler, as a request sees it)\n"+
+			"of a random -p token prompt cold, then of one sharing its first F×p tokens, which the\n"+
+			"cold one left in the prefix cache; -r rounds of the pair; median and range of each.\n\n"+
 			"With --base-url (load mode): --clients concurrent greedy streaming /completions\n"+
 			"requests of --max-tokens each against any OpenAI-compatible server (stepflash serve,\n"+
 			"llama-server, vLLM) for --duration; reports requests ok/failed, aggregate completion\n"+
@@ -120,7 +126,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	loadOnly := []string{"clients", "duration", "max-tokens", "prompt", "ignore-eos", "requests", "request-timeout", "rounds", "api-key",
 		"conversations", "turns"}
-	modelOnly := []string{"p", "n", "r", "effort", "cpuprofile", "t", "threads", "c", "ctx", "load", "probe"}
+	modelOnly := []string{"p", "n", "r", "effort", "cpuprofile", "t", "threads", "c", "ctx", "load", "probe", "prefix-hit"}
 	if len(lc.BaseURLs) > 0 {
 		for _, f := range modelOnly {
 			if set[f] {
@@ -154,6 +160,15 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	if _, err := effort.Parse(*effortFlag); err != nil {
 		return err
+	}
+	if set["prefix-hit"] {
+		if *prefixHit <= 0 || *prefixHit >= 1 || *nPrompt < 2 {
+			return fmt.Errorf("--prefix-hit must be between 0 and 1 (exclusive) and -p at least 2, got %g and %d", *prefixHit, *nPrompt)
+		}
+		if set["n"] || set["probe"] {
+			return fmt.Errorf("--prefix-hit replaces the decode test: -n and --probe do not apply")
+		}
+		*nGen = 0
 	}
 	if mf.ctx == 0 {
 		mf.ctx = max(*nPrompt, *nGen) + 1
@@ -194,6 +209,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if set["prefix-hit"] {
+		return benchPrefixHit(e, mf, *nPrompt, *prefixHit, *runs, *warmup, experts, applied, *asJSON, stdout)
 	}
 	if *nPrompt > 0 {
 		if *warmup {
@@ -278,6 +296,57 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout)
 	}
+	return nil
+}
+
+// prefixHitReport is the result of bench --prefix-hit.
+type prefixHitReport struct {
+	Model   string         `json:"model"`
+	Threads int            `json:"threads"`
+	Effort  effort.Applied `json:"effort"`
+	Prompt  int            `json:"prompt_tokens"`
+	// Cached is the cached request's reused tokens (Result.CachedTokens).
+	Cached int `json:"cached_tokens"`
+	// ColdMS and HitMS are the rounds' times to first token, cold and
+	// with the prefix cached; Ratio is median hit ÷ median cold.
+	ColdMS    []float64 `json:"cold_ttft_ms"`
+	HitMS     []float64 `json:"hit_ttft_ms"`
+	ColdMedMS float64   `json:"cold_ttft_median_ms"`
+	HitMedMS  float64   `json:"hit_ttft_median_ms"`
+	Ratio     float64   `json:"ratio"`
+}
+
+// benchPrefixHit runs bench --prefix-hit: rounds of a cold request and a
+// cached one, alternating, after one untimed round (with --warmup).
+func benchPrefixHit(e *engine.Engine, mf modelFlags, n int, hit float64, runs int, warmup bool, experts int, applied effort.Applied, asJSON bool, stdout io.Writer) error {
+	rep := prefixHitReport{Model: mf.model, Threads: mf.threads, Effort: applied, Prompt: n}
+	if warmup {
+		if _, err := e.BenchPrefixHit(n, hit, experts, 0); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < runs; i++ {
+		r, err := e.BenchPrefixHit(n, hit, experts, uint64(i+1))
+		if err != nil {
+			return err
+		}
+		if r.ColdCached != 0 {
+			return fmt.Errorf("round %d: the cold prompt reused %d cached tokens (random tokens met a cached prefix: try again)", i+1, r.ColdCached)
+		}
+		rep.Cached = r.HitCached
+		rep.ColdMS = append(rep.ColdMS, float64(r.Cold.Microseconds())/1e3)
+		rep.HitMS = append(rep.HitMS, float64(r.Hit.Microseconds())/1e3)
+	}
+	rep.ColdMedMS, rep.HitMedMS = median(rep.ColdMS), median(rep.HitMS)
+	rep.Ratio = rep.HitMedMS / rep.ColdMedMS
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(rep)
+	}
+	fmt.Fprintf(stdout, "model: %s  threads: %d  rounds: %d  effort: %s\n", mf.model, mf.threads, runs, describeEffort(applied))
+	fmt.Fprintf(stdout, "time to first token, %d-token prompt (median, min..max of %d rounds):\n", n, runs)
+	fmt.Fprintf(stdout, "  %-18s %10.1f ms (%.1f..%.1f)\n", "cold", rep.ColdMedMS, slices.Min(rep.ColdMS), slices.Max(rep.ColdMS))
+	fmt.Fprintf(stdout, "  %-18s %10.1f ms (%.1f..%.1f)\n", fmt.Sprintf("%d tokens cached", rep.Cached), rep.HitMedMS, slices.Min(rep.HitMS), slices.Max(rep.HitMS))
+	fmt.Fprintf(stdout, "  cached ÷ cold: %.3f\n", rep.Ratio)
 	return nil
 }
 
