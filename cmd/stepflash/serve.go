@@ -43,6 +43,7 @@ type serveOptions struct {
 	queue           int
 	maxBody         int64
 	maxN            int
+	cacheRAM        int64 // MiB; -1: no prefix cache
 	shutdownTimeout time.Duration
 	offline         bool
 	quiet           bool
@@ -160,6 +161,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.IntVar(&o.queue, "queue", 64, "requests waiting for a slot per model; more get 503 overloaded")
 	fs.Int64Var(&o.maxBody, "max-body", server.DefaultMaxBodyBytes, "request body limit in bytes")
 	fs.IntVar(&o.maxN, "max-n", 16, "largest n (choices per request)")
+	fs.Int64Var(&o.cacheRAM, "cache-ram", 0, "MiB of KV memory per model added for the prefix cache (prompt prefixes kept for reuse), beyond the -c × --parallel positions whose unused part it fills anyway; -1: no prefix cache")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish")
 	cacheDir := fs.String("cache-dir", hub.DefaultCacheDir(), "where pulled models are kept ($STEPFLASH_CACHE)")
 	fs.BoolVar(&o.offline, "offline", os.Getenv("HF_HUB_OFFLINE") == "1", "never download: serve cached or local files only ($HF_HUB_OFFLINE=1)")
@@ -204,6 +206,9 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	}
 	if o.threads <= 0 || o.parallel <= 0 || o.queue <= 0 || o.maxBody <= 0 || o.maxN <= 0 {
 		return nil, fmt.Errorf("-t, --parallel, --queue, --max-body and --max-n must be positive")
+	}
+	if o.cacheRAM < -1 || o.cacheRAM > 1<<30 {
+		return nil, fmt.Errorf("--cache-ram is MiB (0 or more), or -1 for no prefix cache; got %d", o.cacheRAM)
 	}
 	if (o.routing != "" || o.upstreamKeyEnv != "") && flagSpec < 0 {
 		return nil, fmt.Errorf("--routing and --upstream-key-env apply to --upstream")
@@ -535,7 +540,8 @@ type servedModel struct {
 // loadServedModel opens a GGUF, its tokenizer, chat template and engine,
 // and makes its backend: the local pipeline behind the price table.
 func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (*servedModel, error) {
-	l, err := openModel(path, o.threads, o.load, engine.Options{Context: firstPositive(spec.Ctx, o.ctx), Parallel: firstPositive(spec.Parallel, o.parallel), QueueLimit: o.queue})
+	l, err := openModel(path, o.threads, o.load, engine.Options{Context: firstPositive(spec.Ctx, o.ctx), Parallel: firstPositive(spec.Parallel, o.parallel), QueueLimit: o.queue,
+		CacheBytes: o.cacheRAM << 20})
 	if err != nil {
 		return nil, err
 	}

@@ -176,6 +176,9 @@ func TestServeFlags(t *testing.T) {
 		{"upstream: bad URL", []string{"--upstream", "ftp://a/v1"}, nil, true},
 		{"routing without upstream", []string{"-m", "a.gguf", "--routing", "ordered"}, nil, true},
 		{"bad parallel", []string{"--parallel", "0"}, nil, true},
+		{"cache-ram", []string{"--cache-ram", "512"}, func(o *serveOptions) bool { return o.cacheRAM == 512 }, false},
+		{"no prefix cache", []string{"--cache-ram", "-1"}, func(o *serveOptions) bool { return o.cacheRAM == -1 }, false},
+		{"bad cache-ram", []string{"--cache-ram", "-2"}, nil, true},
 	}
 	for _, tc := range cases {
 		var log bytes.Buffer
