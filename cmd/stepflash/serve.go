@@ -52,6 +52,7 @@ type serveOptions struct {
 	upstreamKeyEnv  string
 	routing         string
 	getenv          func(string) string
+	httpOptions
 }
 
 const serveUsage = `Usage: stepflash serve [-m MODEL [--alias NAME]...]... [--upstream URL[#MODEL]]... [flags]
@@ -97,6 +98,7 @@ tier or field left out keeps the default):
 experts_per_token: 1..the trained experts per token (MoE models only);
 thinking_budget: tokens (0: thinking off), or -1 for unlimited.
 
+%s
 Flags:
 `
 
@@ -162,12 +164,13 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.Int64Var(&o.maxBody, "max-body", server.DefaultMaxBodyBytes, "request body limit in bytes")
 	fs.IntVar(&o.maxN, "max-n", 16, "largest n (choices per request)")
 	fs.Int64Var(&o.cacheRAM, "cache-ram", 0, "MiB of KV memory per model added for the prefix cache (prompt prefixes kept for reuse), beyond the -c × --parallel positions whose unused part it fills anyway; -1: no prefix cache")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may finish")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long running requests may finish (then streams end with an error event and [DONE]; waiting requests get a 503 at once)")
+	registerHTTPFlags(fs, &o.httpOptions)
 	cacheDir := fs.String("cache-dir", hub.DefaultCacheDir(), "where pulled models are kept ($STEPFLASH_CACHE)")
 	fs.BoolVar(&o.offline, "offline", os.Getenv("HF_HUB_OFFLINE") == "1", "never download: serve cached or local files only ($HF_HUB_OFFLINE=1)")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not log requests")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, serveUsage, hub.Default)
+		fmt.Fprintf(stderr, serveUsage, hub.Default, httpUsage)
 		fs.PrintDefaults()
 	}
 	pos, err := parseInterleaved(fs, args)
@@ -207,6 +210,9 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	if o.threads <= 0 || o.parallel <= 0 || o.queue <= 0 || o.maxBody <= 0 || o.maxN <= 0 {
 		return nil, fmt.Errorf("-t, --parallel, --queue, --max-body and --max-n must be positive")
 	}
+	if err := o.httpOptions.check(); err != nil {
+		return nil, err
+	}
 	if o.cacheRAM < -1 || o.cacheRAM > 1<<30 {
 		return nil, fmt.Errorf("--cache-ram is MiB (0 or more), or -1 for no prefix cache; got %d", o.cacheRAM)
 	}
@@ -245,7 +251,7 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 	if err := precheck(specs, o); err != nil {
 		return err
 	}
-	srv := server.New(server.Config{MaxBodyBytes: o.maxBody, MaxN: o.maxN, Logger: logger})
+	srv := server.New(server.Config{MaxBodyBytes: o.maxBody, MaxN: o.maxN, Logger: logger, Guard: o.guard(o.addr)})
 	var closers []func()
 	defer func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -270,7 +276,8 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second}
+	hs := &http.Server{Handler: srv}
+	srv.Configure(hs)
 	fmt.Fprintf(stderr, "stepflash serve: listening on http://%s (API under /v1)\n", ln.Addr())
 	if onListen != nil {
 		onListen(ln.Addr())
@@ -279,7 +286,7 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 		p.Start()
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- hs.Serve(ln) }()
+	go func() { serveErr <- hs.Serve(srv.Listener(ln)) }() // the connection cap, JSON for net/http's own errors
 
 	loadErr := make(chan error, 1)
 	loadCtx, cancelLoad := context.WithCancel(ctx)
@@ -319,8 +326,8 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 	fmt.Fprintf(stderr, "stepflash serve: shutting down (waiting up to %s for in-flight requests)\n", o.shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		hs.Close()
+	if err := srv.Shutdown(sctx, hs); err != nil {
+		fmt.Fprintf(stderr, "stepflash serve: %v\n", err)
 	}
 	return nil
 }
@@ -570,7 +577,7 @@ func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Wri
 		return nil, fmt.Errorf("%s (model %q): %w", path, name, err)
 	}
 	b, err := local.New(local.Model{Engine: eng, Tok: tok, Config: cfg, Template: tmpl, Effort: policy,
-		Fingerprint: "fp_" + hex.EncodeToString(sum[:5])})
+		Fingerprint: "fp_" + hex.EncodeToString(sum[:5]), QueueLimit: o.queue})
 	if err != nil {
 		l.Close()
 		return nil, fmt.Errorf("%s (model %q): %w", path, name, err)
