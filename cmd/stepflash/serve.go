@@ -52,6 +52,7 @@ type serveOptions struct {
 	upstreamKeyEnv  string
 	routing         string
 	getenv          func(string) string
+	storeOptions
 	httpOptions
 }
 
@@ -169,6 +170,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	cacheDir := fs.String("cache-dir", hub.DefaultCacheDir(), "where pulled models are kept ($STEPFLASH_CACHE)")
 	fs.BoolVar(&o.offline, "offline", os.Getenv("HF_HUB_OFFLINE") == "1", "never download: serve cached or local files only ($HF_HUB_OFFLINE=1)")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not log requests")
+	registerStoreFlags(fs, &o.storeOptions)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, serveUsage, hub.Default, httpUsage)
 		fs.PrintDefaults()
@@ -251,6 +253,12 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 	if err := precheck(specs, o); err != nil {
 		return err
 	}
+	st, err := o.openStore(ctx) // keys and the usage ledger
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	o.ledger = st
 	srv := server.New(server.Config{MaxBodyBytes: o.maxBody, MaxN: o.maxN, Logger: logger, Guard: o.guard(o.addr)})
 	var closers []func()
 	defer func() {
@@ -424,7 +432,7 @@ func buildPools(specs []modelSpec, o *serveOptions, srv *server.Server, stderr i
 		if sp.Prices != nil {
 			prices = *sp.Prices
 		}
-		if err := srv.AddModel(&server.Model{Name: sp.Name, Aliases: sp.Aliases, Backend: backend.Chain(p, billing.Pricing(prices))}); err != nil {
+		if err := srv.AddModel(&server.Model{Name: sp.Name, Aliases: sp.Aliases, Backend: backend.Chain(p, o.recorded(sp.Name, billing.Pricing(prices))...)}); err != nil {
 			return pools, err
 		}
 		var ups []string
@@ -586,7 +594,7 @@ func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Wri
 	if spec.Prices != nil {
 		prices = *spec.Prices
 	}
-	m := &server.Model{Name: name, Aliases: spec.Aliases, Backend: backend.Chain(b, billing.Pricing(prices))}
+	m := &server.Model{Name: name, Aliases: spec.Aliases, Backend: backend.Chain(b, o.recorded(name, billing.Pricing(prices))...)}
 	return &servedModel{model: m, close: l.Close, weights: l.file.Loaded(), context: eng.Context(), template: tmplName,
 		policy: policy.Describe(shape)}, nil
 }

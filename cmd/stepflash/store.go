@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 
+	"github.com/stepflash/stepflash/backend"
+	"github.com/stepflash/stepflash/billing"
 	"github.com/stepflash/stepflash/store"
 )
 
@@ -14,6 +16,9 @@ type storeOptions struct {
 	dataDir string
 	dataSet bool // --data was given
 	dsn     string
+	// ledger is where serve records every request (set once it opened
+	// the store).
+	ledger billing.Ledger
 }
 
 // storeFlagsHelp is what the commands' help says of --data and --db.
@@ -43,6 +48,9 @@ func (o *storeOptions) DSN() (string, error) {
 		}
 		return o.dsn, nil
 	}
+	if o.dataDir == "" {
+		return store.DSNFor(store.DefaultDir()), nil
+	}
 	return store.DSNFor(o.dataDir), nil
 }
 
@@ -54,4 +62,14 @@ func (o *storeOptions) openStore(ctx context.Context) (*store.Store, error) {
 		return nil, err
 	}
 	return store.Open(ctx, dsn)
+}
+
+// recorded is a served model's backend middleware: the ledger's Recording
+// outermost, so that it records every request (those that inner
+// middleware refuses too) and sees the usage priced, then mws.
+func (o *storeOptions) recorded(name string, mws ...backend.Middleware) []backend.Middleware {
+	if o.ledger == nil {
+		return mws
+	}
+	return append([]backend.Middleware{billing.Recording(o.ledger, name)}, mws...)
 }
