@@ -19,9 +19,9 @@ const usageUsage = `Usage: stepflash usage [--key ID] [--model M] [--since T] [-
 
 Reports the usage ledger (docs/ledger.md): requests, errors, tokens (prompt,
 cached, completion, reasoning) and cost in USD, in total or grouped by key,
-served model or day (UTC). Every request a server answered has one row,
-written before its usage reached the client; errors count the requests that
-failed or were cut mid-stream.
+served model or day (UTC). Every request that reached a served model has
+one row, written before its usage reached the client; errors count the
+requests that failed (429s included) or were cut mid-stream.
 
 --key takes a key's id (or its name, when one key has it); --model a served
 model name. T is an RFC 3339 time (2026-06-01T12:00:00Z), a date (2026-06-01,
