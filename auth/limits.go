@@ -218,7 +218,7 @@ func limitError(code string, wait time.Duration, format string, args ...any) *ap
 }
 
 func seconds(d time.Duration) string {
-	return time.Duration(math.Ceil(d.Seconds())*float64(time.Second)).String()
+	return time.Duration(math.Ceil(d.Seconds()) * float64(time.Second)).String()
 }
 
 const keyCtx ctxKey = 1

@@ -41,10 +41,12 @@ type Region struct {
 // every region of a process: the listener a request came through tells
 // its region (WithListenerRegion, set by the listener's BaseContext).
 type Authenticator struct {
-	store   Store
-	regions map[string]Region
-	require bool
-	now     func() time.Time
+	store Store
+
+	regionsMu sync.RWMutex
+	regions   map[string]Region
+	require   bool
+	now       func() time.Time
 
 	mu       sync.Mutex
 	enforced map[string]enforcedAt // region → cached "has keys"
@@ -73,12 +75,21 @@ const enforceTTL = time.Second
 
 // New makes an Authenticator.
 func New(o Options) *Authenticator {
-	a := &Authenticator{store: o.Store, regions: map[string]Region{}, require: o.Require, now: time.Now,
-		enforced: map[string]enforcedAt{}}
-	for _, r := range o.Regions {
-		a.regions[r.Name] = r
-	}
+	a := &Authenticator{store: o.Store, require: o.Require, now: time.Now, enforced: map[string]enforcedAt{}}
+	a.SetRegions(o.Regions)
 	return a
+}
+
+// SetRegions replaces the regions the Authenticator knows of (a server
+// learns its listeners' ports only once bound).
+func (a *Authenticator) SetRegions(regions []Region) {
+	m := map[string]Region{}
+	for _, r := range regions {
+		m[r.Name] = r
+	}
+	a.regionsMu.Lock()
+	a.regions = m
+	a.regionsMu.Unlock()
 }
 
 type ctxKey int
@@ -173,7 +184,10 @@ func (a *Authenticator) Authenticate(r *http.Request) (backend.Caller, *Key, *ap
 // its base URL.
 func (a *Authenticator) mismatch(r *http.Request, keyRegion, here string) *api.Error {
 	where := ""
-	if reg, ok := a.regions[keyRegion]; ok {
+	a.regionsMu.RLock()
+	reg, ok := a.regions[keyRegion]
+	a.regionsMu.RUnlock()
+	if ok {
 		if u := reg.BaseURL; u != "" {
 			where = u
 		} else if reg.Port != 0 {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stepflash/stepflash/auth"
 	"github.com/stepflash/stepflash/backend"
 	"github.com/stepflash/stepflash/billing"
 	"github.com/stepflash/stepflash/chat"
@@ -53,6 +53,7 @@ type serveOptions struct {
 	routing         string
 	getenv          func(string) string
 	storeOptions
+	regionOptions
 	httpOptions
 }
 
@@ -75,6 +76,16 @@ MODEL is the upstream's model id (default: the served name; OpenRouter's
 default is stepfun/step-3.7-flash). The key is read from --upstream-key-env, or
 the known service's variable (STEP_API_KEY for StepFun, OPENROUTER_API_KEY,
 NVIDIA_API_KEY), or STEP_API_KEY when URL is $STEP_BASE_URL.
+
+API keys (stepflash keys create) are bound to a region. The server is region
+"global" on --addr unless --region says otherwise: --region cn serves region
+cn on --addr; --region global=0.0.0.0:8000 --region cn=0.0.0.0:8001 serves
+two regions from one process, each on its own listener taking only its own
+keys. A key of another region gets 401 region_mismatch naming that region's
+base URL (--region-url NAME=URL, else its listener here on the caller's host).
+Keys are enforced once the key store holds a key of the region (or always,
+with --require-keys); until then anyone who can reach the listener can use
+it, which serve says at start for listeners beyond loopback (docs/keys.md).
 
 With no -m, --upstream or --config the default model is served:
   %s
@@ -171,6 +182,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.BoolVar(&o.offline, "offline", os.Getenv("HF_HUB_OFFLINE") == "1", "never download: serve cached or local files only ($HF_HUB_OFFLINE=1)")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not log requests")
 	registerStoreFlags(fs, &o.storeOptions)
+	registerRegionFlags(fs, &o.regionOptions)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, serveUsage, hub.Default, httpUsage)
 		fs.PrintDefaults()
@@ -212,11 +224,14 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	if o.threads <= 0 || o.parallel <= 0 || o.queue <= 0 || o.maxBody <= 0 || o.maxN <= 0 {
 		return nil, fmt.Errorf("-t, --parallel, --queue, --max-body and --max-n must be positive")
 	}
+	if o.cacheRAM < -1 || o.cacheRAM > 1<<30 {
+		return nil, fmt.Errorf("--cache-ram is MiB (0 or more), or -1 for no prefix cache; got %d", o.cacheRAM)
+	}
 	if err := o.httpOptions.check(); err != nil {
 		return nil, err
 	}
-	if o.cacheRAM < -1 || o.cacheRAM > 1<<30 {
-		return nil, fmt.Errorf("--cache-ram is MiB (0 or more), or -1 for no prefix cache; got %d", o.cacheRAM)
+	if _, err := o.listeners(o.addr); err != nil {
+		return nil, err
 	}
 	if (o.routing != "" || o.upstreamKeyEnv != "") && flagSpec < 0 {
 		return nil, fmt.Errorf("--routing and --upstream-key-env apply to --upstream")
@@ -259,7 +274,15 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 	}
 	defer st.Close()
 	o.ledger = st
-	srv := server.New(server.Config{MaxBodyBytes: o.maxBody, MaxN: o.maxN, Logger: logger, Guard: o.guard(o.addr)})
+	regions, err := o.listeners(o.addr)
+	if err != nil {
+		return err
+	}
+	authn := auth.New(auth.Options{Store: st, Require: o.requireKeys})
+	limiter := auth.NewLimiter(st)
+	o.backendMiddleware = func(prices billing.Prices) []backend.Middleware { return backendMiddleware(limiter, prices) }
+	srv := server.New(server.Config{MaxBodyBytes: o.maxBody, MaxN: o.maxN, Logger: logger,
+		Middleware: []server.Middleware{authn.Middleware}, Guard: o.guard(o.addr)})
 	var closers []func()
 	defer func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -280,21 +303,34 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 		}
 	}
 	srv.SetLoading(len(locals) > 0)
-	ln, err := net.Listen("tcp", o.addr)
+	lns, err := listenRegions(regions)
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv}
-	srv.Configure(hs)
-	fmt.Fprintf(stderr, "stepflash serve: listening on http://%s (API under /v1)\n", ln.Addr())
+	for _, l := range lns {
+		if len(lns) == 1 && len(o.regions) == 0 {
+			fmt.Fprintf(stderr, "stepflash serve: listening on %s (API under /v1)\n", servedURL(l.ln))
+		} else {
+			fmt.Fprintf(stderr, "stepflash serve: region %s listening on %s (API under /v1)\n", l.name, servedURL(l.ln))
+		}
+	}
+	warnOpen(ctx, authn, lns, stderr)
+	authn.SetRegions(o.authRegions(lns))
 	if onListen != nil {
-		onListen(ln.Addr())
+		onListen(lns[0].ln.Addr())
 	}
 	for _, p := range pools {
 		p.Start()
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- hs.Serve(srv.Listener(ln)) }() // the connection cap, JSON for net/http's own errors
+	for i := range lns {
+		lns[i].ln = srv.Listener(lns[i].ln) // the connection cap, JSON for net/http's own errors
+	}
+	servers, serveErr := serveRegions(lns, srv, srv.Configure)
+	closeAll := func() {
+		for _, hs := range servers {
+			hs.Close()
+		}
+	}
 
 	loadErr := make(chan error, 1)
 	loadCtx, cancelLoad := context.WithCancel(ctx)
@@ -311,7 +347,7 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 	case err := <-loadErr:
 		closers = append(closers, <-loaded...)
 		if err != nil {
-			hs.Close() // nothing was ready: no requests to wait for
+			closeAll() // nothing was ready: no requests to wait for
 			return err
 		}
 		srv.SetLoading(false)
@@ -334,7 +370,7 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 	fmt.Fprintf(stderr, "stepflash serve: shutting down (waiting up to %s for in-flight requests)\n", o.shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx, hs); err != nil {
+	if err := srv.Shutdown(sctx, servers...); err != nil {
 		fmt.Fprintf(stderr, "stepflash serve: %v\n", err)
 	}
 	return nil
@@ -432,7 +468,7 @@ func buildPools(specs []modelSpec, o *serveOptions, srv *server.Server, stderr i
 		if sp.Prices != nil {
 			prices = *sp.Prices
 		}
-		if err := srv.AddModel(&server.Model{Name: sp.Name, Aliases: sp.Aliases, Backend: backend.Chain(p, o.recorded(sp.Name, billing.Pricing(prices))...)}); err != nil {
+		if err := srv.AddModel(&server.Model{Name: sp.Name, Aliases: sp.Aliases, Backend: backend.Chain(p, o.recorded(sp.Name, o.backendMiddleware(prices)...)...)}); err != nil {
 			return pools, err
 		}
 		var ups []string
@@ -594,7 +630,7 @@ func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Wri
 	if spec.Prices != nil {
 		prices = *spec.Prices
 	}
-	m := &server.Model{Name: name, Aliases: spec.Aliases, Backend: backend.Chain(b, o.recorded(name, billing.Pricing(prices))...)}
+	m := &server.Model{Name: name, Aliases: spec.Aliases, Backend: backend.Chain(b, o.recorded(name, o.backendMiddleware(prices)...)...)}
 	return &servedModel{model: m, close: l.Close, weights: l.file.Loaded(), context: eng.Context(), template: tmplName,
 		policy: policy.Describe(shape)}, nil
 }

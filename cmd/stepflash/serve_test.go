@@ -179,6 +179,24 @@ func TestServeFlags(t *testing.T) {
 		{"cache-ram", []string{"--cache-ram", "512"}, func(o *serveOptions) bool { return o.cacheRAM == 512 }, false},
 		{"no prefix cache", []string{"--cache-ram", "-1"}, func(o *serveOptions) bool { return o.cacheRAM == -1 }, false},
 		{"bad cache-ram", []string{"--cache-ram", "-2"}, nil, true},
+		{"one region on --addr", []string{"--region", "cn", "--addr", ":9"}, func(o *serveOptions) bool {
+			l, err := o.listeners(o.addr)
+			return err == nil && len(l) == 1 && l[0] == regionFlag{"cn", ":9"}
+		}, false},
+		{"regions", []string{"--region", "global=:8000", "--region", "cn", "--addr", ":9", "--region-url", "cn=https://cn.example/v1/", "--require-keys"}, func(o *serveOptions) bool {
+			l, err := o.listeners(o.addr)
+			return err == nil && len(l) == 2 && l[0] == regionFlag{"global", ":8000"} && l[1] == regionFlag{"cn", ":9"} &&
+				o.regionURLs["cn"] == "https://cn.example/v1" && o.requireKeys
+		}, false},
+		{"no default region", nil, func(o *serveOptions) bool {
+			l, err := o.listeners(o.addr)
+			return err == nil && len(l) == 1 && l[0] == regionFlag{"global", "0.0.0.0:8000"} && !o.requireKeys
+		}, false},
+		{"two regions on --addr", []string{"--region", "global", "--region", "cn"}, nil, true},
+		{"region twice", []string{"--region", "cn=:1", "--region", "cn=:2"}, nil, true},
+		{"bad region name", []string{"--region", "CN"}, nil, true},
+		{"empty region address", []string{"--region", "cn="}, nil, true},
+		{"region-url not a URL", []string{"--region-url", "cn=cn.example"}, nil, true},
 	}
 	for _, tc := range cases {
 		var log bytes.Buffer
