@@ -253,3 +253,23 @@ func textPieces(ch *api.Completion) int {
 	}
 	return n
 }
+
+// Metered is l that also hands every record it made durable to count (a
+// server's Prometheus counters, say): what the metrics show is what the
+// ledger holds, never a request it lost.
+func Metered(l Ledger, count func(Record)) Ledger {
+	return &metered{Ledger: l, count: count}
+}
+
+type metered struct {
+	Ledger
+	count func(Record)
+}
+
+func (m *metered) Append(ctx context.Context, r Record) error {
+	if err := m.Ledger.Append(ctx, r); err != nil {
+		return err
+	}
+	m.count(r)
+	return nil
+}

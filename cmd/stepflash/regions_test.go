@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -137,6 +139,39 @@ func TestServeRegions(t *testing.T) {
 		t.Fatalf("fourth request in a minute: %v", err)
 	}
 
+	// /metrics counts what the ledger holds, per key.
+	resp, err = http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	metric := func(name string, labels ...string) float64 {
+		t.Helper()
+		sum := 0.0
+	lines:
+		for _, line := range strings.Split(string(metrics), "\n") {
+			if !strings.HasPrefix(line, name+"{") {
+				continue
+			}
+			for _, l := range labels {
+				if !strings.Contains(line, l) {
+					continue lines
+				}
+			}
+			v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
+			if err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			sum += v
+		}
+		return sum
+	}
+	gp, cp := keyPrefix(t, global), keyPrefix(t, cn)
+	if n, n429 := metric("stepflash_billed_requests_total", `key="`+gp+`"`), metric("stepflash_billed_requests_total", `key="`+gp+`"`, `code="429"`); n != 4 || n429 != 1 {
+		t.Errorf("metrics: key %s has %g requests, %g refused; want 4, 1", gp, n, n429)
+	}
+
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -153,8 +188,14 @@ func TestServeRegions(t *testing.T) {
 	got := map[string][2]int64{}
 	for _, g := range rep.Groups {
 		got[g.Group] = [2]int64{g.Requests, g.Errors}
+		key := `key="` + g.Group + `"`
+		if c := metric("stepflash_cost_usd_total", key); math.Abs(c-g.CostUSD) > 1e-12 || g.CostUSD <= 0 {
+			t.Errorf("key %s: metrics cost %g, ledger %g", g.Group, c, g.CostUSD)
+		}
+		if n := metric("stepflash_billed_tokens_total", key, `type="cached"`); int64(n) != g.CachedTokens {
+			t.Errorf("key %s: metrics cached tokens %g, ledger %d", g.Group, n, g.CachedTokens)
+		}
 	}
-	gp, cp := keyPrefix(t, global), keyPrefix(t, cn)
 	if got[gp] != [2]int64{4, 1} || got[cp] != [2]int64{1, 0} || len(got) != 2 {
 		t.Errorf("ledger (requests, errors) by key %v, want %s: {4 1}, %s: {1 0}", got, gp, cp)
 	}

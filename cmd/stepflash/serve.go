@@ -273,7 +273,6 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 		return err
 	}
 	defer st.Close()
-	o.ledger = st
 	regions, err := o.listeners(o.addr)
 	if err != nil {
 		return err
@@ -283,6 +282,7 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 	o.backendMiddleware = func(prices billing.Prices) []backend.Middleware { return backendMiddleware(limiter, prices) }
 	srv := server.New(server.Config{MaxBodyBytes: o.maxBody, MaxN: o.maxN, Logger: logger,
 		Middleware: []server.Middleware{authn.Middleware}, Guard: o.guard(o.addr)})
+	o.ledger = billing.Metered(st, meter(srv))
 	var closers []func()
 	defer func() {
 		for i := len(closers) - 1; i >= 0; i-- {

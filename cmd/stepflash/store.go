@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"strconv"
 
 	"github.com/stepflash/stepflash/backend"
 	"github.com/stepflash/stepflash/billing"
+	"github.com/stepflash/stepflash/server"
 	"github.com/stepflash/stepflash/store"
 )
 
@@ -72,4 +74,23 @@ func (o *storeOptions) recorded(name string, mws ...backend.Middleware) []backen
 		return mws
 	}
 	return append([]backend.Middleware{billing.Recording(o.ledger, name)}, mws...)
+}
+
+// meter registers the ledger's counters on srv's /metrics, per served
+// model and key (key "" where keys are not enforced), and returns what
+// counts each record the ledger made durable.
+func meter(srv *server.Server) func(billing.Record) {
+	reqs := srv.Counter("stepflash_billed_requests_total", "Requests in the usage ledger, by served model, key and HTTP status.", "model", "key", "code")
+	toks := srv.Counter("stepflash_billed_tokens_total", "Tokens in the usage ledger, by served model, key and type: prompt (cached ones included), cached (prompt tokens billed at the cache-hit price), completion (reasoning included), reasoning.", "model", "key", "type")
+	cost := srv.Counter("stepflash_cost_usd_total", "Cost in USD in the usage ledger, by served model and key.", "model", "key")
+	return func(r billing.Record) {
+		reqs(1, r.Model, r.KeyID, strconv.Itoa(r.Status))
+		for _, t := range []struct {
+			typ string
+			n   int
+		}{{"prompt", r.PromptTokens}, {"cached", r.CachedTokens}, {"completion", r.CompletionTokens}, {"reasoning", r.ReasoningTokens}} {
+			toks(float64(t.n), r.Model, r.KeyID, t.typ)
+		}
+		cost(r.CostUSD, r.Model, r.KeyID)
+	}
 }
