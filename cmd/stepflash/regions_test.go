@@ -36,14 +36,15 @@ func createKey(t *testing.T, dir string, args ...string) string {
 // listener, with keys made by `stepflash keys create`: through the official
 // OpenAI SDK a key works in its own region only, every refusal is a 401
 // with an error object that says what is wrong (a key of the other region
-// is told that region's base URL), a key's rpm limit gives 429 with
-// Retry-After, and the ledger holds a row per request that reached the
+// is told that region's base URL), a key's rpm limit and its budget give
+// 429s with Retry-After, /metrics counts per key what the ledger holds, and the ledger holds a row per request that reached the
 // model, under the key that made it.
 func TestServeRegions(t *testing.T) {
 	dir := t.TempDir()
 	global := createKey(t, dir, "--region", "global", "--name", "app", "--rpm", "3")
 	cn := createKey(t, dir, "--region", "cn", "--name", "app-cn")
 	revoked := createKey(t, dir, "--region", "global", "--name", "old")
+	tight := createKey(t, dir, "--region", "global", "--name", "tight", "--budget", "0.000001", "--budget-period", "day")
 	if rc, out, errs := run(t, "keys", "revoke", "--data", dir, "old"); rc != 0 {
 		t.Fatalf("revoke: %d %s %s", rc, out, errs)
 	}
@@ -139,6 +140,16 @@ func TestServeRegions(t *testing.T) {
 		t.Fatalf("fourth request in a minute: %v", err)
 	}
 
+	// A budget of $0.000001 a day: the first request (about $0.000007)
+	// spends it, the second is refused until midnight UTC.
+	if _, err := chat(base, tight); err != nil {
+		t.Fatalf("first request within the budget: %v", err)
+	}
+	_, err = chat(base, tight)
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 429 || apiErr.Code != "insufficient_quota" || apiErr.Response.Header.Get("Retry-After") == "" {
+		t.Fatalf("request past the budget: %v", err)
+	}
+
 	// /metrics counts what the ledger holds, per key.
 	resp, err = http.Get(base + "/metrics")
 	if err != nil {
@@ -196,8 +207,9 @@ func TestServeRegions(t *testing.T) {
 			t.Errorf("key %s: metrics cached tokens %g, ledger %d", g.Group, n, g.CachedTokens)
 		}
 	}
-	if got[gp] != [2]int64{4, 1} || got[cp] != [2]int64{1, 0} || len(got) != 2 {
-		t.Errorf("ledger (requests, errors) by key %v, want %s: {4 1}, %s: {1 0}", got, gp, cp)
+	tp := keyPrefix(t, tight)
+	if got[gp] != [2]int64{4, 1} || got[cp] != [2]int64{1, 0} || got[tp] != [2]int64{2, 1} || len(got) != 3 {
+		t.Errorf("ledger (requests, errors) by key %v, want %s: {4 1}, %s: {1 0}, %s: {2 1}", got, gp, cp, tp)
 	}
 }
 
