@@ -37,8 +37,8 @@ func createKey(t *testing.T, dir string, args ...string) string {
 // OpenAI SDK a key works in its own region only, every refusal is a 401
 // with an error object that says what is wrong (a key of the other region
 // is told that region's base URL), a key's rpm limit and its budget give
-// 429s with Retry-After, /metrics counts per key what the ledger holds, and the ledger holds a row per request that reached the
-// model, under the key that made it.
+// 429s with Retry-After, the ledger holds a row per request that reached
+// the model, under the key that made it, and /metrics counts the same.
 func TestServeRegions(t *testing.T) {
 	dir := t.TempDir()
 	global := createKey(t, dir, "--region", "global", "--name", "app", "--rpm", "3")
