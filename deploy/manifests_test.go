@@ -44,6 +44,9 @@ const (
 	// The Secret holding upstream API keys; it is not shipped, so every
 	// reference to it must be optional.
 	upstreamSecret = "stepflash-upstream"
+	// The Secret that may hold the gateway's Postgres DSN (key dsn, read as
+	// $STEPFLASH_DB); not shipped either, so its references are optional.
+	dbSecret, dbSecretKey = "stepflash-db", "dsn"
 	// The name a stepflash engine serves its first model under as well
 	// (server.DefaultModelName).
 	defaultModelName = "step-3.7-flash"
@@ -519,6 +522,7 @@ var variantChecks = []variantCheck{
 	{"scrape annotations", checkScrapeAnnotations},
 	{"resources", checkResources},
 	{"env and volumes", checkEnvAndVolumes},
+	{"data dir", checkDataDir},
 	{"disruption budgets", checkDisruptionBudgets},
 	{"gateway config", checkGatewayConfig},
 }
@@ -860,7 +864,8 @@ var envRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
 
 // checkEnvAndVolumes: $(VAR) in command lines names an env var of the
 // container (Kubernetes leaves unknown references as literal text); Secret
-// references are optional and name the upstream Secret; a resourceFieldRef
+// references are optional and name the upstream Secret (or, for
+// STEPFLASH_DB, the database Secret's dsn); a resourceFieldRef
 // to a limit has that limit; every mount has a volume; a stepflash container
 // that pulls a model has its cache on a writable volume.
 func checkEnvAndVolumes(v *variant) []error {
@@ -886,8 +891,11 @@ func checkEnvAndVolumes(v *variant) []error {
 				if e.ValueFrom == nil {
 					continue
 				}
-				if ref := e.ValueFrom.SecretKeyRef; ref != nil && (ref.Name != upstreamSecret || ref.Optional == nil || !*ref.Optional) {
-					errs = append(errs, fmt.Errorf("%s: env %s: secretKeyRef must name %s with optional: true", where, e.Name, upstreamSecret))
+				if ref := e.ValueFrom.SecretKeyRef; ref != nil {
+					known := ref.Name == upstreamSecret || (e.Name == "STEPFLASH_DB" && ref.Name == dbSecret && ref.Key == dbSecretKey)
+					if !known || ref.Optional == nil || !*ref.Optional {
+						errs = append(errs, fmt.Errorf("%s: env %s: secretKeyRef must name %s (or, for STEPFLASH_DB, %s key %s) with optional: true", where, e.Name, upstreamSecret, dbSecret, dbSecretKey))
+					}
 				}
 				if ref := e.ValueFrom.ResourceFieldRef; ref != nil {
 					if r, ok := strings.CutPrefix(ref.Resource, "limits."); ok {
@@ -919,6 +927,130 @@ func checkEnvAndVolumes(v *variant) []error {
 				if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == cache && !m.ReadOnly }) {
 					errs = append(errs, fmt.Errorf("%s: STEPFLASH_CACHE %s is not a writable volume mount (the root filesystem is read-only)", where, cache))
 				}
+			}
+		}
+	}
+	return errs
+}
+
+// writableVolumes names the volumes of a workload's pods that a container
+// can write: emptyDirs, PersistentVolumeClaims (volumeClaimTemplates too)
+// and generic ephemeral volumes. ConfigMap, Secret, downwardAPI and
+// projected volumes are read-only whatever the mount says.
+func writableVolumes(w workload) map[string]bool {
+	out := map[string]bool{}
+	for _, vol := range w.template.Spec.Volumes {
+		if vol.EmptyDir != nil || vol.Ephemeral != nil || (vol.PersistentVolumeClaim != nil && !vol.PersistentVolumeClaim.ReadOnly) {
+			out[vol.Name] = true
+		}
+	}
+	for _, c := range w.claims {
+		out[c] = true
+	}
+	return out
+}
+
+// writableDir reports whether dir (relative ones from the container's
+// working directory, else /) lies at or below a writable mount of c.
+func writableDir(c *corev1.Container, writable map[string]bool, dir string) bool {
+	if !path.IsAbs(dir) {
+		wd := c.WorkingDir
+		if wd == "" {
+			wd = "/"
+		}
+		dir = path.Join(wd, dir)
+	}
+	dir = path.Clean(dir)
+	for _, m := range c.VolumeMounts {
+		mp := path.Clean(m.MountPath)
+		if writable[m.Name] && !m.ReadOnly && (dir == mp || mp == "/" || strings.HasPrefix(dir, mp+"/")) {
+			return true
+		}
+	}
+	return false
+}
+
+// opensStore reports whether a stepflash container runs a command that
+// opens the key store and usage ledger (serve, keys, usage; serve is the
+// image's default command).
+func opensStore(c *corev1.Container) bool {
+	if !isStepflash(c) {
+		return false
+	}
+	if len(c.Command) == 0 && len(c.Args) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(commandLine(c), func(a string) bool { return a == "serve" || a == "keys" || a == "usage" })
+}
+
+func isPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// checkDataDir: serve opens its key store and usage ledger before it
+// listens, and stops if it cannot, so a stepflash container whose root
+// filesystem is read-only needs the database somewhere writable. It is
+// resolved as the binary does (cmd/stepflash/store.go): --db, else --data,
+// else $STEPFLASH_DB, else $STEPFLASH_DATA's stepflash.db, else a dir under
+// the home directory, on the root filesystem. $STEPFLASH_DB from an optional
+// Secret may be unset, so it still needs the data dir. A gateway with more
+// than one replica needs a way to one shared Postgres database
+// (STEPFLASH_DB, or --db postgres://…): SQLite on each pod's own volume
+// would give each replica its own keys and its own part of the ledger.
+func checkDataDir(v *variant) []error {
+	var errs []error
+	for _, w := range v.workloads() {
+		writable := writableVolumes(w)
+		for _, c := range allContainers(&w.template.Spec) {
+			if !opensStore(c) {
+				continue
+			}
+			where := fmt.Sprintf("%s container %s", w, c.Name)
+			args := commandLine(c)
+			readOnlyRoot := c.SecurityContext != nil && c.SecurityContext.ReadOnlyRootFilesystem != nil && *c.SecurityContext.ReadOnlyRootFilesystem
+			db, dbGiven := flagValue(args, "--db", "-db")
+			dbFlag := dbGiven && db != "" // --db "" clears $STEPFLASH_DB
+			dataDir, dataFlag := flagValue(args, "--data", "-data")
+			envDB, envDBLiteral := envValue(c, "STEPFLASH_DB")
+			envDBLiteral = envDBLiteral && envDB != "" && !dbGiven
+			envDBSecret := !dbGiven && slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+				return e.Name == "STEPFLASH_DB" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil
+			})
+			var dsn, what string // the database, and what named it
+			switch {
+			case dbFlag && dataFlag:
+				errs = append(errs, fmt.Errorf("%s: both --data and --db (serve refuses to start)", where))
+				continue
+			case dbFlag:
+				dsn, what = db, "--db"
+			case dataFlag:
+				if hasEnv(c, "STEPFLASH_DB") {
+					errs = append(errs, fmt.Errorf("%s: --data %s is given, so STEPFLASH_DB is ignored (an explicit --data wins over it)", where, dataDir))
+				}
+				dsn, what = "sqlite:"+path.Join(dataDir, "stepflash.db"), "--data"
+			case envDBLiteral:
+				dsn, what = envDB, "STEPFLASH_DB"
+			default:
+				if dir, ok := envValue(c, "STEPFLASH_DATA"); ok && dir != "" {
+					dsn, what = "sqlite:"+path.Join(dir, "stepflash.db"), "STEPFLASH_DATA"
+				} else if readOnlyRoot {
+					errs = append(errs, fmt.Errorf("%s: sets no STEPFLASH_DATA, --data or --db: serve would open stepflash.db under the home directory, on the read-only root filesystem, and fail at start", where))
+					continue
+				} else {
+					what = "the default data dir"
+				}
+			}
+			// A $(VAR) expands at start (checkEnvAndVolumes checks VAR).
+			sqlite := dsn != "" && !isPostgres(dsn) && !strings.Contains(dsn, "$(")
+			if sqlite && readOnlyRoot {
+				file, _, _ := strings.Cut(strings.TrimPrefix(dsn, "sqlite:"), "?")
+				if dir := path.Dir(file); !writableDir(c, writable, dir) {
+					errs = append(errs, fmt.Errorf("%s: %s %s is not on a writable volume mount (the root filesystem is read-only): serve cannot open its key store and ledger", where, what, strings.TrimPrefix(strings.TrimSuffix(dsn, "/stepflash.db"), "sqlite:")))
+				}
+			}
+			shared := isPostgres(dsn) || strings.Contains(dsn, "$(") || (!dbFlag && !dataFlag && envDBSecret)
+			if isGateway(c) && w.replicas > 1 && !shared {
+				errs = append(errs, fmt.Errorf("%s: %d gateway replicas each with their own SQLite (%s): keys and ledger are not shared; set STEPFLASH_DB from Secret %s key %s (optional), or --db postgres://…", where, w.replicas, what, dbSecret, dbSecretKey))
 			}
 		}
 	}
@@ -1703,6 +1835,23 @@ func replace(old, new string) func(string) string {
 	return func(s string) string { return strings.Replace(s, old, new, 1) }
 }
 
+// edits returns an edit that applies each of es in turn; if one of them
+// changes nothing, the whole edit changes nothing (which breakVariant
+// reports).
+func edits(es ...func(string) string) func(string) string {
+	return func(orig string) string {
+		s := orig
+		for _, e := range es {
+			next := e(s)
+			if next == s {
+				return orig
+			}
+			s = next
+		}
+		return s
+	}
+}
+
 // replaceLast returns an edit that replaces the last old with new.
 func replaceLast(old, new string) func(string) string {
 	return func(s string) string {
@@ -1770,6 +1919,18 @@ func TestChecksCatchBreakage(t *testing.T) {
 		{"undefined arg env", cpu, "engine.yaml", replace("- $(STEPFLASH_THREADS)", "- $(THREADS)"), "env and volumes", "undefined env var THREADS"},
 		{"required secret", gpu, "gateway.yaml", replace("optional: true", "optional: false"), "env and volumes", "optional: true"},
 		{"cache not mounted", cpu, "engine.yaml", replace("mountPath: /models", "mountPath: /cache"), "env and volumes", "STEPFLASH_CACHE"},
+		{"db secret required", gpu, "gateway.yaml", replace("key: dsn\n                  optional: true", "key: dsn\n                  optional: false"), "env and volumes", "optional: true"},
+		{"db secret name", cpu, "gateway.yaml", replace("name: stepflash-db", "name: postgres"), "env and volumes", "STEPFLASH_DB"},
+		// The key store and ledger.
+		{"no data volume", cpu, "gateway.yaml", edits(replace(dataMount, ""), replace(dataVolume, "")), "data dir", "STEPFLASH_DATA /data is not on a writable volume"},
+		{"no engine data volume", cpu, "engine.yaml", edits(replace(dataMount, ""), replace(dataVolume, "")), "data dir", "STEPFLASH_DATA /data is not on a writable volume"},
+		{"no data dir", cpu, "engine.yaml", replace("            - name: STEPFLASH_DATA\n              value: /data\n", ""), "data dir", "read-only root filesystem"},
+		{"data on a ConfigMap", gpu, "gateway.yaml", replace("value: /data", "value: /etc/stepflash"), "data dir", "STEPFLASH_DATA /etc/stepflash is not on a writable volume"},
+		{"data mount read-only", cpu, "engine.yaml", replace(dataMount, dataMount+"              readOnly: true\n"), "data dir", "not on a writable volume"},
+		{"data beside the mount", gpu, "gateway.yaml", replace("value: /data", "value: /database"), "data dir", "not on a writable volume"},
+		{"ledger not shared", gpu, "gateway.yaml", replace(dbEnv, ""), "data dir", "not shared"},
+		{"--data hides STEPFLASH_DB", cpu, "gateway.yaml", replace(`"--addr", "0.0.0.0:8000"]`, `"--addr", "0.0.0.0:8000", "--data", "/data"]`), "data dir", "STEPFLASH_DB is ignored"},
+		{"--data and --db", cpu, "engine.yaml", replace("            - --shutdown-timeout\n", "            - --data\n            - /data\n            - --db\n            - postgres://db/x\n            - --shutdown-timeout\n"), "data dir", "both --data and --db"},
 		// Disruption budgets.
 		{"no gateway pdb", gpu, "gateway.yaml", replaceLast("  selector:\n    matchLabels:\n      app.kubernetes.io/name: stepflash\n      app.kubernetes.io/component: gateway\n", "  selector:\n    matchLabels:\n      app.kubernetes.io/name: nothing\n"), "disruption budgets", "selects 0"},
 		{"pdb blocks", gpu, "gateway.yaml", replace("minAvailable: 1", "minAvailable: 2"), "disruption budgets", "blocks every eviction"},
@@ -1808,6 +1969,49 @@ func TestChecksCatchBreakage(t *testing.T) {
 			}
 			if !strings.Contains(joinErrs(errs), tc.want) {
 				t.Fatalf("check %q reported%s\nwant an error mentioning %q", tc.check, joinErrs(errs), tc.want)
+			}
+		})
+	}
+}
+
+// The data dir's mount, volume and the gateway's STEPFLASH_DB, as the
+// manifests write them (the breakage cases remove them).
+const (
+	dataMount  = "            - name: data\n              mountPath: /data\n"
+	dataVolume = "        - name: data\n          emptyDir:\n            sizeLimit: 1Gi\n"
+	dbEnv      = "            - name: STEPFLASH_DB\n              valueFrom:\n                secretKeyRef:\n                  name: stepflash-db\n                  key: dsn\n                  optional: true\n"
+)
+
+// TestDataDirAlternatives: checkDataDir accepts the other ways of giving
+// serve a writable store, so that its failures above are not a check that
+// fails everything.
+func TestDataDirAlternatives(t *testing.T) {
+	const cpu = "cpu-replicas"
+	for _, tc := range []struct {
+		name, variant, file string
+		edit                func(string) string
+	}{
+		{"--data arg", cpu, "engine.yaml", edits(
+			replace("            - name: STEPFLASH_DATA\n              value: /data\n", ""),
+			replace("            - --shutdown-timeout\n", "            - --data=/data\n            - --shutdown-timeout\n"))},
+		{"data on the model volume", cpu, "engine.yaml", edits(
+			replace("value: /data", "value: /models/ledger"),
+			replace(dataMount, ""), replace(dataVolume, ""))},
+		{"--db postgres, no volume", cpu, "engine.yaml", edits(
+			replace("            - name: STEPFLASH_DATA\n              value: /data\n", ""),
+			replace(dataMount, ""), replace(dataVolume, ""),
+			replace("            - --shutdown-timeout\n", "            - --db\n            - postgres://stepflash@db:5432/stepflash\n            - --shutdown-timeout\n"))},
+		{"STEPFLASH_DB postgres literal", cpu, "gateway.yaml", edits(
+			replace(dbEnv, "            - name: STEPFLASH_DB\n              value: postgres://stepflash@db:5432/stepflash\n"),
+			replace("value: /data", "value: /nowhere"))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := breakVariant(t, tc.variant, tc.file, tc.edit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if errs := checkDataDir(v); len(errs) > 0 {
+				t.Errorf("%d problem(s):%s", len(errs), joinErrs(errs))
 			}
 		})
 	}

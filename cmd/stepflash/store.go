@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"os"
 	"strconv"
 
 	"github.com/stepflash/stepflash/backend"
@@ -18,6 +19,7 @@ type storeOptions struct {
 	dataDir string
 	dataSet bool // --data was given
 	dsn     string
+	dbSet   bool // --db was given (not only $STEPFLASH_DB)
 	// ledger is where serve records every request (set once it opened
 	// the store).
 	ledger billing.Ledger
@@ -26,12 +28,18 @@ type storeOptions struct {
 // storeFlagsHelp is what the commands' help says of --data and --db.
 const storeFlagsHelp = `The keys and the usage ledger live in an SQLite file, stepflash.db in the
 data dir (--data, default $STEPFLASH_DATA, else $XDG_DATA_HOME/stepflash, else
-~/.local/share/stepflash), or in the database --db names: sqlite:PATH, or
-postgres://USER:PASSWORD@HOST:PORT/DB (several gateway replicas share one).
+~/.local/share/stepflash), or in the database --db names (default
+$STEPFLASH_DB): sqlite:PATH, or postgres://USER:PASSWORD@HOST:PORT/DB (several
+gateway replicas share one). $STEPFLASH_DB, when set, wins over the data dir
+unless --data is given; giving both --data and --db is an error.
 `
 
+// registerStoreFlags adds --data and --db to fs, with their defaults read
+// now: $STEPFLASH_DATA (store.DefaultDir) and $STEPFLASH_DB. The default
+// DSN is not printed in the help, since it may hold a password.
 func registerStoreFlags(fs *flag.FlagSet, o *storeOptions) {
 	o.dataDir = store.DefaultDir()
+	o.dsn = os.Getenv("STEPFLASH_DB")
 	fs.Func("data", "data dir holding the keys and the usage ledger (stepflash.db) (default "+o.dataDir+")", func(s string) error {
 		if s == "" {
 			return errors.New("empty directory")
@@ -39,15 +47,20 @@ func registerStoreFlags(fs *flag.FlagSet, o *storeOptions) {
 		o.dataDir, o.dataSet = s, true
 		return nil
 	})
-	fs.StringVar(&o.dsn, "db", "", "database of keys and ledger instead of the data dir's: sqlite:PATH or postgres://…")
+	fs.Func("db", "database of keys and ledger instead of the data dir's: sqlite:PATH or postgres://… (default $STEPFLASH_DB)", func(s string) error {
+		o.dsn, o.dbSet = s, s != ""
+		return nil
+	})
 }
 
-// DSN is the database the options name.
+// DSN is the database the options name: --db, else --data's, else
+// $STEPFLASH_DB, else the default data dir's. Both flags together are an
+// error; an explicit --data wins over $STEPFLASH_DB.
 func (o *storeOptions) DSN() (string, error) {
-	if o.dsn != "" {
-		if o.dataSet {
-			return "", errors.New("give --data or --db, not both")
-		}
+	if o.dbSet && o.dataSet {
+		return "", errors.New("give --data or --db, not both")
+	}
+	if o.dsn != "" && !o.dataSet {
 		return o.dsn, nil
 	}
 	if o.dataDir == "" {
