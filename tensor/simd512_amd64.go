@@ -1084,11 +1084,12 @@ func dotSIMD512(a, b []float32) float32 {
 		acc01 = acc01.Add(ldF32x16(pa, i).Mul(ldF32x16(pb, i)))
 		acc23 = acc23.Add(ldF32x16(pa, i+16).Mul(ldF32x16(pb, i+16)))
 	}
+	sum := storeHsum8(acc01.GetLo().Add(acc01.GetHi()).Add(acc23.GetLo().Add(acc23.GetHi())))
 	var tail float32
 	for ; i < n; i++ {
 		tail += float32(a[i] * b[i])
 	}
-	return storeHsum8(acc01.GetLo().Add(acc01.GetHi()).Add(acc23.GetLo().Add(acc23.GetHi()))) + tail
+	return sum + tail
 }
 
 // axpySIMD512 is axpySIMD with 16-lane vectors.
@@ -1101,15 +1102,29 @@ func axpySIMD512(a float32, x, y []float32) {
 	for ; i+16 <= n; i += 16 {
 		ldF32x16(py, i).Add(va.Mul(ldF32x16(px, i))).Store((*[16]float32)(unsafe.Add(py, 4*i)))
 	}
+	archsimd.ClearAVXUpperBits()
 	for ; i < n; i++ {
 		y[i] += float32(a * x[i])
 	}
 }
 
 // dotRowsSIMD512 is dotRowsGeneric with dotSIMD512's steps written out.
+// Rows shorter than 32 have no vector part: their dots are the scalar
+// tail alone (added to the +0 of the empty accumulators, as dotGeneric32).
 func dotRowsSIMD512(q, k []float32, stride int, out []float32) {
 	n := len(q)
 	k = k[:(len(out)-1)*stride+n]
+	if n < 32 {
+		for j := range out {
+			kj := k[j*stride : j*stride+n]
+			var tail float32
+			for i, qi := range q {
+				tail += float32(qi * kj[i])
+			}
+			out[j] = 0 + tail
+		}
+		return
+	}
 	pq, pk := ptr(q), ptr(k)
 	n32 := n &^ 31
 	for j := range out {
@@ -1118,11 +1133,12 @@ func dotRowsSIMD512(q, k []float32, stride int, out []float32) {
 			acc01 = acc01.Add(ldF32x16(pq, i).Mul(ldF32x16(pk, i)))
 			acc23 = acc23.Add(ldF32x16(pq, i+16).Mul(ldF32x16(pk, i+16)))
 		}
+		sum := storeHsum8(acc01.GetLo().Add(acc01.GetHi()).Add(acc23.GetLo().Add(acc23.GetHi())))
 		var tail float32
 		for i := n32; i < n; i++ {
 			tail += float32(q[i] * k[j*stride+i])
 		}
-		out[j] = storeHsum8(acc01.GetLo().Add(acc01.GetHi()).Add(acc23.GetLo().Add(acc23.GetHi()))) + tail
+		out[j] = sum + tail
 		pk = unsafe.Add(pk, 4*stride)
 	}
 }
@@ -1160,6 +1176,7 @@ func axpyRowsSIMD512(a, x []float32, stride int, y []float32) {
 		}
 		y0.Store((*[16]float32)(unsafe.Add(py, 4*i)))
 	}
+	archsimd.ClearAVXUpperBits()
 	for ; i < n; i++ {
 		for j, aj := range a {
 			y[i] += float32(aj * x[j*stride+i])
@@ -1200,6 +1217,7 @@ func subMaxSIMD512(x []float32) {
 	for i = 0; i+16 <= n; i += 16 {
 		ldF32x16(px, i).Sub(vm).Store((*[16]float32)(unsafe.Add(px, 4*i)))
 	}
+	archsimd.ClearAVXUpperBits()
 	for ; i < n; i++ {
 		x[i] -= mx
 	}
@@ -1215,6 +1233,7 @@ func mulScaleSIMD512(dst, x, w []float32, scale float32) {
 	for ; i+16 <= n; i += 16 {
 		ldF32x16(px, i).Mul(vs).Mul(ldF32x16(pw, i)).Store((*[16]float32)(unsafe.Add(pd, 4*i)))
 	}
+	archsimd.ClearAVXUpperBits()
 	for ; i < n; i++ {
 		dst[i] = float32(x[i]*scale) * w[i]
 	}
@@ -1235,11 +1254,12 @@ func sumWordsSIMD512(b []byte) uint32 {
 			a3 = a3.Add(archsimd.LoadUint32x16((*[16]uint32)(unsafe.Add(p, i+192))))
 		}
 	}
-	var lanes [16]uint32
-	a0.Add(a1).Add(a2.Add(a3)).Store(&lanes)
-	s := sumWordsGeneric(b[n:])
-	for _, v := range lanes {
-		s += v
-	}
-	return s
+	// Reduced in vectors: a zeroed array to store the lanes to would be
+	// cleared with a legacy-SSE MOVUPS while the upper state is dirty.
+	v := a0.Add(a1).Add(a2.Add(a3))
+	h := v.GetLo().Add(v.GetHi())
+	q := h.GetLo().Add(h.GetHi())
+	s := q.GetElem(0) + q.GetElem(1) + q.GetElem(2) + q.GetElem(3)
+	archsimd.ClearAVXUpperBits()
+	return s + sumWordsGeneric(b[n:])
 }

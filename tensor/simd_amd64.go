@@ -3,6 +3,7 @@
 package tensor
 
 import (
+	"math"
 	"simd/archsimd"
 	"unsafe"
 
@@ -167,10 +168,13 @@ func ldU16(p unsafe.Pointer, off int) uint16 { return *(*uint16)(unsafe.Add(p, o
 func ptr[T any](s []T) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(s)) }
 
 // storeHsum8 is hsum8 on a vector: [v0+v4, v1+v5, v2+v6, v3+v7], then
-// (a+c) and (b+d) in lanes 0 and 1, then their sum.
+// (a+c) and (b+d) in lanes 0 and 1, then their sum. It clears the upper
+// vector state before the final (scalar, legacy-SSE) add (see doc.go), so
+// callers do their scalar finishing after it.
 func storeHsum8(v f32x8) float32 {
 	s := v.GetLo().Add(v.GetHi())
 	t := s.Add(s.SelectFromPair(2, 3, 2, 3, s))
+	archsimd.ClearAVXUpperBits()
 	return t.GetElem(0) + t.GetElem(1)
 }
 
@@ -198,11 +202,12 @@ func dotF32Ptr(pa, pb unsafe.Pointer, a, b []float32, n int) float32 {
 		acc2 = acc2.Add(ldF32(pa, i+16).Mul(ldF32(pb, i+16)))
 		acc3 = acc3.Add(ldF32(pa, i+24).Mul(ldF32(pb, i+24)))
 	}
+	sum := storeHsum8(acc0.Add(acc1).Add(acc2.Add(acc3)))
 	var tail float32
 	for ; i < n; i++ {
 		tail += float32(a[i] * b[i])
 	}
-	return storeHsum8(acc0.Add(acc1).Add(acc2.Add(acc3))) + tail
+	return sum + tail
 }
 
 func dotF32SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
@@ -251,11 +256,12 @@ func dotF16SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 			acc2 = acc2.Add(ldF16(pw, i+16).Mul(ldF32(px, i+16)))
 			acc3 = acc3.Add(ldF16(pw, i+24).Mul(ldF32(px, i+24)))
 		}
+		sum := storeHsum8(acc0.Add(acc1).Add(acc2.Add(acc3)))
 		var tail float32
 		for ; i < n; i++ {
 			tail += float32(f16ToF32(le16(w[2*(r*n+i):])) * x[i])
 		}
-		out[r] = storeHsum8(acc0.Add(acc1).Add(acc2.Add(acc3))) + tail
+		out[r] = sum + tail
 	}
 }
 
@@ -275,11 +281,12 @@ func dotBF16SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 			acc2 = acc2.Add(ldBF16(pw, i+16).Mul(ldF32(px, i+16)))
 			acc3 = acc3.Add(ldBF16(pw, i+24).Mul(ldF32(px, i+24)))
 		}
+		sum := storeHsum8(acc0.Add(acc1).Add(acc2.Add(acc3)))
 		var tail float32
 		for ; i < n; i++ {
 			tail += float32(bf16ToF32(le16(w[2*(r*n+i):])) * x[i])
 		}
-		out[r] = storeHsum8(acc0.Add(acc1).Add(acc2.Add(acc3))) + tail
+		out[r] = sum + tail
 	}
 }
 
@@ -890,6 +897,7 @@ func axpySIMD(a float32, x, y []float32) {
 	for ; i+8 <= n; i += 8 {
 		stF32(ldF32(py, i).Add(va.Mul(ldF32(px, i))), py, i)
 	}
+	archsimd.ClearAVXUpperBits()
 	for ; i < n; i++ {
 		y[i] += float32(a * x[i])
 	}
@@ -903,6 +911,7 @@ func scaleSIMD(x []float32, a float32) {
 	for ; i+8 <= n; i += 8 {
 		stF32(ldF32(px, i).Mul(va), px, i)
 	}
+	archsimd.ClearAVXUpperBits()
 	for ; i < n; i++ {
 		x[i] *= a
 	}
@@ -916,6 +925,7 @@ func addSIMD(dst, src []float32) {
 	for ; i+8 <= n; i += 8 {
 		stF32(ldF32(pd, i).Add(ldF32(ps, i)), pd, i)
 	}
+	archsimd.ClearAVXUpperBits()
 	for ; i < n; i++ {
 		dst[i] += src[i]
 	}
@@ -929,6 +939,7 @@ func mulSIMD(dst, src []float32) {
 	for ; i+8 <= n; i += 8 {
 		stF32(ldF32(pd, i).Mul(ldF32(ps, i)), pd, i)
 	}
+	archsimd.ClearAVXUpperBits()
 	for ; i < n; i++ {
 		dst[i] *= src[i]
 	}
@@ -970,6 +981,7 @@ func expSIMD(x []float32) {
 	for ; i+8 <= n; i += 8 {
 		stF32(expx8(ldF32(px, i)), px, i)
 	}
+	archsimd.ClearAVXUpperBits()
 	for ; i < n; i++ {
 		x[i] = expf(x[i])
 	}
@@ -987,6 +999,7 @@ func swigluSIMD(gate, up []float32) {
 		e := expx8(zero.Sub(g))
 		stF32(g.Div(one.Add(e)).Mul(ldF32(pu, i)), pg, i)
 	}
+	archsimd.ClearAVXUpperBits()
 	for ; i < n; i++ {
 		g := gate[i]
 		gate[i] = g / (1 + expf(-g)) * up[i]
@@ -999,17 +1012,19 @@ func absF32x16(v archsimd.Float32x16) archsimd.Float32x16 {
 	return v.AsUint32x16().And(archsimd.BroadcastUint32x16(0x7fffffff)).AsFloat32x16()
 }
 
-// hmax16 returns the largest lane of v (lanes are non-negative, not NaN).
+// hmax16 returns the largest lane of v (no NaN lanes; where the largest is
+// a zero its sign may be either, and callers that care check for zero). It
+// reduces in vectors, moves the result out through an integer register and
+// clears the upper vector state before returning (see doc.go): callers go
+// on with scalar float code.
 func hmax16(v archsimd.Float32x16) float32 {
-	var a [16]float32
-	v.Store(&a)
-	m := a[0]
-	for _, x := range a[1:] {
-		if x > m {
-			m = x
-		}
-	}
-	return m
+	m8 := v.GetLo().Max(v.GetHi())
+	m := m8.GetLo().Max(m8.GetHi())
+	m = m.Max(m.SelectFromPair(2, 3, 2, 3, m))
+	m = m.Max(m.SelectFromPair(1, 1, 1, 1, m))
+	bits := m.AsUint32x4().GetElem(0)
+	archsimd.ClearAVXUpperBits()
+	return math.Float32frombits(bits)
 }
 
 func hsumI32x16(v archsimd.Int32x16) int32 {
@@ -1041,8 +1056,13 @@ func quantQ8_0SIMD(x []float32, q []int8, d, s []float32, b int) {
 	i0, i1 := roundI32(v0, vid), roundI32(v1, vid)
 	i0.TruncateToInt8().Store((*[16]int8)(pq))
 	i1.TruncateToInt8().Store((*[16]int8)(unsafe.Add(pq, 16)))
+	var isum int32
 	if s != nil {
-		s[b] = roundF16(dd * float32(hsumI32x16(i0.Add(i1))))
+		isum = hsumI32x16(i0.Add(i1))
+	}
+	archsimd.ClearAVXUpperBits()
+	if s != nil {
+		s[b] = roundF16(dd * float32(isum))
 	}
 }
 
@@ -1064,14 +1084,15 @@ func quantQ8_KSIMD(x []float32, q []int8, d []float32, bsums []int16, b int) {
 	}
 	// The first element of largest magnitude, as the scalar scan finds it.
 	va := archsimd.BroadcastFloat32x16(amax)
-	var vmax float32
+	imax := 0
 	for k := 0; k < 16; k++ {
 		if bits := absF32x16(ldF32x16(px, 16*k)).Equal(va).ToBits(); bits != 0 {
-			vmax = x[16*k+bits16TrailingZeros(bits)]
+			imax = 16*k + bits16TrailingZeros(bits)
 			break
 		}
 	}
-	iscale := -127 / vmax
+	archsimd.ClearAVXUpperBits()
+	iscale := -127 / x[imax]
 	vs := archsimd.BroadcastFloat32x16(iscale)
 	m127 := archsimd.BroadcastInt32x16(127)
 	for k := 0; k < 16; k++ {
@@ -1079,6 +1100,7 @@ func quantQ8_KSIMD(x []float32, q []int8, d []float32, bsums []int16, b int) {
 		iv.TruncateToInt8().Store((*[16]int8)(unsafe.Add(pq, 16*k)))
 		bsums[k] = int16(hsumI32x16(iv))
 	}
+	archsimd.ClearAVXUpperBits()
 	d[b] = 1 / iscale
 }
 
