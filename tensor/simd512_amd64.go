@@ -52,9 +52,9 @@ func q4KUnpack512(q unsafe.Pointer, mask archsimd.Uint8x64) (lo01, hi01, lo23, h
 	q01 := archsimd.LoadUint8x64((*[64]uint8)(q))
 	q23 := archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(q, 64)))
 	lo01 = q01.And(mask)
-	hi01 = q01.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask)
+	hi01 = q01.AsInt16x32().ShiftAllRight(4).AsUint8x64().And(mask)
 	lo23 = q23.And(mask)
-	hi23 = q23.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask)
+	hi23 = q23.AsInt16x32().ShiftAllRight(4).AsUint8x64().And(mask)
 	return
 }
 
@@ -142,10 +142,10 @@ func q4KChunk512(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16,
 		sc := x.AsInt64x2().Broadcast1To8().AsInt8x64()
 		q := archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(p, 16)))
 		v := q.And(mask).DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(y))).DotProductPairs(sc.PermuteOrZeroGrouped(i0).AsInt16x32())
-		v = v.Add(q.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask).DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 64)))).DotProductPairs(sc.PermuteOrZeroGrouped(i1).AsInt16x32()))
+		v = v.Add(q.AsInt16x32().ShiftAllRight(4).AsUint8x64().And(mask).DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 64)))).DotProductPairs(sc.PermuteOrZeroGrouped(i1).AsInt16x32()))
 		q = archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(p, 80)))
 		v = v.Add(q.And(mask).DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 128)))).DotProductPairs(sc.PermuteOrZeroGrouped(i2).AsInt16x32()))
-		v = v.Add(q.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask).DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 192)))).DotProductPairs(sc.PermuteOrZeroGrouped(i3).AsInt16x32()))
+		v = v.Add(q.AsInt16x32().ShiftAllRight(4).AsUint8x64().And(mask).DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 192)))).DotProductPairs(sc.PermuteOrZeroGrouped(i3).AsInt16x32()))
 		acc[i] = v
 		mins := x.PermuteScalars(2, 3, 2, 3).AsUint8x16().ExtendLo8ToUint16().AsInt16x8()
 		m[i] = mins.DotProductPairs(archsimd.LoadInt16x8((*[8]int16)(bs)))
@@ -283,7 +283,9 @@ func dot4Q4_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 	i3 := archsimd.LoadInt8x64(&k4Idx512[3])
 	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
-		var sum4 archsimd.Float32x4
+		// sum4 is carried in the low half of a 256-bit value: Go spills and
+		// moves 128-bit values in X0-X15 with legacy-SSE MOVUPS (see doc.go).
+		var sum8 f32x8
 		for b := 0; b < nb; b++ {
 			p := unsafe.Add(pr, b*bytesQ4_K)
 			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
@@ -304,12 +306,12 @@ func dot4Q4_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 			dy := archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))
 			d := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 0))))
 			dmin := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 2))))
+			sum4 := sum8.GetLo()
 			sum4 = sum4.Add(d.Mul(isum.ConvertToFloat32()))
 			sum4 = sum4.Sub(dmin.Mul(imin.ConvertToFloat32()))
+			sum8 = sum8.SetLo(sum4)
 		}
-		var o [4]float32
-		sum4.Store(&o)
-		out[r], out[ostride+r], out[2*ostride+r], out[3*ostride+r] = o[0], o[1], o[2], o[3]
+		store4(sum8.GetLo(), out, r, ostride)
 	}
 }
 
@@ -360,8 +362,8 @@ func mmQ5_1AVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride
 func nibblePair(p0, p1 unsafe.Pointer, mask archsimd.Uint8x64) archsimd.Uint8x64 {
 	v0 := archsimd.LoadUint8x16((*[16]uint8)(p0))
 	v1 := archsimd.LoadUint8x16((*[16]uint8)(p1))
-	h0 := v0.AsUint16x8().ShiftAllRight(4).AsUint8x16()
-	h1 := v1.AsUint16x8().ShiftAllRight(4).AsUint8x16()
+	h0 := v0.AsInt16x8().ShiftAllRight(4).AsUint8x16()
+	h1 := v1.AsInt16x8().ShiftAllRight(4).AsUint8x16()
 	return archsimd.Uint8x64{}.SetLo(u8x32{}.SetLo(v0).SetHi(h0)).SetHi(u8x32{}.SetLo(v1).SetHi(h1)).And(mask)
 }
 
@@ -573,7 +575,7 @@ func q6Half512(p unsafe.Pointer, n int, m4, m30 archsimd.Uint8x64, shlA, shrB ar
 	qh32 := ldU8(p, 128+32*n)
 	qh := archsimd.Uint8x64{}.SetLo(qh32).SetHi(qh32).AsUint16x32()
 	x = ql.And(m4).Or(qh.ShiftLeft(shlA).AsUint8x64().And(m30))
-	y = ql.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(m4).Or(qh.ShiftRight(shrB).AsUint8x64().And(m30))
+	y = ql.AsInt16x32().ShiftAllRight(4).AsUint8x64().And(m4).Or(qh.ShiftRight(shrB).AsUint8x64().And(m30))
 	return
 }
 
@@ -673,14 +675,14 @@ func q6KChunk512(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16)
 		sc := ql.AsInt16x32().SetLo(sc16)
 		x := ql.AsInt8x64().And(m4).Or(h.GaloisFieldAffineTransform(gx, 0).AsInt8x64()).AsUint8x64()
 		v := x.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(y))).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[0])))
-		z := ql.AsUint16x32().ShiftAllRight(4).AsInt8x64().And(m4).Or(h.GaloisFieldAffineTransform(gz, 0).AsInt8x64()).AsUint8x64()
+		z := ql.AsInt16x32().ShiftAllRight(4).AsInt8x64().And(m4).Or(h.GaloisFieldAffineTransform(gz, 0).AsInt8x64()).AsUint8x64()
 		v = v.Add(z.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 64)))).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[1]))))
 		// Half 1: elements 128..191 and 192..255.
 		ql = archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(p, 64)))
 		h = qh.SetLo(qh.GetHi())
 		x = ql.AsInt8x64().And(m4).Or(h.GaloisFieldAffineTransform(gx, 0).AsInt8x64()).AsUint8x64()
 		v = v.Add(x.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 128)))).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[2]))))
-		z = ql.AsUint16x32().ShiftAllRight(4).AsInt8x64().And(m4).Or(h.GaloisFieldAffineTransform(gz, 0).AsInt8x64()).AsUint8x64()
+		z = ql.AsInt16x32().ShiftAllRight(4).AsInt8x64().And(m4).Or(h.GaloisFieldAffineTransform(gz, 0).AsInt8x64()).AsUint8x64()
 		v = v.Add(z.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 192)))).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[3]))))
 		// The -32 offset: 32 * sum of scale * block sum.
 		bias := archsimd.LoadInt16x16((*[16]int16)(bs)).DotProductPairs(sc16).ShiftAllLeft(5)
@@ -705,7 +707,7 @@ func q6KChunk512Shift(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int3
 		qh := archsimd.Uint8x64{}.SetLo(qh32).SetHi(qh32).AsUint16x32()
 		x := ql.And(m4).Or(qh.ShiftLeft(shlA).AsUint8x64().And(m30))
 		v := x.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(y))).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[0])))
-		z := ql.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(m4).Or(qh.ShiftRight(shrB).AsUint8x64().And(m30))
+		z := ql.AsInt16x32().ShiftAllRight(4).AsUint8x64().And(m4).Or(qh.ShiftRight(shrB).AsUint8x64().And(m30))
 		v = v.Add(z.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 64)))).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[1]))))
 		// Half 1: elements 128..191 and 192..255.
 		ql = archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(p, 64)))
@@ -713,7 +715,7 @@ func q6KChunk512Shift(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int3
 		qh = archsimd.Uint8x64{}.SetLo(qh32).SetHi(qh32).AsUint16x32()
 		x = ql.And(m4).Or(qh.ShiftLeft(shlA).AsUint8x64().And(m30))
 		v = v.Add(x.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 128)))).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[2]))))
-		z = ql.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(m4).Or(qh.ShiftRight(shrB).AsUint8x64().And(m30))
+		z = ql.AsInt16x32().ShiftAllRight(4).AsUint8x64().And(m4).Or(qh.ShiftRight(shrB).AsUint8x64().And(m30))
 		v = v.Add(z.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 192)))).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[3]))))
 		// The -32 offset: 32 * sum of scale * block sum.
 		bias := archsimd.LoadInt16x16((*[16]int16)(bs)).DotProductPairs(sc16).ShiftAllLeft(5)
@@ -802,7 +804,9 @@ func dot4Q6_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 	shrB := archsimd.LoadUint16x32(&q6ShrB)
 	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
-		var sum4 archsimd.Float32x4
+		// sum4 is carried in the low half of a 256-bit value: Go spills and
+		// moves 128-bit values in X0-X15 with legacy-SSE MOVUPS (see doc.go).
+		var sum8 f32x8
 		for b := 0; b < nb; b++ {
 			p := unsafe.Add(pr, b*bytesQ6_K)
 			y := unsafe.Add(py, b*qkK)
@@ -830,11 +834,11 @@ func dot4Q6_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 			isum := reduce4(acc0, acc1, acc2, acc3)
 			dy := archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))
 			d := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 208))))
+			sum4 := sum8.GetLo()
 			sum4 = sum4.Add(d.Mul(isum.ConvertToFloat32()))
+			sum8 = sum8.SetLo(sum4)
 		}
-		var o [4]float32
-		sum4.Store(&o)
-		out[r], out[ostride+r], out[2*ostride+r], out[3*ostride+r] = o[0], o[1], o[2], o[3]
+		store4(sum8.GetLo(), out, r, ostride)
 	}
 }
 
@@ -924,7 +928,9 @@ func dot4Q5_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 	c2, c3 := archsimd.LoadUint16x32(&q5KShift[2]), archsimd.LoadUint16x32(&q5KShift[3])
 	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
-		var sum4 archsimd.Float32x4
+		// sum4 is carried in the low half of a 256-bit value: Go spills and
+		// moves 128-bit values in X0-X15 with legacy-SSE MOVUPS (see doc.go).
+		var sum8 f32x8
 		for b := 0; b < nb; b++ {
 			p := unsafe.Add(pr, b*bytesQ5_K)
 			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
@@ -948,12 +954,12 @@ func dot4Q5_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 			dy := archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))
 			d := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 0))))
 			dmin := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 2))))
+			sum4 := sum8.GetLo()
 			sum4 = sum4.Add(d.Mul(isum.ConvertToFloat32()))
 			sum4 = sum4.Sub(dmin.Mul(imin.ConvertToFloat32()))
+			sum8 = sum8.SetLo(sum4)
 		}
-		var o [4]float32
-		sum4.Store(&o)
-		out[r], out[ostride+r], out[2*ostride+r], out[3*ostride+r] = o[0], o[1], o[2], o[3]
+		store4(sum8.GetLo(), out, r, ostride)
 	}
 }
 
@@ -999,7 +1005,7 @@ func dotQ2_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 			y := unsafe.Add(py, b*qkK)
 			raw := archsimd.LoadUint8x16((*[16]uint8)(p))
 			sc16 := raw.And(m15).AsInt8x16().ExtendToInt16()
-			mn16 := raw.AsUint16x8().ShiftAllRight(4).AsUint8x16().And(m15).AsInt8x16().ExtendToInt16()
+			mn16 := raw.AsInt16x8().ShiftAllRight(4).AsUint8x16().And(m15).AsInt8x16().ExtendToInt16()
 			mp := ldI16(pbs, b*32).DotProductPairs(mn16)
 			sc := archsimd.Int16x32{}.SetLo(sc16)
 			h0, h1 := dup32(unsafe.Add(p, 16)), dup32(unsafe.Add(p, 48))

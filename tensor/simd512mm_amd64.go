@@ -54,6 +54,9 @@ func packQ4K(w []byte, rb, r0, nr, nb int, pk *kPack) {
 		clear(pk.dx)
 		clear(pk.dmx)
 	}
+	// Declared here, not in the loop: zeroing it there would take
+	// legacy-SSE MOVUPS stores between vector instructions (see doc.go).
+	var t [4][8]uint64
 	for r := 0; r < nr; r++ {
 		row := w[(r0+r)*rb : (r0+r+1)*rb]
 		for b := 0; b < nb; b++ {
@@ -67,18 +70,17 @@ func packQ4K(w []byte, rb, r0, nr, nb int, pk *kPack) {
 			for i := 0; i < 4; i++ {
 				m[i*16+r] = uint32(uint8(mnU>>(16*i))) | uint32(uint8(mnU>>(16*i+8)))<<16
 			}
-			pk.dx[b*tileRows+r] = f16ToF32(le16(blk))
-			pk.dmx[b*tileRows+r] = f16ToF32(le16(blk[2:]))
+			f16Store(&pk.dx[b*tileRows+r], le16(blk))
+			f16Store(&pk.dmx[b*tileRows+r], le16(blk[2:]))
 			q := unsafe.Slice((*uint64)(ptr(pk.q[b*qkK*tileRows:])), 32*tileRows)
 			// Low nibbles of bytes 0..63: sub-blocks 0 and 2 (quads 0..7
 			// and 16..23), high nibbles: 1 and 3; bytes 64..127: 4 to 7.
 			q01 := archsimd.LoadUint8x64((*[64]uint8)(blk[16:80]))
 			q23 := archsimd.LoadUint8x64((*[64]uint8)(blk[80:144]))
-			var t [4][8]uint64
 			q01.And(mask).AsUint64x8().Store(&t[0])
-			q01.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask).AsUint64x8().Store(&t[1])
+			q01.AsInt16x32().ShiftAllRight(4).AsUint8x64().And(mask).AsUint64x8().Store(&t[1])
 			q23.And(mask).AsUint64x8().Store(&t[2])
-			q23.AsUint16x32().ShiftAllRight(4).AsUint8x64().And(mask).AsUint64x8().Store(&t[3])
+			q23.AsInt16x32().ShiftAllRight(4).AsUint8x64().And(mask).AsUint64x8().Store(&t[3])
 			// Quads Q and Q+1 (Q even) of row r: uint64 Q*8 + r (see above scaleSlot).
 			for k, base := range [4]int{0, 8, 32, 40} {
 				for i, v := range t[k][:4] {
@@ -270,6 +272,7 @@ func packQ6K(w []byte, rb, r0, nr, nb int, pk *kPack) {
 		clear(pk.mn)
 		clear(pk.dx)
 	}
+	var t [2][8]uint64 // see packQ4K
 	for r := 0; r < nr; r++ {
 		row := w[(r0+r)*rb : (r0+r+1)*rb]
 		for b := 0; b < nb; b++ {
@@ -281,19 +284,20 @@ func packQ6K(w []byte, rb, r0, nr, nb int, pk *kPack) {
 				s[scaleSlot(g, r)/4] = uint64(uint16(v)) * 0x0001000100010001
 				m[(g/2)*32+2*r+g%2] = v
 			}
-			pk.dx[b*tileRows+r] = f16ToF32(le16(blk[208:]))
+			f16Store(&pk.dx[b*tileRows+r], le16(blk[208:]))
 			q := unsafe.Slice((*uint64)(ptr(pk.q[b*qkK*tileRows:])), 32*tileRows)
 			for n := 0; n < 2; n++ {
 				// Elements 128n..128n+63 and 128n+64..128n+127, in order;
 				// quads Q and Q+1 (Q even) of row r: uint64 Q*8 + r.
 				x, z := q6Half512(ptr(blk), n, m4, m30, shlA, shrB)
-				var t [2][8]uint64
 				x.AsUint64x8().Store(&t[0])
 				z.AsUint64x8().Store(&t[1])
-				for i, v := range t[0] {
+				// Ranging over slices: a range over the arrays copies them
+				// with legacy-SSE MOVUPS.
+				for i, v := range t[0][:] {
 					q[(32*n+2*i)*8+r] = v
 				}
-				for i, v := range t[1] {
+				for i, v := range t[1][:] {
 					q[(32*n+16+2*i)*8+r] = v
 				}
 			}

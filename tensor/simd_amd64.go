@@ -178,6 +178,22 @@ func storeHsum8(v f32x8) float32 {
 	return t.GetElem(0) + t.GetElem(1)
 }
 
+// f16Store sets *dst = f16ToF32(h) through an integer register (a float32
+// load and store would be legacy-SSE MOVSS, see doc.go).
+func f16Store(dst *float32, h uint16) {
+	*(*uint32)(unsafe.Pointer(dst)) = *(*uint32)(unsafe.Pointer(&f16Table[h]))
+}
+
+// store4 writes the lanes of v to out[r], out[ostride+r], out[2*ostride+r]
+// and out[3*ostride+r] through integer registers: storing them from a
+// zeroed float32 array would take legacy-SSE MOVUPS/MOVSS while the upper
+// vector state is dirty (see doc.go).
+func store4(v archsimd.Float32x4, out []float32, r, ostride int) {
+	u := v.AsUint32x4()
+	o := unsafe.Slice((*uint32)(ptr(out)), len(out))
+	o[r], o[ostride+r], o[2*ostride+r], o[3*ostride+r] = u.GetElem(0), u.GetElem(1), u.GetElem(2), u.GetElem(3)
+}
+
 func hsumI32(v i32x8) int32 {
 	s := v.GetLo().Add(v.GetHi())
 	s = s.AddPairs(s)
@@ -337,7 +353,7 @@ var bitShuf = [32]int8{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 
 // nibbles in elements 0..15, high nibbles in 16..31.
 func nibbles(p unsafe.Pointer, mask u8x32) u8x32 {
 	v := archsimd.LoadUint8x16((*[16]uint8)(p))
-	hi := v.AsUint16x8().ShiftAllRight(4).AsUint8x16()
+	hi := v.AsInt16x8().ShiftAllRight(4).AsUint8x16()
 	return u8x32{}.SetLo(v).SetHi(hi).And(mask)
 }
 
@@ -575,13 +591,13 @@ func dotQ4_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 			q := unsafe.Add(p, 16)
 			q0, q1, q2, q3 := ldU8(q, 0), ldU8(q, 32), ldU8(q, 64), ldU8(q, 96)
 			acc := q0.And(mask).DotProductPairsSaturated(ldI8(y, 0)).DotProductPairs(subScale(scv, i0))
-			acc = acc.Add(q0.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 32)).DotProductPairs(subScale(scv, i1)))
+			acc = acc.Add(q0.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 32)).DotProductPairs(subScale(scv, i1)))
 			acc = acc.Add(q1.And(mask).DotProductPairsSaturated(ldI8(y, 64)).DotProductPairs(subScale(scv, i2)))
-			acc = acc.Add(q1.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 96)).DotProductPairs(subScale(scv, i3)))
+			acc = acc.Add(q1.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 96)).DotProductPairs(subScale(scv, i3)))
 			acc = acc.Add(q2.And(mask).DotProductPairsSaturated(ldI8(y, 128)).DotProductPairs(subScale(scv, i4)))
-			acc = acc.Add(q2.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 160)).DotProductPairs(subScale(scv, i5)))
+			acc = acc.Add(q2.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 160)).DotProductPairs(subScale(scv, i5)))
 			acc = acc.Add(q3.And(mask).DotProductPairsSaturated(ldI8(y, 192)).DotProductPairs(subScale(scv, i6)))
-			acc = acc.Add(q3.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 224)).DotProductPairs(subScale(scv, i7)))
+			acc = acc.Add(q3.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 224)).DotProductPairs(subScale(scv, i7)))
 			isum := hsumI32(acc)
 			d := ds[b] * f16ToF32(ldU16(p, 0))
 			dmin := ds[b] * f16ToF32(ldU16(p, 2))
@@ -608,20 +624,23 @@ func dot4Q4_KSIMD(w []byte, nrows int, a *act, j0 int, out []float32, ostride in
 	mask := archsimd.BroadcastUint8x32(0x0f)
 	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
-		var sum4 archsimd.Float32x4
+		// sum4 is carried in the low half of a 256-bit value: Go spills and
+		// moves 128-bit values in X0-X15 with legacy-SSE MOVUPS (see doc.go).
+		var sum8 f32x8
 		for b := 0; b < nb; b++ {
 			p := unsafe.Add(pr, b*bytesQ4_K)
 			y := unsafe.Add(py, b*qkK)
 			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
 			bo := b * 32
-			imin := reduce4x4(mins.DotProductPairs(bsumPairs(pbs, bo)), mins.DotProductPairs(bsumPairs(pbs, bo+sb)),
-				mins.DotProductPairs(bsumPairs(pbs, bo+2*sb)), mins.DotProductPairs(bsumPairs(pbs, bo+3*sb)))
+			// Widened: a live 128-bit value is spilled with legacy-SSE MOVUPS.
+			imin8 := archsimd.Int32x8{}.SetLo(reduce4x4(mins.DotProductPairs(bsumPairs(pbs, bo)), mins.DotProductPairs(bsumPairs(pbs, bo+sb)),
+				mins.DotProductPairs(bsumPairs(pbs, bo+2*sb)), mins.DotProductPairs(bsumPairs(pbs, bo+3*sb))))
 			q := unsafe.Add(p, 16)
 			var acc0, acc1, acc2, acc3 i32x8
 			for c := 0; c < 4; c++ {
 				q4 := ldU8(q, 32*c)
 				lo := q4.And(mask)
-				hi := q4.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask)
+				hi := q4.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(mask)
 				s0 := subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c]))
 				s1 := subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c+1]))
 				o := 64 * c
@@ -634,12 +653,12 @@ func dot4Q4_KSIMD(w []byte, nrows int, a *act, j0 int, out []float32, ostride in
 			dy := archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))
 			d := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 0))))
 			dmin := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 2))))
+			sum4 := sum8.GetLo()
 			sum4 = sum4.Add(d.Mul(isum.ConvertToFloat32()))
-			sum4 = sum4.Sub(dmin.Mul(imin.ConvertToFloat32()))
+			sum4 = sum4.Sub(dmin.Mul(imin8.GetLo().ConvertToFloat32()))
+			sum8 = sum8.SetLo(sum4)
 		}
-		var o [4]float32
-		sum4.Store(&o)
-		out[r], out[ostride+r], out[2*ostride+r], out[3*ostride+r] = o[0], o[1], o[2], o[3]
+		store4(sum8.GetLo(), out, r, ostride)
 	}
 }
 
@@ -670,8 +689,8 @@ func dotQ6_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 				qh := ldU8(p, 128+32*n).AsUint16x16()
 				q1 := ql0.And(m4).Or(qh.ShiftAllLeft(4).AsUint8x32().And(m30))
 				q2 := ql1.And(m4).Or(qh.ShiftAllLeft(2).AsUint8x32().And(m30))
-				q3 := ql0.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.AsUint8x32().And(m30))
-				q4 := ql1.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.ShiftAllRight(2).AsUint8x32().And(m30))
+				q3 := ql0.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.AsUint8x32().And(m30))
+				q4 := ql1.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.AsInt16x16().ShiftAllRight(2).AsUint8x32().And(m30))
 				yy := unsafe.Add(y, 128*n)
 				g := 8 * n
 				acc = acc.Add(q1.DotProductPairsSaturated(ldI8(yy, 0)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g])).ExtendToInt16()))
@@ -694,8 +713,8 @@ func q6Quants(p unsafe.Pointer, n int, m4, m30 u8x32) (q1, q2, q3, q4 u8x32) {
 	qh := ldU8(p, 128+32*n).AsUint16x16()
 	q1 = ql0.And(m4).Or(qh.ShiftAllLeft(4).AsUint8x32().And(m30))
 	q2 = ql1.And(m4).Or(qh.ShiftAllLeft(2).AsUint8x32().And(m30))
-	q3 = ql0.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.AsUint8x32().And(m30))
-	q4 = ql1.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.ShiftAllRight(2).AsUint8x32().And(m30))
+	q3 = ql0.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.AsUint8x32().And(m30))
+	q4 = ql1.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.AsInt16x16().ShiftAllRight(2).AsUint8x32().And(m30))
 	return
 }
 
@@ -715,7 +734,9 @@ func dot4Q6_KSIMD(w []byte, nrows int, a *act, j0 int, out []float32, ostride in
 	m30 := archsimd.BroadcastUint8x32(0x30)
 	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
-		var sum4 archsimd.Float32x4
+		// sum4 is carried in the low half of a 256-bit value: Go spills and
+		// moves 128-bit values in X0-X15 with legacy-SSE MOVUPS (see doc.go).
+		var sum8 f32x8
 		for b := 0; b < nb; b++ {
 			p := unsafe.Add(pr, b*bytesQ6_K)
 			y := unsafe.Add(py, b*qkK)
@@ -742,11 +763,11 @@ func dot4Q6_KSIMD(w []byte, nrows int, a *act, j0 int, out []float32, ostride in
 			isum := reduce4(acc0, acc1, acc2, acc3)
 			dy := archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))
 			d := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 208))))
+			sum4 := sum8.GetLo()
 			sum4 = sum4.Add(d.Mul(isum.ConvertToFloat32()))
+			sum8 = sum8.SetLo(sum4)
 		}
-		var o [4]float32
-		sum4.Store(&o)
-		out[r], out[ostride+r], out[2*ostride+r], out[3*ostride+r] = o[0], o[1], o[2], o[3]
+		store4(sum8.GetLo(), out, r, ostride)
 	}
 }
 
@@ -786,7 +807,7 @@ func dotQ5_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 			for c := 0; c < 4; c++ {
 				q4 := ldU8(p, 48+32*c)
 				lo := q4.And(mask).Or(bitTo(qh, 2*c, 4).And(m10))
-				hi := q4.AsUint16x16().ShiftAllRight(4).AsUint8x32().And(mask).Or(bitTo(qh, 2*c+1, 4).And(m10))
+				hi := q4.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(mask).Or(bitTo(qh, 2*c+1, 4).And(m10))
 				acc = acc.Add(lo.DotProductPairsSaturated(ldI8(y, 64*c)).DotProductPairs(subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c]))))
 				acc = acc.Add(hi.DotProductPairsSaturated(ldI8(y, 64*c+32)).DotProductPairs(subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c+1]))))
 			}
@@ -867,7 +888,7 @@ func dotQ2_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 			y := unsafe.Add(py, b*qkK)
 			raw := archsimd.LoadUint8x16((*[16]uint8)(p))
 			sc := raw.And(m15).AsInt8x16()
-			mn := raw.AsUint16x8().ShiftAllRight(4).AsUint8x16().And(m15).AsInt8x16()
+			mn := raw.AsInt16x8().ShiftAllRight(4).AsUint8x16().And(m15).AsInt8x16()
 			imin := hsumI32(ldI16(pbs, b*32).DotProductPairs(mn.ExtendToInt16()))
 			var acc i32x8
 			for n := 0; n < 2; n++ {
