@@ -483,6 +483,8 @@ func mm32AVX512(f int, w []byte, nrows int, a *act, ncols int, out []float32, os
 		if two {
 			p1 = unsafe.Add(p0, rb)
 		}
+		// Scalar code follows the previous row pair's vector work.
+		archsimd.ClearAVXUpperBits()
 		for b := 0; b < nb; b++ {
 			dx0[b] = f16ToF32(ldU16(p0, b*bpb))
 			dx1[b] = f16ToF32(ldU16(p1, b*bpb))
@@ -507,8 +509,13 @@ func mm32AVX512(f int, w []byte, nrows int, a *act, ncols int, out []float32, os
 			if two {
 				mm32Row4(&ax[1], &neg[1], &dx1, np, y, cst, dv, dst, &acc1)
 			}
-			a00, a01, a02, a03 := acc0[0], acc0[1], acc0[2], acc0[3]
-			a10, a11, a12, a13 := acc1[0], acc1[1], acc1[2], acc1[3]
+			// The horizontal sums first: finish16 clears the upper state
+			// before the scalar code below (see doc.go).
+			f00, f01, f02, f03 := finish16(acc0[0]), finish16(acc0[1]), finish16(acc0[2]), finish16(acc0[3])
+			var f10, f11, f12, f13 float32
+			if two {
+				f10, f11, f12, f13 = finish16(acc1[0]), finish16(acc1[1]), finish16(acc1[2]), finish16(acc1[3])
+			}
 			// The Q4_1/Q5_1 min terms, summed in block order (kept out of the
 			// loop above: eight scalar accumulators would crowd the vector
 			// registers).
@@ -529,15 +536,15 @@ func mm32AVX512(f int, w []byte, nrows int, a *act, ncols int, out []float32, os
 			// For signed formats the m are +0, and adding +0 changes nothing:
 			// the accumulators start at +0 and so never hold -0.
 			o := j*ostride + r
-			out[o] = finish16(a00) + m00
-			out[o+ostride] = finish16(a01) + m01
-			out[o+2*ostride] = finish16(a02) + m02
-			out[o+3*ostride] = finish16(a03) + m03
+			out[o] = f00 + m00
+			out[o+ostride] = f01 + m01
+			out[o+2*ostride] = f02 + m02
+			out[o+3*ostride] = f03 + m03
 			if two {
-				out[o+1] = finish16(a10) + m10
-				out[o+ostride+1] = finish16(a11) + m11
-				out[o+2*ostride+1] = finish16(a12) + m12
-				out[o+3*ostride+1] = finish16(a13) + m13
+				out[o+1] = f10 + m10
+				out[o+ostride+1] = f11 + m11
+				out[o+2*ostride+1] = f12 + m12
+				out[o+3*ostride+1] = f13 + m13
 			}
 		}
 	}

@@ -332,16 +332,13 @@ func dotQ8_0SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 			p1 := unsafe.Add(p0, bytesQ8_0)
 			s0 := mulSumI8(ldI8(p0, 2), ldI8(py, b*qk), ones).ConvertToFloat32()
 			s1 := mulSumI8(ldI8(p1, 2), ldI8(py, b*qk+qk), ones).ConvertToFloat32()
-			d0 := f16ToF32(ldU16(p0, 0)) * ds[b]
-			d1 := f16ToF32(ldU16(p1, 0)) * ds[b+1]
-			acc0 = acc0.Add(s0.Mul(archsimd.BroadcastFloat32x8(d0)))
-			acc1 = acc1.Add(s1.Mul(archsimd.BroadcastFloat32x8(d1)))
+			acc0 = acc0.Add(s0.Mul(mulBc8(f16ToF32(ldU16(p0, 0)), ds[b])))
+			acc1 = acc1.Add(s1.Mul(mulBc8(f16ToF32(ldU16(p1, 0)), ds[b+1])))
 		}
 		if b < nb {
 			p0 := unsafe.Add(pr, b*bytesQ8_0)
 			s0 := mulSumI8(ldI8(p0, 2), ldI8(py, b*qk), ones).ConvertToFloat32()
-			d0 := f16ToF32(ldU16(p0, 0)) * ds[b]
-			acc0 = acc0.Add(s0.Mul(archsimd.BroadcastFloat32x8(d0)))
+			acc0 = acc0.Add(s0.Mul(mulBc8(f16ToF32(ldU16(p0, 0)), ds[b])))
 		}
 		out[r] = storeHsum8(acc0.Add(acc1))
 	}
@@ -365,8 +362,16 @@ func bits32(p unsafe.Pointer, shuf i8x32, bitmask, allOnes u8x32) i8x32 {
 }
 
 // scaled returns the lanes s (int32) as float32 multiplied by d.
-func scaled(s i32x8, d float32) f32x8 {
-	return s.ConvertToFloat32().Mul(archsimd.BroadcastFloat32x8(d))
+func scaled(s i32x8, d f32x8) f32x8 {
+	return s.ConvertToFloat32().Mul(d)
+}
+
+// mulBc8 returns a*b in 8 lanes. a and b are each broadcast (loads fold
+// into VEX VBROADCASTSS) and multiplied as vectors, the same float32
+// product as a scalar MULSS, which would be legacy SSE between the
+// kernels' vector instructions (see doc.go).
+func mulBc8(a, b float32) f32x8 {
+	return archsimd.BroadcastFloat32x8(a).Mul(archsimd.BroadcastFloat32x8(b))
 }
 
 func dotQ4_0SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
@@ -386,7 +391,7 @@ func dotQ4_0SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 		for b := 0; b < nb; b++ {
 			p := unsafe.Add(pr, b*bytesQ4_0)
 			qx := nibbles(unsafe.Add(p, 2), mask).AsInt8x32().Sub(eight)
-			v := scaled(mulSumI8(qx, ldI8(py, b*qk), ones), f16ToF32(ldU16(p, 0))*ds[b])
+			v := scaled(mulSumI8(qx, ldI8(py, b*qk), ones), mulBc8(f16ToF32(ldU16(p, 0)), ds[b]))
 			if b&1 == 0 {
 				acc0 = acc0.Add(v)
 			} else {
@@ -418,7 +423,7 @@ func dotQ5_0SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 			p := unsafe.Add(pr, b*bytesQ5_0)
 			// (q | h<<4) - 16 == q | (h ? 0 : 0xf0) in two's complement.
 			qx := nibbles(unsafe.Add(p, 6), mask).AsInt8x32().Or(hi.AndNot(bits32(unsafe.Add(p, 2), shuf, bitmask, allOnes)))
-			v := scaled(mulSumI8(qx, ldI8(py, b*qk), ones), f16ToF32(ldU16(p, 0))*ds[b])
+			v := scaled(mulSumI8(qx, ldI8(py, b*qk), ones), mulBc8(f16ToF32(ldU16(p, 0)), ds[b]))
 			if b&1 == 0 {
 				acc0 = acc0.Add(v)
 			} else {
@@ -443,19 +448,21 @@ func dotQ4_1SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
 		var acc0, acc1 f32x8
-		var summs float32
+		var summs f32x8
 		for b := 0; b < nb; b++ {
 			p := unsafe.Add(pr, b*bytesQ4_1)
 			qx := nibbles(unsafe.Add(p, 4), mask)
-			v := scaled(qx.DotProductPairsSaturated(ldI8(py, b*qk)).DotProductPairs(ones), f16ToF32(ldU16(p, 0))*ds[b])
+			v := scaled(qx.DotProductPairsSaturated(ldI8(py, b*qk)).DotProductPairs(ones), mulBc8(f16ToF32(ldU16(p, 0)), ds[b]))
 			if b&1 == 0 {
 				acc0 = acc0.Add(v)
 			} else {
 				acc1 = acc1.Add(v)
 			}
-			summs += float32(f16ToF32(ldU16(p, 2)) * ss[b])
+			summs = summs.Add(mulBc8(f16ToF32(ldU16(p, 2)), ss[b]))
 		}
-		out[r] = storeHsum8(acc0.Add(acc1)) + summs
+		// The min terms, summed in block order in every lane.
+		sb := summs.GetLo().AsUint32x4().GetElem(0)
+		out[r] = storeHsum8(acc0.Add(acc1)) + math.Float32frombits(sb)
 	}
 }
 
@@ -477,19 +484,21 @@ func dotQ5_1SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
 		var acc0, acc1 f32x8
-		var summs float32
+		var summs f32x8
 		for b := 0; b < nb; b++ {
 			p := unsafe.Add(pr, b*bytesQ5_1)
 			qx := nibbles(unsafe.Add(p, 8), mask).AsInt8x32().Or(bits32(unsafe.Add(p, 4), shuf, bitmask, allOnes).And(h10)).AsUint8x32()
-			v := scaled(qx.DotProductPairsSaturated(ldI8(py, b*qk)).DotProductPairs(ones), f16ToF32(ldU16(p, 0))*ds[b])
+			v := scaled(qx.DotProductPairsSaturated(ldI8(py, b*qk)).DotProductPairs(ones), mulBc8(f16ToF32(ldU16(p, 0)), ds[b]))
 			if b&1 == 0 {
 				acc0 = acc0.Add(v)
 			} else {
 				acc1 = acc1.Add(v)
 			}
-			summs += float32(f16ToF32(ldU16(p, 2)) * ss[b])
+			summs = summs.Add(mulBc8(f16ToF32(ldU16(p, 2)), ss[b]))
 		}
-		out[r] = storeHsum8(acc0.Add(acc1)) + summs
+		// The min terms, summed in block order in every lane.
+		sb := summs.GetLo().AsUint32x4().GetElem(0)
+		out[r] = storeHsum8(acc0.Add(acc1)) + math.Float32frombits(sb)
 	}
 }
 
