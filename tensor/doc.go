@@ -48,6 +48,30 @@
 // DotRows and AxpyRows do many attention dots / weighted value rows per
 // call, bit-identical to loops of Dot and Axpy.
 //
+// # AVX upper state and legacy SSE
+//
+// Go compiles scalar float32 code (and more) to legacy, non-VEX SSE
+// instructions: MOVSS/ADDSS/MULSS/CVTSI2SS, XORPS, MOVUPS X15 to zero
+// memory, MOVUPS for spills and moves of 128-bit vectors in X0-X15, MOVQ of
+// a logical ShiftAllRight's constant count (Go 1.26 has an immediate form
+// only for left and arithmetic shifts), and it never emits VZEROUPPER. On
+// Intel CPUs each switch between legacy SSE and VEX code while the upper
+// halves of the vector registers are dirty (after any 256/512-bit
+// instruction) is a state transition: about 130 ns on the Xeon VM of
+// BENCHMARKS.md (issue 15), which made the SIMD build slower than pure Go.
+// So the kernels follow one rule: vector work, then
+// archsimd.ClearAVXUpperBits (VZEROUPPER, ~1 cycle), then scalar work, and
+// every kernel returns with the upper state clean. storeHsum8 and hmax16
+// clear before their scalar result, so tails and finishing steps come after
+// them; loops do no scalar float arithmetic between vector instructions
+// (scales are products of broadcast vectors, mulBc8; lanes go out through
+// integer registers, store4, f16Store); right shifts by a constant that a
+// byte mask follows are arithmetic; Float32x4 sums live in 256-bit values.
+// VZEROUPPER clobbers every vector register (the compiler spills live
+// vectors around it), so it is never placed inside a loop that carries
+// vectors. scripts-free check: objdump -d of a GOEXPERIMENT=simd binary,
+// looking for non-V instructions on %xmm in functions that use %ymm/%zmm.
+//
 // # Threads
 //
 // Pool keeps threads-1 worker goroutines that spin briefly between jobs, so a
