@@ -69,8 +69,8 @@
 // byte mask follows are arithmetic; Float32x4 sums live in 256-bit values.
 // VZEROUPPER clobbers every vector register (the compiler spills live
 // vectors around it), so it is never placed inside a loop that carries
-// vectors. scripts-free check: objdump -d of a GOEXPERIMENT=simd binary,
-// looking for non-V instructions on %xmm in functions that use %ymm/%zmm.
+// vectors. To check a build: objdump -d a GOEXPERIMENT=simd binary and
+// look for non-V instructions on %xmm in functions that use %ymm/%zmm.
 //
 // # Threads
 //
