@@ -102,6 +102,39 @@ type Usage struct {
 	CachedTokens            int                     `json:"cached_tokens"`
 	Cost                    float64                 `json:"cost"`
 	CostDetails             CostDetails             `json:"cost_details"`
+	// Advisor is what Advisor Mode did for the request; absent when the
+	// served model has no advisor. Its cost is part of Cost.
+	Advisor *AdvisorUsage `json:"advisor,omitempty"`
+}
+
+// AdvisorUsage is usage.advisor: whether the turn was escalated to the
+// advisor model, why, and what the advisor used. Fields that do not apply
+// are absent.
+type AdvisorUsage struct {
+	Escalated bool `json:"escalated"`
+	// Reason is the signal that fired ("repeated_errors", "low_confidence",
+	// "always"), also when a cap or the advisor's failure kept the turn
+	// with the served model.
+	Reason string `json:"reason,omitempty"`
+	// Mode is "handoff" (the advisor wrote the turn) or "advise" (it wrote
+	// a plan that the served model followed).
+	Mode  string `json:"mode,omitempty"`
+	Model string `json:"model,omitempty"`
+	// The advisor's own tokens and cost (at its prices).
+	PromptTokens     int     `json:"prompt_tokens,omitempty"`
+	CompletionTokens int     `json:"completion_tokens,omitempty"`
+	Cost             float64 `json:"cost,omitempty"`
+	LatencyMS        int64   `json:"latency_ms,omitempty"`
+	// Confidence is the low quantile of the served model's draft
+	// log-probabilities that the low_confidence signal compared with its
+	// threshold; DraftTokens the draft tokens it scored (a draft that was
+	// thrown away is not billed).
+	Confidence  *float64 `json:"confidence,omitempty"`
+	DraftTokens int      `json:"draft_tokens,omitempty"`
+	// Error says why an escalation did not happen or did not land (the
+	// advisor failed or timed out, or a cap was reached); the served
+	// model's answer stands.
+	Error string `json:"error,omitempty"`
 }
 
 // PromptTokensDetails break down the prompt tokens.
@@ -128,6 +161,9 @@ type Extension struct {
 	Effort  EffortEcho `json:"effort"`
 	Backend string     `json:"backend"`
 	Region  string     `json:"region"`
+	// Advisor is the X-Advisor header's value ("none" or the reason the
+	// turn was escalated), set by Advisor Mode; not part of the body.
+	Advisor string `json:"-"`
 }
 
 // EffortEcho is the applied reasoning effort (DESIGN.md section 3), from the

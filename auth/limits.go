@@ -252,7 +252,7 @@ func Limits(l *Limiter) backend.Middleware {
 				}
 				return next.Chat(ctx, req, func(ch *api.ChatCompletionChunk) error {
 					if ch.Usage != nil {
-						l.Used(k, ch.Usage.TotalTokens, ch.Usage.Cost)
+						l.Used(k, usedTokens(ch.Usage), ch.Usage.Cost)
 					}
 					return emit(ch)
 				})
@@ -267,11 +267,21 @@ func Limits(l *Limiter) backend.Middleware {
 				}
 				return next.Complete(ctx, req, func(ch *api.Completion) error {
 					if ch.Usage != nil {
-						l.Used(k, ch.Usage.TotalTokens, ch.Usage.Cost)
+						l.Used(k, usedTokens(ch.Usage), ch.Usage.Cost)
 					}
 					return emit(ch)
 				})
 			},
 		}
 	}
+}
+
+// usedTokens is what a request counts against a key's tokens per minute:
+// its own and its advisor's.
+func usedTokens(u *api.Usage) int {
+	n := u.TotalTokens
+	if a := u.Advisor; a != nil {
+		n += a.PromptTokens + a.CompletionTokens
+	}
+	return n
 }

@@ -49,6 +49,9 @@ type Info struct {
 	// Label names the backend in logs and in the stepflash extension:
 	// "local" or "upstream:NAME".
 	Label string
+	// Advisor names the advisor model of a served model with Advisor Mode
+	// ("" without): a request may then ask for "advisor": "always".
+	Advisor string
 }
 
 // Queuer is implemented by backends that queue work, for the queue-depth

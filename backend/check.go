@@ -17,6 +17,9 @@ type Limits struct {
 	// MaxN is the most choices per request (n, times the prompts of a
 	// legacy completion).
 	MaxN int
+	// Advisor is whether the served model has an advisor ("advisor":
+	// "always" is a 400 without one).
+	Advisor bool
 }
 
 // CheckChat validates what a chat request means on its own, whichever
@@ -243,7 +246,9 @@ func checkCommon(c common, lim Limits) *api.Error {
 		switch *c.Advisor {
 		case "auto", "off":
 		case "always":
-			return api.Unsupported("advisor", "'advisor': \"always\" needs an advisor model, and this server has none configured.")
+			if !lim.Advisor {
+				return api.Unsupported("advisor", "'advisor': \"always\" needs an advisor model, and this model has none configured (serve --advisor, or \"advisor\" in --config).")
+			}
 		default:
 			return api.InvalidRequest(api.CodeInvalidValue, "advisor", "Invalid 'advisor' %q: allowed values are auto, off, always.", *c.Advisor)
 		}

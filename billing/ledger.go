@@ -166,6 +166,9 @@ func (r *recorder) pass(ch chunk, pieces int, send func() error) error {
 		r.rec.CompletionTokens = u.CompletionTokens
 		r.rec.ReasoningTokens = u.CompletionTokensDetails.ReasoningTokens
 		r.rec.AdvisorCostUSD = u.CostDetails.Advisor
+		if a := u.Advisor; a != nil {
+			r.rec.AdvisorPromptTokens, r.rec.AdvisorCompletionTokens = a.PromptTokens, a.CompletionTokens
+		}
 		r.rec.CostUSD = u.Cost
 		r.rec.Status = http.StatusOK
 		if err := r.append(); err != nil {

@@ -16,7 +16,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *api.Error {
 	if e != nil {
 		return e
 	}
-	if e := backend.CheckChat(&req, s.limits()); e != nil {
+	if e := backend.CheckChat(&req, s.limitsFor(m)); e != nil {
 		return e
 	}
 	c := s.newCall(w, r, m, req.Model, req.ReasoningEffort, "chatcmpl-")
@@ -52,7 +52,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) *api.
 	if e != nil {
 		return e
 	}
-	if e := backend.CheckCompletion(&req, s.limits()); e != nil {
+	if e := backend.CheckCompletion(&req, s.limitsFor(m)); e != nil {
 		return e
 	}
 	c := s.newCall(w, r, m, req.Model, req.ReasoningEffort, "cmpl-")
@@ -79,4 +79,6 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) *api.
 	return nil
 }
 
-func (s *Server) limits() backend.Limits { return backend.Limits{MaxN: s.cfg.MaxN} }
+func (s *Server) limitsFor(m *Model) backend.Limits {
+	return backend.Limits{MaxN: s.cfg.MaxN, Advisor: m.Backend.Info().Advisor != ""}
+}

@@ -83,6 +83,9 @@ func (c *call) stamp(h *api.Envelope, ext *api.Extension) {
 	h.ID, h.Created, h.Model = c.id, c.created, c.model
 	if ext != nil {
 		ext.Region = cmp.Or(backend.CallerFrom(c.r.Context()).Region, c.s.cfg.Region)
+		if ext.Advisor != "" {
+			c.w.Header().Set("X-Advisor", ext.Advisor)
+		}
 	}
 }
 

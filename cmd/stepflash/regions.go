@@ -28,7 +28,7 @@ type regionOptions struct {
 	regionURLs  map[string]string // --region-url NAME=URL
 	requireKeys bool
 	// backendMiddleware wraps each served model's backend (set by runServe).
-	backendMiddleware func(billing.Prices) []backend.Middleware
+	backendMiddleware func(billing.Prices, ...backend.Middleware) []backend.Middleware
 }
 
 func registerRegionFlags(fs *flag.FlagSet, o *regionOptions) {

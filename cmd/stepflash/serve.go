@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stepflash/stepflash/api"
 	"github.com/stepflash/stepflash/auth"
 	"github.com/stepflash/stepflash/backend"
 	"github.com/stepflash/stepflash/billing"
@@ -51,7 +52,11 @@ type serveOptions struct {
 	upstreamURLs    []string // --upstream, in order
 	upstreamKeyEnv  string
 	routing         string
-	getenv          func(string) string
+	advisor         string // --advisor FILE_OR_URL
+	// advisorObserve makes the metrics-and-log observer of a served
+	// model's Advisor Mode (set by runServe).
+	advisorObserve func(model string) func(context.Context, api.AdvisorUsage)
+	getenv         func(string) string
 	storeOptions
 	regionOptions
 	httpOptions
@@ -163,6 +168,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.Func("alias", "another name for the preceding -m or --upstream (repeatable)", addAlias)
 	fs.Func("upstream", "serve step-3.7-flash from an OpenAI-compatible server: URL[#MODEL] (repeatable: replicas or fallbacks)", addUpstream)
 	fs.StringVar(&o.upstreamKeyEnv, "upstream-key-env", "", "environment variable holding the --upstream API key (default: see above)")
+	fs.StringVar(&o.advisor, "advisor", "", "Advisor Mode for the first model: the advisor is a GGUF file (or REPO[:FILE]) or an OpenAI-compatible URL[#MODEL] (docs/advisor.md)")
 	fs.StringVar(&o.routing, "routing", "", "how requests spread over several --upstream: prefix (default: a conversation stays on one replica), round_robin, ordered (fallbacks)")
 	config := fs.String("config", "", "JSON config file listing models (see above)")
 	fs.StringVar(&o.addr, "addr", "0.0.0.0:8000", "listen address")
@@ -265,6 +271,19 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 		specs = []modelSpec{{Model: hub.Default.String()}}
 	}
 	nameDefault(specs)
+	if o.advisor != "" {
+		if specs[0].Advisor != nil {
+			return fmt.Errorf("--advisor: the first model already has an advisor in --config")
+		}
+		a, err := flagAdvisor(o.advisor, o.upstreamKeyEnv)
+		if err != nil {
+			return err
+		}
+		specs[0].Advisor = a
+		if err := specs[0].check(); err != nil {
+			return fmt.Errorf("--advisor: %w", err)
+		}
+	}
 	if err := precheck(specs, o); err != nil {
 		return err
 	}
@@ -279,17 +298,20 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 	}
 	authn := auth.New(auth.Options{Store: st, Require: o.requireKeys})
 	limiter := auth.NewLimiter(st)
-	o.backendMiddleware = func(prices billing.Prices) []backend.Middleware { return backendMiddleware(limiter, prices) }
+	o.backendMiddleware = func(prices billing.Prices, extra ...backend.Middleware) []backend.Middleware {
+		return backendMiddleware(limiter, prices, extra...)
+	}
 	srv := server.New(server.Config{MaxBodyBytes: o.maxBody, MaxN: o.maxN, Logger: logger,
 		Middleware: []server.Middleware{authn.Middleware}, Guard: o.guard(o.addr)})
 	o.ledger = billing.Metered(st, meter(srv))
+	o.advisorObserve = advisorMetrics(srv, logger)
 	var closers []func()
 	defer func() {
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
 	}()
-	pools, err := buildPools(specs, o, srv, stderr)
+	pools, err := buildPools(specs, o, srv, stderr, func(c func()) { closers = append(closers, c) })
 	for _, p := range pools {
 		closers = append(closers, p.Close)
 	}
@@ -391,7 +413,14 @@ func nameDefault(specs []modelSpec) {
 // undo: local files that are missing or not GGUF, an effort config the
 // model cannot take, a hub reference that --offline cannot serve.
 func precheck(specs []modelSpec, o *serveOptions) error {
+	var all []modelSpec
 	for _, sp := range specs {
+		all = append(all, sp)
+		if sp.Advisor != nil {
+			all = append(all, sp.Advisor.target())
+		}
+	}
+	for _, sp := range all {
 		if len(sp.Upstreams) > 0 {
 			continue
 		}
@@ -436,7 +465,7 @@ func checkLocalFile(path string, sp modelSpec) error {
 
 // buildPools makes the pool of every upstream-served model and adds it to
 // srv. The pools it returns, even with an error, are to be closed.
-func buildPools(specs []modelSpec, o *serveOptions, srv *server.Server, stderr io.Writer) ([]*upstream.Pool, error) {
+func buildPools(specs []modelSpec, o *serveOptions, srv *server.Server, stderr io.Writer, onClose func(func())) ([]*upstream.Pool, error) {
 	var pools []*upstream.Pool
 	var names []string // of the pools' models
 	ops := slog.New(slog.NewTextHandler(stderr, nil))
@@ -468,7 +497,15 @@ func buildPools(specs []modelSpec, o *serveOptions, srv *server.Server, stderr i
 		if sp.Prices != nil {
 			prices = *sp.Prices
 		}
-		if err := srv.AddModel(&server.Model{Name: sp.Name, Aliases: sp.Aliases, Backend: backend.Chain(p, o.recorded(sp.Name, o.backendMiddleware(prices)...)...)}); err != nil {
+		var extra []backend.Middleware
+		adv, err := advisorMiddleware(context.Background(), sp, sp.Name, o, stderr, onClose)
+		if err != nil {
+			return pools, err
+		}
+		if adv != nil {
+			extra = append(extra, adv)
+		}
+		if err := srv.AddModel(&server.Model{Name: sp.Name, Aliases: sp.Aliases, Backend: backend.Chain(p, o.recorded(sp.Name, o.backendMiddleware(prices, extra...)...)...)}); err != nil {
 			return pools, err
 		}
 		var ups []string
@@ -522,7 +559,15 @@ func loadAll(ctx context.Context, specs []modelSpec, usingDefault bool, o *serve
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		sm, err := loadServedModel(path, spec, o, stderr)
+		adv, err := advisorMiddleware(ctx, spec, cmp.Or(spec.Name, modelNameOf(path)), o, stderr, onClose)
+		if err != nil {
+			return err
+		}
+		var extra []backend.Middleware
+		if adv != nil {
+			extra = append(extra, adv)
+		}
+		sm, err := loadServedModel(path, spec, o, stderr, extra...)
 		if err != nil {
 			return err
 		}
@@ -589,8 +634,35 @@ type servedModel struct {
 }
 
 // loadServedModel opens a GGUF, its tokenizer, chat template and engine,
-// and makes its backend: the local pipeline behind the price table.
-func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (*servedModel, error) {
+// and makes its backend: the local pipeline behind the key's limits, the
+// ledger, extra (Advisor Mode) and the price table.
+func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Writer, extra ...backend.Middleware) (*servedModel, error) {
+	lm, err := loadLocal(path, spec, o, stderr)
+	if err != nil {
+		return nil, err
+	}
+	prices := billing.Default
+	if spec.Prices != nil {
+		prices = *spec.Prices
+	}
+	name := cmp.Or(spec.Name, modelNameOf(path))
+	m := &server.Model{Name: name, Aliases: spec.Aliases, Backend: backend.Chain(lm.backend, o.recorded(name, o.backendMiddleware(prices, extra...)...)...)}
+	return &servedModel{model: m, close: lm.close, weights: lm.weights, context: lm.context, template: lm.template, policy: lm.policy}, nil
+}
+
+// localModel is a loaded GGUF's bare local backend.
+type localModel struct {
+	backend  backend.Backend
+	close    func()
+	weights  gguf.Loading
+	context  int
+	template string // which chat template renders requests
+	policy   string // the effort policy, described
+}
+
+// loadLocal opens a GGUF, its tokenizer, chat template and engine, and
+// makes its local backend.
+func loadLocal(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (*localModel, error) {
 	l, err := openModel(path, o.threads, o.load, engine.Options{Context: firstPositive(spec.Ctx, o.ctx), Parallel: firstPositive(spec.Parallel, o.parallel), QueueLimit: o.queue,
 		CacheBytes: o.cacheRAM << 20})
 	if err != nil {
@@ -626,12 +698,7 @@ func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Wri
 		l.Close()
 		return nil, fmt.Errorf("%s (model %q): %w", path, name, err)
 	}
-	prices := billing.Default
-	if spec.Prices != nil {
-		prices = *spec.Prices
-	}
-	m := &server.Model{Name: name, Aliases: spec.Aliases, Backend: backend.Chain(b, o.recorded(name, o.backendMiddleware(prices)...)...)}
-	return &servedModel{model: m, close: l.Close, weights: l.file.Loaded(), context: eng.Context(), template: tmplName,
+	return &localModel{backend: b, close: l.Close, weights: l.file.Loaded(), context: eng.Context(), template: tmplName,
 		policy: policy.Describe(shape)}, nil
 }
 

@@ -32,6 +32,8 @@ type modelSpec struct {
 	Routing string `json:"routing,omitempty"`
 	// Prices bill the model's usage (default: step-3.7-flash's list prices).
 	Prices *billing.Prices `json:"prices,omitempty"`
+	// Advisor gives the model Advisor Mode (docs/advisor.md).
+	Advisor *advisorSpec `json:"advisor,omitempty"`
 }
 
 // upstreamSpec is one upstream of a model in the config file.
@@ -104,6 +106,17 @@ func readServeConfig(path string) (*serveConfig, error) {
 
 // check validates what a spec says on its own.
 func (s *modelSpec) check() error {
+	if err := s.checkTarget(); err != nil {
+		return err
+	}
+	if s.Advisor != nil {
+		return s.Advisor.check(*s)
+	}
+	return nil
+}
+
+// checkTarget validates the model itself (not its advisor).
+func (s *modelSpec) checkTarget() error {
 	if len(s.Upstreams) == 0 {
 		if s.Model == "" {
 			return fmt.Errorf("a model needs \"model\" (a GGUF path or Hugging Face REPO[:FILE]) or \"upstreams\"")
