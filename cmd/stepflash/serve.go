@@ -82,6 +82,13 @@ default is stepfun/step-3.7-flash). The key is read from --upstream-key-env, or
 the known service's variable (STEP_API_KEY for StepFun, OPENROUTER_API_KEY,
 NVIDIA_API_KEY), or STEP_API_KEY when URL is $STEP_BASE_URL.
 
+--advisor FILE_OR_URL gives the first model Advisor Mode: turns likely to fail
+(a run of failing tool results; optionally a low-confidence draft) go to the
+advisor, a local GGUF or an OpenAI-compatible URL[#MODEL], shown only in
+usage.advisor and X-Advisor; a request's "advisor": "off" or "always" overrides.
+In --config, "advisor": {"model" or "upstreams", "mode", ...} on a model
+(docs/advisor.md).
+
 API keys (stepflash keys create) are bound to a region. The server is region
 "global" on --addr unless --region says otherwise: --region cn serves region
 cn on --addr; --region global=0.0.0.0:8000 --region cn=0.0.0.0:8001 serves
