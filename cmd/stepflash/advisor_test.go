@@ -292,3 +292,41 @@ func TestAdvisorConfidence(t *testing.T) {
 		t.Errorf("%d escalated and %d kept: the threshold tests only one side", escalated, kept)
 	}
 }
+
+// TestAdvisorAdvise: in advise mode an escalated turn is written by the
+// served model after the advisor's plan: both models' tokens are billed,
+// the plan's cost is in usage.advisor and usage.cost, streamed or not.
+func TestAdvisorAdvise(t *testing.T) {
+	flash, adv := testmodels.Path(t, "trained/flash-Q8_0.gguf"), testmodels.Path(t, "trained/advisor-Q8_0.gguf")
+	cfg := writeConfig(t, map[string]any{"models": []any{map[string]any{"model": flash, "name": "flash",
+		"advisor": map[string]any{"model": adv, "name": "big", "mode": "advise", "plan_tokens": 24}}}})
+	base, _, _ := startServe(t, "--config", cfg, "--quiet", "--data", t.TempDir())
+	client := openai.NewClient(option.WithBaseURL(base+"/v1"), option.WithAPIKey("none"), option.WithMaxRetries(0))
+	var hr *http.Response
+	c, err := client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "flash",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("You add numbers."), openai.UserMessage("What is 12 + 34?")},
+		MaxTokens: openai.Int(200), Temperature: openai.Float(0)}, option.WithJSONSet("advisor", "always"), option.WithResponseInto(&hr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	au, cost := usageOf(t, c.RawJSON())
+	if au == nil {
+		t.Fatalf("no usage.advisor: %s", c.RawJSON())
+	}
+	flashCost := cost - au.Cost
+	if !au.Escalated || au.Mode != "advise" || au.Reason != "always" || au.CompletionTokens < 1 || au.CompletionTokens > 24 ||
+		c.Usage.CompletionTokens == 0 || c.Usage.PromptTokens == 0 || au.Cost <= 0 || flashCost <= 0 || hr.Header.Get("X-Advisor") != "always" {
+		t.Errorf("usage %+v, usage.advisor %+v, cost %g, X-Advisor %q", c.Usage, au, cost, hr.Header.Get("X-Advisor"))
+	}
+	// The plan went into the served model's system message: its prompt is
+	// longer than the same request's without an advisor.
+	off, err := client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "flash",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("You add numbers."), openai.UserMessage("What is 12 + 34?")},
+		MaxTokens: openai.Int(200), Temperature: openai.Float(0)}, option.WithJSONSet("advisor", "off"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Usage.PromptTokens <= off.Usage.PromptTokens {
+		t.Errorf("prompt tokens %d with the plan, %d without", c.Usage.PromptTokens, off.Usage.PromptTokens)
+	}
+}
