@@ -304,7 +304,7 @@ func TestAdvisorAdvise(t *testing.T) {
 	client := openai.NewClient(option.WithBaseURL(base+"/v1"), option.WithAPIKey("none"), option.WithMaxRetries(0))
 	var hr *http.Response
 	c, err := client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "flash",
-		Messages: []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("You add numbers."), openai.UserMessage("What is 12 + 34?")},
+		Messages:  []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("You add numbers."), openai.UserMessage("What is 12 + 34?")},
 		MaxTokens: openai.Int(200), Temperature: openai.Float(0)}, option.WithJSONSet("advisor", "always"), option.WithResponseInto(&hr))
 	if err != nil {
 		t.Fatal(err)
@@ -321,7 +321,7 @@ func TestAdvisorAdvise(t *testing.T) {
 	// The plan went into the served model's system message: its prompt is
 	// longer than the same request's without an advisor.
 	off, err := client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "flash",
-		Messages: []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("You add numbers."), openai.UserMessage("What is 12 + 34?")},
+		Messages:  []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("You add numbers."), openai.UserMessage("What is 12 + 34?")},
 		MaxTokens: openai.Int(200), Temperature: openai.Float(0)}, option.WithJSONSet("advisor", "off"))
 	if err != nil {
 		t.Fatal(err)
