@@ -317,8 +317,7 @@ func (m *mw) drafted(ctx context.Context, req *api.ChatCompletionRequest, emit f
 // the served model answers and au.Error says why.
 func (m *mw) escalate(ctx context.Context, req *api.ChatCompletionRequest, emit func(*api.ChatCompletionChunk) error, au *api.AdvisorUsage, reason string) error {
 	au.Reason = reason
-	if key := backend.CallerFrom(ctx).KeyID; !m.caps.take(key, m.c.KeyCap, m.c.KeyWindow, time.Now()) {
-		au.Error = fmt.Sprintf("this key's cap of %d escalations per %s was reached", m.c.KeyCap, m.c.KeyWindow)
+	if !m.admit(ctx, au) {
 		return m.served(ctx, req, emit, au, "")
 	}
 	au.Mode, au.Model = m.c.Mode, m.c.Model
@@ -330,22 +329,12 @@ func (m *mw) escalate(ctx context.Context, req *api.ChatCompletionRequest, emit 
 		areq = planRequest(req, m.c.PlanTokens)
 	}
 	chunks, u, err := collect(actx, m.c.Advisor, &areq)
-	au.LatencyMS = time.Since(start).Milliseconds()
-	if u != nil {
-		au.PromptTokens, au.CompletionTokens, au.Cost = u.PromptTokens, u.CompletionTokens, u.Cost
-	}
-	if err != nil {
+	if !m.landed(ctx, au, start, u, err) {
 		if ctx.Err() != nil {
 			return ctx.Err() // the client went away
 		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			au.Error = fmt.Sprintf("the advisor did not answer within %s", m.c.Timeout)
-		} else {
-			au.Error = "the advisor failed: " + err.Error()
-		}
 		return m.served(ctx, req, emit, au, "")
 	}
-	au.Escalated = true
 	if m.c.Mode == Advise {
 		return m.served(ctx, withPlan(req, planText(chunks)), emit, au, reason)
 	}
@@ -382,7 +371,7 @@ func collect(ctx context.Context, b backend.Backend, req *api.ChatCompletionRequ
 		return nil
 	})
 	if err == nil && u == nil {
-		err = errors.New("it ended without reporting its usage")
+		err = errNoUsage
 	}
 	return chunks, u, err
 }
@@ -443,7 +432,7 @@ func (m *mw) Complete(ctx context.Context, req *api.CompletionRequest, emit func
 	defer m.observe(ctx, au)
 	r := *req
 	r.Advisor = nil
-	if m.setting(req.Advisor) != "always" {
+	served := func() error {
 		return m.next.Complete(ctx, &r, func(ch *api.Completion) error {
 			if u := ch.FinalUsage(); u != nil {
 				addAdvisor(u, au)
@@ -451,15 +440,12 @@ func (m *mw) Complete(ctx context.Context, req *api.CompletionRequest, emit func
 			return emit(ch)
 		})
 	}
+	if m.setting(req.Advisor) != "always" {
+		return served()
+	}
 	au.Reason = ReasonAlways
-	if key := backend.CallerFrom(ctx).KeyID; !m.caps.take(key, m.c.KeyCap, m.c.KeyWindow, time.Now()) {
-		au.Error = fmt.Sprintf("this key's cap of %d escalations per %s was reached", m.c.KeyCap, m.c.KeyWindow)
-		return m.next.Complete(ctx, &r, func(ch *api.Completion) error {
-			if u := ch.FinalUsage(); u != nil {
-				addAdvisor(u, au)
-			}
-			return emit(ch)
-		})
+	if !m.admit(ctx, au) {
+		return served()
 	}
 	au.Mode, au.Model = Handoff, m.c.Model
 	start := time.Now()
@@ -475,29 +461,14 @@ func (m *mw) Complete(ctx context.Context, req *api.CompletionRequest, emit func
 		return nil
 	})
 	if err == nil && u == nil {
-		err = errors.New("it ended without reporting its usage")
+		err = errNoUsage
 	}
-	au.LatencyMS = time.Since(start).Milliseconds()
-	if u != nil {
-		au.PromptTokens, au.CompletionTokens, au.Cost = u.PromptTokens, u.CompletionTokens, u.Cost
-	}
-	if err != nil {
+	if !m.landed(ctx, au, start, u, err) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			au.Error = fmt.Sprintf("the advisor did not answer within %s", m.c.Timeout)
-		} else {
-			au.Error = "the advisor failed: " + err.Error()
-		}
-		return m.next.Complete(ctx, &r, func(ch *api.Completion) error {
-			if u := ch.FinalUsage(); u != nil {
-				addAdvisor(u, au)
-			}
-			return emit(ch)
-		})
+		return served()
 	}
-	au.Escalated = true
 	for i, ch := range chunks {
 		if i == 0 && ch.Stepflash == nil {
 			ch.Stepflash = &api.Extension{Backend: m.next.Info().Label}
@@ -514,6 +485,41 @@ func (m *mw) Complete(ctx context.Context, req *api.CompletionRequest, emit func
 		}
 	}
 	return nil
+}
+
+// errNoUsage: an advisor's answer without a usage chunk is not used (its
+// cost would be unknown).
+var errNoUsage = errors.New("it ended without reporting its usage")
+
+// admit counts an escalation against the caller's key cap, or says in au
+// why the cap refused it.
+func (m *mw) admit(ctx context.Context, au *api.AdvisorUsage) bool {
+	if m.caps.take(backend.CallerFrom(ctx).KeyID, m.c.KeyCap, m.c.KeyWindow, time.Now()) {
+		return true
+	}
+	au.Error = fmt.Sprintf("this key's cap of %d escalations per %s was reached", m.c.KeyCap, m.c.KeyWindow)
+	return false
+}
+
+// landed records the advisor's part in au (its usage, latency, and the
+// error that kept the turn with the served model) and reports whether the
+// escalation landed.
+func (m *mw) landed(ctx context.Context, au *api.AdvisorUsage, start time.Time, u *api.Usage, err error) bool {
+	au.LatencyMS = time.Since(start).Milliseconds()
+	if u != nil {
+		au.PromptTokens, au.CompletionTokens, au.Cost = u.PromptTokens, u.CompletionTokens, u.Cost
+	}
+	switch {
+	case err == nil:
+		au.Escalated = true
+	case ctx.Err() != nil:
+		// the client went away: nothing more to say
+	case errors.Is(err, context.DeadlineExceeded):
+		au.Error = fmt.Sprintf("the advisor did not answer within %s", m.c.Timeout)
+	default:
+		au.Error = "the advisor failed: " + err.Error()
+	}
+	return err == nil
 }
 
 // capper counts escalations per key in a sliding window.

@@ -130,6 +130,23 @@ func TestAdvisorAgentLoop(t *testing.T) {
 			t.Errorf("off, step %d: %+v, X-Advisor %q", s, au, header)
 		}
 	}
+	// The legacy completions API: "always" hands off.
+	for _, setting := range []string{"always", "auto"} {
+		resp, err := http.Post(base+"/v1/completions", "application/json",
+			strings.NewReader(`{"model":"flash","prompt":"What is","max_tokens":4,"advisor":"`+setting+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Usage api.Usage }
+		json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		au := body.Usage.Advisor
+		if resp.StatusCode != 200 || au == nil || au.Escalated != (setting == "always") || resp.Header.Get("X-Advisor") != map[bool]string{true: "always", false: "none"}[setting == "always"] {
+			t.Errorf("completions, %s: %d, X-Advisor %q, usage %+v", setting, resp.StatusCode, resp.Header.Get("X-Advisor"), body.Usage)
+		}
+		total += body.Usage.Cost
+		requests++
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +174,16 @@ func TestAdvisorFallback(t *testing.T) {
 		"advisor": map[string]any{"upstreams": []any{map[string]any{"base_url": silent.URL + "/v1", "model": "big", "health": "off"}},
 			"name": "big", "timeout": "300ms"}}}})
 	base, _, _ := startServe(t, "--config", cfg, "--quiet", "--data", t.TempDir())
+	resp, err := http.Post(base+"/v1/completions", "application/json", strings.NewReader(`{"model":"flash","prompt":"What is","max_tokens":4,"advisor":"always"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cbody struct{ Usage api.Usage }
+	json.NewDecoder(resp.Body).Decode(&cbody)
+	resp.Body.Close()
+	if au := cbody.Usage.Advisor; resp.StatusCode != 200 || au == nil || au.Escalated || !strings.Contains(au.Error, "did not answer") || cbody.Usage.CompletionTokens == 0 {
+		t.Errorf("completions: %d, usage %+v", resp.StatusCode, cbody.Usage)
+	}
 	body := `{"model":"flash","advisor":"always","max_tokens":200,"messages":[{"role":"user","content":"What is 12 + 34?"}]`
 	for _, stream := range []bool{false, true} {
 		b := body + "}"
