@@ -140,8 +140,14 @@ func (r *runner) begin(b *Batch, logits []float32) error {
 	if n == 0 {
 		return fmt.Errorf("model: empty batch")
 	}
-	if len(b.Pos) != n || len(b.Seq) != n || (b.Output != nil && len(b.Output) != n) || (b.ExpertsUsed != nil && len(b.ExpertsUsed) != n) {
+	if len(b.Pos) != n || len(b.Seq) != n || (b.Output != nil && len(b.Output) != n) || (b.ExpertsUsed != nil && len(b.ExpertsUsed) != n) ||
+		(b.Embeds != nil && len(b.Embeds) != n) {
 		return fmt.Errorf("model: batch fields have different lengths")
+	}
+	for i, e := range b.Embeds {
+		if e != nil && len(e) != c.NEmbd {
+			return fmt.Errorf("model: the input embedding at batch index %d has %d values; the model's width is %d", i, len(e), c.NEmbd)
+		}
 	}
 	for i, t := range b.Tokens {
 		if t < 0 || int(t) >= c.NVocab {
@@ -200,6 +206,10 @@ func (r *runner) ropeTables(b *Batch) {
 func (r *runner) embed(e tensor.Matrix, b *Batch) {
 	d := r.cfg.NEmbd
 	for t, tok := range b.Tokens {
+		if b.Embeds != nil && b.Embeds[t] != nil {
+			copy(r.x[t*d:(t+1)*d], b.Embeds[t])
+			continue
+		}
 		e.DequantizeRow(int(tok), r.x[t*d:(t+1)*d])
 	}
 }

@@ -26,6 +26,11 @@ type Batch struct {
 	// ExpertsUsed sets, per token, how many experts an MoE model routes it to
 	// (1..trained count); nil or 0 means the trained count. Dense models ignore it.
 	ExpertsUsed []int
+	// Embeds, when set, gives tokens their input embedding directly (an
+	// image's, from a vision encoder): where Embeds[i] is not nil it is
+	// used instead of token Tokens[i]'s row of the embedding table (the
+	// token is then a placeholder) and must hold NEmbd floats.
+	Embeds [][]float32
 }
 
 // Len is the number of tokens in the batch.
