@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -150,6 +151,12 @@ type Request struct {
 	// than their token ids (image embeddings), for the prefix cache: blocks
 	// are shared only between prompts with the same tokens and keys.
 	CacheKeys []CacheKey
+	// Embeds gives prompt positions their input embedding directly (an
+	// image's, from a vision encoder): where Embeds[i] is not nil, position
+	// i's token is a placeholder and Embeds[i] (the model's width) is its
+	// input. Every such position must lie in a CacheKeys range naming the
+	// image, so that the prefix cache never mistakes one image for another.
+	Embeds [][]float32
 	// JSONObject constrains the answer (after any thinking block) to one
 	// JSON object (OpenAI response_format json_object); generation ends
 	// with an end-of-generation token when the object is complete.
@@ -230,6 +237,20 @@ func (e *Engine) Generate(ctx context.Context, req Request, onToken func(Token) 
 	for _, k := range req.CacheKeys {
 		if k.Start < 0 || k.End <= k.Start || k.End > n {
 			return nil, fmt.Errorf("engine: cache key positions [%d, %d) are not a range inside the prompt of %d tokens", k.Start, k.End, n)
+		}
+	}
+	if len(req.Embeds) > n {
+		return nil, fmt.Errorf("engine: %d input embeddings for a prompt of %d tokens", len(req.Embeds), n)
+	}
+	for i, em := range req.Embeds {
+		if em == nil {
+			continue
+		}
+		if d := e.Model.Config().NEmbd; len(em) != d {
+			return nil, fmt.Errorf("engine: the input embedding at prompt position %d has %d values; the model's width is %d", i, len(em), d)
+		}
+		if !slices.ContainsFunc(req.CacheKeys, func(k CacheKey) bool { return k.Start <= i && i < k.End && k.Key != "" }) {
+			return nil, fmt.Errorf("engine: the input embedding at prompt position %d has no cache key naming it", i)
 		}
 	}
 	maxNew := e.opts.Context - n

@@ -182,8 +182,17 @@ func (e *Engine) step() {
 	var live []*sequence
 	budget := e.opts.BatchSize
 	rows := 0
+	var embeds [][]float32 // per batch token; set in b only when one is given
 	add := func(s *sequence, from, to int, output bool) {
 		for p := from; p < to; p++ {
+			var em []float32
+			if p < len(s.req.Embeds) {
+				em = s.req.Embeds[p]
+			}
+			embeds = append(embeds, em)
+			if em != nil {
+				b.Embeds = embeds
+			}
 			b.Tokens = append(b.Tokens, s.tokens[p])
 			b.Pos = append(b.Pos, p)
 			b.Seq = append(b.Seq, s.id)
@@ -223,6 +232,9 @@ func (e *Engine) step() {
 	}
 	if len(b.Tokens) == 0 {
 		return
+	}
+	if b.Embeds != nil {
+		b.Embeds = embeds // the whole batch's, not the prefix seen when the first was set
 	}
 	vocab := e.Model.Config().NVocab
 	if cap(e.logits) < rows*vocab {

@@ -216,17 +216,19 @@ func checkRefFile(t *testing.T, ref *refFile) {
 			}
 			decodeDev := compareSteps(t, name+" decode", &c, stepLogits, cfg.NVocab, marginMin, caseTol)
 			t.Logf("%s: max |Δlogprob| top-5: prefill %.2g, decode %.2g (tolerance %g)", name, prefillDev, decodeDev, caseTol)
-			if embeds != nil {
-				continue // the engine takes no images yet: greedy runs on text cases
-			}
 
 			// Free-running greedy generation through the engine.
-			if got := tok.Encode(c.Prompt, true, true); fmt.Sprint(got) != fmt.Sprint(c.PromptIDs) {
-				t.Errorf("%s: tokenized prompt %v, reference %v", name, got, c.PromptIDs)
+			var keys []engine.CacheKey
+			if embeds == nil {
+				if got := tok.Encode(c.Prompt, true, true); fmt.Sprint(got) != fmt.Sprint(c.PromptIDs) {
+					t.Errorf("%s: tokenized prompt %v, reference %v", name, got, c.PromptIDs)
+				}
+			} else {
+				keys = []engine.CacheKey{{Start: 0, End: len(embeds), Key: "test-image-quadrants-64"}}
 			}
 			eng := engine.New(m, tok, engine.Options{Context: 1024})
 			res, err := eng.Generate(context.Background(), engine.Request{
-				Prompt: c.PromptIDs, MaxTokens: len(c.Generated), ExpertsUsed: experts, IgnoreEOS: true,
+				Prompt: c.PromptIDs, MaxTokens: len(c.Generated), ExpertsUsed: experts, IgnoreEOS: true, Embeds: embeds, CacheKeys: keys,
 			}, nil)
 			eng.Close()
 			if err != nil {
