@@ -1,0 +1,58 @@
+// Package vision turns images into a language model's input embeddings: GGUF vision encoders (clip projectors as llama.cpp writes them; idefics3 first) and their preprocessing.
+//
+// # Use
+//
+// Open (or Load) a projector GGUF ("mmproj", general.architecture clip);
+// Encoder.Embed takes any image.Image and returns the segments that replace
+// the media marker in the prompt, in order: Segment.Text pieces, to be
+// tokenized with the text model's tokenizer with special tokens parsed, and
+// Segment.Embeddings spans, one position per row (Config.ProjectionDim
+// floats each, the text model's embedding width), fed in place of token
+// embeddings. The steps are also available one by one: Prepare (decode to RGB
+// u8, slicing, resizing), Encode (the ViT and the projector, batched over the
+// pictures' patches) and Layout.
+//
+// # Numerics
+//
+// Everything runs on the tensor package's kernels and thread pool: every
+// linear layer is one tensor.MatMul over all patches of all pictures of a
+// call, attention uses tensor.DotRows, tensor.Softmax (ggml's expf) and
+// tensor.AxpyRows. LayerNorm follows ggml_norm (float64 sums, float32
+// scale). GELU emulates ggml's CPU backend, which looks tanh-GELU up in a
+// table of fp16 values (input rounded to fp16, output fp16); that matches
+// llama.cpp's image embeddings to about 5e-4, exact GELU only to 3e-3.
+//
+// # Projector families
+//
+// Projector types register themselves by their clip.projector_type name,
+// like the model package's architectures: each is one file whose init calls
+// Register with a Constructor. idefics3.go (SmolVLM, Idefics3) is the first:
+// the shared pre-norm ViT of vit.go, pixel shuffle and one linear layer,
+// with llama.cpp's llava-uhd-style slicing into a grid of image_size tiles
+// plus an overview. The next families fit the same mould:
+//
+//   - gemma3 (Gemma 3, SigLIP): the same vit.go encoder on one fixed-size
+//     picture (bilinear resize, no slices), then a 2-D average pool by
+//     clip.vision.projector.scale_factor, RMSNorm (mm.soft_emb_norm) and
+//     mm.input_projection; the layout is <start_of_image> embeddings
+//     <end_of_image>. One file: preprocessing, pool+projection, layout.
+//   - qwen2vl / qwen25vl (Qwen2.5-VL): dynamic resolution (smart resize to
+//     multiples of patch_size*2, no slices), patches from two temporal
+//     frames, RMSNorm blocks with SwiGLU, 2-D RoPE on q and k (the head
+//     split into row and column halves, positions from the patch grid),
+//     window attention on the layers not in clip.vision.n_wa_pattern, then
+//     a 2x2 spatial merge and a 2-layer MLP; layout <|vision_start|>
+//     embeddings <|vision_end|>. Its file adds a rope option to the
+//     attention of vit.go (a per-block position hook) and its own
+//     preprocessing.
+//
+// Unsupported projector types are refused at load with the list of the
+// supported ones.
+//
+// # Hostile files
+//
+// Every hyperparameter is range-checked, every tensor's type and shape is
+// checked against the metadata before its data is used, and sizes that
+// would make preprocessing or encoding unbounded (huge grids, patch
+// counts) are refused with an error: a malformed file never panics.
+package vision

@@ -1,0 +1,236 @@
+package vision
+
+import (
+	"fmt"
+	"image"
+	"sort"
+	"sync"
+
+	"github.com/stepflash/stepflash/gguf"
+	"github.com/stepflash/stepflash/tensor"
+)
+
+// PictureKind says what part of an image a picture is.
+type PictureKind int
+
+const (
+	// Slice is one tile of the grid an image is cut into.
+	Slice PictureKind = iota
+	// Overview is the whole image, resized to one picture.
+	Overview
+)
+
+func (k PictureKind) String() string {
+	if k == Overview {
+		return "overview"
+	}
+	return "slice"
+}
+
+// Picture is one input of the encoder: a tile of the image or its overview.
+type Picture struct {
+	Kind     PictureKind
+	Row, Col int // 1-based grid position of a slice; 0 for the overview
+	Image    *RGB
+}
+
+// Prepared is an image cut into the pictures the encoder takes, in prompt
+// order (for idefics3: slices row-major, then the overview).
+type Prepared struct {
+	Cols, Rows int // the slice grid; 0 x 0 when the image is not sliced
+	Pictures   []Picture
+}
+
+// Segment is one piece of what replaces the media marker in a prompt:
+// either Text, to tokenize with the text model's tokenizer (special tokens
+// parsed), or Embeddings, one position per row, fed in place of token
+// embeddings. Exactly one of the two is set.
+type Segment struct {
+	Text       string
+	Embeddings [][]float32
+	// Picture is the index in Prepared.Pictures of an embeddings segment.
+	Picture int
+}
+
+// Projector is one registered projector type: its preprocessing, its
+// encoder and its prompt layout.
+type Projector interface {
+	// Prepare converts and cuts an image into pictures.
+	Prepare(img *RGB) (*Prepared, error)
+	// Encode runs pictures (each Config.ImageSize square) through the
+	// encoder and the projector; out[i] holds picture i's embeddings,
+	// TokensPerPicture() rows of Config.ProjectionDim.
+	Encode(pool *tensor.Pool, pics []*RGB) ([][][]float32, error)
+	// TokensPerPicture is the number of embeddings of one picture.
+	TokensPerPicture() int
+	// Layout interleaves the pictures' embeddings (embd[i] for
+	// p.Pictures[i]) with the text pieces the text model expects.
+	Layout(p *Prepared, embd [][][]float32) ([]Segment, error)
+}
+
+// Constructor builds a projector type from an opened GGUF file whose
+// hyperparameters cfg has read; it checks every tensor it uses.
+type Constructor func(f *gguf.File, cfg *Config) (Projector, error)
+
+var (
+	regMu    sync.RWMutex
+	registry = map[string]Constructor{}
+)
+
+// Register makes a projector type available under its clip.projector_type name.
+func Register(projType string, c Constructor) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := registry[projType]; dup {
+		panic("vision: projector type registered twice: " + projType)
+	}
+	registry[projType] = c
+}
+
+// ProjectorTypes lists the registered projector types.
+func ProjectorTypes() []string {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	var names []string
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Options tune how an encoder runs.
+type Options struct {
+	// Threads is the number of threads of the encoder's own pool (default
+	// 1); ignored when Pool is set.
+	Threads int
+	// Pool, if set, is used instead of a pool of the encoder's own (e.g.
+	// the text model's); the encoder does not close it.
+	Pool *tensor.Pool
+	// Loading says how Open brings the file into memory (default
+	// gguf.LoadAuto).
+	Loading gguf.Loading
+}
+
+// Encoder is a loaded vision projector. Its methods may be called from
+// several goroutines; calls that share a pool run one at a time on it.
+type Encoder struct {
+	proj    Projector
+	cfg     *Config
+	pool    *tensor.Pool
+	ownPool bool
+	file    *gguf.File // closed by Close when Open opened it
+}
+
+// Load builds the encoder of an already opened projector GGUF. The file
+// must stay open while the encoder is used.
+func Load(f *gguf.File, opts Options) (*Encoder, error) {
+	cfg, err := ReadConfig(f)
+	if err != nil {
+		return nil, err
+	}
+	regMu.RLock()
+	ctor := registry[cfg.ProjectorType]
+	regMu.RUnlock()
+	if ctor == nil {
+		return nil, fmt.Errorf("vision: projector type %q is not supported (supported: %v)", cfg.ProjectorType, ProjectorTypes())
+	}
+	p, err := ctor(f, cfg)
+	if err != nil {
+		return nil, err
+	}
+	e := &Encoder{proj: p, cfg: cfg, pool: opts.Pool}
+	if e.pool == nil {
+		e.pool, e.ownPool = tensor.NewPool(max(opts.Threads, 1)), true
+	}
+	return e, nil
+}
+
+// Open opens a projector GGUF and loads its encoder; Close closes both.
+func Open(path string, opts Options) (*Encoder, error) {
+	f, err := gguf.OpenWith(path, opts.Loading)
+	if err != nil {
+		return nil, err
+	}
+	e, err := Load(f, opts)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	e.file = f
+	return e, nil
+}
+
+// Close stops the encoder's own threads and closes the file if Open opened it.
+func (e *Encoder) Close() error {
+	if e.ownPool {
+		e.pool.Close()
+	}
+	if e.file != nil {
+		return e.file.Close()
+	}
+	return nil
+}
+
+// Config returns the hyperparameters.
+func (e *Encoder) Config() *Config { return e.cfg }
+
+// EmbeddingDim is the width of the embeddings: the text model's n_embd
+// must equal it.
+func (e *Encoder) EmbeddingDim() int { return e.cfg.ProjectionDim }
+
+// TokensPerPicture is the number of embeddings (positions) one picture
+// takes.
+func (e *Encoder) TokensPerPicture() int { return e.proj.TokensPerPicture() }
+
+// Prepare converts an image to RGB and cuts it into the pictures the
+// encoder takes.
+func (e *Encoder) Prepare(img image.Image) (*Prepared, error) {
+	rgb, err := FromImage(img)
+	if err != nil {
+		return nil, err
+	}
+	return e.proj.Prepare(rgb)
+}
+
+// Encode returns the embeddings of each picture of p, in order.
+func (e *Encoder) Encode(p *Prepared) ([][][]float32, error) {
+	pics := make([]*RGB, len(p.Pictures))
+	for i, pic := range p.Pictures {
+		if pic.Image == nil || pic.Image.W != e.cfg.ImageSize || pic.Image.H != e.cfg.ImageSize || len(pic.Image.Pix) != 3*pic.Image.W*pic.Image.H {
+			return nil, fmt.Errorf("vision: picture %d is not a %dx%d RGB picture", i, e.cfg.ImageSize, e.cfg.ImageSize)
+		}
+		pics[i] = pic.Image
+	}
+	return e.proj.Encode(e.pool, pics)
+}
+
+// Layout interleaves the pictures' embeddings with the projector's text
+// pieces.
+func (e *Encoder) Layout(p *Prepared, embd [][][]float32) ([]Segment, error) {
+	return e.proj.Layout(p, embd)
+}
+
+// Embed prepares, encodes and lays out one image: the segments that replace
+// the media marker in the prompt.
+func (e *Encoder) Embed(img image.Image) ([]Segment, error) {
+	p, err := e.Prepare(img)
+	if err != nil {
+		return nil, err
+	}
+	embd, err := e.Encode(p)
+	if err != nil {
+		return nil, err
+	}
+	return e.Layout(p, embd)
+}
+
+// Positions is the number of prompt positions the embeddings segments of
+// segs take (text segments not counted: they take as many as their tokens).
+func Positions(segs []Segment) int {
+	n := 0
+	for _, s := range segs {
+		n += len(s.Embeddings)
+	}
+	return n
+}
