@@ -44,6 +44,7 @@ var commands = []command{
 	{"pull", cmdPull},
 	{"keys", cmdKeys},
 	{"usage", cmdUsage},
+	{"doctor", cmdDoctor},
 	{"version", cmdVersion},
 }
 
