@@ -6,6 +6,7 @@ require (
 	github.com/dlclark/regexp2 v1.12.0
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/openai/openai-go/v3 v3.98.0
+	golang.org/x/image v0.46.0
 	k8s.io/api v0.37.2
 	modernc.org/sqlite v1.63.0
 	sigs.k8s.io/json v0.0.0-20250730193827-2d320260d730
