@@ -224,7 +224,7 @@ func checkRegion(ctx context.Context, p *probe) Result {
 func checkModel(_ context.Context, p *probe) Result {
 	want := p.cfg.Model
 	switch {
-	case p.modelList == nil || p.modelList.Status == 0:
+	case p.modelList == nil || p.modelList.Status == 0 || (p.models == nil && p.blocked != ""):
 		return skip("skipped: %s", p.blocked)
 	case p.models == nil && want == "":
 		return skip("skipped: the endpoint lists no models and no --model was given; the checks below use %q", p.model)

@@ -12,7 +12,8 @@ const defaultModel = "step-3.7-flash"
 // "step-3.7-flash", OpenRouter's form against StepFun's); a name that
 // starts with the other; else the nearest by edit distance, when it is
 // within a quarter of the name's length (at least 2 edits). Ties go to the
-// name listed first.
+// name nearest as written (vendor prefix and all), then to the one listed
+// first.
 func closest(name string, served []string) string {
 	if name == "" || len(served) == 0 {
 		return ""
@@ -42,11 +43,13 @@ func closest(name string, served []string) string {
 			return best
 		}
 	}
-	best, bestD := "", -1
+	// Nearest without vendor prefixes; between equals, nearest as written.
+	best, bestD, bestFull := "", -1, 0
 	for _, s := range served {
 		d := editDistance(bare, stripVendor(strings.ToLower(s)))
-		if bestD < 0 || d < bestD {
-			best, bestD = s, d
+		full := editDistance(lower, strings.ToLower(s))
+		if bestD < 0 || d < bestD || (d == bestD && full < bestFull) {
+			best, bestD, bestFull = s, d, full
 		}
 	}
 	if bestD <= max(2, len(bare)/4) {
