@@ -226,6 +226,9 @@ type Model struct {
 	OwnedBy string `json:"owned_by"`
 	// MaxModelLen is the served context length (an extension, as vLLM's).
 	MaxModelLen int `json:"max_model_len,omitempty"`
+	// InputModalities says what the model takes: ["text"] or ["text",
+	// "image"] (an extension, as OpenRouter's architecture.input_modalities).
+	InputModalities []string `json:"input_modalities,omitempty"`
 }
 
 // ModelList is the response of GET /v1/models.

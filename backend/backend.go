@@ -52,6 +52,9 @@ type Info struct {
 	// Advisor names the advisor model of a served model with Advisor Mode
 	// ("" without): a request may then ask for "advisor": "always".
 	Advisor string
+	// InputModalities is what the model takes ("text", "image"); nil when
+	// unknown (an upstream's).
+	InputModalities []string
 }
 
 // Queuer is implemented by backends that queue work, for the queue-depth

@@ -35,9 +35,12 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 	if e != nil {
 		return e
 	}
-	msgs, e := convertMessages(req.Messages)
+	msgs, images, e := convertMessages(req.Messages)
 	if e != nil {
 		return e
+	}
+	if len(images) > 0 && m.Vision == nil {
+		return noImages(images[0])
 	}
 	tools := convertTools(req.Tools)
 	tmpl := b.tmpl
@@ -77,9 +80,31 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 		setup.prefill = toolPrefill(b.thinking, setup.family, forced, setup.startsInThinking)
 		text += setup.prefill
 	}
-	prompt := m.Tok.Encode(text, false, true)
+	var prompt []int32
+	var embeds [][]float32
+	var keys []engine.CacheKey
+	imageTokens := 0
+	if len(images) > 0 {
+		encoded, e := b.loadImages(ctx, images)
+		if e != nil {
+			return e
+		}
+		var err error
+		if prompt, embeds, keys, imageTokens, err = PromptWithImages(m.Tok, text, mediaMarker, false, encoded); err != nil {
+			return api.InvalidRequest(api.CodeInvalidValue, "messages", "The chat template did not place every image: %v (images are read in user messages only).", err)
+		}
+	} else {
+		prompt = m.Tok.Encode(text, false, true)
+	}
 	if bos := m.Tok.BOS(); m.Tok.AddBOS() && bos >= 0 && (len(prompt) == 0 || prompt[0] != bos) {
 		prompt = append([]int32{bos}, prompt...)
+		if embeds != nil {
+			embeds = append([][]float32{nil}, embeds...)
+			for i := range keys {
+				keys[i].Start++
+				keys[i].End++
+			}
+		}
 	}
 	if e := b.checkContext(prompt, sp.maxTokens, "messages"); e != nil {
 		return e
@@ -87,8 +112,9 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 	// The template's end of turn (e.g. ChatML's <|im_end|>): a vocabulary
 	// without the special token writes it as plain text.
 	sp.stops = append(sp.stops, tmpl.EOTStrings()...)
-	j := &job{b: b, isChat: true, prompts: [][]int32{prompt}, sp: sp, effort: applied, chatSetup: setup}
+	j := &job{b: b, isChat: true, prompts: [][]int32{prompt}, sp: sp, effort: applied, chatSetup: setup, imageTokens: imageTokens}
 	j.base = b.engineRequest(sp, applied)
+	j.base.Embeds, j.base.CacheKeys = embeds, keys
 	j.base.JSONObject = req.ResponseFormat != nil && req.ResponseFormat.Type == "json_object"
 	return j.stream(ctx, emit, nil)
 }
@@ -128,9 +154,12 @@ func (b *Backend) checkContext(prompt []int32, maxTokens int, param string) *api
 	return nil
 }
 
-// convertMessages turns checked request messages into chat messages.
-func convertMessages(in []api.Message) ([]chat.Message, *api.Error) {
+// convertMessages turns checked request messages into chat messages, with
+// each image part as a text part holding mediaMarker, and returns the
+// images in order.
+func convertMessages(in []api.Message) ([]chat.Message, []imageRef, *api.Error) {
 	out := make([]chat.Message, 0, len(in))
+	var images []imageRef
 	for i, m := range in {
 		p := fmt.Sprintf("messages[%d]", i)
 		cm := chat.Message{Role: backend.Roles[m.Role], Name: m.Name, ToolCallID: m.ToolCallID}
@@ -138,10 +167,23 @@ func convertMessages(in []api.Message) ([]chat.Message, *api.Error) {
 		case m.Content.IsParts:
 			cm.Parts = []chat.Part{}
 			for k, part := range m.Content.Parts {
-				if part.Type != "text" {
-					return nil, api.Unsupported(fmt.Sprintf("%s.content[%d].type", p, k), "Content parts of type %q are not supported (only text).", part.Type)
+				switch part.Type {
+				case "text":
+					cm.Parts = append(cm.Parts, chat.Part{Type: "text", Text: part.Text})
+				case "image_url":
+					param := fmt.Sprintf("%s.content[%d].image_url", p, k)
+					if cm.Role != "user" {
+						return nil, nil, api.InvalidRequest(api.CodeInvalidValue, param, "Invalid '%s': images are only allowed in user messages.", param)
+					}
+					url, ok := imageURL(part.ImageURL)
+					if !ok {
+						return nil, nil, api.InvalidRequest(api.CodeMissingParameter, param+".url", "Missing required parameter: '%s.url'.", param)
+					}
+					images = append(images, imageRef{message: i, part: k, url: url})
+					cm.Parts = append(cm.Parts, chat.Part{Type: "text", Text: mediaMarker})
+				default:
+					return nil, nil, api.Unsupported(fmt.Sprintf("%s.content[%d].type", p, k), "Content parts of type %q are not supported (only text and image_url).", part.Type)
 				}
-				cm.Parts = append(cm.Parts, chat.Part{Type: "text", Text: part.Text})
 			}
 		case m.Content.IsNull:
 		default:
@@ -158,7 +200,7 @@ func convertMessages(in []api.Message) ([]chat.Message, *api.Error) {
 		}
 		out = append(out, cm)
 	}
-	return out, nil
+	return out, images, nil
 }
 
 func convertTools(in []api.Tool) []chat.Tool {

@@ -24,6 +24,9 @@ type job struct {
 	sp        sampling
 	effort    effort.Applied
 	chatSetup chatSetup
+	// imageTokens is how many prompt positions are images' (usage's
+	// prompt_tokens_details.image_tokens).
+	imageTokens int
 }
 
 // chatSetup is how a chat reply is parsed.
@@ -249,7 +252,9 @@ func (j *job) collectUsage(results []*engine.Result) *api.Usage {
 		}
 		reasoning += r.ReasoningTokens
 	}
-	return api.NewUsage(prompt, cached, completion, reasoning)
+	u := api.NewUsage(prompt, cached, completion, reasoning)
+	u.PromptTokensDetails.ImageTokens = j.imageTokens
+	return u
 }
 
 // stream runs the job and emits its chunks. Nothing is emitted before the

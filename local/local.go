@@ -44,6 +44,11 @@ type Model struct {
 	// request with more choices than it holds could never be admitted: it
 	// is a 400 naming the limit, not a 503 to retry forever.
 	QueueLimit int
+	// Vision encodes the images of chat requests (a vision projector);
+	// nil: the model takes no images, and a request with one is a 400.
+	// Images fetches and decodes them; it must be set with Vision.
+	Vision Vision
+	Images ImageLoader
 }
 
 // Backend is a backend.Backend for one loaded model.
@@ -59,6 +64,9 @@ type Backend struct {
 func New(m Model) (*Backend, error) {
 	if m.Engine == nil || m.Tok == nil || m.Config == nil {
 		return nil, fmt.Errorf("local: a model needs an engine, a tokenizer and a config")
+	}
+	if m.Vision != nil && m.Images == nil {
+		return nil, fmt.Errorf("local: a model with a vision encoder needs an image loader")
 	}
 	b := &Backend{m: m, shape: Shape(m.Config), tmpl: m.Template}
 	if b.tmpl == nil {
@@ -84,7 +92,11 @@ func Shape(cfg *model.Config) effort.Shape {
 
 // Info describes the model for the model list.
 func (b *Backend) Info() backend.Info {
-	return backend.Info{Context: b.m.Engine.Context(), OwnedBy: "stepflash", Label: "local"}
+	mod := []string{"text"}
+	if b.m.Vision != nil {
+		mod = append(mod, "image")
+	}
+	return backend.Info{Context: b.m.Engine.Context(), OwnedBy: "stepflash", Label: "local", InputModalities: mod}
 }
 
 // QueueDepth is the number of requests waiting for a decode slot.

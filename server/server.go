@@ -256,7 +256,7 @@ func (s *Server) modelEntry(name string, m *Model) api.Model {
 	if owner == "" {
 		owner = "stepflash"
 	}
-	return api.Model{ID: name, Object: "model", Created: m.Created, OwnedBy: owner, MaxModelLen: info.Context}
+	return api.Model{ID: name, Object: "model", Created: m.Created, OwnedBy: owner, MaxModelLen: info.Context, InputModalities: info.InputModalities}
 }
 
 func (s *Server) handleModels(w http.ResponseWriter, _ *http.Request) *api.Error {

@@ -23,6 +23,7 @@ Commands:
   pull       download a GGUF from Hugging Face: REPO[:FILE]
   keys       API keys bound to a region: create, list, revoke
   usage      requests, tokens and cost from the usage ledger, by key, model or day
+  doctor     check an endpoint for the traps that fail silently (region, model name, effort) and say what to fix
   version    print the version, build and kernel path (also: stepflash --version)
   help       show this help, or a command's flags: stepflash help <command>
 

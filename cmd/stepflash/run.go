@@ -78,8 +78,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print one JSON object (ids, text, top log-probs, timings) instead of streaming text")
 	ignoreEOS := fs.Bool("ignore-eos", false, "keep generating past end-of-generation tokens")
 	effortFlag := fs.String("effort", "", "reasoning effort: low, medium (default) or high — experts per token (MoE) and thinking budget")
+	mmproj := fs.String("mmproj", "", "vision projector GGUF (llama.cpp's clip format) for --image")
+	var images []string
+	fs.Func("image", "an image file (PNG, JPEG, WebP, GIF) for the prompt's next "+runMarker+" marker, or its start (repeatable; needs --mmproj)", func(s string) error {
+		images = append(images, s)
+		return nil
+	})
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: stepflash run -m MODEL [flags] [--] PROMPT\n\nRaw completion (no chat template). The prompt is tokenized as llama.cpp's server does:\nBOS when the vocabulary asks for it, special tokens parsed. PROMPT \"-\" reads standard input.\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: stepflash run -m MODEL [--mmproj FILE --image FILE...] [flags] [--] PROMPT\n\nRaw completion (no chat template). The prompt is tokenized as llama.cpp's server does:\nBOS when the vocabulary asks for it, special tokens parsed. PROMPT \"-\" reads standard input.\nEach --image takes the place of a %s marker in PROMPT (at its start when it has none),\nencoded by the --mmproj vision projector.\n\nFlags:\n", runMarker)
 		fs.PrintDefaults()
 	}
 	pos, err := parseInterleaved(fs, args)
@@ -96,6 +102,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if _, err := effort.Parse(*effortFlag); err != nil {
 		return err
 	}
+	if len(images) > 0 && *mmproj == "" {
+		return fmt.Errorf("--image needs --mmproj (the model's vision projector)")
+	}
 	l, err := mf.load()
 	if err != nil {
 		return err
@@ -107,9 +116,27 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	ids := l.tok.Encode(prompt, true, true)
+	var ids []int32
+	var embeds [][]float32
+	var keys []engine.CacheKey
+	if *mmproj != "" {
+		enc, err := openVision(*mmproj, mf.threads, mf.loading, cfg.NEmbd)
+		if err != nil {
+			return err
+		}
+		defer enc.Close()
+		var encoded []local.EncodedImage
+		if prompt, encoded, err = runImages(prompt, images, enc); err != nil {
+			return err
+		}
+		if ids, embeds, keys, _, err = local.PromptWithImages(l.tok, prompt, runMarker, true, encoded); err != nil {
+			return err
+		}
+	} else {
+		ids = l.tok.Encode(prompt, true, true)
+	}
 	req := engine.Request{Prompt: ids, MaxTokens: sf.nPredict, Sampling: sf.params(), TopLogprobs: sf.topLP, IgnoreEOS: *ignoreEOS,
-		Thinking: local.Thinking(l.tok, l.template().Thinking(), applied.ThinkingBudget)}
+		Thinking: local.Thinking(l.tok, l.template().Thinking(), applied.ThinkingBudget), Embeds: embeds, CacheKeys: keys}
 	if applied.ExpertsPerToken != nil {
 		req.ExpertsUsed = *applied.ExpertsPerToken
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/stepflash/stepflash/gguf"
 	"github.com/stepflash/stepflash/hub"
 	"github.com/stepflash/stepflash/local"
+	"github.com/stepflash/stepflash/media"
 	"github.com/stepflash/stepflash/model"
 	"github.com/stepflash/stepflash/server"
 	"github.com/stepflash/stepflash/upstream"
@@ -52,7 +53,11 @@ type serveOptions struct {
 	upstreamURLs    []string // --upstream, in order
 	upstreamKeyEnv  string
 	routing         string
-	advisor         string // --advisor FILE_OR_URL
+	advisor         string   // --advisor FILE_OR_URL
+	imageAllow      []string // --image-allow
+	imageHTTP       bool
+	imageCA         string
+	images          *media.Fetcher // image_url fetches of every vision model
 	// advisorObserve makes the metrics-and-log observer of a served
 	// model's Advisor Mode (set by runServe).
 	advisorObserve func(model string) func(context.Context, api.AdvisorUsage)
@@ -173,6 +178,26 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.Func("m", "model: GGUF path or Hugging Face REPO[:FILE] (repeatable)", addModel)
 	fs.Func("model", "same as -m", addModel)
 	fs.Func("alias", "another name for the preceding -m or --upstream (repeatable)", addAlias)
+	fs.Func("mmproj", "vision projector (llama.cpp's clip GGUF) of the preceding -m: the model then takes image_url parts", func(s string) error {
+		if len(o.specs) == 0 || o.specs[len(o.specs)-1].Model == "" {
+			return errors.New("--mmproj must follow the -m it belongs to")
+		}
+		o.specs[len(o.specs)-1].MMProj = s
+		return nil
+	})
+	fs.Func("chat-template-file", "a Jinja chat template for the preceding -m instead of the one in its GGUF", func(s string) error {
+		if len(o.specs) == 0 || o.specs[len(o.specs)-1].Model == "" {
+			return errors.New("--chat-template-file must follow the -m it belongs to")
+		}
+		o.specs[len(o.specs)-1].ChatTemplateFile = s
+		return nil
+	})
+	fs.Func("image-allow", "a host name or CIDR that image_url fetches may reach although it is loopback, private or link-local (repeatable), e.g. an internal image store", func(s string) error {
+		o.imageAllow = append(o.imageAllow, s)
+		return nil
+	})
+	fs.BoolVar(&o.imageHTTP, "image-http", false, "allow http:// image URLs (https:// and data: always are)")
+	fs.StringVar(&o.imageCA, "image-ca", "", "PEM file of certificate authorities trusted for https:// image URLs besides the system's (an internal image store)")
 	fs.Func("upstream", "serve step-3.7-flash from an OpenAI-compatible server: URL[#MODEL] (repeatable: replicas or fallbacks)", addUpstream)
 	fs.StringVar(&o.upstreamKeyEnv, "upstream-key-env", "", "environment variable holding the --upstream API key (default: see above)")
 	fs.StringVar(&o.advisor, "advisor", "", "Advisor Mode for the first model: the advisor is a GGUF file (or REPO[:FILE]) or an OpenAI-compatible URL[#MODEL] (docs/advisor.md)")
@@ -278,6 +303,17 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 		specs = []modelSpec{{Model: hub.Default.String()}}
 	}
 	nameDefault(specs)
+	hosts, nets, err := media.ParseAllowList(o.imageAllow)
+	if err != nil {
+		return fmt.Errorf("--image-allow: %w", err)
+	}
+	mo := media.Options{AllowHTTP: o.imageHTTP, AllowHosts: hosts, AllowNets: nets}
+	if o.imageCA != "" {
+		if mo.TLSConfig, err = trustFile(o.imageCA); err != nil {
+			return fmt.Errorf("--image-ca: %w", err)
+		}
+	}
+	o.images = media.New(mo)
 	if o.advisor != "" {
 		if specs[0].Advisor != nil {
 			return fmt.Errorf("--advisor: the first model already has an advisor in --config")
@@ -422,6 +458,14 @@ func nameDefault(specs []modelSpec) {
 func precheck(specs []modelSpec, o *serveOptions) error {
 	var all []modelSpec
 	for _, sp := range specs {
+		for _, f := range []string{sp.MMProj, sp.ChatTemplateFile} {
+			if f == "" {
+				continue
+			}
+			if st, err := os.Stat(f); err != nil || st.IsDir() {
+				return fmt.Errorf("model %q: %s is not a file", cmp.Or(sp.Name, sp.Model), f)
+			}
+		}
 		all = append(all, sp)
 		if sp.Advisor != nil {
 			all = append(all, sp.Advisor.target())
@@ -678,7 +722,17 @@ func loadLocal(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (
 	tok, eng, cfg := l.tok, l.engine, l.model.Config()
 	var tmpl *chat.Template
 	tmplName := "ChatML fallback"
-	if src, ok := l.file.String("tokenizer.chat_template"); ok && strings.TrimSpace(src) != "" {
+	if spec.ChatTemplateFile != "" {
+		src, err := os.ReadFile(spec.ChatTemplateFile)
+		if err == nil {
+			tmpl, err = chat.NewTemplate(string(src))
+		}
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("%s: chat template %s: %w", path, spec.ChatTemplateFile, err)
+		}
+		tmplName = spec.ChatTemplateFile + " (" + tmpl.Family().String() + " tool calls)"
+	} else if src, ok := l.file.String("tokenizer.chat_template"); ok && strings.TrimSpace(src) != "" {
 		if tmpl, err = chat.NewTemplate(src); err != nil {
 			fmt.Fprintf(stderr, "stepflash serve: %s: cannot use its chat template (%v); using the ChatML fallback\n", path, err)
 			tmpl = nil
@@ -699,13 +753,25 @@ func loadLocal(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (
 		l.Close()
 		return nil, fmt.Errorf("%s (model %q): %w", path, name, err)
 	}
-	b, err := local.New(local.Model{Engine: eng, Tok: tok, Config: cfg, Template: tmpl, Effort: policy,
-		Fingerprint: "fp_" + hex.EncodeToString(sum[:5]), QueueLimit: o.queue})
+	lm := local.Model{Engine: eng, Tok: tok, Config: cfg, Template: tmpl, Effort: policy,
+		Fingerprint: "fp_" + hex.EncodeToString(sum[:5]), QueueLimit: o.queue}
+	closeAll := l.Close
+	if spec.MMProj != "" {
+		enc, err := openVision(spec.MMProj, o.threads, o.load, cfg.NEmbd)
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("model %q: %w", name, err)
+		}
+		closeAll = func() { enc.Close(); l.Close() }
+		lm.Vision, lm.Images = visionAdapter{enc}, o.images
+		tmplName += "; vision: " + spec.MMProj
+	}
+	b, err := local.New(lm)
 	if err != nil {
-		l.Close()
+		closeAll()
 		return nil, fmt.Errorf("%s (model %q): %w", path, name, err)
 	}
-	return &localModel{backend: b, close: l.Close, weights: l.file.Loaded(), context: eng.Context(), template: tmplName,
+	return &localModel{backend: b, close: closeAll, weights: l.file.Loaded(), context: eng.Context(), template: tmplName,
 		policy: policy.Describe(shape)}, nil
 }
 

@@ -32,6 +32,11 @@ type modelSpec struct {
 	Routing string `json:"routing,omitempty"`
 	// Prices bill the model's usage (default: step-3.7-flash's list prices).
 	Prices *billing.Prices `json:"prices,omitempty"`
+	// MMProj is the model's vision projector (llama.cpp's clip GGUF): the
+	// model then takes image_url parts.
+	MMProj string `json:"mmproj,omitempty"`
+	// ChatTemplateFile is a Jinja chat template used instead of the GGUF's.
+	ChatTemplateFile string `json:"chat_template_file,omitempty"`
 	// Advisor gives the model Advisor Mode (docs/advisor.md).
 	Advisor *advisorSpec `json:"advisor,omitempty"`
 }
@@ -133,6 +138,8 @@ func (s *modelSpec) checkTarget() error {
 		return fmt.Errorf("a model served by upstreams needs a \"name\"")
 	case s.Effort != nil:
 		return fmt.Errorf("\"effort\" sets a local model's compute; an upstream's is its own (the tier is passed on and echoed as unverified)")
+	case s.MMProj != "" || s.ChatTemplateFile != "":
+		return fmt.Errorf("\"mmproj\" and \"chat_template_file\" apply to a local model; a model served by upstreams takes what its upstream takes")
 	case s.Ctx != 0 || s.Parallel != 0:
 		return fmt.Errorf("\"ctx\" and \"parallel\" are engine settings; this model is served by upstreams")
 	}
