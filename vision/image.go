@@ -29,8 +29,8 @@ func (p *RGB) Set(x, y int, c [3]uint8) {
 	p.Pix[i], p.Pix[i+1], p.Pix[i+2] = c[0], c[1], c[2]
 }
 
-// maxImagePixels bounds the images FromImage accepts (a 16k x 16k photo).
-const maxImagePixels = 1 << 28
+// maxImagePixels bounds the images FromImage accepts (8k x 8k pixels).
+const maxImagePixels = 1 << 26
 
 // FromImage converts any image to 8-bit RGB. Alpha is dropped without
 // compositing (colours are taken un-premultiplied), as stb_image does when

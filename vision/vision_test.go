@@ -2,12 +2,14 @@ package vision
 
 import (
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -56,6 +58,18 @@ type embeddingRefs struct {
 	} `json:"chunks"`
 }
 
+// testThreads is 1 and up to 4 threads, no more than the CPUs. With more
+// threads than CPUs a tensor.Pool hung here once in ~20 runs: a worker
+// preempted between finishing job N (active.Add(-1) == 0) and
+// waiting.Swap(false) can take the wait flag the caller set for job N+1
+// and wake it before N+1 is done (tensor/pool.go, reported, not ours to fix).
+func testThreads() []int {
+	if n := min(4, runtime.GOMAXPROCS(0)); n > 1 {
+		return []int{1, n}
+	}
+	return []int{1}
+}
+
 // TestConfig checks the hyperparameters read from the tiny projector.
 func TestConfig(t *testing.T) {
 	e := openTiny(t, 1)
@@ -86,7 +100,7 @@ func TestImageEmbeddings(t *testing.T) {
 	}
 	img := loadPNG(t, filepath.Join(dir, "test-image-quadrants-64.png"))
 	kinds := []string{"slice r1c1", "slice r1c2", "slice r2c1", "slice r2c2", "overview"}
-	for _, threads := range []int{1, 4} {
+	for _, threads := range testThreads() {
 		e := openTiny(t, threads)
 		p, err := e.Prepare(img)
 		if err != nil {
@@ -482,8 +496,8 @@ func geluTableInput(h uint16) float32 {
 // BenchmarkEncode times preparing and encoding the 64x64 test image (five
 // pictures) with the tiny projector.
 func BenchmarkEncode(b *testing.B) {
-	for _, threads := range []int{1, 4} {
-		b.Run("threads="+string(rune('0'+threads)), func(b *testing.B) {
+	for _, threads := range testThreads() {
+		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
 			e := openTiny(b, threads)
 			img := loadPNG(b, testmodels.Path(b, "test-image-quadrants-64.png"))
 			b.ReportAllocs()
