@@ -21,6 +21,14 @@ func init() { Register("idefics3", newIdefics3) }
 // when it differs, with llama.cpp's bicubic resize), then cut into a grid
 // of ImageSize tiles, row-major; the overview is the whole image resized
 // to ImageSize x ImageSize with llama.cpp's bilinear resize.
+//
+// llama.cpp's versions differ on the two resizes (bilinear or bicubic
+// overview; bicubic refined image, stretched or, in the newest, letterboxed
+// with PAD_CEIL). The shared refs' 64x64 image needs no refined resize and
+// its overview is the same under both filters, so only the overview's
+// bilinear filter (which the refs' README names) and the grid rule are
+// checked against llama.cpp; the stretched bicubic refined resize follows
+// the version that says "only algo bicubic preserves the ratio".
 type Idefics3 struct {
 	cfg *Config
 	vit *ViT
