@@ -26,7 +26,7 @@ type Pool struct {
 	chunk   int
 	next    atomic.Int64
 	active  atomic.Int32  // workers still running the current job
-	waiting atomic.Bool   // the publisher is blocked on done
+	waiting atomic.Uint64 // the generation whose end the publisher is blocked on (0: none)
 	gen     atomic.Uint64 // job generation; odd values never occur (closing uses gen|1<<63)
 	done    chan struct{}
 	closed  atomic.Bool
@@ -70,7 +70,10 @@ func (p *Pool) worker(w *poolWorker, seen uint64) {
 		}
 		seen = g
 		p.run()
-		if p.active.Add(-1) == 0 && p.waiting.Swap(false) {
+		// Only the job of generation g may be signalled done: a worker
+		// descheduled between these two steps must not, when it resumes,
+		// wake a publisher that is waiting on a later job.
+		if p.active.Add(-1) == 0 && p.waiting.CompareAndSwap(g, 0) {
 			p.done <- struct{}{}
 		}
 	}
@@ -146,27 +149,27 @@ func (p *Pool) forChunks(n, chunk int, fn func(lo, hi int)) {
 	// Every worker takes part in every job (a worker that finds no chunk
 	// left just reports done), so the generation handshake stays simple.
 	p.active.Store(int32(len(p.ws)))
-	p.gen.Add(2)
+	g := p.gen.Add(2)
 	for _, w := range p.ws {
 		if w.parked.Swap(false) {
 			w.wake <- struct{}{}
 		}
 	}
 	p.run()
-	p.waitDone()
+	p.waitDone(g)
 	p.fn = nil
 }
 
-// waitDone waits until every worker has finished the current job: spinning
+// waitDone waits until every worker has finished job g: spinning
 // first (the workers usually finish within microseconds of the caller, and
 // a blocked caller takes as long again to be woken), then blocking.
-func (p *Pool) waitDone() {
+func (p *Pool) waitDone(g uint64) {
 	start := time.Now()
 	for i := 0; p.active.Load() != 0; i++ {
 		if i&255 == 255 {
 			if time.Since(start) > spinTime {
-				p.waiting.Store(true)
-				if p.active.Load() == 0 && p.waiting.Swap(false) {
+				p.waiting.Store(g)
+				if p.active.Load() == 0 && p.waiting.CompareAndSwap(g, 0) {
 					return
 				}
 				<-p.done
