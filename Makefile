@@ -47,7 +47,8 @@ lint:
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck $(PKGS)
 
 ## fuzz: the long fuzz runs (FUZZTIME per target, default 5m): the GGUF reader,
-## the model loader + forward pass, the tokenizer, the chat template engine and parser, and image decoding.
+## the model loader + forward pass, the tokenizer, the chat template engine and parser, image decoding, and
+## image preprocessing + encoding.
 FUZZTIME ?= 5m
 fuzz:
 	$(GO) test ./gguf -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
@@ -56,6 +57,7 @@ fuzz:
 	$(GO) test ./chat -run '^$$' -fuzz '^FuzzStreamSplit$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./chat/internal/jinja -run '^$$' -fuzz '^FuzzTemplate$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./media -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	GOEXPERIMENT=simd $(GO) test ./vision -run '^$$' -fuzz '^FuzzPrepareEncode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
 ## soak: 16 concurrent streaming clients against a real server for SOAKTIME (default 60s).
 SOAKTIME ?= 60s
