@@ -78,7 +78,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print one JSON object (ids, text, top log-probs, timings) instead of streaming text")
 	ignoreEOS := fs.Bool("ignore-eos", false, "keep generating past end-of-generation tokens")
 	effortFlag := fs.String("effort", "", "reasoning effort: low, medium (default) or high — experts per token (MoE) and thinking budget")
-	mmproj := fs.String("mmproj", "", "vision projector GGUF (llama.cpp's clip format) for --image")
+	mmproj := fs.String("mmproj", "", "vision projector GGUF (llama.cpp's clip format) for --image (default: the one beside the model, mmproj-MODEL.gguf or the like)")
 	var images []string
 	fs.Func("image", "an image file (PNG, JPEG, WebP, GIF) for the prompt's next "+runMarker+" marker, or its start (repeatable; needs --mmproj)", func(s string) error {
 		images = append(images, s)
@@ -103,7 +103,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(images) > 0 && *mmproj == "" {
-		return fmt.Errorf("--image needs --mmproj (the model's vision projector)")
+		if *mmproj = findProjector(mf.model); *mmproj == "" {
+			return fmt.Errorf("--image needs --mmproj (the model's vision projector; none was found beside the model)")
+		}
 	}
 	l, err := mf.load()
 	if err != nil {

@@ -756,15 +756,27 @@ func loadLocal(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (
 	lm := local.Model{Engine: eng, Tok: tok, Config: cfg, Template: tmpl, Effort: policy,
 		Fingerprint: "fp_" + hex.EncodeToString(sum[:5]), QueueLimit: o.queue}
 	closeAll := l.Close
-	if spec.MMProj != "" {
-		enc, err := openVision(spec.MMProj, o.threads, o.load, cfg.NEmbd)
-		if err != nil {
+	mmproj, beside := spec.MMProj, false
+	if mmproj == "" {
+		mmproj = findProjector(path)
+		beside = mmproj != ""
+	}
+	if mmproj != "" {
+		enc, err := openVision(mmproj, o.threads, o.load, cfg.NEmbd)
+		switch {
+		case err != nil && beside:
+			fmt.Fprintf(stderr, "stepflash serve: %s: not using %s found beside it: %v\n", path, mmproj, err)
+		case err != nil:
 			l.Close()
 			return nil, fmt.Errorf("model %q: %w", name, err)
+		default:
+			closeAll = func() { enc.Close(); l.Close() }
+			lm.Vision, lm.Images = visionAdapter{enc}, o.images
+			tmplName += "; vision: " + mmproj
+			if beside {
+				tmplName += " (found beside the model)"
+			}
 		}
-		closeAll = func() { enc.Close(); l.Close() }
-		lm.Vision, lm.Images = visionAdapter{enc}, o.images
-		tmplName += "; vision: " + spec.MMProj
 	}
 	b, err := local.New(lm)
 	if err != nil {

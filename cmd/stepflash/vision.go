@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"image"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/stepflash/stepflash/gguf"
@@ -91,4 +93,48 @@ func trustFile(path string) (*tls.Config, error) {
 		return nil, fmt.Errorf("%s holds no PEM certificate", path)
 	}
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// quantSuffix is a GGUF file name's type suffix (-Q8_0, .f16, -BF16, ...).
+var quantSuffix = regexp.MustCompile(`(?i)[-._](q\d[a-z0-9_]*|iq\d[a-z0-9_]*|f16|f32|bf16)$`)
+
+// projectorStem is a file name without its extension, type suffix and (for
+// a projector) the word mmproj and the separator beside it.
+func projectorStem(name string) string {
+	s := strings.TrimSuffix(name, filepath.Ext(name))
+	s = quantSuffix.ReplaceAllString(s, "")
+	for _, p := range []string{"mmproj-", "mmproj_", "mmproj.", "-mmproj", "_mmproj", ".mmproj"} {
+		s = strings.Replace(s, p, "", 1)
+	}
+	return strings.ToLower(s)
+}
+
+// findProjector looks beside a model file for its vision projector, named
+// as llama.cpp's converters and Hugging Face repositories name them
+// (mmproj-MODEL.gguf, MODEL-mmproj-f16.gguf, ...): a *.gguf file whose name
+// holds "mmproj" and whose stem is the model's stem or a prefix of it
+// ending at a separator. "" when there is none, or more than one.
+func findProjector(modelPath string) string {
+	dir := filepath.Dir(modelPath)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return ""
+	}
+	model := projectorStem(filepath.Base(modelPath))
+	found := ""
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || !strings.EqualFold(filepath.Ext(n), ".gguf") || !strings.Contains(strings.ToLower(n), "mmproj") {
+			continue
+		}
+		stem := projectorStem(n)
+		if stem == "" || !(model == stem || strings.HasPrefix(model, stem) && strings.ContainsAny(model[len(stem):len(stem)+1], "-_.")) {
+			continue
+		}
+		if found != "" {
+			return "" // ambiguous: say nothing rather than guess
+		}
+		found = filepath.Join(dir, n)
+	}
+	return found
 }

@@ -208,8 +208,12 @@ func TestRunVision(t *testing.T) {
 		if c.Image == "" {
 			continue
 		}
-		o, fail := runJSON("-m", filepath.Join(models, "tiny-vlm-text-F32.gguf"), "--mmproj", filepath.Join(models, "tiny-vlm-mmproj-F32.gguf"),
-			"--image", filepath.Join(models, filepath.Base(c.Image)), "-n", fmt.Sprint(len(c.Generated)), "--ignore-eos", "--", c.Prompt)
+		args := []string{"-m", filepath.Join(models, "tiny-vlm-text-F32.gguf"), "--image", filepath.Join(models, filepath.Base(c.Image)),
+			"-n", fmt.Sprint(len(c.Generated)), "--ignore-eos"}
+		if c.Name != "image_long" { // image_long: the projector found beside the model
+			args = append(args, "--mmproj", filepath.Join(models, "tiny-vlm-mmproj-F32.gguf"))
+		}
+		o, fail := runJSON(append(args, "--", c.Prompt)...)
 		if fail != "" || fmt.Sprint(o.Tokens) != fmt.Sprint(c.Generated) {
 			t.Errorf("%s: %s tokens %v, llama.cpp %v", c.Name, fail, o.Tokens, c.Generated)
 		}
@@ -234,12 +238,42 @@ func TestRunVision(t *testing.T) {
 		{"another model's projector", []string{"--mmproj", filepath.Join(models, "tiny-vlm-mmproj-F32.gguf"), "--", "hi"}, "not this model's projector"},
 	} {
 		m := filepath.Join(models, "tiny-vlm-text-F32.gguf")
-		if tc.name == "another model's projector" {
-			m = filepath.Join(models, "stories260K.gguf")
+		if tc.name == "another model's projector" || tc.name == "image without mmproj" {
+			m = filepath.Join(models, "stories260K.gguf") // no projector beside it has its name
 		}
 		rc, _, errs := run(t, append([]string{"run", "-m", m, "-n", "2"}, tc.args...)...)
 		if rc == 0 || !strings.Contains(errs, tc.want) {
 			t.Errorf("%s: rc %d, %q; want an error saying %q", tc.name, rc, errs, tc.want)
+		}
+	}
+}
+
+// TestFindProjector: a projector beside the model is found by the names
+// llama.cpp's converters and Hugging Face repositories give it, and never
+// one of another model's.
+func TestFindProjector(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files []string
+		model string
+		want  string
+	}{
+		{"ggml-org naming", []string{"SmolVLM-256M-Instruct-Q8_0.gguf", "mmproj-SmolVLM-256M-Instruct-f16.gguf"}, "SmolVLM-256M-Instruct-Q8_0.gguf", "mmproj-SmolVLM-256M-Instruct-f16.gguf"},
+		{"suffix naming", []string{"gemma-3-4b-it-Q4_K_M.gguf", "gemma-3-4b-it-mmproj-F16.gguf"}, "gemma-3-4b-it-Q4_K_M.gguf", "gemma-3-4b-it-mmproj-F16.gguf"},
+		{"prefix at a separator", []string{"vlm-text-F32.gguf", "vlm-mmproj-F32.gguf"}, "vlm-text-F32.gguf", "vlm-mmproj-F32.gguf"},
+		{"another model's projector", []string{"tiny-llama-F32.gguf", "tiny-vlm-text-F32.gguf", "tiny-vlm-mmproj-F32.gguf"}, "tiny-llama-F32.gguf", ""},
+		{"its own among others", []string{"tiny-llama-F32.gguf", "tiny-vlm-text-F32.gguf", "tiny-vlm-mmproj-F32.gguf"}, "tiny-vlm-text-F32.gguf", "tiny-vlm-mmproj-F32.gguf"},
+		{"no word boundary", []string{"vlmx-text.gguf", "vlm-mmproj.gguf"}, "vlmx-text.gguf", ""},
+		{"ambiguous", []string{"m-Q8_0.gguf", "mmproj-m-f16.gguf", "mmproj-m-f32.gguf"}, "m-Q8_0.gguf", ""},
+		{"none", []string{"m.gguf"}, "m.gguf", ""},
+	} {
+		dir := t.TempDir()
+		for _, f := range tc.files {
+			os.WriteFile(filepath.Join(dir, f), nil, 0o644)
+		}
+		got := findProjector(filepath.Join(dir, tc.model))
+		if want := map[bool]string{true: filepath.Join(dir, tc.want), false: ""}[tc.want != ""]; got != want {
+			t.Errorf("%s: %q, want %q", tc.name, got, want)
 		}
 	}
 }
