@@ -69,7 +69,7 @@ func (m *memStore) CountKeys(_ context.Context, region string) (int, error) {
 	}
 	n := 0
 	for _, k := range m.keys {
-		if k.Revoked.IsZero() && (region == "" || k.Region == region) {
+		if region == "" || k.Region == region {
 			n++
 		}
 	}
@@ -214,13 +214,22 @@ func TestEnforcement(t *testing.T) {
 	if got := get(); got != 200 {
 		t.Fatalf("a key of another region only: %d, want 200", got)
 	}
-	newKey(t, store, "global", "first")
+	_, first := newKey(t, store, "global", "first")
 	if got := get(); got != 200 {
 		t.Fatalf("within the cache time: %d, want 200 still", got)
 	}
 	clock = clock.Add(2 * enforceTTL)
 	if got := get(); got != 401 {
 		t.Fatalf("a global key exists: %d, want 401", got)
+	}
+	// Revoking the region's only key locks its holder out; it does not
+	// open the region again.
+	if _, err := store.RevokeKey(context.Background(), first.ID, clock); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(2 * enforceTTL)
+	if got := get(); got != 401 {
+		t.Fatalf("the only global key revoked: %d, want 401", got)
 	}
 	store.fail = errors.New("disk on fire")
 	clock = clock.Add(2 * enforceTTL)

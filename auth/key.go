@@ -163,6 +163,8 @@ type Store interface {
 	// ErrNotFound when none matches, an error naming the IDs when a name
 	// matches several.
 	RevokeKey(ctx context.Context, idOrName string, at time.Time) (Key, error)
-	// CountKeys is the number of live keys of region ("" for all).
+	// CountKeys is the number of keys ever issued for region ("" for
+	// all), revoked ones included: revoking a region's last key must not
+	// open the region to everyone.
 	CountKeys(ctx context.Context, region string) (int, error)
 }

@@ -109,7 +109,8 @@ func ListenerRegion(ctx context.Context) string {
 }
 
 // Enforced reports whether region's requests need a key: Require, or its
-// store holds live keys.
+// store holds keys of the region, live or revoked (so that revoking a
+// leaked last key locks its holder out rather than opening the region).
 func (a *Authenticator) Enforced(ctx context.Context, region string) (bool, error) {
 	if a.require {
 		return true, nil

@@ -169,9 +169,10 @@ func (s *Store) RevokeKey(ctx context.Context, idOrName string, at time.Time) (a
 	return k, nil
 }
 
-// CountKeys is the number of live keys of region ("" for all).
+// CountKeys is the number of keys ever issued for region ("" for all),
+// revoked ones included.
 func (s *Store) CountKeys(ctx context.Context, region string) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM keys WHERE revoked_us IS NULL AND (? = '' OR region = ?)`), region, region).Scan(&n)
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM keys WHERE (? = '' OR region = ?)`), region, region).Scan(&n)
 	return n, err
 }
