@@ -148,7 +148,7 @@ func New(c Config) (backend.Middleware, error) {
 	}
 	caps := &capper{uses: map[string][]time.Time{}}
 	return func(next backend.Backend) backend.Backend {
-		return &mw{c: c, next: next, caps: caps}
+		return &mw{c: c, next: next, caps: caps, now: time.Now}
 	}, nil
 }
 
@@ -156,6 +156,7 @@ type mw struct {
 	c    Config
 	next backend.Backend
 	caps *capper
+	now  func() time.Time
 }
 
 // Info is the served model's, naming its advisor.
@@ -209,7 +210,7 @@ func (m *mw) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit func
 	if reason == "" {
 		return m.served(ctx, &r, emit, au, "")
 	}
-	return m.escalate(ctx, &r, emit, au, reason)
+	return m.escalate(ctx, &r, emit, au, reason, nil)
 }
 
 // served lets the served model answer, with au as usage.advisor and, when
@@ -299,7 +300,20 @@ func (m *mw) drafted(ctx context.Context, req *api.ChatCompletionRequest, emit f
 	})
 	if errors.Is(err, errDraftRejected) {
 		cancel()
-		return m.escalate(ctx, req, emit, au, ReasonLowConfidence)
+		var fallback func() error
+		if last := held[len(held)-1]; last.FinalUsage() != nil {
+			// The whole draft is here: should the escalation not land,
+			// it is the answer (not run a second time).
+			fallback = func() error {
+				for _, h := range held {
+					if err := pass(h); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+		}
+		return m.escalate(ctx, req, emit, au, ReasonLowConfidence, fallback)
 	}
 	if err == nil && !decided {
 		// A backend that ended without a usage chunk: let out what it gave.
@@ -315,13 +329,16 @@ func (m *mw) drafted(ctx context.Context, req *api.ChatCompletionRequest, emit f
 // escalate hands the turn to the advisor (Handoff) or has it plan the turn
 // (Advise). When the advisor fails, times out or the key's cap is reached,
 // the served model answers and au.Error says why.
-func (m *mw) escalate(ctx context.Context, req *api.ChatCompletionRequest, emit func(*api.ChatCompletionChunk) error, au *api.AdvisorUsage, reason string) error {
+func (m *mw) escalate(ctx context.Context, req *api.ChatCompletionRequest, emit func(*api.ChatCompletionChunk) error, au *api.AdvisorUsage, reason string, fallback func() error) error {
 	au.Reason = reason
-	if !m.admit(ctx, au) {
-		return m.served(ctx, req, emit, au, "")
+	if fallback == nil {
+		fallback = func() error { return m.served(ctx, req, emit, au, "") }
+	}
+	start := m.now()
+	if !m.admit(ctx, au, start) {
+		return fallback()
 	}
 	au.Mode, au.Model = m.c.Mode, m.c.Model
-	start := time.Now()
 	actx, cancel := context.WithTimeout(ctx, m.c.Timeout)
 	defer cancel()
 	areq := *req
@@ -333,7 +350,7 @@ func (m *mw) escalate(ctx context.Context, req *api.ChatCompletionRequest, emit 
 		if ctx.Err() != nil {
 			return ctx.Err() // the client went away
 		}
-		return m.served(ctx, req, emit, au, "")
+		return fallback()
 	}
 	if m.c.Mode == Advise {
 		return m.served(ctx, withPlan(req, planText(chunks)), emit, au, reason)
@@ -370,8 +387,8 @@ func collect(ctx context.Context, b backend.Backend, req *api.ChatCompletionRequ
 		}
 		return nil
 	})
-	if err == nil && u == nil {
-		err = errNoUsage
+	if err == nil && (u == nil || u.Unknown) {
+		u, err = nil, errNoUsage
 	}
 	return chunks, u, err
 }
@@ -444,11 +461,11 @@ func (m *mw) Complete(ctx context.Context, req *api.CompletionRequest, emit func
 		return served()
 	}
 	au.Reason = ReasonAlways
-	if !m.admit(ctx, au) {
+	start := m.now()
+	if !m.admit(ctx, au, start) {
 		return served()
 	}
 	au.Mode, au.Model = Handoff, m.c.Model
-	start := time.Now()
 	actx, cancel := context.WithTimeout(ctx, m.c.Timeout)
 	defer cancel()
 	var chunks []*api.Completion
@@ -460,8 +477,8 @@ func (m *mw) Complete(ctx context.Context, req *api.CompletionRequest, emit func
 		}
 		return nil
 	})
-	if err == nil && u == nil {
-		err = errNoUsage
+	if err == nil && (u == nil || u.Unknown) {
+		u, err = nil, errNoUsage
 	}
 	if !m.landed(ctx, au, start, u, err) {
 		if ctx.Err() != nil {
@@ -487,14 +504,14 @@ func (m *mw) Complete(ctx context.Context, req *api.CompletionRequest, emit func
 	return nil
 }
 
-// errNoUsage: an advisor's answer without a usage chunk is not used (its
-// cost would be unknown).
-var errNoUsage = errors.New("it ended without reporting its usage")
+// errNoUsage: an advisor's answer without usage (no usage chunk, or an
+// upstream that reported none) is not used: its cost would be unknown.
+var errNoUsage = errors.New("it did not report its usage, so its cost is unknown")
 
 // admit counts an escalation against the caller's key cap, or says in au
 // why the cap refused it.
-func (m *mw) admit(ctx context.Context, au *api.AdvisorUsage) bool {
-	if m.caps.take(backend.CallerFrom(ctx).KeyID, m.c.KeyCap, m.c.KeyWindow, time.Now()) {
+func (m *mw) admit(ctx context.Context, au *api.AdvisorUsage, now time.Time) bool {
+	if m.caps.take(backend.CallerFrom(ctx).KeyID, m.c.KeyCap, m.c.KeyWindow, now) {
 		return true
 	}
 	au.Error = fmt.Sprintf("this key's cap of %d escalations per %s was reached", m.c.KeyCap, m.c.KeyWindow)
@@ -505,9 +522,18 @@ func (m *mw) admit(ctx context.Context, au *api.AdvisorUsage) bool {
 // error that kept the turn with the served model) and reports whether the
 // escalation landed.
 func (m *mw) landed(ctx context.Context, au *api.AdvisorUsage, start time.Time, u *api.Usage, err error) bool {
-	au.LatencyMS = time.Since(start).Milliseconds()
+	if err != nil {
+		// A failed escalation does not count against the key's cap.
+		m.caps.give(backend.CallerFrom(ctx).KeyID, m.c.KeyCap, start)
+	}
+	au.LatencyMS = m.now().Sub(start).Milliseconds()
 	if u != nil {
 		au.PromptTokens, au.CompletionTokens, au.Cost = u.PromptTokens, u.CompletionTokens, u.Cost
+		if sp := backend.SpendFrom(ctx); sp != nil {
+			// Spent whatever happens next: the ledger bills it even if
+			// the request then fails before its usage.
+			sp.AddAdvisor(u.PromptTokens, u.CompletionTokens, u.Cost)
+		}
 	}
 	switch {
 	case err == nil:
@@ -520,6 +546,23 @@ func (m *mw) landed(ctx context.Context, au *api.AdvisorUsage, start time.Time, 
 		au.Error = "the advisor failed: " + err.Error()
 	}
 	return err == nil
+}
+
+// give takes back the use that key took at at (an escalation that did not
+// land).
+func (c *capper) give(key string, limit int, at time.Time) {
+	if limit <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u := c.uses[key]
+	for i := len(u) - 1; i >= 0; i-- {
+		if u[i].Equal(at) {
+			c.uses[key] = append(u[:i], u[i+1:]...)
+			return
+		}
+	}
 }
 
 // capper counts escalations per key in a sliding window.

@@ -18,6 +18,10 @@ func TestFailing(t *testing.T) {
 		{"process exited with status 2", true},
 		{`{"exit_code": 127, "stdout": ""}`, true},
 		{`{"returncode": 1}`, true},
+		{`{"status_code": 500, "body": ""}`, true},
+		{`{"status_code": 404}`, true},
+		{`{"status_code": 200, "body": "ok"}`, false},
+		{`{"statusCode": 201}`, false},
 		{"error: cannot find module 'foo'", true},
 		{"Error: ENOENT: no such file", true},
 		{"panic: runtime error: index out of range", true},
@@ -134,5 +138,14 @@ func TestCapper(t *testing.T) {
 	}
 	if !c.take("a", 0, time.Minute, t0) {
 		t.Error("no cap refused")
+	}
+	// An escalation that did not land gives its use back.
+	t1 := t0.Add(time.Hour)
+	if !c.take("c", 1, time.Minute, t1) || c.take("c", 1, time.Minute, t1.Add(time.Second)) {
+		t.Fatal("a cap of 1")
+	}
+	c.give("c", 1, t1)
+	if !c.take("c", 1, time.Minute, t1.Add(2*time.Second)) {
+		t.Error("the use given back was not free again")
 	}
 }

@@ -15,7 +15,8 @@ import (
 // anywhere ("0 errors" and "no error" do not match).
 var failure = regexp.MustCompile(`(?im)` + strings.Join([]string{
 	`\bexit(ed)?( with)?( code| status)?[:= ]+\s*[1-9][0-9]*\b`,
-	`"(exit_?code|returncode|status_code|exitCode)"\s*:\s*[1-9]`,
+	`"(exit_?code|returncode|exitCode)"\s*:\s*[1-9]`,
+	`"(status_?code|statusCode|http_status)"\s*:\s*[45][0-9][0-9]\b`,
 	`^\s*traceback \(most recent call last\)`,
 	`^\s*(error|fatal|panic|exception)\b\s*[:!]`,
 	`^\s*[A-Za-z_.]*(Error|Exception)\s*:`,

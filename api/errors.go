@@ -27,6 +27,7 @@ const (
 	CodeMissingParameter      = "missing_required_parameter"
 	CodeUnsupportedParameter  = "unsupported_parameter"
 	CodeInvalidReasoning      = "invalid_reasoning_effort"
+	CodeInvalidAdvisor        = "invalid_advisor"
 	CodeContextLengthExceeded = "context_length_exceeded"
 	CodeRequestTooLarge       = "request_too_large"
 	CodeModelNotFound         = "model_not_found"

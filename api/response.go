@@ -105,6 +105,9 @@ type Usage struct {
 	// Advisor is what Advisor Mode did for the request; absent when the
 	// served model has no advisor. Its cost is part of Cost.
 	Advisor *AdvisorUsage `json:"advisor,omitempty"`
+	// Unknown marks usage an upstream did not report (zeros stand in):
+	// what it cost is not known. Not part of the wire format.
+	Unknown bool `json:"-"`
 }
 
 // AdvisorUsage is usage.advisor: whether the turn was escalated to the

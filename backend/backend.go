@@ -13,6 +13,7 @@ package backend
 
 import (
 	"context"
+	"sync"
 
 	"github.com/stepflash/stepflash/api"
 )
@@ -154,4 +155,44 @@ func WithCaller(ctx context.Context, c Caller) context.Context {
 func CallerFrom(ctx context.Context) Caller {
 	c, _ := ctx.Value(callerKey).(Caller)
 	return c
+}
+
+// Spend collects what a request spent on its way besides the usage its
+// backend finally reports (an advisor's turn), so that a request that ends
+// without usage (an error, a client gone) is still billed for it: the
+// ledger's middleware puts one into the context, Advisor Mode adds to it.
+type Spend struct {
+	mu                               sync.Mutex
+	advisorPrompt, advisorCompletion int
+	advisorCost                      float64
+}
+
+// AddAdvisor adds an advisor's tokens and cost.
+func (s *Spend) AddAdvisor(prompt, completion int, cost float64) {
+	s.mu.Lock()
+	s.advisorPrompt += prompt
+	s.advisorCompletion += completion
+	s.advisorCost += cost
+	s.mu.Unlock()
+}
+
+// Advisor returns the advisor's tokens and cost added so far.
+func (s *Spend) Advisor() (prompt, completion int, cost float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.advisorPrompt, s.advisorCompletion, s.advisorCost
+}
+
+const spendKey ctxKey = 2
+
+// WithSpend returns ctx carrying a new Spend, and the Spend.
+func WithSpend(ctx context.Context) (context.Context, *Spend) {
+	s := &Spend{}
+	return context.WithValue(ctx, spendKey, s), s
+}
+
+// SpendFrom returns the Spend ctx carries, or nil.
+func SpendFrom(ctx context.Context) *Spend {
+	s, _ := ctx.Value(spendKey).(*Spend)
+	return s
 }

@@ -110,7 +110,7 @@ func TestCheck(t *testing.T) {
 		{`{` + msgs + `,"tools":[{"type":"function","function":{"name":"a","parameters":[1]}}]}`, "invalid_type", "tools[0].function.parameters"},
 		{`{` + msgs + `,"tool_choice":"maybe"}`, "invalid_value", "tool_choice"},
 		{`{` + msgs + `,"chat_template_kwargs":{"messages":[]}}`, "invalid_value", "chat_template_kwargs"},
-		{`{` + msgs + `,"advisor":"sometimes"}`, "invalid_value", "advisor"},
+		{`{` + msgs + `,"advisor":"sometimes"}`, "invalid_advisor", "advisor"},
 	}
 	for _, tc := range chatCases {
 		var req api.ChatCompletionRequest

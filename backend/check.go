@@ -247,10 +247,10 @@ func checkCommon(c common, lim Limits) *api.Error {
 		case "auto", "off":
 		case "always":
 			if !lim.Advisor {
-				return api.Unsupported("advisor", "'advisor': \"always\" needs an advisor model, and this model has none configured (serve --advisor, or \"advisor\" in --config).")
+				return api.InvalidRequest(api.CodeInvalidAdvisor, "advisor", "'advisor': \"always\" needs an advisor model, and this model has none configured (serve --advisor, or \"advisor\" in --config); auto and off are allowed.")
 			}
 		default:
-			return api.InvalidRequest(api.CodeInvalidValue, "advisor", "Invalid 'advisor' %q: allowed values are auto, off, always.", *c.Advisor)
+			return api.InvalidRequest(api.CodeInvalidAdvisor, "advisor", "Invalid 'advisor' %q: allowed values are auto, off, always.", *c.Advisor)
 		}
 	}
 	return nil

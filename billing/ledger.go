@@ -89,8 +89,9 @@ var AppendTimeout = 10 * time.Second
 // Requests that fail before their first chunk, or are cut mid-stream (by
 // the client or the backend), are recorded after the backend returns, with
 // their status and error code and the tokens known: no usage came, so the
-// prompt tokens and the cost are 0, and the completion tokens count the
-// chunks of text delivered.
+// prompt tokens are 0, the completion tokens count the chunks of text
+// delivered, and the cost is what the request spent on the way that is
+// known without usage (an advisor's turn, through backend.Spend).
 //
 // Recording must see the priced usage, so it goes outside Pricing:
 // backend.Chain(b, Recording(l, name), Pricing(p)), where the first
@@ -100,7 +101,9 @@ func Recording(l Ledger, model string) backend.Middleware {
 		return &backend.Funcs{
 			Next: next,
 			ChatFunc: func(ctx context.Context, req *api.ChatCompletionRequest, emit func(*api.ChatCompletionChunk) error) error {
+				ctx, spend := backend.WithSpend(ctx)
 				r := newRecorder(ctx, l, model, "chat", req.Stream, req.ReasoningEffort, next)
+				r.spend = spend
 				err := next.Chat(ctx, req, func(ch *api.ChatCompletionChunk) error {
 					return r.pass(ch, chatPieces(ch), func() error { return emit(ch) })
 				})
@@ -108,7 +111,9 @@ func Recording(l Ledger, model string) backend.Middleware {
 				return err
 			},
 			CompleteFunc: func(ctx context.Context, req *api.CompletionRequest, emit func(*api.Completion) error) error {
+				ctx, spend := backend.WithSpend(ctx)
 				r := newRecorder(ctx, l, model, "completions", req.Stream, req.ReasoningEffort, next)
+				r.spend = spend
 				err := next.Complete(ctx, req, func(ch *api.Completion) error {
 					return r.pass(ch, textPieces(ch), func() error { return emit(ch) })
 				})
@@ -137,6 +142,10 @@ type recorder struct {
 	// appended is set once the final record was tried: nothing more is
 	// recorded for this request.
 	appended bool
+	// spend is what the request spent besides its final usage (an
+	// advisor's turn), billed in the row of a request that ends without
+	// usage.
+	spend *backend.Spend
 }
 
 func newRecorder(ctx context.Context, l Ledger, model, endpoint string, stream bool, effort *string, next backend.Backend) *recorder {
@@ -204,6 +213,12 @@ func (r *recorder) end(err error) {
 	}
 	r.appended = true
 	r.rec.CompletionTokens = r.pieces
+	if r.spend != nil {
+		// No usage came, so nothing else carries the advisor's part.
+		p, c, cost := r.spend.Advisor()
+		r.rec.AdvisorPromptTokens, r.rec.AdvisorCompletionTokens, r.rec.AdvisorCostUSD = p, c, cost
+		r.rec.CostUSD += cost
+	}
 	var e *api.Error
 	switch {
 	case err == nil:

@@ -150,7 +150,9 @@ func (c *Client) usageOrZero(u *api.Usage) *api.Usage {
 		if c.noUsage != nil {
 			c.noUsage()
 		}
-		return api.NewUsage(0, 0, 0, 0)
+		u := api.NewUsage(0, 0, 0, 0)
+		u.Unknown = true
+		return u
 	}
 	return u
 }

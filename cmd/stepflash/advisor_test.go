@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -169,10 +170,21 @@ func TestAdvisorFallback(t *testing.T) {
 		}
 	}))
 	t.Cleanup(func() { close(quit); silent.Close() }) // after serve stops
+	// An OpenAI-compatible server that streams an answer but no usage (as
+	// servers without stream_options support do): its cost is unknown.
+	noUsage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, `data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"big","choices":[{"index":0,"delta":{"role":"assistant","content":"46"},"finish_reason":null}]}`+"\n\n")
+		fmt.Fprint(w, `data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"big","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`+"\n\n")
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	}))
+	t.Cleanup(noUsage.Close)
 	flash := testmodels.Path(t, "trained/flash-Q8_0.gguf")
 	cfg := writeConfig(t, map[string]any{"models": []any{map[string]any{"model": flash, "name": "flash",
 		"advisor": map[string]any{"upstreams": []any{map[string]any{"base_url": silent.URL + "/v1", "model": "big", "health": "off"}},
-			"name": "big", "timeout": "300ms"}}}})
+			"name": "big", "timeout": "300ms"}},
+		map[string]any{"model": flash, "name": "flash2",
+			"advisor": map[string]any{"upstreams": []any{map[string]any{"base_url": noUsage.URL + "/v1", "model": "big", "health": "off"}}, "name": "big"}}}})
 	base, _, _ := startServe(t, "--config", cfg, "--quiet", "--data", t.TempDir())
 	resp, err := http.Post(base+"/v1/completions", "application/json", strings.NewReader(`{"model":"flash","prompt":"What is","max_tokens":4,"advisor":"always"}`))
 	if err != nil {
@@ -183,6 +195,16 @@ func TestAdvisorFallback(t *testing.T) {
 	resp.Body.Close()
 	if au := cbody.Usage.Advisor; resp.StatusCode != 200 || au == nil || au.Escalated || !strings.Contains(au.Error, "did not answer") || cbody.Usage.CompletionTokens == 0 {
 		t.Errorf("completions: %d, usage %+v", resp.StatusCode, cbody.Usage)
+	}
+	resp, err = http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"flash2","advisor":"always","max_tokens":200,"messages":[{"role":"user","content":"What is 12 + 34?"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nb struct{ Usage api.Usage }
+	json.NewDecoder(resp.Body).Decode(&nb)
+	resp.Body.Close()
+	if au := nb.Usage.Advisor; resp.StatusCode != 200 || au == nil || au.Escalated || !strings.Contains(au.Error, "did not report its usage") || nb.Usage.CompletionTokens == 0 {
+		t.Errorf("an advisor without usage: %d, usage %+v", resp.StatusCode, nb.Usage)
 	}
 	body := `{"model":"flash","advisor":"always","max_tokens":200,"messages":[{"role":"user","content":"What is 12 + 34?"}]`
 	for _, stream := range []bool{false, true} {
@@ -327,7 +349,8 @@ func TestAdvisorAdvise(t *testing.T) {
 	flash, adv := testmodels.Path(t, "trained/flash-Q8_0.gguf"), testmodels.Path(t, "trained/advisor-Q8_0.gguf")
 	cfg := writeConfig(t, map[string]any{"models": []any{map[string]any{"model": flash, "name": "flash",
 		"advisor": map[string]any{"model": adv, "name": "big", "mode": "advise", "plan_tokens": 24}}}})
-	base, _, _ := startServe(t, "--config", cfg, "--quiet", "--data", t.TempDir())
+	dir := t.TempDir()
+	base, _, stop := startServe(t, "--config", cfg, "--quiet", "--data", dir)
 	client := openai.NewClient(option.WithBaseURL(base+"/v1"), option.WithAPIKey("none"), option.WithMaxRetries(0))
 	var hr *http.Response
 	c, err := client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "flash",
@@ -355,5 +378,26 @@ func TestAdvisorAdvise(t *testing.T) {
 	}
 	if c.Usage.PromptTokens <= off.Usage.PromptTokens {
 		t.Errorf("prompt tokens %d with the plan, %d without", c.Usage.PromptTokens, off.Usage.PromptTokens)
+	}
+	// The plan is bought, then the served model refuses the request (more
+	// tokens than its context): the 400's ledger row still bills the plan.
+	_, err = client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "flash",
+		Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage("What is 12 + 34?")},
+		MaxTokens: openai.Int(1 << 20)}, option.WithJSONSet("advisor", "always"))
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 {
+		t.Fatalf("max_tokens past the context: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rc, out, errs := run(t, "usage", "--data", dir, "--json")
+	var rep usageReport
+	if err := json.Unmarshal([]byte(out), &rep); rc != 0 || err != nil {
+		t.Fatalf("usage: %d %v %s", rc, err, errs)
+	}
+	_, offCost := usageOf(t, off.RawJSON())
+	if plan := rep.Total.CostUSD - cost - offCost; rep.Total.Requests != 3 || rep.Total.Errors != 1 || plan <= 1e-12 {
+		t.Errorf("ledger: %d requests, %d errors, $%g in all; the failed request's plan: $%g", rep.Total.Requests, rep.Total.Errors, rep.Total.CostUSD, plan)
 	}
 }
