@@ -97,13 +97,14 @@ func (l *Limiter) Admit(ctx context.Context, k *Key) *api.Error {
 		return nil
 	}
 	now := l.now()
+	if k.BudgetUSD > 0 {
+		if e := l.refreshSpent(ctx, k, now); e != nil {
+			return e
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	w := l.keys[k.ID]
-	if w == nil {
-		w = &usageWindow{}
-		l.keys[k.ID] = w
-	}
+	w := l.window(k.ID)
 	w.expire(now)
 	if k.RPM > 0 && len(w.reqs) >= k.RPM {
 		wait := w.reqs[len(w.reqs)-k.RPM].Add(minute).Sub(now)
@@ -142,23 +143,57 @@ func (l *Limiter) Admit(ctx context.Context, k *Key) *api.Error {
 	return nil
 }
 
-// checkBudget refuses the request if k's budget for this period is spent.
-// Called with l.mu held; the ledger read happens at most every SpentTTL.
-func (l *Limiter) checkBudget(ctx context.Context, k *Key, w *usageWindow, now time.Time) *api.Error {
+// window is key id's usage window (made when missing); l.mu held.
+func (l *Limiter) window(id string) *usageWindow {
+	w := l.keys[id]
+	if w == nil {
+		w = &usageWindow{}
+		l.keys[id] = w
+	}
+	return w
+}
+
+// spentTimeout bounds a budget's ledger read.
+const spentTimeout = 2 * time.Second
+
+// refreshSpent reads k's spending this period from the ledger when the
+// count kept is older than SpentTTL (or of another period). The read runs
+// without l.mu held, so that a slow database delays only the requests of
+// keys whose count is due, and for at most spentTimeout.
+func (l *Limiter) refreshSpent(ctx context.Context, k *Key, now time.Time) *api.Error {
 	start := PeriodStart(k.BudgetPeriod, now)
-	if !w.spentPeriod.Equal(start) || now.Sub(w.spentAt) >= SpentTTL || w.spentAt.IsZero() {
-		if l.spender == nil {
-			return api.Internal("key %s… has a budget but the server has no ledger to count its spending", k.ID)
-		}
-		spent, err := l.spender.Spent(ctx, k.ID, start)
-		if err != nil {
-			e := api.NewError(http.StatusServiceUnavailable, api.TypeServer, "ledger_unavailable", "",
-				"The usage ledger could not be read to check key %s…'s budget (%v). Retry after 1 second(s).", k.ID, err)
-			e.RetryAfter = 1
-			return e
-		}
+	l.mu.Lock()
+	w := l.window(k.ID)
+	due := !w.spentPeriod.Equal(start) || now.Sub(w.spentAt) >= SpentTTL || w.spentAt.IsZero()
+	l.mu.Unlock()
+	if !due {
+		return nil
+	}
+	if l.spender == nil {
+		return api.Internal("key %s… has a budget but the server has no ledger to count its spending", k.ID)
+	}
+	rctx, cancel := context.WithTimeout(ctx, spentTimeout)
+	spent, err := l.spender.Spent(rctx, k.ID, start)
+	cancel()
+	if err != nil {
+		e := api.NewError(http.StatusServiceUnavailable, api.TypeServer, "ledger_unavailable", "",
+			"The usage ledger could not be read to check key %s…'s budget (%v). Retry after 1 second(s).", k.ID, err)
+		e.RetryAfter = 1
+		return e
+	}
+	l.mu.Lock()
+	if w.spentAt.Before(now) || !w.spentPeriod.Equal(start) {
 		w.spent, w.spentPeriod, w.spentAt = spent, start, now
 	}
+	l.mu.Unlock()
+	return nil
+}
+
+// checkBudget refuses the request if k's budget for this period is spent
+// (as refreshSpent last read it, plus what was used since). Called with
+// l.mu held.
+func (l *Limiter) checkBudget(_ context.Context, k *Key, w *usageWindow, now time.Time) *api.Error {
+	start := PeriodStart(k.BudgetPeriod, now)
 	if w.spent < k.BudgetUSD {
 		return nil
 	}
