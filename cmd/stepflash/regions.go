@@ -192,3 +192,13 @@ func serveRegions(ls []regionListener, h http.Handler, configure func(*http.Serv
 	}
 	return servers, errc
 }
+
+// listenAddrs are the regions' listen addresses (whose host names the
+// Host allow-list takes).
+func listenAddrs(regions []regionFlag) []string {
+	out := make([]string, len(regions))
+	for i, r := range regions {
+		out[i] = r.addr
+	}
+	return out
+}

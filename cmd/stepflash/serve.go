@@ -345,7 +345,7 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 		return backendMiddleware(limiter, prices, extra...)
 	}
 	srv := server.New(server.Config{MaxBodyBytes: o.maxBody, MaxN: o.maxN, Logger: logger,
-		Middleware: []server.Middleware{authn.Middleware}, Guard: o.guard(o.addr)})
+		Middleware: []server.Middleware{authn.Middleware}, Guard: o.guard(listenAddrs(regions)...)})
 	o.ledger = billing.Metered(st, meter(srv))
 	o.advisorObserve = advisorMetrics(srv, logger)
 	var closers []func()
