@@ -75,7 +75,9 @@ func (a *advisorSpec) check(served modelSpec) error {
 }
 
 // flagAdvisor is --advisor FILE_OR_URL: a local GGUF (or hub reference), or
-// an OpenAI-compatible server's URL[#MODEL].
+// an OpenAI-compatible server's URL[#MODEL], whose key is the known
+// service's variable (keyEnv ""), never --upstream-key-env's: that key
+// belongs to the served model's upstream, not to another host.
 func flagAdvisor(s, keyEnv string) (*advisorSpec, error) {
 	if strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") {
 		c, err := upstream.ParseFlag(s)

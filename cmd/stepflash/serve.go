@@ -318,7 +318,7 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 		if specs[0].Advisor != nil {
 			return fmt.Errorf("--advisor: the first model already has an advisor in --config")
 		}
-		a, err := flagAdvisor(o.advisor, o.upstreamKeyEnv)
+		a, err := flagAdvisor(o.advisor, "")
 		if err != nil {
 			return err
 		}
