@@ -68,9 +68,16 @@
 // integer registers, store4, f16Store); right shifts by a constant that a
 // byte mask follows are arithmetic; Float32x4 sums live in 256-bit values.
 // VZEROUPPER clobbers every vector register (the compiler spills live
-// vectors around it), so it is never placed inside a loop that carries
-// vectors. To check a build: objdump -d a GOEXPERIMENT=simd binary and
-// look for non-V instructions on %xmm in functions that use %ymm/%zmm.
+// vectors around it), so it is placed inside a loop that carries vectors
+// only where that loop's body is long (the AVX2 K-quant decode kernels: once
+// per kBuf blocks, reloading their constants from the stack). A zero Float32x4 (var v archsimd.Float32x4) is a MOVUPS from
+// X15 and runtime.memmove copies with MOVUPS too, so values that outlive
+// vector work are 256-bit and partial stores go through integer
+// registers; a Go variable shift count goes through MOVQ, so shifts by a
+// loop variable use a vector of counts (shrBytes). To check a build:
+// objdump -d a GOEXPERIMENT=simd binary and look for non-V instructions on
+// %xmm in functions that use %ymm/%zmm, and in the row-group walkers that
+// only call vector helpers (dotQ4_KAVX512 and the like) as well.
 //
 // # Threads
 //

@@ -71,14 +71,6 @@ func ldI8x64(p unsafe.Pointer, off int) archsimd.Int8x64 {
 	return archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(p, off)))
 }
 
-// sumPair returns (sum of acc's lanes, sum of m's lanes).
-func sumPair(acc archsimd.Int32x16, m archsimd.Int32x4) (int32, int32) {
-	t := acc.GetLo().Add(acc.GetHi())
-	u := t.GetLo().Add(t.GetHi()).AddPairs(m)
-	u = u.AddPairs(u)
-	return u.GetElem(0), u.GetElem(1)
-}
-
 // kChunk is the number of blocks per row that the four-row K-quant decode
 // kernels multiply before their float steps (bounded stack buffers).
 const kChunk = 16
@@ -105,7 +97,9 @@ func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 		// Rows past the end repeat the last row; their results are dropped.
 		ps := [4]unsafe.Pointer{unsafe.Add(pw, r*rb), unsafe.Add(pw, min(r+1, nrows-1)*rb),
 			unsafe.Add(pw, min(r+2, nrows-1)*rb), unsafe.Add(pw, min(r+3, nrows-1)*rb)}
-		var sum4 archsimd.Float32x4
+		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
+		// MOVUPS from X15, here after the vector work of the last group.
+		var sum8 f32x8
 		for b0 := 0; b0 < nb; b0 += kChunk {
 			n := min(kChunk, nb-b0)
 			// Not a range over ps: copying the array reloads its pointers
@@ -116,10 +110,13 @@ func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 			q4KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]))
 			q4KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]))
 			q4KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]))
-			kFinish4(&accs, &ms, &dms, ds[b0:b0+n], &sum4)
+			kFinish4(&accs, &ms, &dms, ds[b0:b0+n], &sum8)
 		}
-		storeRows4(sum4, out, r, nrows)
+		storeRows4(sum8.GetLo(), out, r, nrows)
 	}
+	// Return with the upper state clean (see doc.go): the caller's Go
+	// code may run legacy-SSE instructions next.
+	archsimd.ClearAVXUpperBits()
 }
 
 // q4KChunk512 computes, for the n Q4_K blocks at p and the activation
@@ -183,7 +180,8 @@ var (
 	q4KKC = [4]int32{0, 0x0f0f0f0f, 0, 0x0f0f0f0f}
 )
 
-// kFinish4 adds the contributions of len(ds) blocks of four rows to sum, as
+// kFinish4 adds the contributions of len(ds) blocks of four rows to sum
+// (lanes 0-3), as
 // kAcc does per row: the integer sums acc (16 lanes) and mins m (4 lanes)
 // are reduced per row, and the float steps use the activation scales ds and
 // the rows' fp16 d and dmin, dm[i][row] (copied by q4KChunk512: no row
@@ -191,8 +189,8 @@ var (
 // pair's products in the low and high lanes of 8, its d and dmin converted
 // in one 16-lane f16x16 (the adds and subtractions to sum stay in block
 // order).
-func kFinish4(acc *[4][kChunk]archsimd.Int32x16, m *[4][kChunk]archsimd.Int32x4, dm *[kChunk][4]uint32, ds []float32, sum *archsimd.Float32x4) {
-	sum4 := *sum
+func kFinish4(acc *[4][kChunk]archsimd.Int32x16, m *[4][kChunk]archsimd.Int32x4, dm *[kChunk][4]uint32, ds []float32, sum *f32x8) {
+	sum4 := sum.GetLo()
 	ds = ds[:min(len(ds), kChunk)]
 	dup := archsimd.LoadUint32x8(&dupPairIdx)
 	deint := archsimd.LoadUint16x16(&deint16Idx)
@@ -220,7 +218,7 @@ func kFinish4(acc *[4][kChunk]archsimd.Int32x16, m *[4][kChunk]archsimd.Int32x4,
 		sum4 = sum4.Add(dy.Mul(f.GetLo()).Mul(isum.ConvertToFloat32()))
 		sum4 = sum4.Sub(dy.Mul(f.GetHi()).Mul(imin.ConvertToFloat32()))
 	}
-	*sum = sum4
+	*sum = sum.SetLo(sum4)
 }
 
 // ldI32x8 loads the Int32x4 at p and the one after it (a block pair's mins).
@@ -245,14 +243,23 @@ func f16x16(h archsimd.Uint32x16) archsimd.Float32x16 {
 var deintIdx = [8]uint16{0, 2, 4, 6, 1, 3, 5, 7}
 
 // storeRows4 stores the lanes of v to out[r:r+4], dropping rows >= nrows.
+// A partial group goes out lane by lane through integer registers: a
+// zeroed array and copy (runtime.memmove) would be legacy-SSE stores while
+// the upper vector state is dirty (see doc.go).
 func storeRows4(v archsimd.Float32x4, out []float32, r, nrows int) {
 	if r+4 <= nrows {
 		v.Store((*[4]float32)(out[r : r+4]))
 		return
 	}
-	var o [4]float32
-	v.Store(&o)
-	copy(out[r:nrows], o[:])
+	u := v.AsUint32x4()
+	o := unsafe.Slice((*uint32)(ptr(out)), len(out))[r:nrows]
+	o[0] = u.GetElem(0)
+	if len(o) > 1 {
+		o[1] = u.GetElem(1)
+	}
+	if len(o) > 2 {
+		o[2] = u.GetElem(2)
+	}
 }
 
 // transposeSum4 returns the lane sums of a, b, c and d in lanes 0..3.
@@ -288,10 +295,11 @@ func dot4Q4_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 		var sum8 f32x8
 		for b := 0; b < nb; b++ {
 			p := unsafe.Add(pr, b*bytesQ4_K)
-			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
-			bo := b * 32
-			imin := reduce4x4(mins.DotProductPairs(bsumPairs(pbs, bo)), mins.DotProductPairs(bsumPairs(pbs, bo+sb)),
-				mins.DotProductPairs(bsumPairs(pbs, bo+2*sb)), mins.DotProductPairs(bsumPairs(pbs, bo+3*sb)))
+			// Scales and mins stay in one 256-bit value until the mins are
+			// used, after the dots: a 128-bit value live across them would
+			// be spilled with legacy-SSE MOVUPS (see doc.go).
+			e := q4KScaleE(unsafe.Add(p, 4))
+			scv := e.SetHi(e.GetLo())
 			sc := archsimd.Int16x32{}.SetLo(scv).SetHi(scv).AsInt8x64()
 			s0, s1 := sc.PermuteOrZeroGrouped(i0).AsInt16x32(), sc.PermuteOrZeroGrouped(i1).AsInt16x32()
 			s2, s3 := sc.PermuteOrZeroGrouped(i2).AsInt16x32(), sc.PermuteOrZeroGrouped(i3).AsInt16x32()
@@ -303,6 +311,9 @@ func dot4Q4_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 			acc3 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, 3*st))
 			isum := reduce4(acc0.GetLo().Add(acc0.GetHi()), acc1.GetLo().Add(acc1.GetHi()),
 				acc2.GetLo().Add(acc2.GetHi()), acc3.GetLo().Add(acc3.GetHi()))
+			mins, bo := e.GetHi(), b*32
+			imin := reduce4x4(mins.DotProductPairs(bsumPairs(pbs, bo)), mins.DotProductPairs(bsumPairs(pbs, bo+sb)),
+				mins.DotProductPairs(bsumPairs(pbs, bo+2*sb)), mins.DotProductPairs(bsumPairs(pbs, bo+3*sb)))
 			dy := archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))
 			d := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 0))))
 			dmin := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 2))))
@@ -313,6 +324,9 @@ func dot4Q4_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 		}
 		store4(sum8.GetLo(), out, r, ostride)
 	}
+	// Return with the upper state clean (see doc.go): the caller's Go
+	// code may run legacy-SSE instructions next.
+	archsimd.ClearAVXUpperBits()
 }
 
 // pairF32 returns [d0 x8 | d1 x8]: the per-lane scales of an even/odd block
@@ -548,6 +562,9 @@ func mm32AVX512(f int, w []byte, nrows int, a *act, ncols int, out []float32, os
 			}
 		}
 	}
+	// Return with the upper state clean (see doc.go): the caller's Go
+	// code may run legacy-SSE instructions next.
+	archsimd.ClearAVXUpperBits()
 }
 
 // q6Idx512[2n+h] maps the 32 int16 products of Q6_K half n, 64-element
@@ -601,7 +618,9 @@ func dotQ6_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 		// Rows past the end repeat the last row; their results are dropped.
 		ps := [4]unsafe.Pointer{unsafe.Add(pw, r*rb), unsafe.Add(pw, min(r+1, nrows-1)*rb),
 			unsafe.Add(pw, min(r+2, nrows-1)*rb), unsafe.Add(pw, min(r+3, nrows-1)*rb)}
-		var sum4 archsimd.Float32x4
+		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
+		// MOVUPS from X15, here after the vector work of the last group.
+		var sum8 f32x8
 		for b0 := 0; b0 < nb; b0 += kChunk {
 			n := min(kChunk, nb-b0)
 			// Not a range over ps: copying the array reloads its pointers
@@ -612,10 +631,13 @@ func dotQ6_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 			q6KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1])
 			q6KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2])
 			q6KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3])
-			kFinish4d(&accs, &ps, b0*bytesQ6_K+208, bytesQ6_K, ds[b0:b0+n], &sum4)
+			kFinish4d(&accs, &ps, b0*bytesQ6_K+208, bytesQ6_K, ds[b0:b0+n], &sum8)
 		}
-		storeRows4(sum4, out, r, nrows)
+		storeRows4(sum8.GetLo(), out, r, nrows)
 	}
+	// Return with the upper state clean (see doc.go): the caller's Go
+	// code may run legacy-SSE instructions next.
+	archsimd.ClearAVXUpperBits()
 }
 
 // dotQ6_KAVX512Shift is dotQ6_KAVX512 for AVX-512 CPUs without GFNI
@@ -638,7 +660,9 @@ func dotQ6_KAVX512Shift(w []byte, nrows int, a *act, e0 int, out []float32) {
 		// Rows past the end repeat the last row; their results are dropped.
 		ps := [4]unsafe.Pointer{unsafe.Add(pw, r*rb), unsafe.Add(pw, min(r+1, nrows-1)*rb),
 			unsafe.Add(pw, min(r+2, nrows-1)*rb), unsafe.Add(pw, min(r+3, nrows-1)*rb)}
-		var sum4 archsimd.Float32x4
+		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
+		// MOVUPS from X15, here after the vector work of the last group.
+		var sum8 f32x8
 		for b0 := 0; b0 < nb; b0 += kChunk {
 			n := min(kChunk, nb-b0)
 			// Not a range over ps: copying the array reloads its pointers
@@ -649,10 +673,13 @@ func dotQ6_KAVX512Shift(w []byte, nrows int, a *act, e0 int, out []float32) {
 			q6KChunk512Shift(unsafe.Add(ps[1], o), y, bs, n, &accs[1])
 			q6KChunk512Shift(unsafe.Add(ps[2], o), y, bs, n, &accs[2])
 			q6KChunk512Shift(unsafe.Add(ps[3], o), y, bs, n, &accs[3])
-			kFinish4d(&accs, &ps, b0*bytesQ6_K+208, bytesQ6_K, ds[b0:b0+n], &sum4)
+			kFinish4d(&accs, &ps, b0*bytesQ6_K+208, bytesQ6_K, ds[b0:b0+n], &sum8)
 		}
-		storeRows4(sum4, out, r, nrows)
+		storeRows4(sum8.GetLo(), out, r, nrows)
 	}
+	// Return with the upper state clean (see doc.go): the caller's Go
+	// code may run legacy-SSE instructions next.
+	archsimd.ClearAVXUpperBits()
 }
 
 // q6KChunk512 computes, for the n Q6_K blocks at p and the activation
@@ -751,8 +778,8 @@ func init() {
 // row (kAcc's subtraction of +0 changes nothing), with the rows' fp16 d at
 // offset off+i*bpb. Blocks go in pairs, the products of a pair in the low
 // and high lanes of 8 (the adds to sum stay in block order).
-func kFinish4d(acc *[4][kChunk]archsimd.Int32x16, ps *[4]unsafe.Pointer, off, bpb int, ds []float32, sum *archsimd.Float32x4) {
-	sum4 := *sum
+func kFinish4d(acc *[4][kChunk]archsimd.Int32x16, ps *[4]unsafe.Pointer, off, bpb int, ds []float32, sum *f32x8) {
+	sum4 := sum.GetLo()
 	p0, p1, p2, p3 := unsafe.Add(ps[0], off), unsafe.Add(ps[1], off), unsafe.Add(ps[2], off), unsafe.Add(ps[3], off)
 	ds = ds[:min(len(ds), kChunk)]
 	dup := archsimd.LoadUint32x8(&dupPairIdx)
@@ -774,7 +801,7 @@ func kFinish4d(acc *[4][kChunk]archsimd.Int32x16, ps *[4]unsafe.Pointer, off, bp
 		dx := f16x8(archsimd.BroadcastUint64x2(h).AsUint16x8().ExtendToUint32()).GetLo()
 		sum4 = sum4.Add(archsimd.BroadcastFloat32x4(ds[i]).Mul(dx).Mul(isum.ConvertToFloat32()))
 	}
-	*sum = sum4
+	*sum = sum.SetLo(sum4)
 }
 
 // dupPairIdx spreads float32s 0 and 1 over lanes 0-3 and 4-7.
@@ -847,37 +874,30 @@ func dot4Q6_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 		}
 		store4(sum8.GetLo(), out, r, ostride)
 	}
+	// Return with the upper state clean (see doc.go): the caller's Go
+	// code may run legacy-SSE instructions next.
+	archsimd.ClearAVXUpperBits()
 }
 
-// q5KShift[i] moves, per 256-bit half, the Q5_K high bit of the i-th
-// unpacked vector (see q4KUnpack512) to bit 0: bits (0,2), (1,3), (4,6), (5,7).
-var q5KShift [4][32]uint16
-
-func init() {
-	for i, ks := range [4][2]uint16{{0, 2}, {1, 3}, {4, 6}, {5, 7}} {
-		for j := 0; j < 32; j++ {
-			q5KShift[i][j] = ks[j/16]
-		}
-	}
-}
-
-// q5KHigh returns bit 4 set where the high bit selected by cnt is set.
-func q5KHigh(qh archsimd.Uint16x32, cnt archsimd.Uint16x32, m10 archsimd.Uint8x64) archsimd.Uint8x64 {
-	return qh.ShiftRight(cnt).ShiftAllLeft(4).AsUint8x64().And(m10)
-}
-
-// q5KUnpack512 is q4KUnpack512 plus the fifth bits from the 32-byte qh at h.
-func q5KUnpack512(q, h unsafe.Pointer, mask, m10 archsimd.Uint8x64, c0, c1, c2, c3 archsimd.Uint16x32) (lo01, hi01, lo23, hi23 archsimd.Uint8x64) {
+// q5KUnpack512 is q4KUnpack512 plus the fifth bits from the 32-byte qh at h
+// (ch: q5KShiftH). The shifts of the fifth bits to bit 4 are 16-bit: the
+// bits that cross a byte boundary land outside the 0x10 mask; the right
+// shift is arithmetic for its immediate form (see doc.go).
+func q5KUnpack512(q, h unsafe.Pointer, mask, m10 archsimd.Uint8x64, ch archsimd.Uint16x32) (lo01, hi01, lo23, hi23 archsimd.Uint8x64) {
 	lo01, hi01, lo23, hi23 = q4KUnpack512(q, mask)
 	h32 := ldU8(h, 0)
-	qh := archsimd.Uint8x64{}.SetLo(h32).SetHi(h32).AsUint16x32()
-	lo01 = lo01.Or(q5KHigh(qh, c0, m10))
-	hi01 = hi01.Or(q5KHigh(qh, c1, m10))
-	lo23 = lo23.Or(q5KHigh(qh, c2, m10))
-	hi23 = hi23.Or(q5KHigh(qh, c3, m10))
+	qh := archsimd.Uint8x64{}.SetLo(h32).SetHi(h32).AsUint16x32().ShiftRight(ch)
+	lo01 = lo01.Or(qh.ShiftAllLeft(4).AsUint8x64().And(m10))
+	hi01 = hi01.Or(qh.ShiftAllLeft(3).AsUint8x64().And(m10))
+	lo23 = lo23.Or(qh.AsUint8x64().And(m10))
+	hi23 = hi23.Or(qh.AsInt16x32().ShiftAllRight(1).AsUint8x64().And(m10))
 	return
 }
 
+// dotQ5_KAVX512 works on groups of four rows, as dotQ4_KAVX512: each row's
+// blocks are multiplied in order into integer sums (q5KChunk512), and the
+// float steps of kAcc run on the four rows' lanes together (kFinish4), so
+// no scalar float code runs between vector instructions (see doc.go).
 func dotQ5_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qkK
 	rb := nb * bytesQ5_K
@@ -887,35 +907,84 @@ func dotQ5_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	bsp := a.bsp[e0/32 : e0/32+nb*8]
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsp)
+	var accs [4][kChunk]archsimd.Int32x16
+	var ms [4][kChunk]archsimd.Int32x4
+	var dms [kChunk][4]uint32
+	for r := 0; r < nrows; r += 4 {
+		// Rows past the end repeat the last row; their results are dropped.
+		ps := [4]unsafe.Pointer{unsafe.Add(pw, r*rb), unsafe.Add(pw, min(r+1, nrows-1)*rb),
+			unsafe.Add(pw, min(r+2, nrows-1)*rb), unsafe.Add(pw, min(r+3, nrows-1)*rb)}
+		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
+		// MOVUPS from X15, here after the vector work of the last group.
+		var sum8 f32x8
+		for b0 := 0; b0 < nb; b0 += kChunk {
+			n := min(kChunk, nb-b0)
+			o, y, bs := b0*bytesQ5_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 16*b0)
+			q5KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]))
+			q5KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]))
+			q5KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]))
+			q5KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]))
+			kFinish4(&accs, &ms, &dms, ds[b0:b0+n], &sum8)
+		}
+		storeRows4(sum8.GetLo(), out, r, nrows)
+	}
+	// Return with the upper state clean (see doc.go): the caller's Go
+	// code may run legacy-SSE instructions next.
+	archsimd.ClearAVXUpperBits()
+}
+
+// q5KShiftH shifts the duplicated qh words right by 0 (low 256 bits) or 2
+// (high 256 bits): then the fifth bits of the four unpacked vectors (see
+// q4KUnpack512: qh bits (0,2), (1,3), (4,6), (5,7)) are at bits 0, 1, 4 and
+// 5 of each byte in both halves.
+var q5KShiftH = func() (c [32]uint16) {
+	for j := 16; j < 32; j++ {
+		c[j] = 2
+	}
+	return
+}()
+
+// q5KChunk512 is q4KChunk512 for Q5_K blocks: the same scales and d/dmin
+// fields, qs at 48 and the fifth bits (qh, 32 bytes at 16) moved to bit 4
+// of each quant.
+func q5KChunk512(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, m *[kChunk]archsimd.Int32x4, dm unsafe.Pointer) {
 	mask := archsimd.BroadcastUint8x64(0x0f)
 	m10 := archsimd.BroadcastUint8x64(0x10)
-	c0, c1 := archsimd.LoadUint16x32(&q5KShift[0]), archsimd.LoadUint16x32(&q5KShift[1])
-	c2, c3 := archsimd.LoadUint16x32(&q5KShift[2]), archsimd.LoadUint16x32(&q5KShift[3])
-	i0 := archsimd.LoadInt8x64(&k4Idx512[0])
-	i1 := archsimd.LoadInt8x64(&k4Idx512[1])
-	i2 := archsimd.LoadInt8x64(&k4Idx512[2])
-	i3 := archsimd.LoadInt8x64(&k4Idx512[3])
-	for r := 0; r < nrows; r++ {
-		pr := unsafe.Add(pw, r*rb)
-		var sum float32
-		for b := 0; b < nb; b++ {
-			p := unsafe.Add(pr, b*bytesQ5_K)
-			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
-			mp := mins.DotProductPairs(archsimd.LoadInt16x8((*[8]int16)(unsafe.Add(pbs, 16*b))))
-			sc := archsimd.Int16x32{}.SetLo(scv).SetHi(scv).AsInt8x64()
-			lo01, hi01, lo23, hi23 := q5KUnpack512(unsafe.Add(p, 48), unsafe.Add(p, 16), mask, m10, c0, c1, c2, c3)
-			acc := q4KDot512(lo01, hi01, lo23, hi23,
-				sc.PermuteOrZeroGrouped(i0).AsInt16x32(), sc.PermuteOrZeroGrouped(i1).AsInt16x32(),
-				sc.PermuteOrZeroGrouped(i2).AsInt16x32(), sc.PermuteOrZeroGrouped(i3).AsInt16x32(),
-				unsafe.Add(py, b*qkK))
-			isum, imin := sumPair(acc, mp)
-			d := ds[b] * f16ToF32(ldU16(p, 0))
-			dmin := ds[b] * f16ToF32(ldU16(p, 2))
-			sum = kAcc(sum, d, isum, dmin, imin)
-		}
-		out[r] = sum
+	ch := archsimd.LoadUint16x32(&q5KShiftH)
+	for i := range acc[:n] {
+		// Written out in order (see q6KChunk512). The shifts of the fifth
+		// bits to bit 4 are 16-bit: the bits that cross a byte boundary
+		// land outside the 0x10 mask; the right shift is arithmetic for
+		// its immediate form (see doc.go). The shuffle indices and the
+		// scales' shifts and masks are loaded where they are used: one
+		// more vector kept in a register makes the compiler spill, and
+		// move a 128-bit value with legacy-SSE MOVUPS.
+		x := q4KScalesVec(archsimd.LoadInt32x4((*[4]int32)(unsafe.Add(p, 4))),
+			archsimd.LoadInt32x4(&q4KSA), archsimd.LoadInt32x4(&q4KKA), archsimd.LoadInt32x4(&q4KSC), archsimd.LoadInt32x4(&q4KKC))
+		sc := x.AsInt64x2().Broadcast1To8().AsInt8x64()
+		h32 := archsimd.LoadUint8x32((*[32]uint8)(unsafe.Add(p, 16)))
+		h := archsimd.Uint8x64{}.SetLo(h32).SetHi(h32).AsUint16x32().ShiftRight(ch)
+		q := archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(p, 48)))
+		u := q.And(mask).Or(h.ShiftAllLeft(4).AsUint8x64().And(m10))
+		v := u.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(y))).DotProductPairs(sc.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&k4Byte512[0])).AsInt16x32())
+		u = q.AsInt16x32().ShiftAllRight(4).AsUint8x64().And(mask).Or(h.ShiftAllLeft(3).AsUint8x64().And(m10))
+		v = v.Add(u.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 64)))).DotProductPairs(sc.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&k4Byte512[1])).AsInt16x32()))
+		q = archsimd.LoadUint8x64((*[64]uint8)(unsafe.Add(p, 112)))
+		u = q.And(mask).Or(h.AsUint8x64().And(m10))
+		v = v.Add(u.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 128)))).DotProductPairs(sc.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&k4Byte512[2])).AsInt16x32()))
+		u = q.AsInt16x32().ShiftAllRight(4).AsUint8x64().And(mask).Or(h.AsInt16x32().ShiftAllRight(1).AsUint8x64().And(m10))
+		v = v.Add(u.DotProductPairsSaturated(archsimd.LoadInt8x64((*[64]int8)(unsafe.Add(y, 192)))).DotProductPairs(sc.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&k4Byte512[3])).AsInt16x32()))
+		acc[i] = v
+		mins := x.PermuteScalars(2, 3, 2, 3).AsUint8x16().ExtendLo8ToUint16().AsInt16x8()
+		m[i] = mins.DotProductPairs(archsimd.LoadInt16x8((*[8]int16)(bs)))
+		*(*uint32)(unsafe.Add(dm, 16*i)) = *(*uint32)(p)
+		p, y, bs = unsafe.Add(p, bytesQ5_K), unsafe.Add(y, qkK), unsafe.Add(bs, 16)
 	}
 }
+
+// q5KDmShift moves a block's fp16 d (lanes 0-3) or dmin (lanes 4-7) to the
+// low 16 bits of a uint32 holding both.
+var q5KDmShift = [8]uint32{0, 0, 0, 0, 16, 16, 16, 16}
 
 // dot4Q5_KAVX512 is dotQ5_KAVX512 for activation vectors j0..j0+3.
 func dot4Q5_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride int) {
@@ -931,8 +1000,7 @@ func dot4Q5_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 	st, sb := a.cols, a.cols/32*2
 	mask := archsimd.BroadcastUint8x64(0x0f)
 	m10 := archsimd.BroadcastUint8x64(0x10)
-	c0, c1 := archsimd.LoadUint16x32(&q5KShift[0]), archsimd.LoadUint16x32(&q5KShift[1])
-	c2, c3 := archsimd.LoadUint16x32(&q5KShift[2]), archsimd.LoadUint16x32(&q5KShift[3])
+	ch := archsimd.LoadUint16x32(&q5KShiftH)
 	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
 		// sum4 is carried in the low half of a 256-bit value: Go spills and
@@ -940,17 +1008,15 @@ func dot4Q5_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 		var sum8 f32x8
 		for b := 0; b < nb; b++ {
 			p := unsafe.Add(pr, b*bytesQ5_K)
-			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
-			bo := 16 * b
-			ld8 := func(off int) archsimd.Int16x8 { return archsimd.LoadInt16x8((*[8]int16)(unsafe.Add(pbs, off))) }
-			imin := reduce4x4(mins.DotProductPairs(ld8(bo)), mins.DotProductPairs(ld8(bo+sb)),
-				mins.DotProductPairs(ld8(bo+2*sb)), mins.DotProductPairs(ld8(bo+3*sb)))
+			// Scales and mins in one 256-bit value, as in dot4Q4_KAVX512.
+			e := q4KScaleE(unsafe.Add(p, 4))
+			scv := e.SetHi(e.GetLo())
 			sc := archsimd.Int16x32{}.SetLo(scv).SetHi(scv).AsInt8x64()
 			s0 := sc.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&k4Idx512[0])).AsInt16x32()
 			s1 := sc.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&k4Idx512[1])).AsInt16x32()
 			s2 := sc.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&k4Idx512[2])).AsInt16x32()
 			s3 := sc.PermuteOrZeroGrouped(archsimd.LoadInt8x64(&k4Idx512[3])).AsInt16x32()
-			lo01, hi01, lo23, hi23 := q5KUnpack512(unsafe.Add(p, 48), unsafe.Add(p, 16), mask, m10, c0, c1, c2, c3)
+			lo01, hi01, lo23, hi23 := q5KUnpack512(unsafe.Add(p, 48), unsafe.Add(p, 16), mask, m10, ch)
 			y := unsafe.Add(py, b*qkK)
 			acc0 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, y)
 			acc1 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, st))
@@ -958,16 +1024,26 @@ func dot4Q5_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 			acc3 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, 3*st))
 			isum := reduce4(acc0.GetLo().Add(acc0.GetHi()), acc1.GetLo().Add(acc1.GetHi()),
 				acc2.GetLo().Add(acc2.GetHi()), acc3.GetLo().Add(acc3.GetHi()))
+			mins, bo := e.GetHi(), 16*b
+			ld8 := func(off int) archsimd.Int16x8 { return archsimd.LoadInt16x8((*[8]int16)(unsafe.Add(pbs, off))) }
+			imin := reduce4x4(mins.DotProductPairs(ld8(bo)), mins.DotProductPairs(ld8(bo+sb)),
+				mins.DotProductPairs(ld8(bo+2*sb)), mins.DotProductPairs(ld8(bo+3*sb)))
+			// The float step in 256-bit values (this kernel's register
+			// pressure makes the compiler spill what it can, see above):
+			// lanes 0-3 of t are (dy*d)*isum, lanes 4-7 (dy*dmin)*imin;
+			// sum8's lanes 4-7 are scratch.
 			dy := archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))
-			d := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 0))))
-			dmin := dy.Mul(archsimd.BroadcastFloat32x4(f16ToF32(ldU16(p, 2))))
-			sum4 := sum8.GetLo()
-			sum4 = sum4.Add(d.Mul(isum.ConvertToFloat32()))
-			sum4 = sum4.Sub(dmin.Mul(imin.ConvertToFloat32()))
-			sum8 = sum8.SetLo(sum4)
+			dd := archsimd.BroadcastUint32x8(*(*uint32)(p)).ShiftRight(archsimd.LoadUint32x8(&q5KDmShift))
+			dd = dd.And(archsimd.BroadcastUint32x8(0xffff))
+			t := archsimd.Float32x8{}.SetLo(dy).SetHi(dy).Mul(f16x8(dd))
+			t = t.Mul(archsimd.Int32x8{}.SetLo(isum).SetHi(imin).ConvertToFloat32())
+			sum8 = sum8.Add(t).Sub(t.Select128FromPair(1, 0, t))
 		}
 		store4(sum8.GetLo(), out, r, ostride)
 	}
+	// Return with the upper state clean (see doc.go): the caller's Go
+	// code may run legacy-SSE instructions next.
+	archsimd.ClearAVXUpperBits()
 }
 
 // q23Shift holds per-256-bit-half right shifts for the Q2_K/Q3_K 2-bit
@@ -990,6 +1066,8 @@ func dup32(p unsafe.Pointer) archsimd.Uint16x32 {
 	return archsimd.Uint8x64{}.SetLo(v).SetHi(v).AsUint16x32()
 }
 
+// dotQ2_KAVX512 works on groups of four rows, as dotQ4_KAVX512 (the float
+// steps in kFinish4: Q2_K's d and dmin are one uint32 at 80).
 func dotQ2_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qkK
 	rb := nb * bytesQ2_K
@@ -999,33 +1077,57 @@ func dotQ2_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	bsums := a.bsums[e0/16 : e0/16+nb*16]
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
-	m3 := archsimd.BroadcastUint8x64(3)
-	m15 := archsimd.BroadcastUint8x16(15)
-	c0, c1 := archsimd.LoadUint16x32(&q23Shift[0]), archsimd.LoadUint16x32(&q23Shift[1])
-	ix0, ix1 := archsimd.LoadUint16x32(&q6Idx512[0]), archsimd.LoadUint16x32(&q6Idx512[1])
-	ix2, ix3 := archsimd.LoadUint16x32(&q6Idx512[2]), archsimd.LoadUint16x32(&q6Idx512[3])
-	for r := 0; r < nrows; r++ {
-		pr := unsafe.Add(pw, r*rb)
-		var sum float32
-		for b := 0; b < nb; b++ {
-			p := unsafe.Add(pr, b*bytesQ2_K)
-			y := unsafe.Add(py, b*qkK)
-			raw := archsimd.LoadUint8x16((*[16]uint8)(p))
-			sc16 := raw.And(m15).AsInt8x16().ExtendToInt16()
-			mn16 := raw.AsInt16x8().ShiftAllRight(4).AsUint8x16().And(m15).AsInt8x16().ExtendToInt16()
-			mp := ldI16(pbs, b*32).DotProductPairs(mn16)
-			sc := archsimd.Int16x32{}.SetLo(sc16)
-			h0, h1 := dup32(unsafe.Add(p, 16)), dup32(unsafe.Add(p, 48))
-			acc := h0.ShiftRight(c0).AsUint8x64().And(m3).DotProductPairsSaturated(ldI8x64(y, 0)).DotProductPairs(sc.Permute(ix0))
-			acc = acc.Add(h0.ShiftRight(c1).AsUint8x64().And(m3).DotProductPairsSaturated(ldI8x64(y, 64)).DotProductPairs(sc.Permute(ix1)))
-			acc = acc.Add(h1.ShiftRight(c0).AsUint8x64().And(m3).DotProductPairsSaturated(ldI8x64(y, 128)).DotProductPairs(sc.Permute(ix2)))
-			acc = acc.Add(h1.ShiftRight(c1).AsUint8x64().And(m3).DotProductPairsSaturated(ldI8x64(y, 192)).DotProductPairs(sc.Permute(ix3)))
-			isum, imin := sumPair(acc, mp.GetLo().Add(mp.GetHi()))
-			d := ds[b] * f16ToF32(ldU16(p, 80))
-			dmin := ds[b] * f16ToF32(ldU16(p, 82))
-			sum = kAcc(sum, d, isum, dmin, imin)
+	var accs [4][kChunk]archsimd.Int32x16
+	var ms [4][kChunk]archsimd.Int32x4
+	var dms [kChunk][4]uint32
+	for r := 0; r < nrows; r += 4 {
+		// Rows past the end repeat the last row; their results are dropped.
+		ps := [4]unsafe.Pointer{unsafe.Add(pw, r*rb), unsafe.Add(pw, min(r+1, nrows-1)*rb),
+			unsafe.Add(pw, min(r+2, nrows-1)*rb), unsafe.Add(pw, min(r+3, nrows-1)*rb)}
+		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
+		// MOVUPS from X15, here after the vector work of the last group.
+		var sum8 f32x8
+		for b0 := 0; b0 < nb; b0 += kChunk {
+			n := min(kChunk, nb-b0)
+			o, y, bs := b0*bytesQ2_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 32*b0)
+			q2KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]))
+			q2KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]))
+			q2KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]))
+			q2KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]))
+			kFinish4(&accs, &ms, &dms, ds[b0:b0+n], &sum8)
 		}
-		out[r] = sum
+		storeRows4(sum8.GetLo(), out, r, nrows)
+	}
+	// Return with the upper state clean (see doc.go): the caller's Go
+	// code may run legacy-SSE instructions next.
+	archsimd.ClearAVXUpperBits()
+}
+
+// q2KChunk512 computes, for the n Q2_K blocks at p and the activation
+// blocks at y with block sums at bs, each block's scaled quant sums (acc),
+// its mins' dot with the block sums (m) and copies its fp16 d and dmin to
+// dm, as q4KChunk512.
+func q2KChunk512(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, m *[kChunk]archsimd.Int32x4, dm unsafe.Pointer) {
+	m3 := archsimd.BroadcastUint8x64(3)
+	m15 := archsimd.BroadcastInt16x16(15)
+	c0, c1 := archsimd.LoadUint16x32(&q23Shift[0]), archsimd.LoadUint16x32(&q23Shift[1])
+	for i := range acc[:n] {
+		// The 16 scale bytes as int16: scales in the low nibbles, mins
+		// in the high ones (256-bit values: see doc.go on 128-bit ones).
+		raw := archsimd.LoadUint8x16((*[16]uint8)(p)).ExtendToUint16().AsInt16x16()
+		sc16 := raw.And(m15)
+		sc := archsimd.Int16x32{}.SetLo(sc16)
+		h0, h1 := dup32(unsafe.Add(p, 16)), dup32(unsafe.Add(p, 48))
+		v := h0.ShiftRight(c0).AsUint8x64().And(m3).DotProductPairsSaturated(ldI8x64(y, 0)).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[0])))
+		v = v.Add(h0.ShiftRight(c1).AsUint8x64().And(m3).DotProductPairsSaturated(ldI8x64(y, 64)).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[1]))))
+		v = v.Add(h1.ShiftRight(c0).AsUint8x64().And(m3).DotProductPairsSaturated(ldI8x64(y, 128)).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[2]))))
+		v = v.Add(h1.ShiftRight(c1).AsUint8x64().And(m3).DotProductPairsSaturated(ldI8x64(y, 192)).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[3]))))
+		acc[i] = v
+		mn16 := raw.ShiftAllRight(4)
+		mp := archsimd.LoadInt16x16((*[16]int16)(bs)).DotProductPairs(mn16)
+		m[i] = mp.GetLo().Add(mp.GetHi())
+		*(*uint32)(unsafe.Add(dm, 16*i)) = *(*uint32)(unsafe.Add(p, 80))
+		p, y, bs = unsafe.Add(p, bytesQ2_K), unsafe.Add(y, qkK), unsafe.Add(bs, 32)
 	}
 }
 
@@ -1043,6 +1145,8 @@ func init() {
 	}
 }
 
+// dotQ3_KAVX512 works on groups of four rows, as dotQ6_KAVX512 (the float
+// steps in kFinish4d).
 func dotQ3_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	nb := a.cols / qkK
 	rb := nb * bytesQ3_K
@@ -1052,36 +1156,55 @@ func dotQ3_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	bsums := a.bsums[e0/16 : e0/16+nb*16]
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
+	var accs [4][kChunk]archsimd.Int32x16
+	for r := 0; r < nrows; r += 4 {
+		// Rows past the end repeat the last row; their results are dropped.
+		ps := [4]unsafe.Pointer{unsafe.Add(pw, r*rb), unsafe.Add(pw, min(r+1, nrows-1)*rb),
+			unsafe.Add(pw, min(r+2, nrows-1)*rb), unsafe.Add(pw, min(r+3, nrows-1)*rb)}
+		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
+		// MOVUPS from X15, here after the vector work of the last group.
+		var sum8 f32x8
+		for b0 := 0; b0 < nb; b0 += kChunk {
+			n := min(kChunk, nb-b0)
+			o, y, bs := b0*bytesQ3_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 32*b0)
+			q3KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0])
+			q3KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1])
+			q3KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2])
+			q3KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3])
+			kFinish4d(&accs, &ps, b0*bytesQ3_K+108, bytesQ3_K, ds[b0:b0+n], &sum8)
+		}
+		storeRows4(sum8.GetLo(), out, r, nrows)
+	}
+	// Return with the upper state clean (see doc.go): the caller's Go
+	// code may run legacy-SSE instructions next.
+	archsimd.ClearAVXUpperBits()
+}
+
+// q3KChunk512 computes, for the n Q3_K blocks at p and the activation
+// blocks at y with block sums at bs, each block's integer dot (the -4
+// offset included) as 16 int32 lanes.
+func q3KChunk512(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16) {
 	m3 := archsimd.BroadcastUint8x64(3)
 	m4 := archsimd.BroadcastUint8x64(4)
 	c0, c1 := archsimd.LoadUint16x32(&q23Shift[0]), archsimd.LoadUint16x32(&q23Shift[1])
-	hs0, hs1 := archsimd.LoadUint16x32(&q3Shift[0]), archsimd.LoadUint16x32(&q3Shift[1])
-	hs2, hs3 := archsimd.LoadUint16x32(&q3Shift[2]), archsimd.LoadUint16x32(&q3Shift[3])
-	ix0, ix1 := archsimd.LoadUint16x32(&q6Idx512[0]), archsimd.LoadUint16x32(&q6Idx512[1])
-	ix2, ix3 := archsimd.LoadUint16x32(&q6Idx512[2]), archsimd.LoadUint16x32(&q6Idx512[3])
-	for r := 0; r < nrows; r++ {
-		pr := unsafe.Add(pw, r*rb)
-		var sum float32
-		for b := 0; b < nb; b++ {
-			p := unsafe.Add(pr, b*bytesQ3_K)
-			y := unsafe.Add(py, b*qkK)
-			sc16 := q3KScales(unsafe.Add(p, 96)).ExtendToInt16()
-			sc := archsimd.Int16x32{}.SetLo(sc16)
-			// The quants are u-4 with u = q | h<<2 in 0..7: subtract 4*sum(sc*bsums).
-			bias := ldI16(pbs, b*32).DotProductPairs(sc16).ShiftAllLeft(2)
-			hm := dup32(p)
-			q0, q1 := dup32(unsafe.Add(p, 32)), dup32(unsafe.Add(p, 64))
-			u := func(q, c, hs archsimd.Uint16x32) archsimd.Uint8x64 {
-				return q.ShiftRight(c).AsUint8x64().And(m3).Or(hm.ShiftRight(hs).ShiftAllLeft(2).AsUint8x64().And(m4))
-			}
-			acc := u(q0, c0, hs0).DotProductPairsSaturated(ldI8x64(y, 0)).DotProductPairs(sc.Permute(ix0))
-			acc = acc.Add(u(q0, c1, hs1).DotProductPairsSaturated(ldI8x64(y, 64)).DotProductPairs(sc.Permute(ix1)))
-			acc = acc.Add(u(q1, c0, hs2).DotProductPairsSaturated(ldI8x64(y, 128)).DotProductPairs(sc.Permute(ix2)))
-			acc = acc.Add(u(q1, c1, hs3).DotProductPairsSaturated(ldI8x64(y, 192)).DotProductPairs(sc.Permute(ix3)))
-			isum, ibias := sumPair(acc, bias.GetLo().Add(bias.GetHi()))
-			sum = kAcc(sum, ds[b]*f16ToF32(ldU16(p, 108)), isum-ibias, 0, 0)
-		}
-		out[r] = sum
+	for i := range acc[:n] {
+		sc16 := q3KScales(unsafe.Add(p, 96)).ExtendToInt16()
+		sc := archsimd.Int16x32{}.SetLo(sc16)
+		hm := dup32(p)
+		q0, q1 := dup32(unsafe.Add(p, 32)), dup32(unsafe.Add(p, 64))
+		// The quants are u-4 with u = q | h<<2 in 0..7.
+		u := q0.ShiftRight(c0).AsUint8x64().And(m3).Or(hm.ShiftRight(archsimd.LoadUint16x32(&q3Shift[0])).ShiftAllLeft(2).AsUint8x64().And(m4))
+		v := u.DotProductPairsSaturated(ldI8x64(y, 0)).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[0])))
+		u = q0.ShiftRight(c1).AsUint8x64().And(m3).Or(hm.ShiftRight(archsimd.LoadUint16x32(&q3Shift[1])).ShiftAllLeft(2).AsUint8x64().And(m4))
+		v = v.Add(u.DotProductPairsSaturated(ldI8x64(y, 64)).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[1]))))
+		u = q1.ShiftRight(c0).AsUint8x64().And(m3).Or(hm.ShiftRight(archsimd.LoadUint16x32(&q3Shift[2])).ShiftAllLeft(2).AsUint8x64().And(m4))
+		v = v.Add(u.DotProductPairsSaturated(ldI8x64(y, 128)).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[2]))))
+		u = q1.ShiftRight(c1).AsUint8x64().And(m3).Or(hm.ShiftRight(archsimd.LoadUint16x32(&q3Shift[3])).ShiftAllLeft(2).AsUint8x64().And(m4))
+		v = v.Add(u.DotProductPairsSaturated(ldI8x64(y, 192)).DotProductPairs(sc.Permute(archsimd.LoadUint16x32(&q6Idx512[3]))))
+		// The -4 offset: 4 * sum of scale * block sum.
+		bias := archsimd.LoadInt16x16((*[16]int16)(bs)).DotProductPairs(sc16).ShiftAllLeft(2)
+		acc[i] = v.Sub(archsimd.Int32x16{}.SetLo(bias))
+		p, y, bs = unsafe.Add(p, bytesQ3_K), unsafe.Add(y, qkK), unsafe.Add(bs, 32)
 	}
 }
 

@@ -182,6 +182,9 @@ func tiledK(nrows, cols, ncols int, out []float32, ostride int, pack func(r0, nr
 			}
 		}
 	}
+	// The upper state clean before the runtime code of Put and the caller's
+	// (see doc.go).
+	archsimd.ClearAVXUpperBits()
 	tileSetPool.Put(ts)
 }
 

@@ -544,10 +544,16 @@ func q4KScalesU64(s unsafe.Pointer) (sc, mn uint64) {
 // q4KScaleVecs returns the 8 sub-block scales as int16 in both 128-bit lanes
 // and the 8 mins as int16, from the 12-byte scales field at p.
 func q4KScaleVecs(p unsafe.Pointer) (scv i16x16, mins archsimd.Int16x8) {
-	scU, mnU := q4KScalesU64(p)
-	e := archsimd.BroadcastUint64x2(scU).SetElem(1, mnU).AsInt8x16().ExtendToInt16()
+	e := q4KScaleE(p)
 	lo := e.GetLo()
 	return e.SetHi(lo), e.GetHi()
+}
+
+// q4KScaleE returns the 8 sub-block scales (low half) and the 8 mins (high
+// half) as int16, from the 12-byte scales field at p.
+func q4KScaleE(p unsafe.Pointer) i16x16 {
+	scU, mnU := q4KScalesU64(p)
+	return archsimd.BroadcastUint64x2(scU).SetElem(1, mnU).AsInt8x16().ExtendToInt16()
 }
 
 // subScale broadcasts sub-block j's scale from scv to all 16 elements.
@@ -578,6 +584,8 @@ func reduce4x4(a0, a1, a2, a3 archsimd.Int32x4) archsimd.Int32x4 {
 }
 
 func dotQ4_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
+	// Zeroed before any vector instruction (legacy-SSE MOVUPS X15).
+	var isums, imins [kBuf]int32
 	nb := a.cols / qkK
 	rb := nb * bytesQ4_K
 	w = w[:nrows*rb]
@@ -591,28 +599,42 @@ func dotQ4_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	i4, i5, i6, i7 := archsimd.LoadInt8x32(&k4Idx[4]), archsimd.LoadInt8x32(&k4Idx[5]), archsimd.LoadInt8x32(&k4Idx[6]), archsimd.LoadInt8x32(&k4Idx[7])
 	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
-		var sum float32
-		for b := 0; b < nb; b++ {
-			p := unsafe.Add(pr, b*bytesQ4_K)
-			y := unsafe.Add(py, b*qkK)
-			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
-			imin := hsumI32x4(mins.DotProductPairs(bsumPairs(pbs, b*32)))
-			q := unsafe.Add(p, 16)
-			q0, q1, q2, q3 := ldU8(q, 0), ldU8(q, 32), ldU8(q, 64), ldU8(q, 96)
-			acc := q0.And(mask).DotProductPairsSaturated(ldI8(y, 0)).DotProductPairs(subScale(scv, i0))
-			acc = acc.Add(q0.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 32)).DotProductPairs(subScale(scv, i1)))
-			acc = acc.Add(q1.And(mask).DotProductPairsSaturated(ldI8(y, 64)).DotProductPairs(subScale(scv, i2)))
-			acc = acc.Add(q1.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 96)).DotProductPairs(subScale(scv, i3)))
-			acc = acc.Add(q2.And(mask).DotProductPairsSaturated(ldI8(y, 128)).DotProductPairs(subScale(scv, i4)))
-			acc = acc.Add(q2.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 160)).DotProductPairs(subScale(scv, i5)))
-			acc = acc.Add(q3.And(mask).DotProductPairsSaturated(ldI8(y, 192)).DotProductPairs(subScale(scv, i6)))
-			acc = acc.Add(q3.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 224)).DotProductPairs(subScale(scv, i7)))
-			isum := hsumI32(acc)
-			d := ds[b] * f16ToF32(ldU16(p, 0))
-			dmin := ds[b] * f16ToF32(ldU16(p, 2))
-			sum = kAcc(sum, d, isum, dmin, imin)
+		// The row's sum as float32 bits between the scalar loops: a float32
+		// live across the vector loop is spilled with legacy-SSE MOVSS.
+		var sum uint32
+		for b0 := 0; b0 < nb; b0 += kBuf {
+			nc := min(kBuf, nb-b0)
+			for b := b0; b < b0+nc; b++ {
+				p := unsafe.Add(pr, b*bytesQ4_K)
+				y := unsafe.Add(py, b*qkK)
+				// Scales and mins in one 256-bit value; the mins' dot after
+				// the quants' (a 128-bit value live across them would be
+				// spilled with legacy-SSE MOVUPS).
+				e := q4KScaleE(unsafe.Add(p, 4))
+				scv := e.SetHi(e.GetLo())
+				q := unsafe.Add(p, 16)
+				q0, q1, q2, q3 := ldU8(q, 0), ldU8(q, 32), ldU8(q, 64), ldU8(q, 96)
+				acc := q0.And(mask).DotProductPairsSaturated(ldI8(y, 0)).DotProductPairs(subScale(scv, i0))
+				acc = acc.Add(q0.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 32)).DotProductPairs(subScale(scv, i1)))
+				acc = acc.Add(q1.And(mask).DotProductPairsSaturated(ldI8(y, 64)).DotProductPairs(subScale(scv, i2)))
+				acc = acc.Add(q1.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 96)).DotProductPairs(subScale(scv, i3)))
+				acc = acc.Add(q2.And(mask).DotProductPairsSaturated(ldI8(y, 128)).DotProductPairs(subScale(scv, i4)))
+				acc = acc.Add(q2.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 160)).DotProductPairs(subScale(scv, i5)))
+				acc = acc.Add(q3.And(mask).DotProductPairsSaturated(ldI8(y, 192)).DotProductPairs(subScale(scv, i6)))
+				acc = acc.Add(q3.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(mask).DotProductPairsSaturated(ldI8(y, 224)).DotProductPairs(subScale(scv, i7)))
+				isums[b-b0], imins[b-b0] = hsumI32(acc), hsumI32x4(e.GetHi().DotProductPairs(bsumPairs(pbs, b*32)))
+			}
+			// The float steps (kAcc) after the vector work, see kBuf.
+			archsimd.ClearAVXUpperBits()
+			sf := math.Float32frombits(sum)
+			for i := range nc {
+				b := b0 + i
+				p := unsafe.Add(pr, b*bytesQ4_K)
+				sf = kAcc(sf, ds[b]*f16ToF32(ldU16(p, 0)), isums[i], ds[b]*f16ToF32(ldU16(p, 2)), imins[i])
+			}
+			sum = math.Float32bits(sf)
 		}
-		out[r] = sum
+		*(*uint32)(unsafe.Pointer(&out[r])) = sum
 	}
 }
 
@@ -669,9 +691,14 @@ func dot4Q4_KSIMD(w []byte, nrows int, a *act, j0 int, out []float32, ostride in
 		}
 		store4(sum8.GetLo(), out, r, ostride)
 	}
+	// Return with the upper state clean (see doc.go): the caller's Go
+	// code may run legacy-SSE instructions next.
+	archsimd.ClearAVXUpperBits()
 }
 
 func dotQ6_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
+	// Zeroed before any vector instruction (legacy-SSE MOVUPS X15).
+	var isums [kBuf]int32
 	nb := a.cols / qkK
 	rb := nb * bytesQ6_K
 	w = w[:nrows*rb]
@@ -684,33 +711,46 @@ func dotQ6_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	m30 := archsimd.BroadcastUint8x32(0x30)
 	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
-		var sum float32
-		for b := 0; b < nb; b++ {
-			p := unsafe.Add(pr, b*bytesQ6_K)
-			y := unsafe.Add(py, b*qkK)
-			sc := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(p, 192)))
-			// 32 * sum_g sc[g]*bsums[g]: the -32 offset of the quants.
-			bias := ldI16(pbs, b*32).DotProductPairs(sc.ExtendToInt16())
-			var acc i32x8
-			for n := 0; n < 2; n++ {
-				ql0 := ldU8(p, 64*n)
-				ql1 := ldU8(p, 64*n+32)
-				qh := ldU8(p, 128+32*n).AsUint16x16()
-				q1 := ql0.And(m4).Or(qh.ShiftAllLeft(4).AsUint8x32().And(m30))
-				q2 := ql1.And(m4).Or(qh.ShiftAllLeft(2).AsUint8x32().And(m30))
-				q3 := ql0.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.AsUint8x32().And(m30))
-				q4 := ql1.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.AsInt16x16().ShiftAllRight(2).AsUint8x32().And(m30))
-				yy := unsafe.Add(y, 128*n)
-				g := 8 * n
-				acc = acc.Add(q1.DotProductPairsSaturated(ldI8(yy, 0)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g])).ExtendToInt16()))
-				acc = acc.Add(q2.DotProductPairsSaturated(ldI8(yy, 32)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g+2])).ExtendToInt16()))
-				acc = acc.Add(q3.DotProductPairsSaturated(ldI8(yy, 64)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g+4])).ExtendToInt16()))
-				acc = acc.Add(q4.DotProductPairsSaturated(ldI8(yy, 96)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g+6])).ExtendToInt16()))
+		// The row's sum as float32 bits between the scalar loops: a float32
+		// live across the vector loop is spilled with legacy-SSE MOVSS.
+		var sum uint32
+		for b0 := 0; b0 < nb; b0 += kBuf {
+			nc := min(kBuf, nb-b0)
+			for b := b0; b < b0+nc; b++ {
+				p := unsafe.Add(pr, b*bytesQ6_K)
+				y := unsafe.Add(py, b*qkK)
+				sc := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(p, 192)))
+				// 32 * sum_g sc[g]*bsums[g]: the -32 offset of the quants.
+				bias := ldI16(pbs, b*32).DotProductPairs(sc.ExtendToInt16())
+				var acc i32x8
+				for n := 0; n < 2; n++ {
+					ql0 := ldU8(p, 64*n)
+					ql1 := ldU8(p, 64*n+32)
+					qh := ldU8(p, 128+32*n).AsUint16x16()
+					q1 := ql0.And(m4).Or(qh.ShiftAllLeft(4).AsUint8x32().And(m30))
+					q2 := ql1.And(m4).Or(qh.ShiftAllLeft(2).AsUint8x32().And(m30))
+					q3 := ql0.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.AsUint8x32().And(m30))
+					q4 := ql1.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(m4).Or(qh.AsInt16x16().ShiftAllRight(2).AsUint8x32().And(m30))
+					yy := unsafe.Add(y, 128*n)
+					g := 8 * n
+					acc = acc.Add(q1.DotProductPairsSaturated(ldI8(yy, 0)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g])).ExtendToInt16()))
+					acc = acc.Add(q2.DotProductPairsSaturated(ldI8(yy, 32)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g+2])).ExtendToInt16()))
+					acc = acc.Add(q3.DotProductPairsSaturated(ldI8(yy, 64)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g+4])).ExtendToInt16()))
+					acc = acc.Add(q4.DotProductPairsSaturated(ldI8(yy, 96)).DotProductPairs(sc.PermuteOrZero(ldIdx(&q6Pair[g+6])).ExtendToInt16()))
+				}
+				isums[b-b0] = hsumI32(acc.Sub(bias.ShiftAllLeft(5)))
 			}
-			isum := hsumI32(acc.Sub(bias.ShiftAllLeft(5)))
-			sum = kAcc(sum, ds[b]*f16ToF32(ldU16(p, 208)), isum, 0, 0)
+			// The float steps (kAcc) after the vector work, see kBuf.
+			archsimd.ClearAVXUpperBits()
+			sf := math.Float32frombits(sum)
+			for i := range nc {
+				b := b0 + i
+				p := unsafe.Add(pr, b*bytesQ6_K)
+				sf = kAcc(sf, ds[b]*f16ToF32(ldU16(p, 208)), isums[i], 0, 0)
+			}
+			sum = math.Float32bits(sf)
 		}
-		out[r] = sum
+		*(*uint32)(unsafe.Pointer(&out[r])) = sum
 	}
 }
 
@@ -778,21 +818,41 @@ func dot4Q6_KSIMD(w []byte, nrows int, a *act, j0 int, out []float32, ostride in
 		}
 		store4(sum8.GetLo(), out, r, ostride)
 	}
+	// Return with the upper state clean (see doc.go): the caller's Go
+	// code may run legacy-SSE instructions next.
+	archsimd.ClearAVXUpperBits()
 }
 
-// bitTo moves bit k of every byte of v to bit `to` (other bits are garbage;
-// callers mask).
-func bitTo(v archsimd.Uint16x16, k, to int) u8x32 {
-	switch {
-	case k < to:
-		return v.ShiftAllLeft(uint64(to - k)).AsUint8x32()
-	case k > to:
-		return v.ShiftAllRight(uint64(k - to)).AsUint8x32()
+// shr32[k] holds the count k for the 32-bit variable shift of shrBytes.
+var shr32 = func() (t [8][8]uint32) {
+	for k := range t {
+		for i := range t[k] {
+			t[k][i] = uint32(k)
+		}
 	}
-	return v.AsUint8x32()
+	return
+}()
+
+// shrBytes moves bits k..7 of every byte of v to bits 0..7-k (the bits
+// above them are garbage; callers mask). A VPSRLVD by a count loaded from
+// memory: Go passes the count of a shift by a variable (not constant)
+// amount through a legacy-SSE MOVQ (see doc.go), and AVX2 has no 16-bit
+// variable shift.
+func shrBytes(v u8x32, k int) u8x32 {
+	return v.AsUint32x8().ShiftRight(archsimd.LoadUint32x8(&shr32[k])).AsUint8x32()
 }
+
+// kBuf is the number of blocks per row whose integer sums the AVX2 K-quant
+// decode kernels keep before their scalar float steps: one VZEROUPPER per
+// kBuf blocks instead of a legacy-SSE/AVX transition per block.
+const kBuf = 32
+
+// lowNibbles masks the low nibble of each byte.
+var lowNibbles = [16]uint8{15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15}
 
 func dotQ5_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
+	// Zeroed before any vector instruction (legacy-SSE MOVUPS X15).
+	var isums, imins [kBuf]int32
 	nb := a.cols / qkK
 	rb := nb * bytesQ5_K
 	w = w[:nrows*rb]
@@ -805,27 +865,39 @@ func dotQ5_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	m10 := archsimd.BroadcastUint8x32(0x10)
 	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
-		var sum float32
-		for b := 0; b < nb; b++ {
-			p := unsafe.Add(pr, b*bytesQ5_K)
-			y := unsafe.Add(py, b*qkK)
-			scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
-			imin := hsumI32x4(mins.DotProductPairs(bsumPairs(pbs, b*32)))
-			qh := ldU8(p, 16).AsUint16x16()
-			var acc i32x8
-			for c := 0; c < 4; c++ {
-				q4 := ldU8(p, 48+32*c)
-				lo := q4.And(mask).Or(bitTo(qh, 2*c, 4).And(m10))
-				hi := q4.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(mask).Or(bitTo(qh, 2*c+1, 4).And(m10))
-				acc = acc.Add(lo.DotProductPairsSaturated(ldI8(y, 64*c)).DotProductPairs(subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c]))))
-				acc = acc.Add(hi.DotProductPairsSaturated(ldI8(y, 64*c+32)).DotProductPairs(subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c+1]))))
+		// The row's sum as float32 bits between the scalar loops: a float32
+		// live across the vector loop is spilled with legacy-SSE MOVSS.
+		var sum uint32
+		for b0 := 0; b0 < nb; b0 += kBuf {
+			nc := min(kBuf, nb-b0)
+			for b := b0; b < b0+nc; b++ {
+				p := unsafe.Add(pr, b*bytesQ5_K)
+				y := unsafe.Add(py, b*qkK)
+				scv, mins := q4KScaleVecs(unsafe.Add(p, 4))
+				imin := hsumI32x4(mins.DotProductPairs(bsumPairs(pbs, b*32)))
+				qh := ldU8(p, 16)
+				var acc i32x8
+				for c := 0; c < 4; c++ {
+					q4 := ldU8(p, 48+32*c)
+					h := shrBytes(qh, 2*c).AsUint16x16()
+					lo := q4.And(mask).Or(h.ShiftAllLeft(4).AsUint8x32().And(m10))
+					hi := q4.AsInt16x16().ShiftAllRight(4).AsUint8x32().And(mask).Or(h.ShiftAllLeft(3).AsUint8x32().And(m10))
+					acc = acc.Add(lo.DotProductPairsSaturated(ldI8(y, 64*c)).DotProductPairs(subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c]))))
+					acc = acc.Add(hi.DotProductPairsSaturated(ldI8(y, 64*c+32)).DotProductPairs(subScale(scv, archsimd.LoadInt8x32(&k4Idx[2*c+1]))))
+				}
+				isums[b-b0], imins[b-b0] = hsumI32(acc), imin
 			}
-			isum := hsumI32(acc)
-			d := ds[b] * f16ToF32(ldU16(p, 0))
-			dmin := ds[b] * f16ToF32(ldU16(p, 2))
-			sum = kAcc(sum, d, isum, dmin, imin)
+			// The float steps (kAcc) after the vector work, see kBuf.
+			archsimd.ClearAVXUpperBits()
+			sf := math.Float32frombits(sum)
+			for i := range nc {
+				b := b0 + i
+				p := unsafe.Add(pr, b*bytesQ5_K)
+				sf = kAcc(sf, ds[b]*f16ToF32(ldU16(p, 0)), isums[i], ds[b]*f16ToF32(ldU16(p, 2)), imins[i])
+			}
+			sum = math.Float32bits(sf)
 		}
-		out[r] = sum
+		*(*uint32)(unsafe.Pointer(&out[r])) = sum
 	}
 }
 
@@ -844,6 +916,8 @@ func q3KScales(p unsafe.Pointer) i8x16 {
 }
 
 func dotQ3_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
+	// Zeroed before any vector instruction (legacy-SSE MOVUPS X15).
+	var isums [kBuf]int32
 	nb := a.cols / qkK
 	rb := nb * bytesQ3_K
 	w = w[:nrows*rb]
@@ -856,29 +930,45 @@ func dotQ3_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	m4 := archsimd.BroadcastUint8x32(4)
 	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
-		var sum float32
-		for b := 0; b < nb; b++ {
-			p := unsafe.Add(pr, b*bytesQ3_K)
-			y := unsafe.Add(py, b*qkK)
-			sc := q3KScales(unsafe.Add(p, 96))
-			// The quants are u-4 with u = q | h<<2 in 0..7: subtract 4*sum(sc*bsums).
-			acc := archsimd.Int32x8{}.Sub(ldI16(pbs, b*32).DotProductPairs(sc.ExtendToInt16()).ShiftAllLeft(2))
-			hm := ldU8(p, 0).AsUint16x16()
-			for n := 0; n < 2; n++ {
-				q := ldU8(p, 32+32*n).AsUint16x16()
-				for j := 0; j < 4; j++ {
-					u := q.ShiftAllRight(uint64(2 * j)).AsUint8x32().And(m3).Or(bitTo(hm, 4*n+j, 2).And(m4))
-					s := sc.PermuteOrZero(ldIdx(&q6Pair[8*n+2*j])).ExtendToInt16()
-					acc = acc.Add(u.DotProductPairsSaturated(ldI8(y, 128*n+32*j)).DotProductPairs(s))
+		// The row's sum as float32 bits between the scalar loops: a float32
+		// live across the vector loop is spilled with legacy-SSE MOVSS.
+		var sum uint32
+		for b0 := 0; b0 < nb; b0 += kBuf {
+			nc := min(kBuf, nb-b0)
+			for b := b0; b < b0+nc; b++ {
+				p := unsafe.Add(pr, b*bytesQ3_K)
+				y := unsafe.Add(py, b*qkK)
+				sc := q3KScales(unsafe.Add(p, 96))
+				// The quants are u-4 with u = q | h<<2 in 0..7: subtract 4*sum(sc*bsums).
+				acc := archsimd.Int32x8{}.Sub(ldI16(pbs, b*32).DotProductPairs(sc.ExtendToInt16()).ShiftAllLeft(2))
+				hm := ldU8(p, 0)
+				for n := 0; n < 2; n++ {
+					q := ldU8(p, 32+32*n)
+					for j := 0; j < 4; j++ {
+						u := shrBytes(q, 2*j).And(m3).Or(shrBytes(hm, 4*n+j).AsUint16x16().ShiftAllLeft(2).AsUint8x32().And(m4))
+						s := sc.PermuteOrZero(ldIdx(&q6Pair[8*n+2*j])).ExtendToInt16()
+						acc = acc.Add(u.DotProductPairsSaturated(ldI8(y, 128*n+32*j)).DotProductPairs(s))
+					}
 				}
+				isums[b-b0] = hsumI32(acc)
 			}
-			sum = kAcc(sum, ds[b]*f16ToF32(ldU16(p, 108)), hsumI32(acc), 0, 0)
+			// The float steps (kAcc) after the vector work, see kBuf.
+			archsimd.ClearAVXUpperBits()
+			sf := math.Float32frombits(sum)
+			for i := range nc {
+				b := b0 + i
+				p := unsafe.Add(pr, b*bytesQ3_K)
+				sf = kAcc(sf, ds[b]*f16ToF32(ldU16(p, 108)), isums[i], 0, 0)
+			}
+			sum = math.Float32bits(sf)
 		}
-		out[r] = sum
+		*(*uint32)(unsafe.Pointer(&out[r])) = sum
 	}
 }
 
 func dotQ2_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
+	// Zeroed before any vector instruction (legacy-SSE MOVUPS X15).
+	var isums, imins [kBuf]int32
 	nb := a.cols / qkK
 	rb := nb * bytesQ2_K
 	w = w[:nrows*rb]
@@ -888,31 +978,45 @@ func dotQ2_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	m3 := archsimd.BroadcastUint8x32(3)
-	m15 := archsimd.BroadcastUint8x16(15)
 	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
-		var sum float32
-		for b := 0; b < nb; b++ {
-			p := unsafe.Add(pr, b*bytesQ2_K)
-			y := unsafe.Add(py, b*qkK)
-			raw := archsimd.LoadUint8x16((*[16]uint8)(p))
-			sc := raw.And(m15).AsInt8x16()
-			mn := raw.AsInt16x8().ShiftAllRight(4).AsUint8x16().And(m15).AsInt8x16()
-			imin := hsumI32(ldI16(pbs, b*32).DotProductPairs(mn.ExtendToInt16()))
-			var acc i32x8
-			for n := 0; n < 2; n++ {
-				q := ldU8(p, 16+32*n).AsUint16x16()
-				for j := 0; j < 4; j++ {
-					u := q.ShiftAllRight(uint64(2 * j)).AsUint8x32().And(m3)
-					s := sc.PermuteOrZero(ldIdx(&q6Pair[8*n+2*j])).ExtendToInt16()
-					acc = acc.Add(u.DotProductPairsSaturated(ldI8(y, 128*n+32*j)).DotProductPairs(s))
+		// The row's sum as float32 bits between the scalar loops: a float32
+		// live across the vector loop is spilled with legacy-SSE MOVSS.
+		var sum uint32
+		for b0 := 0; b0 < nb; b0 += kBuf {
+			nc := min(kBuf, nb-b0)
+			for b := b0; b < b0+nc; b++ {
+				p := unsafe.Add(pr, b*bytesQ2_K)
+				y := unsafe.Add(py, b*qkK)
+				// The mask loaded where it is used: a 128-bit value kept
+				// in a register across the loop is spilled with MOVUPS.
+				raw := archsimd.LoadUint8x16((*[16]uint8)(p))
+				m15 := archsimd.LoadUint8x16(&lowNibbles)
+				sc := raw.And(m15).AsInt8x16()
+				mn := raw.AsInt16x8().ShiftAllRight(4).AsUint8x16().And(m15).AsInt8x16()
+				imin := hsumI32(ldI16(pbs, b*32).DotProductPairs(mn.ExtendToInt16()))
+				var acc i32x8
+				for n := 0; n < 2; n++ {
+					q := ldU8(p, 16+32*n)
+					for j := 0; j < 4; j++ {
+						u := shrBytes(q, 2*j).And(m3)
+						s := sc.PermuteOrZero(ldIdx(&q6Pair[8*n+2*j])).ExtendToInt16()
+						acc = acc.Add(u.DotProductPairsSaturated(ldI8(y, 128*n+32*j)).DotProductPairs(s))
+					}
 				}
+				isums[b-b0], imins[b-b0] = hsumI32(acc), imin
 			}
-			d := ds[b] * f16ToF32(ldU16(p, 80))
-			dmin := ds[b] * f16ToF32(ldU16(p, 82))
-			sum = kAcc(sum, d, hsumI32(acc), dmin, imin)
+			// The float steps (kAcc) after the vector work, see kBuf.
+			archsimd.ClearAVXUpperBits()
+			sf := math.Float32frombits(sum)
+			for i := range nc {
+				b := b0 + i
+				p := unsafe.Add(pr, b*bytesQ2_K)
+				sf = kAcc(sf, ds[b]*f16ToF32(ldU16(p, 80)), isums[i], ds[b]*f16ToF32(ldU16(p, 82)), imins[i])
+			}
+			sum = math.Float32bits(sf)
 		}
-		out[r] = sum
+		*(*uint32)(unsafe.Pointer(&out[r])) = sum
 	}
 }
 
