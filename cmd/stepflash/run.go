@@ -13,6 +13,7 @@ import (
 	"github.com/stepflash/stepflash/effort"
 	"github.com/stepflash/stepflash/engine"
 	"github.com/stepflash/stepflash/local"
+	"github.com/stepflash/stepflash/vision"
 )
 
 // samplingFlags are the sampling flags of run (and later serve).
@@ -121,12 +122,18 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	var ids []int32
 	var embeds [][]float32
 	var keys []engine.CacheKey
+	var venc *vision.Encoder
 	if *mmproj != "" {
+		// Opened (and checked against the model) even with no --image.
 		enc, err := openVision(*mmproj, mf.threads, mf.loading, cfg.NEmbd)
 		if err != nil {
 			return err
 		}
 		defer enc.Close()
+		venc = enc
+	}
+	if len(images) > 0 {
+		enc := venc
 		var encoded []local.EncodedImage
 		if prompt, encoded, err = runImages(prompt, images, enc); err != nil {
 			return err
