@@ -121,17 +121,32 @@ func PromptWithImages(tok *tokenizer.Tokenizer, text, marker string, bos bool, i
 func (b *Backend) loadImages(ctx context.Context, refs []imageRef) ([]EncodedImage, *api.Error) {
 	out := make([]EncodedImage, 0, len(refs))
 	for _, ref := range refs {
-		img, info, err := b.m.Images.Load(ctx, ref.url)
-		if err != nil {
-			return nil, media.APIError(err, ref.param())
+		select {
+		case b.imageSlots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, media.APIError(ctx.Err(), ref.param())
 		}
-		segs, err := b.m.Vision.Encode(img)
+		e, err := b.loadImage(ctx, ref)
+		<-b.imageSlots
 		if err != nil {
-			return nil, api.InvalidRequest("invalid_image", ref.param(), "The image at '%s' could not be encoded: %v.", ref.param(), err)
+			return nil, err
 		}
-		out = append(out, EncodedImage{Segments: segs, Key: "image:sha256:" + info.Hash()})
+		out = append(out, e)
 	}
 	return out, nil
+}
+
+// loadImage fetches, decodes and encodes one image.
+func (b *Backend) loadImage(ctx context.Context, ref imageRef) (EncodedImage, *api.Error) {
+	img, info, err := b.m.Images.Load(ctx, ref.url)
+	if err != nil {
+		return EncodedImage{}, media.APIError(err, ref.param())
+	}
+	segs, err := b.m.Vision.Encode(img)
+	if err != nil {
+		return EncodedImage{}, api.InvalidRequest("invalid_image", ref.param(), "The image at '%s' could not be encoded: %v.", ref.param(), err)
+	}
+	return EncodedImage{Segments: segs, Key: "image:sha256:" + info.Hash()}, nil
 }
 
 // noImages is the 400 for an image sent to a model that takes none.

@@ -8,6 +8,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"runtime"
 
 	"github.com/stepflash/stepflash/backend"
 	"github.com/stepflash/stepflash/chat"
@@ -58,6 +59,9 @@ type Backend struct {
 	tmpl     *chat.Template
 	thinking chat.Thinking
 	thinkCache
+	// imageSlots bounds the images fetched, decoded and encoded at once
+	// (a decoded 50-megapixel image holds some 200 MB).
+	imageSlots chan struct{}
 }
 
 // New checks m and returns its backend.
@@ -68,7 +72,7 @@ func New(m Model) (*Backend, error) {
 	if m.Vision != nil && m.Images == nil {
 		return nil, fmt.Errorf("local: a model with a vision encoder needs an image loader")
 	}
-	b := &Backend{m: m, shape: Shape(m.Config), tmpl: m.Template}
+	b := &Backend{m: m, shape: Shape(m.Config), tmpl: m.Template, imageSlots: make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))}
 	if b.tmpl == nil {
 		b.tmpl = chat.FallbackTemplate()
 	}
