@@ -63,7 +63,8 @@
 // archsimd.ClearAVXUpperBits (VZEROUPPER, ~1 cycle), then scalar work, and
 // every kernel returns with the upper state clean. storeHsum8 and hmax16
 // clear before their scalar result, so tails and finishing steps come after
-// them; loops do no scalar float arithmetic between vector instructions
+// them (the compiler does not keep register-only work after the clear where
+// it is written: storeHsum8 hands its sum over in an integer register); loops do no scalar float arithmetic between vector instructions
 // (scales are products of broadcast vectors, mulBc8; lanes go out through
 // integer registers, store4, f16Store); right shifts by a constant that a
 // byte mask follows are arithmetic; Float32x4 sums live in 256-bit values.

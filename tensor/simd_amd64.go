@@ -169,14 +169,23 @@ func ptr[T any](s []T) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(s
 
 // storeHsum8 is hsum8 on a vector: [v0+v4, v1+v5, v2+v6, v3+v7], then
 // (a+c) and (b+d) in lanes 0 and 1, then their sum. It clears the upper
-// vector state before the final (scalar, legacy-SSE) add (see doc.go), so
-// callers do their scalar finishing after it.
+// vector state before returning (see doc.go), so callers do their scalar
+// finishing after it. The final add is a vector add too (the same single
+// float32 add) and the sum leaves through an integer register: written as
+// a scalar add after ClearAVXUpperBits, the compiler scheduled the add (a
+// legacy-SSE ADDSS) and a spill before the VZEROUPPER. The float bits are
+// combined with hsumZero, a load, so that the move back to a float register
+// cannot be scheduled before the VZEROUPPER either.
 func storeHsum8(v f32x8) float32 {
 	s := v.GetLo().Add(v.GetHi())
 	t := s.Add(s.SelectFromPair(2, 3, 2, 3, s))
+	u := t.Add(t.SelectFromPair(1, 1, 1, 1, t)).AsUint32x4().GetElem(0)
 	archsimd.ClearAVXUpperBits()
-	return t.GetElem(0) + t.GetElem(1)
+	return math.Float32frombits(u | hsumZero)
 }
+
+// hsumZero is 0; see storeHsum8.
+var hsumZero uint32
 
 // f16Store sets *dst = f16ToF32(h) through an integer register (a float32
 // load and store would be legacy-SSE MOVSS, see doc.go).
@@ -1158,7 +1167,9 @@ func hmax16(v archsimd.Float32x16) float32 {
 	m = m.Max(m.SelectFromPair(1, 1, 1, 1, m))
 	bits := m.AsUint32x4().GetElem(0)
 	archsimd.ClearAVXUpperBits()
-	return math.Float32frombits(bits)
+	// Combined with a load (hsumZero) to keep the move to a float register
+	// after the VZEROUPPER, see storeHsum8.
+	return math.Float32frombits(bits | hsumZero)
 }
 
 func hsumI32x16(v archsimd.Int32x16) int32 {
@@ -1227,6 +1238,10 @@ func quantQ8_KSIMD(x []float32, q []int8, d []float32, bsums []int16, b int) {
 	}
 	archsimd.ClearAVXUpperBits()
 	iscale := -127 / x[imax]
+	// d[b] computed here, in scalar code, and stored through an integer
+	// register after the loop: a float32 live across the loop was spilled
+	// with legacy-SSE MOVSS before the final VZEROUPPER.
+	db := math.Float32bits(1/iscale) | hsumZero // in an integer register (see storeHsum8)
 	vs := archsimd.BroadcastFloat32x16(iscale)
 	m127 := archsimd.BroadcastInt32x16(127)
 	for k := 0; k < 16; k++ {
@@ -1235,7 +1250,7 @@ func quantQ8_KSIMD(x []float32, q []int8, d []float32, bsums []int16, b int) {
 		bsums[k] = int16(hsumI32x16(iv))
 	}
 	archsimd.ClearAVXUpperBits()
-	d[b] = 1 / iscale
+	*(*uint32)(unsafe.Pointer(&d[b])) = db
 }
 
 func bits16TrailingZeros(b uint16) int {
