@@ -161,6 +161,10 @@ type Request struct {
 	// JSON object (OpenAI response_format json_object); generation ends
 	// with an end-of-generation token when the object is complete.
 	JSONObject bool
+	// JSONSchema, when set, constrains the answer (after any thinking
+	// block) to an instance of the schema (response_format json_schema),
+	// ending it as JSONObject does; it takes precedence over JSONObject.
+	JSONSchema *Schema
 }
 
 // Token is one generated token.

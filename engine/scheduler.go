@@ -22,7 +22,7 @@ type sequence struct {
 	tokens    []int32 // prompt followed by generated tokens
 	sampler   *Sampler
 	think     *thinkState
-	json      *jsonState // response_format json_object, else nil
+	json      constraint // response_format json_object or json_schema, else nil
 	dec       *tokenizer.StreamDecoder
 	generated int
 	started   time.Time // admitted
@@ -127,7 +127,10 @@ func (e *Engine) admit() {
 		s.tokens = append([]int32(nil), s.req.Prompt...)
 		s.sampler = NewSampler(s.req.Sampling)
 		s.think = newThinkState(e.Tok, s.req)
-		if s.req.JSONObject {
+		switch {
+		case s.req.JSONSchema != nil:
+			s.json = newSchemaState(s.req.JSONSchema)
+		case s.req.JSONObject:
 			s.json = &jsonState{}
 		}
 		s.dec = e.Tok.NewStreamDecoder()
@@ -293,7 +296,7 @@ func (e *Engine) emit(s *sequence, logits []float32) bool {
 	case s.json != nil && !s.think.in:
 		// A complete object ends the answer (IgnoreEOS or not); so does a
 		// state where no token can continue it.
-		if s.json.done {
+		if s.json.finished() {
 			s.push(Token{ID: -1})
 			s.res.FinishReason = "stop"
 			return true
@@ -332,11 +335,11 @@ func (e *Engine) emit(s *sequence, logits []float32) bool {
 	return s.generated >= s.maxNew
 }
 
-// sampleJSON picks a token that keeps the answer a valid JSON object
-// prefix. Before the object starts, a model may still open a thinking block
-// if its budget allows one.
+// sampleJSON picks a token that keeps the answer a valid prefix of a JSON
+// object (or of an instance of the request's schema). Before the value
+// starts, a model may still open a thinking block if its budget allows one.
 func (e *Engine) sampleJSON(s *sequence, logits []float32) int32 {
-	canThink := s.think.open >= 0 && s.json.mode == jmStart && (!s.think.limit || s.think.spent < s.think.budget)
+	canThink := s.think.open >= 0 && !s.json.begun() && (!s.think.limit || s.think.spent < s.think.budget)
 	return s.sampler.SampleAllowed(logits, func(id int32) bool {
 		if canThink && id == s.think.open {
 			return true
