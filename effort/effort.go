@@ -38,7 +38,17 @@ const Default = Medium
 // runs until the model closes it (or max_tokens ends the reply).
 const Unlimited = -1
 
-// Parse validates a tier name. The empty string means Default.
+// Aliases are the reasoning_effort values other APIs send, mapped to the
+// nearest tier (../shared/DESIGN.md section 3): OpenAI's "none" and
+// "minimal" are low with thinking off (ThinkingOff), its "xhigh" is high.
+var Aliases = map[string]Level{"none": Low, "minimal": Low, "xhigh": High}
+
+// ThinkingOff reports whether a requested value turns thinking off
+// whatever its tier's budget ("none", "minimal").
+func ThinkingOff(requested string) bool { return requested == "none" || requested == "minimal" }
+
+// Parse validates a tier name, or an alias of one. The empty string means
+// Default.
 func Parse(s string) (Level, error) {
 	if s == "" {
 		return Default, nil
@@ -48,16 +58,20 @@ func Parse(s string) (Level, error) {
 			return l, nil
 		}
 	}
+	if l, ok := Aliases[s]; ok {
+		return l, nil
+	}
 	return "", fmt.Errorf("invalid reasoning_effort %q: allowed values are %s", s, Allowed())
 }
 
-// Allowed lists the tiers for error messages: "low, medium, high".
+// Allowed lists the values a request may send for error messages: "low,
+// medium, high (and none, minimal, xhigh)".
 func Allowed() string {
 	s := make([]string, len(Levels))
 	for i, l := range Levels {
 		s[i] = string(l)
 	}
-	return strings.Join(s, ", ")
+	return strings.Join(s, ", ") + " (and none, minimal, xhigh, which map to low, low without thinking, and high)"
 }
 
 // Tier is what one tier grants a model.
@@ -158,6 +172,9 @@ func (p Policy) Apply(requested string, s Shape) (Applied, error) {
 		return Applied{}, fmt.Errorf("effort policy has no %q tier", l)
 	}
 	a := Applied{Level: l, ThinkingBudget: t.ThinkingBudget}
+	if ThinkingOff(requested) {
+		a.ThinkingBudget = 0
+	}
 	if requested != "" {
 		r := requested
 		a.Requested = &r

@@ -124,7 +124,10 @@ func TestApply(t *testing.T) {
 		{big, "high", High, 8, 8192, "", false},
 		{Shape{Experts: 8, ExpertsUsed: 1}, "low", Low, 1, 0, "", false},
 		{dense, "low", Low, -1, 0, "", false},
-		{dense, "hgih", "", 0, 0, `invalid reasoning_effort "hgih": allowed values are low, medium, high`, false},
+		{dense, "hgih", "", 0, 0, `invalid reasoning_effort "hgih": allowed values are low, medium, high (and none, minimal, xhigh, which map to low, low without thinking, and high)`, false},
+		{big, "minimal", Low, 4, 0, "", false},
+		{big, "none", Low, 4, 0, "", false},
+		{big, "xhigh", High, 8, 8192, "", false},
 	}
 	for _, tc := range cases {
 		a, err := DefaultPolicy(tc.shape).Apply(tc.req, tc.shape)

@@ -494,9 +494,14 @@ func TestErrors(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != 404 || apiErr.Code != "model_not_found" || apiErr.Param != "model" {
 		t.Errorf("SDK error: %v", err)
 	}
-	_, err = s.Client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "stories", Messages: userMsg("x"), ReasoningEffort: shared.ReasoningEffortMinimal})
+	_, err = s.Client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "stories", Messages: userMsg("x"), ReasoningEffort: "extreme"})
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || apiErr.Code != "invalid_reasoning_effort" {
 		t.Errorf("SDK error: %v", err)
+	}
+	// OpenAI's minimal maps to low, and the echo says both.
+	c, err := s.Client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "stories", Messages: userMsg("x"), MaxTokens: openai.Int(2), ReasoningEffort: shared.ReasoningEffortMinimal})
+	if err != nil || !strings.Contains(c.RawJSON(), `"requested":"minimal","applied":"low"`) {
+		t.Errorf("minimal: %v", err)
 	}
 }
 
