@@ -262,6 +262,43 @@ func sortedStrings(m map[string]float64) []string {
 	return keys
 }
 
+// JSONSchemaFormat is response_format.json_schema.
+type JSONSchemaFormat struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Schema      json.RawMessage `json:"schema,omitempty"`
+	Strict      *bool           `json:"strict,omitempty"`
+}
+
+// ParseJSONSchemaFormat reads response_format.json_schema (the schema
+// itself is judged by the backend that enforces it). A missing schema
+// stands for any JSON object.
+func ParseJSONSchemaFormat(raw json.RawMessage) (*JSONSchemaFormat, *api.Error) {
+	const param = "response_format.json_schema"
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, api.InvalidRequest(api.CodeMissingParameter, param, "Missing required parameter: '%s'.", param)
+	}
+	var f JSONSchemaFormat
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return nil, api.InvalidRequest(api.CodeInvalidValue, param, "Invalid '%s': %v.", param, err)
+	}
+	if f.Name == "" {
+		return nil, api.InvalidRequest(api.CodeMissingParameter, param+".name", "Missing required parameter: '%s.name'.", param)
+	}
+	if len(f.Name) > 64 || strings.IndexFunc(f.Name, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+	}) >= 0 {
+		return nil, api.InvalidRequest(api.CodeInvalidValue, param+".name", "Invalid '%s.name' %q: use at most 64 letters, digits, underscores and dashes.", param, f.Name)
+	}
+	switch s := strings.TrimSpace(string(f.Schema)); {
+	case s == "" || s == "null":
+		f.Schema = json.RawMessage(`{"type":"object"}`)
+	case s[0] != '{':
+		return nil, api.InvalidRequest(api.CodeInvalidValue, param+".schema", "Invalid '%s.schema': a JSON Schema must be an object.", param)
+	}
+	return &f, nil
+}
+
 // checkChatExtras validates the fields that have no engine counterpart.
 func checkChatExtras(req *api.ChatCompletionRequest) *api.Error {
 	if rf := req.ResponseFormat; rf != nil {
@@ -269,7 +306,9 @@ func checkChatExtras(req *api.ChatCompletionRequest) *api.Error {
 		case "text", "":
 		case "json_object":
 		case "json_schema":
-			return api.Unsupported("response_format", "'response_format' of type %q (a JSON Schema) is not supported yet; json_object is.", rf.Type)
+			if _, e := ParseJSONSchemaFormat(rf.JSONSchema); e != nil {
+				return e
+			}
 		default:
 			return api.InvalidRequest(api.CodeInvalidValue, "response_format.type", "Invalid 'response_format.type' %q: allowed values are text, json_object, json_schema.", rf.Type)
 		}

@@ -58,6 +58,20 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 		setup.family = tmpl.Family()
 	}
 	forcing := mode == "required" || mode == "function"
+	var schema *engine.Schema
+	if rf := req.ResponseFormat; rf != nil && rf.Type == "json_schema" {
+		if forcing {
+			return api.Unsupported("response_format", "'response_format' of type json_schema cannot be combined with a forced 'tool_choice' %q.", mode)
+		}
+		f, e := backend.ParseJSONSchemaFormat(rf.JSONSchema)
+		if e != nil {
+			return e
+		}
+		var err error
+		if schema, err = engine.CompileSchema(f.Schema, f.Strict != nil && *f.Strict); err != nil {
+			return api.InvalidRequest(api.CodeInvalidValue, "response_format.json_schema.schema", "Invalid schema for response_format %q: %v.", f.Name, err)
+		}
+	}
 	if forcing && setup.family != chat.FamilyHermes && setup.family != chat.FamilyLlama3 {
 		return api.Unsupported("tool_choice", "'tool_choice' %q needs a chat template with a Hermes (<tool_call>) or Llama-3 JSON tool-call format; this model's template has %s.", mode, setup.family)
 	}
@@ -116,6 +130,7 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 	j.base = b.engineRequest(sp, applied)
 	j.base.Embeds, j.base.CacheKeys = embeds, keys
 	j.base.JSONObject = req.ResponseFormat != nil && req.ResponseFormat.Type == "json_object"
+	j.base.JSONSchema = schema
 	return j.stream(ctx, emit, nil)
 }
 
