@@ -113,6 +113,7 @@ func New(cfg Config) *Server {
 	s.route("GET", "/v1/models/{model...}", s.handleModel)
 	s.route("POST", "/v1/chat/completions", s.handleChat)
 	s.route("POST", "/v1/completions", s.handleCompletions)
+	s.route("POST", "/v1/messages", s.handleMessages)
 	s.mux.HandleFunc("/", s.handleNoRoute)
 	mws := append([]Middleware{RequestID, s.Metrics, s.Logging, s.Recovery, s.Guard}, cfg.Middleware...)
 	s.handler = Chain(s.mux, mws...)
