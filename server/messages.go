@@ -812,3 +812,69 @@ func writeMessagesError(w http.ResponseWriter, e *api.Error) {
 	}
 	writeJSON(w, status, messagesError(e, w))
 }
+
+// messagesErrors writes the errors that the layers in front of the Messages
+// handler (the guard, the key check) write as OpenAI error objects as
+// Anthropic's instead, on /v1/messages paths; other paths pass untouched.
+func messagesErrors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/messages" && !strings.HasPrefix(r.URL.Path, "/v1/messages/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		mw := &messagesErrorWriter{ResponseWriter: w}
+		defer mw.flush()
+		next.ServeHTTP(mw, r)
+	})
+}
+
+// messagesErrorWriter holds back a JSON error response to rewrite it.
+type messagesErrorWriter struct {
+	http.ResponseWriter
+	status int
+	held   *bytes.Buffer // the body of a held error response
+}
+
+func (w *messagesErrorWriter) WriteHeader(status int) {
+	if w.held == nil && w.status == 0 && status >= 400 && strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
+		w.status, w.held = status, &bytes.Buffer{}
+		return
+	}
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *messagesErrorWriter) Write(b []byte) (int, error) {
+	if w.held != nil {
+		return w.held.Write(b)
+	}
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *messagesErrorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// flush writes a held error: an OpenAI error object as Anthropic's, anything
+// else (an Anthropic error already) as it was.
+func (w *messagesErrorWriter) flush() {
+	if w.held == nil {
+		return
+	}
+	body := w.held.Bytes()
+	var v struct {
+		Type  string     `json:"type"`
+		Error *api.Error `json:"error"`
+	}
+	if json.Unmarshal(body, &v) == nil && v.Type == "" && v.Error != nil {
+		v.Error.Status = w.status
+		b, _ := json.Marshal(messagesError(v.Error, w))
+		body = append(b, '\n')
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	w.ResponseWriter.WriteHeader(w.status)
+	w.ResponseWriter.Write(body)
+}

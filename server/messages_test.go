@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -590,5 +591,77 @@ func TestMessagesSDKTools(t *testing.T) {
 	var ae *anthropic.Error
 	if !errors.As(err, &ae) || ae.StatusCode != 404 || ae.Type() != "not_found_error" || !strings.Contains(ae.Message, "nope") || ae.RequestID == "" {
 		t.Errorf("unknown model: %v", err)
+	}
+}
+
+// TestMessagesErrorsBeforeHandler: the errors of the layers in front of the
+// handler (a key check here; the guard) come back as Anthropic's error
+// object on /v1/messages paths, and untouched elsewhere.
+func TestMessagesErrorsBeforeHandler(t *testing.T) {
+	f := &fakeChat{chunks: []*api.ChatCompletionChunk{firstChunk(), textChunk("a"), finishChunk("stop"), usageChunk(1, 0, 1)}}
+	keyCheck := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Api-Key") != "sk-test" {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="stepflash"`)
+				w.Header().Set("Retry-After", "1")
+				b, _ := json.Marshal(api.ErrorResponse{Error: api.NewError(401, api.TypeAuthentication, "invalid_api_key", "", "Incorrect API key provided.")})
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(401)
+				w.Write(b)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	s := startServer(t, server.Config{Middleware: []server.Middleware{keyCheck}}, nil, f.model("m"))
+	do := func(method, path, key, body string) (*http.Response, []byte) {
+		req, _ := http.NewRequest(method, s.URL+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if key != "" {
+			req.Header.Set("X-Api-Key", key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, b
+	}
+	body := `{"model":"m","max_tokens":8,"messages":[{"role":"user","content":"Hi"}]}`
+	for _, c := range []struct {
+		method, path, key string
+		status            int
+		typ, msg          string
+	}{
+		{"POST", "/v1/messages", "sk-wrong", 401, "authentication_error", "Incorrect API key"},
+		{"POST", "/v1/messages/count_tokens", "sk-test", 404, "not_found_error", "/v1/messages/count_tokens"},
+		{"GET", "/v1/messages", "sk-test", 405, "invalid_request_error", "not allowed"},
+	} {
+		resp, b := do(c.method, c.path, c.key, body)
+		var e api.MessagesError
+		if json.Unmarshal(b, &e) != nil || resp.StatusCode != c.status || e.Type != "error" || e.Error.Type != c.typ ||
+			!strings.Contains(e.Error.Message, c.msg) || e.RequestID != resp.Header.Get("X-Request-Id") || e.RequestID == "" {
+			t.Errorf("%s %s: %d %s", c.method, c.path, resp.StatusCode, b)
+		}
+		if c.status == 401 && (resp.Header.Get("WWW-Authenticate") == "" || resp.Header.Get("Retry-After") != "1") {
+			t.Errorf("401 headers %v", resp.Header)
+		}
+		if cl := resp.Header.Get("Content-Length"); cl != "" && cl != strconv.Itoa(len(b)) {
+			t.Errorf("%s %s: Content-Length %s for %d bytes", c.method, c.path, cl, len(b))
+		}
+	}
+	// The key accepted: the message; the stream passes through.
+	if resp, b := do("POST", "/v1/messages", "sk-test", body); resp.StatusCode != 200 || !strings.Contains(string(b), `"type":"message"`) {
+		t.Errorf("with the key: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := do("POST", "/v1/messages", "sk-test", strings.TrimSuffix(body, "}")+`,"stream":true}`); resp.StatusCode != 200 || !strings.Contains(string(b), "event: message_stop") {
+		t.Errorf("stream with the key: %d %s", resp.StatusCode, b)
+	}
+	// Other paths keep the OpenAI error object.
+	resp, b := do("POST", "/v1/chat/completions", "sk-wrong", `{}`)
+	var oe api.ErrorResponse
+	if json.Unmarshal(b, &oe) != nil || resp.StatusCode != 401 || oe.Error == nil || oe.Error.Type != "authentication_error" || strings.Contains(string(b), `"type":"error"`) {
+		t.Errorf("chat completions: %d %s", resp.StatusCode, b)
 	}
 }

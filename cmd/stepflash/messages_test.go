@@ -178,7 +178,7 @@ func TestMessagesSDK(t *testing.T) {
 	// A wrong key: 401 authentication_error, as the SDK reads it.
 	wrong := anthropic.NewClient(option.WithBaseURL(base), option.WithAPIKey("sk-global-wrong"), option.WithMaxRetries(0))
 	_, err = wrong.Messages.New(ctx, params)
-	if !errors.As(err, &ae) || ae.StatusCode != 401 || ae.Type() != "authentication_error" {
+	if !errors.As(err, &ae) || ae.StatusCode != 401 || ae.Type() != "authentication_error" || !strings.HasPrefix(ae.RawJSON(), `{"type":"error"`) {
 		t.Errorf("wrong key: %v", err)
 	}
 }
