@@ -93,16 +93,21 @@ func (p *Pool) waitJob(w *poolWorker, seen uint64) uint64 {
 			runtime.Gosched()
 		}
 	}
-	w.parked.Store(true)
-	if g := p.gen.Load(); g != seen {
-		if w.parked.Swap(false) {
-			return g // nobody saw us parked
+	for {
+		w.parked.Store(true)
+		if g := p.gen.Load(); g != seen {
+			if !w.parked.Swap(false) {
+				<-w.wake // the publisher saw us parked and sends; consume it
+			}
+			return g
 		}
-		<-w.wake // the publisher saw us parked and sends; consume it
-		return g
+		<-w.wake
+		if g := p.gen.Load(); g != seen {
+			return g
+		}
+		// Woken with no new job: park again rather than run (and count
+		// down) a job already done.
 	}
-	<-w.wake
-	return p.gen.Load()
 }
 
 // run takes chunks of the current job until none is left.
