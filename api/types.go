@@ -202,6 +202,8 @@ type ChatCompletionRequest struct {
 	ToolChoice          *ToolChoice        `json:"tool_choice"`
 	ParallelToolCalls   *bool              `json:"parallel_tool_calls"`
 	ReasoningEffort     *string            `json:"reasoning_effort"`
+	// Reasoning is OpenRouter's form of the effort: {"effort": "high"}.
+	Reasoning *ReasoningParam `json:"reasoning"`
 	// Extensions and accepted no-ops.
 	ChatTemplateKwargs map[string]any    `json:"chat_template_kwargs"`
 	Advisor            *string           `json:"advisor"`
@@ -359,4 +361,16 @@ func TypeName(t reflect.Type) string {
 		return "an object"
 	}
 	return t.String()
+}
+
+// ReasoningParam is OpenRouter's reasoning object on chat completions.
+type ReasoningParam struct {
+	Effort *string `json:"effort"`
+	// Enabled false turns reasoning off ("none": the lowest tier, no
+	// thinking).
+	Enabled *bool `json:"enabled"`
+	// Exclude (leave the reasoning out of the response) and MaxTokens (a
+	// thinking budget in tokens) are not supported: a 400 says so.
+	Exclude   bool `json:"exclude"`
+	MaxTokens *int `json:"max_tokens"`
 }

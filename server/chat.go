@@ -12,6 +12,9 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *api.Error {
 	if e := s.decodeBody(w, r, &req); e != nil {
 		return e
 	}
+	if e := reasoningObject(&req); e != nil {
+		return e
+	}
 	m, e := s.lookup(req.Model)
 	if e != nil {
 		return e
@@ -81,4 +84,35 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) *api.
 
 func (s *Server) limitsFor(m *Model) backend.Limits {
 	return backend.Limits{MaxN: s.cfg.MaxN, Advisor: m.Backend.Info().Advisor != ""}
+}
+
+// reasoningObject folds OpenRouter's {"reasoning": {"effort": ...}} into
+// reasoning_effort (which wins when both are given and differ: a 400).
+func reasoningObject(req *api.ChatCompletionRequest) *api.Error {
+	r := req.Reasoning
+	if r == nil {
+		return nil
+	}
+	if r.Exclude {
+		return api.Unsupported("reasoning.exclude", "'reasoning.exclude' is not supported: the reasoning comes back in reasoning_content and reasoning.")
+	}
+	if r.MaxTokens != nil {
+		return api.Unsupported("reasoning.max_tokens", "'reasoning.max_tokens' is not supported: use reasoning.effort or reasoning_effort (low, medium, high), whose thinking budgets the server's effort policy sets.")
+	}
+	effort := r.Effort
+	if r.Enabled != nil && !*r.Enabled {
+		if effort != nil {
+			return api.InvalidRequest(api.CodeInvalidValue, "reasoning", "Invalid 'reasoning': enabled false and an effort (%q) contradict each other.", *effort)
+		}
+		none := "none"
+		effort = &none
+	}
+	if effort == nil {
+		return nil
+	}
+	if req.ReasoningEffort != nil && *req.ReasoningEffort != *effort {
+		return api.InvalidRequest(api.CodeInvalidValue, "reasoning.effort", "'reasoning.effort' (%q) and 'reasoning_effort' (%q) disagree: send one.", *effort, *req.ReasoningEffort)
+	}
+	req.ReasoningEffort = effort
+	return nil
 }

@@ -441,7 +441,8 @@ func TestErrors(t *testing.T) {
 		{"max_tokens", chat, `{"model":"stories",` + msgs + `,"max_tokens":0}`, invalid("invalid_value", "max_tokens", ">= 1")},
 		{"five stops", chat, `{"model":"stories",` + msgs + `,"stop":["a","b","c","d","e"]}`, invalid("invalid_value", "stop", "at most 4")},
 		{"stop type", chat, `{"model":"stories",` + msgs + `,"stop":3}`, invalid("invalid_type", "stop", "string or an array")},
-		{"json_schema", chat, `{"model":"stories",` + msgs + `,"response_format":{"type":"json_schema","json_schema":{"name":"x"}}}`, invalid("unsupported_parameter", "response_format", "json_schema")},
+		{"json_schema without a name", chat, `{"model":"stories",` + msgs + `,"response_format":{"type":"json_schema","json_schema":{"schema":{"type":"object"}}}}`, invalid("missing_required_parameter", "response_format.json_schema.name", "name")},
+		{"json_schema keyword under strict", chat, `{"model":"stories",` + msgs + `,"response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":{"type":"object","properties":{"a":{"type":"string","pattern":"^a"}}}}}}`, invalid("invalid_value", "response_format.json_schema.schema", "pattern")},
 		{"response_format type", chat, `{"model":"stories",` + msgs + `,"response_format":{"type":"yaml"}}`, invalid("invalid_value", "response_format.type", "yaml")},
 		{"presence_penalty", chat, `{"model":"stories",` + msgs + `,"presence_penalty":2.5}`, invalid("invalid_value", "presence_penalty", "[-2, 2]")},
 		{"logit_bias key", chat, `{"model":"stories",` + msgs + `,"logit_bias":{"abc":1}}`, invalid("invalid_value", "logit_bias", "abc")},
@@ -451,6 +452,10 @@ func TestErrors(t *testing.T) {
 		{"required without tools", chat, `{"model":"stories",` + msgs + `,"tool_choice":"required"}`, invalid("invalid_value", "tool_choice", "required")},
 		{"named tool missing", chat, `{"model":"stories",` + msgs + `,"tools":[{"type":"function","function":{"name":"a"}}],"tool_choice":{"type":"function","function":{"name":"b"}}}`, invalid("invalid_value", "tool_choice", `"b"`)},
 		{"advisor always without an advisor", chat, `{"model":"stories",` + msgs + `,"advisor":"always"}`, invalid("invalid_advisor", "advisor", "needs an advisor model")},
+		{"reasoning.exclude", chat, `{"model":"stories",` + msgs + `,"reasoning":{"exclude":true}}`, invalid("unsupported_parameter", "reasoning.exclude", "exclude")},
+		{"reasoning.max_tokens", chat, `{"model":"stories",` + msgs + `,"reasoning":{"max_tokens":100}}`, invalid("unsupported_parameter", "reasoning.max_tokens", "effort")},
+		{"reasoning disagrees", chat, `{"model":"stories",` + msgs + `,"reasoning":{"effort":"low"},"reasoning_effort":"high"}`, invalid("invalid_value", "reasoning.effort", "disagree")},
+		{"reasoning.effort mistyped", chat, `{"model":"stories",` + msgs + `,"reasoning":{"effort":"hgih"}}`, invalid("invalid_reasoning_effort", "reasoning_effort", "allowed values")},
 		{"advisor value", chat, `{"model":"stories",` + msgs + `,"advisor":"sometimes"}`, invalid("invalid_advisor", "advisor", "auto, off, always")},
 		{"suffix", cmpl, `{"model":"stories","prompt":"a","suffix":"b"}`, invalid("unsupported_parameter", "suffix", "suffix")},
 		{"prompt type", cmpl, `{"model":"stories","prompt":{"a":1}}`, invalid("invalid_type", "prompt", "array of token ids")},
@@ -498,8 +503,14 @@ func TestErrors(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || apiErr.Code != "invalid_reasoning_effort" {
 		t.Errorf("SDK error: %v", err)
 	}
+	// OpenRouter's reasoning object sets the tier.
+	c, err := s.Client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "stories", Messages: userMsg("x"), MaxTokens: openai.Int(2)},
+		option.WithJSONSet("reasoning", map[string]any{"effort": "high"}))
+	if err != nil || !strings.Contains(c.RawJSON(), `"requested":"high","applied":"high"`) {
+		t.Errorf("reasoning.effort: %v", err)
+	}
 	// OpenAI's minimal maps to low, and the echo says both.
-	c, err := s.Client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "stories", Messages: userMsg("x"), MaxTokens: openai.Int(2), ReasoningEffort: shared.ReasoningEffortMinimal})
+	c, err = s.Client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "stories", Messages: userMsg("x"), MaxTokens: openai.Int(2), ReasoningEffort: shared.ReasoningEffortMinimal})
 	if err != nil || !strings.Contains(c.RawJSON(), `"requested":"minimal","applied":"low"`) {
 		t.Errorf("minimal: %v", err)
 	}
