@@ -70,7 +70,8 @@ type serveOptions struct {
 const serveUsage = `Usage: stepflash serve [-m MODEL [--alias NAME]...]... [--upstream URL[#MODEL]]... [flags]
 
 An OpenAI-compatible server: POST /v1/chat/completions, POST /v1/completions,
-GET /v1/models, GET /health, GET /health/ready, GET /metrics.
+GET /v1/models, GET /health, GET /health/ready, GET /metrics; and Anthropic's
+POST /v1/messages.
 
 MODEL is a GGUF path or a Hugging Face reference REPO[:FILE] (pulled into the
 cache on first use, see "stepflash pull"). -m may be repeated; --alias adds a
