@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/stepflash/stepflash/api"
@@ -91,7 +92,16 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 	}
 	setup.startsInThinking = chat.PromptStartsInThinking(text)
 	if forcing {
-		setup.prefill = toolPrefill(b.thinking, setup.family, forced, setup.startsInThinking)
+		// The call is written under a JSON Schema of the declared tools
+		// (a declared name and arguments that validate against its
+		// parameters); a tool whose parameters cannot be compiled falls
+		// back to a prefilled call the model completes unconstrained.
+		if sc, ok := toolCallSchema(setup.family, req.Tools, forced); ok {
+			schema = sc
+			setup.prefill, setup.closing = toolCallOpening(b.thinking, setup.family, setup.startsInThinking)
+		} else {
+			setup.prefill = toolPrefill(b.thinking, setup.family, forced, setup.startsInThinking)
+		}
 		text += setup.prefill
 	}
 	var prompt []int32
@@ -131,7 +141,65 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 	j.base.Embeds, j.base.CacheKeys = embeds, keys
 	j.base.JSONObject = req.ResponseFormat != nil && req.ResponseFormat.Type == "json_object"
 	j.base.JSONSchema = schema
+	if forcing && schema != nil {
+		// The call is the whole reply: no thinking block may open before
+		// it (the constraint would wait for it to close).
+		j.base.Thinking = nil
+	}
 	return j.stream(ctx, emit, nil)
+}
+
+// toolCallSchema is the JSON Schema of a forced tool call's object in the
+// template family's format: {"name": one of the callable tools, "arguments"
+// (Hermes) or "parameters" (Llama 3): that tool's parameters}. ok is false
+// when a tool's parameters do not compile.
+func toolCallSchema(f chat.Family, tools []api.Tool, forced string) (*engine.Schema, bool) {
+	args := "arguments"
+	if f == chat.FamilyLlama3 {
+		args = "parameters"
+	}
+	var branches []any
+	for _, t := range tools {
+		if forced != "" && t.Function.Name != forced {
+			continue
+		}
+		params := map[string]any{"type": "object"}
+		if len(t.Function.Parameters) > 0 && string(t.Function.Parameters) != "null" {
+			if err := json.Unmarshal(t.Function.Parameters, &params); err != nil {
+				return nil, false
+			}
+		}
+		if _, ok := params["additionalProperties"]; !ok {
+			// Arguments are the declared parameters only (as OpenAI's
+			// strict tools): an open object would let a model write
+			// keys until max_tokens.
+			params["additionalProperties"] = false
+		}
+		branches = append(branches, map[string]any{"type": "object", "additionalProperties": false, "required": []string{"name", args},
+			"properties": map[string]any{"name": map[string]any{"const": t.Function.Name}, args: params}})
+	}
+	if len(branches) == 0 {
+		return nil, false
+	}
+	raw, err := json.Marshal(map[string]any{"anyOf": branches})
+	if err != nil {
+		return nil, false
+	}
+	sc, err := engine.CompileSchema(raw, false)
+	return sc, err == nil
+}
+
+// toolCallOpening is what the prompt holds of a forced call written under
+// toolCallSchema (the thinking block closed, Hermes's opening tag), and the
+// text that closes the call once its object is complete.
+func toolCallOpening(th chat.Thinking, f chat.Family, inThinking bool) (prefill, closing string) {
+	if inThinking {
+		prefill = th.Close + "\n\n"
+	}
+	if f == chat.FamilyHermes {
+		return prefill + "<tool_call>\n", "\n</tool_call>"
+	}
+	return prefill, ""
 }
 
 // toolPrefill is the start of a forced tool call, written into the prompt

@@ -34,7 +34,10 @@ type chatSetup struct {
 	family           chat.Family
 	startsInThinking bool
 	prefill          string // text the prompt already holds of the reply (forced tool call)
-	singleCall       bool   // parallel_tool_calls false: stop after the first call
+	// closing ends a forced tool call written under a schema once its
+	// object is complete (Hermes's "\n</tool_call>").
+	closing    string
+	singleCall bool // parallel_tool_calls false: stop after the first call
 }
 
 // event is what one choice reports.
@@ -119,7 +122,11 @@ func (p *processor) token(t engine.Token, ev *event) bool {
 // finish ends the choice.
 func (p *processor) finish(res *engine.Result, ev *event) {
 	if !p.hit {
-		p.text(ev, p.stop.flush(), true)
+		tail := p.stop.flush()
+		if res.FinishReason == "stop" && p.j.chatSetup.closing != "" {
+			tail += p.j.chatSetup.closing // the constrained call's object is complete
+		}
+		p.text(ev, tail, true)
 	} else {
 		p.text(ev, "", true)
 	}

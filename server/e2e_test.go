@@ -740,7 +740,7 @@ func toolScripts() []testserve.Script {
 			"\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"}, Reasoning: 2},
 		{Key: "Two cities", Pieces: []string{"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n",
 			"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}\n</tool_call>"}},
-		{Key: "Forced", Pieces: []string{"{\"city\": \"Oslo\"}}\n</tool_call>"}},
+		{Key: "Forced", Pieces: []string{"{\"name\": \"get_weather\", ", "\"arguments\": {\"city\": \"Oslo\"}}"}},
 		{Key: "Think", Pieces: []string{"<think>", "2+2 is 4", "</think>", "The answer", " is 4."}, Reasoning: 3},
 	}
 }
@@ -848,7 +848,9 @@ func TestToolsRoundTrip(t *testing.T) {
 		t.Errorf("tool_choice none: %+v", c)
 	}
 
-	// A named tool_choice forces the call: the prompt holds its start.
+	// A named tool_choice forces the call: the prompt holds its opening tag,
+	// the call object is written under the tool's schema, and the server
+	// closes the call when the object is complete.
 	resp, err = s.Client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "m", Messages: userMsg("Forced"),
 		Tools:      []openai.ChatCompletionToolUnionParam{weatherTool},
 		ToolChoice: openai.ToolChoiceOptionFunctionToolChoice(openai.ChatCompletionNamedToolChoiceFunctionParam{Name: "get_weather"})})
@@ -858,7 +860,7 @@ func TestToolsRoundTrip(t *testing.T) {
 	if calls := resp.Choices[0].Message.ToolCalls; len(calls) != 1 || calls[0].Function.Name != "get_weather" || calls[0].Function.Arguments != `{"city": "Oslo"}` {
 		t.Errorf("forced call: %+v (prompt %q)", resp.Choices[0].Message, sc.LastPrompt())
 	}
-	if !strings.HasSuffix(sc.LastPrompt(), "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": ") {
+	if !strings.HasSuffix(sc.LastPrompt(), "<|im_start|>assistant\n<tool_call>\n") {
 		t.Errorf("forced prompt ends %q", sc.LastPrompt()[max(0, len(sc.LastPrompt())-80):])
 	}
 }
