@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stepflash/stepflash/api"
@@ -161,12 +163,34 @@ type guardConn struct {
 	evicted bool
 
 	closeOnce sync.Once
+	// linger is set when the connection is to be closed after an error
+	// response to a request whose body was not read (net/http half-closed
+	// it, or a handler answered a body that timed out).
+	linger atomic.Bool
 }
+
+// lingerTime bounds how long Close drains a half-closed connection.
+const lingerTime = 2 * time.Second
+
+// lingerBytes bounds what Close drains from it.
+const lingerBytes = 1 << 20
 
 // reusable: no request in progress (nothing read yet, or keep-alive idle).
 func (c *guardConn) reusable() bool { return c.state == http.StateNew || c.state == http.StateIdle }
 
 func (c *guardConn) Close() error {
+	if c.linger.Load() {
+		// Lingering close (RFC 9112 section 9.6, as nginx does): a client
+		// still sending the body we refused (a 408, a 413) would get a
+		// TCP reset for its unread bytes, and a reset can destroy the
+		// error response before the client read it. Half-close, then
+		// drain what it sends until it closes too, for a while.
+		if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+		c.Conn.SetReadDeadline(time.Now().Add(lingerTime))
+		io.Copy(io.Discard, io.LimitReader(c.Conn, lingerBytes))
+	}
 	err := c.Conn.Close()
 	c.closeOnce.Do(func() { c.lim.release(c) })
 	return err
@@ -176,6 +200,7 @@ func (c *guardConn) Close() error {
 // does with a bare TCP connection.
 func (c *guardConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		c.linger.Store(true)
 		return cw.CloseWrite()
 	}
 	return nil
@@ -238,4 +263,12 @@ func jsonErrorResponse(status int, text string) []byte {
 	head := fmt.Sprintf("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n",
 		status, http.StatusText(status), len(body))
 	return append([]byte(head), body...)
+}
+
+// lingerOnClose marks the connection of r to be closed with a lingering
+// close (see guardConn.Close).
+func lingerOnClose(r *http.Request) {
+	if gc, ok := r.Context().Value(connKey{}).(*guardConn); ok {
+		gc.linger.Store(true)
+	}
 }

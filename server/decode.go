@@ -30,6 +30,7 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, dst any) *ap
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		if isTimeout(err) {
+			lingerOnClose(r)
 			return s.bodyTimeout()
 		}
 		var mbe *http.MaxBytesError
