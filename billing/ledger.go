@@ -169,6 +169,12 @@ func (r *recorder) pass(ch chunk, pieces int, send func() error) error {
 		}
 	}
 	if u := ch.FinalUsage(); u != nil && !r.appended {
+		if err := r.ctx.Err(); err != nil {
+			// The client went away before its usage: whether the backend
+			// noticed first (and still reported usage) or the write did,
+			// the row is the same, a cut stream (see end).
+			return err
+		}
 		r.appended = true
 		r.rec.PromptTokens = u.PromptTokens
 		r.rec.CachedTokens = u.PromptTokensDetails.CachedTokens
