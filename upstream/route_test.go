@@ -94,7 +94,7 @@ func TestPrefixAffinity(t *testing.T) {
 		cfgs = append(cfgs, upstream.Config{BaseURL: r.srv.URL + "/v1"})
 	}
 	gw, _ := poolServer(t, upstream.Prefix, cfgs, nil)
-	const convs, nturns = 30, 4
+	const convs, nturns = 90, 4 // enough conversations that a fair ring gives each replica over a sixth (3.4 standard deviations)
 	for c := range convs {
 		for turn := 1; turn <= nturns; turn++ {
 			if status, body := readAll(t, gw.URL, turns(fmt.Sprint("conversation ", c), turn)); status != 200 {
