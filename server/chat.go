@@ -29,8 +29,19 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *api.Error {
 			return m.Backend.Chat(c.ctx, &req, emit)
 		})
 	}
+	resp, e := c.chat(&req)
+	if e != nil {
+		return e
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// chat runs a non-streamed chat request through the call's backend and
+// returns the whole response, stamped and counted.
+func (c *call) chat(req *api.ChatCompletionRequest) (*api.ChatCompletion, *api.Error) {
 	var acc backend.ChatAccumulator
-	if err := m.Backend.Chat(c.ctx, &req, func(ch *api.ChatCompletionChunk) error {
+	if err := c.m.Backend.Chat(c.ctx, req, func(ch *api.ChatCompletionChunk) error {
 		if err := c.seen(); err != nil {
 			return err
 		}
@@ -38,12 +49,11 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *api.Error {
 		acc.Add(ch)
 		return nil
 	}); err != nil {
-		return c.fail(err)
+		return nil, c.fail(err)
 	}
 	resp := acc.Response()
 	c.finish(resp.Head(), resp.Stepflash, resp.Usage)
-	writeJSON(w, http.StatusOK, resp)
-	return nil
+	return resp, nil
 }
 
 func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) *api.Error {

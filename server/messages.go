@@ -64,19 +64,10 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) *api.Error {
 	if req.Stream {
 		return paths.remap(serveMessagesStream(c, creq, omit))
 	}
-	var acc backend.ChatAccumulator
-	if err := m.Backend.Chat(c.ctx, creq, func(ch *api.ChatCompletionChunk) error {
-		if err := c.seen(); err != nil {
-			return err
-		}
-		c.observeChunk(ch)
-		acc.Add(ch)
-		return nil
-	}); err != nil {
-		return paths.remap(c.fail(err))
+	resp, e := c.chat(creq)
+	if e != nil {
+		return paths.remap(e)
 	}
-	resp := acc.Response()
-	c.finish(resp.Head(), resp.Stepflash, resp.Usage)
 	writeJSON(w, http.StatusOK, messageFromCompletion(resp, omit))
 	return nil
 }
@@ -800,17 +791,7 @@ func messagesError(e *api.Error, w http.ResponseWriter) api.MessagesError {
 // writeMessagesError writes e as Anthropic's error object, with its status
 // and the headers writeError sends.
 func writeMessagesError(w http.ResponseWriter, e *api.Error) {
-	status := e.Status
-	if status == 0 {
-		status = http.StatusInternalServerError
-	}
-	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
-	}
-	if status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="stepflash"`)
-	}
-	writeJSON(w, status, messagesError(e, w))
+	writeErrorBody(w, e, messagesError(e, w))
 }
 
 // messagesErrors writes the errors that the layers in front of the Messages

@@ -296,6 +296,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeError writes an OpenAI error object with its status (and Retry-After).
 func writeError(w http.ResponseWriter, e *api.Error) {
+	writeErrorBody(w, e, api.ErrorResponse{Error: e})
+}
+
+// writeErrorBody writes body, the error object of e in some API's shape,
+// with e's status, Retry-After and (on 401) WWW-Authenticate.
+func writeErrorBody(w http.ResponseWriter, e *api.Error, body any) {
 	status := e.Status
 	if status == 0 {
 		status = http.StatusInternalServerError
@@ -306,7 +312,7 @@ func writeError(w http.ResponseWriter, e *api.Error) {
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="stepflash"`)
 	}
-	writeJSON(w, status, api.ErrorResponse{Error: e})
+	writeJSON(w, status, body)
 }
 
 func randomHex(n int) string {
