@@ -345,7 +345,7 @@ func (m *mw) escalate(ctx context.Context, req *api.ChatCompletionRequest, emit 
 	if m.c.Mode == Advise {
 		areq = planRequest(req, m.c.PlanTokens)
 	}
-	chunks, u, err := collect(actx, m.c.Advisor, &areq)
+	chunks, u, err := collect(func(emit func(*api.ChatCompletionChunk) error) error { return m.c.Advisor.Chat(actx, &areq, emit) })
 	if !m.landed(ctx, au, start, u, err) {
 		if ctx.Err() != nil {
 			return ctx.Err() // the client went away
@@ -355,16 +355,23 @@ func (m *mw) escalate(ctx context.Context, req *api.ChatCompletionRequest, emit 
 	if m.c.Mode == Advise {
 		return m.served(ctx, withPlan(req, planText(chunks)), emit, au, reason)
 	}
+	return handOver(chunks, m.next.Info().Label, reason, au, func(ch *api.ChatCompletionChunk) **api.Extension { return &ch.Stepflash }, emit)
+}
+
+// handOver emits an advisor's collected chunks as the turn: its reason on
+// their extension (the X-Advisor header), and a final usage that is the
+// advisor's alone (the served model wrote nothing of this turn; a draft
+// thrown away is not billed).
+func handOver[C interface{ FinalUsage() *api.Usage }](chunks []C, label, reason string, au *api.AdvisorUsage, ext func(C) **api.Extension, emit func(C) error) error {
 	for i, ch := range chunks {
-		if i == 0 && ch.Stepflash == nil {
-			ch.Stepflash = &api.Extension{Backend: m.next.Info().Label}
+		e := ext(ch)
+		if i == 0 && *e == nil {
+			*e = &api.Extension{Backend: label}
 		}
-		if ch.Stepflash != nil {
-			ch.Stepflash.Advisor = reason
+		if *e != nil {
+			(*e).Advisor = reason
 		}
 		if fu := ch.FinalUsage(); fu != nil {
-			// The served model wrote nothing of this turn (a draft thrown
-			// away is not billed): its usage is the advisor's alone.
 			*fu = api.Usage{}
 			addAdvisor(fu, au)
 		}
@@ -375,12 +382,13 @@ func (m *mw) escalate(ctx context.Context, req *api.ChatCompletionRequest, emit 
 	return nil
 }
 
-// collect runs a whole chat request and returns its chunks and final
-// usage, so that nothing of a failing advisor reaches the client.
-func collect(ctx context.Context, b backend.Backend, req *api.ChatCompletionRequest) ([]*api.ChatCompletionChunk, *api.Usage, error) {
-	var chunks []*api.ChatCompletionChunk
+// collect runs a whole request (chat or completions) and returns its
+// chunks and final usage, so that nothing of a failing advisor reaches the
+// client; an answer without known usage is errNoUsage.
+func collect[C interface{ FinalUsage() *api.Usage }](run func(emit func(C) error) error) ([]C, *api.Usage, error) {
+	var chunks []C
 	var u *api.Usage
-	err := b.Chat(ctx, req, func(ch *api.ChatCompletionChunk) error {
+	err := run(func(ch C) error {
 		chunks = append(chunks, ch)
 		if fu := ch.FinalUsage(); fu != nil {
 			u = fu
@@ -468,40 +476,14 @@ func (m *mw) Complete(ctx context.Context, req *api.CompletionRequest, emit func
 	au.Mode, au.Model = Handoff, m.c.Model
 	actx, cancel := context.WithTimeout(ctx, m.c.Timeout)
 	defer cancel()
-	var chunks []*api.Completion
-	var u *api.Usage
-	err := m.c.Advisor.Complete(actx, &r, func(ch *api.Completion) error {
-		chunks = append(chunks, ch)
-		if fu := ch.FinalUsage(); fu != nil {
-			u = fu
-		}
-		return nil
-	})
-	if err == nil && (u == nil || u.Unknown) {
-		u, err = nil, errNoUsage
-	}
+	chunks, u, err := collect(func(emit func(*api.Completion) error) error { return m.c.Advisor.Complete(actx, &r, emit) })
 	if !m.landed(ctx, au, start, u, err) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return served()
 	}
-	for i, ch := range chunks {
-		if i == 0 && ch.Stepflash == nil {
-			ch.Stepflash = &api.Extension{Backend: m.next.Info().Label}
-		}
-		if ch.Stepflash != nil {
-			ch.Stepflash.Advisor = ReasonAlways
-		}
-		if fu := ch.FinalUsage(); fu != nil {
-			*fu = api.Usage{}
-			addAdvisor(fu, au)
-		}
-		if err := emit(ch); err != nil {
-			return err
-		}
-	}
-	return nil
+	return handOver(chunks, m.next.Info().Label, ReasonAlways, au, func(ch *api.Completion) **api.Extension { return &ch.Stepflash }, emit)
 }
 
 // errNoUsage: an advisor's answer without usage (no usage chunk, or an
