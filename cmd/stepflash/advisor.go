@@ -13,7 +13,6 @@ import (
 	"github.com/stepflash/stepflash/api"
 	"github.com/stepflash/stepflash/backend"
 	"github.com/stepflash/stepflash/billing"
-	"github.com/stepflash/stepflash/effort"
 	"github.com/stepflash/stepflash/server"
 	"github.com/stepflash/stepflash/upstream"
 )
@@ -22,14 +21,11 @@ import (
 // local GGUF "model", or "upstreams", as for a served model) and Advisor
 // Mode's settings (docs/advisor.md).
 type advisorSpec struct {
-	Model     string          `json:"model,omitempty"`
-	Name      string          `json:"name,omitempty"`
-	Ctx       int             `json:"ctx,omitempty"`
-	Parallel  int             `json:"parallel,omitempty"`
-	Effort    *effort.Config  `json:"effort,omitempty"`
-	Upstreams []upstreamSpec  `json:"upstreams,omitempty"`
-	Routing   string          `json:"routing,omitempty"`
-	Prices    *billing.Prices `json:"prices,omitempty"`
+	// The advisor model, as a served model is given ("model" with "ctx",
+	// "parallel", "effort"; or "upstreams" with "routing"; "name",
+	// "prices"); what only a served model takes (aliases, an advisor of
+	// its own, a projector, a template file) is refused by check.
+	modelSpec
 
 	Mode           string   `json:"mode,omitempty"`
 	Default        string   `json:"default,omitempty"`
@@ -45,8 +41,7 @@ type advisorSpec struct {
 
 // target is the advisor model as a model spec.
 func (a *advisorSpec) target() modelSpec {
-	t := modelSpec{Model: a.Model, Name: a.Name, Ctx: a.Ctx, Parallel: a.Parallel, Effort: a.Effort,
-		Upstreams: a.Upstreams, Routing: a.Routing, Prices: a.Prices}
+	t := a.modelSpec
 	if len(t.Upstreams) > 0 && t.Name == "" {
 		t.Name = "advisor"
 	}
@@ -64,6 +59,9 @@ func (a *advisorSpec) config() (advisor.Config, error) {
 // check validates what an advisor spec says on its own.
 func (a *advisorSpec) check(served modelSpec) error {
 	t := a.target()
+	if len(t.Aliases) > 0 || t.Advisor != nil || t.MMProj != "" || t.ChatTemplateFile != "" {
+		return fmt.Errorf("advisor: \"aliases\", \"advisor\", \"mmproj\" and \"chat_template_file\" apply to served models, not to an advisor")
+	}
 	if err := t.checkTarget(); err != nil {
 		return fmt.Errorf("advisor: %w", err)
 	}
@@ -84,9 +82,9 @@ func flagAdvisor(s, keyEnv string) (*advisorSpec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--advisor %s", err)
 		}
-		return &advisorSpec{Name: cmp.Or(c.Model, "advisor"), Upstreams: []upstreamSpec{{BaseURL: c.BaseURL, Model: c.Model, APIKeyEnv: keyEnv}}}, nil
+		return &advisorSpec{modelSpec: modelSpec{Name: cmp.Or(c.Model, "advisor"), Upstreams: []upstreamSpec{{BaseURL: c.BaseURL, Model: c.Model, APIKeyEnv: keyEnv}}}}, nil
 	}
-	return &advisorSpec{Model: s}, nil
+	return &advisorSpec{modelSpec: modelSpec{Model: s}}, nil
 }
 
 // advisorMetrics registers Advisor Mode's counter and returns what

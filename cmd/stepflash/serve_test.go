@@ -196,6 +196,12 @@ func TestServeFlags(t *testing.T) {
 		{"region twice", []string{"--region", "cn=:1", "--region", "cn=:2"}, nil, true},
 		{"bad region name", []string{"--region", "CN"}, nil, true},
 		{"empty region address", []string{"--region", "cn="}, nil, true},
+		{"advisor config", []string{"--config", write("adv.json", `{"models":[{"model":"a.gguf","advisor":{"model":"b.gguf","ctx":256,"mode":"advise","low_confidence":-0.5}}]}`)}, func(o *serveOptions) bool {
+			a := o.specs[0].Advisor
+			return a != nil && a.Model == "b.gguf" && a.Ctx == 256 && a.Mode == "advise" && *a.LowConfidence == -0.5
+		}, false},
+		{"advisor with aliases", []string{"--config", write("adva.json", `{"models":[{"model":"a.gguf","advisor":{"model":"b.gguf","aliases":["x"]}}]}`)}, nil, true},
+		{"advisor mode", []string{"--config", write("advm.json", `{"models":[{"model":"a.gguf","advisor":{"model":"b.gguf","mode":"relay"}}]}`)}, nil, true},
 		{"region-url not a URL", []string{"--region-url", "cn=cn.example"}, nil, true},
 	}
 	for _, tc := range cases {
