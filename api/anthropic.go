@@ -191,6 +191,12 @@ type MessagesUsage struct {
 	OutputTokens             int `json:"output_tokens"`
 	CacheCreationInputTokens int `json:"cache_creation_input_tokens"`
 	CacheReadInputTokens     int `json:"cache_read_input_tokens"`
+	// Advisor is stepflash's usage.advisor (Advisor Mode), as on chat
+	// completions; absent when the model has no advisor.
+	Advisor *AdvisorUsage `json:"advisor,omitempty"`
+	// Cost is the request's cost in USD (stepflash's extension, as
+	// usage.cost on chat completions).
+	Cost float64 `json:"cost,omitempty"`
 }
 
 // ResponseBlock is one content block of a Message: "text" (Text),

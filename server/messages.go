@@ -132,7 +132,8 @@ func messagesUsage(u *api.Usage) api.MessagesUsage {
 		return api.MessagesUsage{}
 	}
 	cached := u.PromptTokensDetails.CachedTokens
-	return api.MessagesUsage{InputTokens: max(0, u.PromptTokens-cached), OutputTokens: u.CompletionTokens, CacheReadInputTokens: cached}
+	return api.MessagesUsage{InputTokens: max(0, u.PromptTokens-cached), OutputTokens: u.CompletionTokens, CacheReadInputTokens: cached,
+		Advisor: u.Advisor, Cost: u.Cost}
 }
 
 // messagesStream writes a backend's chunks as Anthropic stream events.

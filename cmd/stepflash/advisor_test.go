@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -399,5 +401,41 @@ func TestAdvisorAdvise(t *testing.T) {
 	_, offCost := usageOf(t, off.RawJSON())
 	if plan := rep.Total.CostUSD - cost - offCost; rep.Total.Requests != 3 || rep.Total.Errors != 1 || plan <= 1e-12 {
 		t.Errorf("ledger: %d requests, %d errors, $%g in all; the failed request's plan: $%g", rep.Total.Requests, rep.Total.Errors, rep.Total.CostUSD, plan)
+	}
+}
+
+// TestAdvisorMessages: Anthropic's Messages API goes through the same
+// Advisor Mode: two failing tool results escalate the turn, and its usage
+// carries usage.advisor and the cost, with the X-Advisor header.
+func TestAdvisorMessages(t *testing.T) {
+	flash, adv := testmodels.Path(t, "trained/flash-Q8_0.gguf"), testmodels.Path(t, "trained/advisor-Q8_0.gguf")
+	cfg := writeConfig(t, map[string]any{"models": []any{map[string]any{"model": flash, "name": "flash",
+		"advisor": map[string]any{"model": adv, "name": "big"}}}})
+	base, _, _ := startServe(t, "--config", cfg, "--quiet", "--data", t.TempDir())
+	call := func(id string) []any {
+		return []any{
+			map[string]any{"role": "assistant", "content": []any{map[string]any{"type": "tool_use", "id": id, "name": "run_tests", "input": map[string]any{}}}},
+			map[string]any{"role": "user", "content": []any{map[string]any{"type": "tool_result", "tool_use_id": id, "content": "Traceback (most recent call last):\nexit code 1", "is_error": true}}},
+		}
+	}
+	msgs := append([]any{map[string]any{"role": "user", "content": "Make the tests pass."}}, append(call("t1"), call("t2")...)...)
+	body, _ := json.Marshal(map[string]any{"model": "flash", "max_tokens": 16, "messages": msgs,
+		"tools": []any{map[string]any{"name": "run_tests", "input_schema": map[string]any{"type": "object"}}}})
+	resp, err := http.Post(base+"/v1/messages", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m struct {
+		Usage struct {
+			Advisor *api.AdvisorUsage `json:"advisor"`
+			Cost    float64           `json:"cost"`
+		} `json:"usage"`
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	json.Unmarshal(raw, &m)
+	if au := m.Usage.Advisor; resp.StatusCode != 200 || au == nil || !au.Escalated || au.Reason != "repeated_errors" ||
+		resp.Header.Get("X-Advisor") != "repeated_errors" || m.Usage.Cost < au.Cost || au.Cost <= 0 {
+		t.Errorf("%d, X-Advisor %q: %s", resp.StatusCode, resp.Header.Get("X-Advisor"), raw)
 	}
 }
