@@ -114,6 +114,7 @@ func New(cfg Config) *Server {
 	s.route("POST", "/v1/chat/completions", s.handleChat)
 	s.route("POST", "/v1/completions", s.handleCompletions)
 	s.route("POST", "/v1/messages", s.handleMessages)
+	s.route("POST", "/v1/responses", s.handleResponses)
 	s.mux.HandleFunc("/", s.handleNoRoute)
 	mws := append([]Middleware{RequestID, s.Metrics, s.Logging, s.Recovery, messagesErrors, s.Guard}, cfg.Middleware...)
 	s.handler = Chain(s.mux, mws...)
