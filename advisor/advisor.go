@@ -166,6 +166,39 @@ func (m *mw) Info() backend.Info {
 	return i
 }
 
+// Embed is the served model's: Advisor Mode concerns turns, not embeddings.
+func (m *mw) Embed(ctx context.Context, req *api.EmbeddingRequest) (*api.EmbeddingResponse, error) {
+	return backend.Embed(ctx, m.next, req)
+}
+
+// Tokenize is the served model's.
+func (m *mw) Tokenize(ctx context.Context, req *api.TokenizeRequest) (*api.TokenizeResponse, error) {
+	t, err := backend.AsTokenizer(m.next)
+	if err != nil {
+		return nil, err
+	}
+	return t.Tokenize(ctx, req)
+}
+
+// Detokenize is the served model's.
+func (m *mw) Detokenize(ctx context.Context, req *api.DetokenizeRequest) (*api.DetokenizeResponse, error) {
+	t, err := backend.AsTokenizer(m.next)
+	if err != nil {
+		return nil, err
+	}
+	return t.Detokenize(ctx, req)
+}
+
+// CountChat is the served model's (what the turn costs before any
+// escalation).
+func (m *mw) CountChat(ctx context.Context, req *api.ChatCompletionRequest) (int, error) {
+	t, err := backend.AsTokenizer(m.next)
+	if err != nil {
+		return 0, err
+	}
+	return t.CountChat(ctx, req)
+}
+
 // QueueDepth is the served model's.
 func (m *mw) QueueDepth() int {
 	if q, ok := m.next.(backend.Queuer); ok {

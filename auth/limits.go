@@ -307,6 +307,20 @@ func Limits(l *Limiter) backend.Middleware {
 					return emit(ch)
 				})
 			},
+			EmbedFunc: func(ctx context.Context, req *api.EmbeddingRequest) (*api.EmbeddingResponse, error) {
+				k := KeyFrom(ctx)
+				if k == nil {
+					return backend.Embed(ctx, next, req)
+				}
+				if e := l.Admit(ctx, k); e != nil {
+					return nil, e
+				}
+				resp, err := backend.Embed(ctx, next, req)
+				if err == nil && resp.Usage != nil {
+					l.Used(k, usedTokens(resp.Usage), resp.Usage.Cost)
+				}
+				return resp, err
+			},
 		}
 	}
 }

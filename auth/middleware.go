@@ -268,12 +268,19 @@ func storeError(err error) *api.Error {
 	return e
 }
 
-// Middleware checks the key of every /v1/ request (the health probes and
-// /metrics stay open) and puts the caller into the request's context
-// (backend.CallerFrom); a failure is answered with its error object.
+// Protected reports whether a path needs a key: the API under /v1/ and
+// the tokenizer's endpoints (which may fetch and encode images).
+func Protected(path string) bool {
+	return strings.HasPrefix(path, "/v1/") || path == "/tokenize" || path == "/detokenize"
+}
+
+// Middleware checks the key of every /v1/ request and of /tokenize and
+// /detokenize (the health probes and /metrics stay open) and puts the
+// caller into the request's context (backend.CallerFrom); a failure is
+// answered with its error object.
 func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/v1/") || r.Method == http.MethodOptions {
+		if !Protected(r.URL.Path) || r.Method == http.MethodOptions {
 			next.ServeHTTP(w, r)
 			return
 		}

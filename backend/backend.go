@@ -58,6 +58,48 @@ type Info struct {
 	InputModalities []string
 }
 
+// Embedder is a Backend that computes embeddings (POST /v1/embeddings).
+// The response's Model is left empty (the caller sets it); its Usage has
+// the prompt tokens.
+type Embedder interface {
+	Embed(ctx context.Context, req *api.EmbeddingRequest) (*api.EmbeddingResponse, error)
+}
+
+// Tokenizer is a Backend that exposes its tokenizer: /tokenize and
+// /detokenize, and CountChat, the prompt tokens a chat request would use
+// (Anthropic's /v1/messages/count_tokens).
+type Tokenizer interface {
+	Tokenize(ctx context.Context, req *api.TokenizeRequest) (*api.TokenizeResponse, error)
+	Detokenize(ctx context.Context, req *api.DetokenizeRequest) (*api.DetokenizeResponse, error)
+	CountChat(ctx context.Context, req *api.ChatCompletionRequest) (int, error)
+}
+
+// Embed asks b for embeddings: a Backend that is no Embedder (an upstream
+// without them) is a 400 saying so.
+func Embed(ctx context.Context, b Backend, req *api.EmbeddingRequest) (*api.EmbeddingResponse, error) {
+	if e, ok := b.(Embedder); ok {
+		return e.Embed(ctx, req)
+	}
+	return nil, unsupported(b, "embeddings")
+}
+
+// AsTokenizer returns b's Tokenizer, or a 400 saying that b has none.
+func AsTokenizer(b Backend) (Tokenizer, error) {
+	if t, ok := b.(Tokenizer); ok {
+		return t, nil
+	}
+	return nil, unsupported(b, "tokenization")
+}
+
+func unsupported(b Backend, what string) *api.Error {
+	label := "none"
+	if f, ok := b.(*Funcs); b != nil && (!ok || f.InfoFunc != nil || f.Next != nil) {
+		label = b.Info().Label
+	}
+	return api.NewError(400, api.TypeInvalidRequest, api.CodeUnsupportedParameter, "model",
+		"This model's backend (%s) does not serve %s.", label, what)
+}
+
 // Queuer is implemented by backends that queue work, for the queue-depth
 // metric.
 type Queuer interface {
@@ -82,8 +124,54 @@ type Funcs struct {
 	ChatFunc     func(ctx context.Context, req *api.ChatCompletionRequest, emit func(*api.ChatCompletionChunk) error) error
 	CompleteFunc func(ctx context.Context, req *api.CompletionRequest, emit func(*api.Completion) error) error
 	InfoFunc     func() Info
+	EmbedFunc    func(ctx context.Context, req *api.EmbeddingRequest) (*api.EmbeddingResponse, error)
 	// Next is the wrapped backend: a nil function above calls it.
 	Next Backend
+}
+
+// Embed calls EmbedFunc, or Next's Embed (see the Embed function).
+func (f *Funcs) Embed(ctx context.Context, req *api.EmbeddingRequest) (*api.EmbeddingResponse, error) {
+	if f.EmbedFunc != nil {
+		return f.EmbedFunc(ctx, req)
+	}
+	if f.Next == nil {
+		return nil, unsupported(f, "embeddings")
+	}
+	return Embed(ctx, f.Next, req)
+}
+
+func (f *Funcs) tokenizer() (Tokenizer, error) {
+	if f.Next == nil {
+		return nil, unsupported(f, "tokenization")
+	}
+	return AsTokenizer(f.Next)
+}
+
+// Tokenize is Next's (a wrapper does not change tokens).
+func (f *Funcs) Tokenize(ctx context.Context, req *api.TokenizeRequest) (*api.TokenizeResponse, error) {
+	t, err := f.tokenizer()
+	if err != nil {
+		return nil, err
+	}
+	return t.Tokenize(ctx, req)
+}
+
+// Detokenize is Next's.
+func (f *Funcs) Detokenize(ctx context.Context, req *api.DetokenizeRequest) (*api.DetokenizeResponse, error) {
+	t, err := f.tokenizer()
+	if err != nil {
+		return nil, err
+	}
+	return t.Detokenize(ctx, req)
+}
+
+// CountChat is Next's.
+func (f *Funcs) CountChat(ctx context.Context, req *api.ChatCompletionRequest) (int, error) {
+	t, err := f.tokenizer()
+	if err != nil {
+		return 0, err
+	}
+	return t.CountChat(ctx, req)
 }
 
 // Chat calls ChatFunc, or Next.Chat.

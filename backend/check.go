@@ -397,3 +397,47 @@ func checkTools(in []api.Tool) *api.Error {
 	}
 	return nil
 }
+
+// MaxEmbeddingInputs is the most inputs one embeddings request may carry
+// (OpenAI's limit).
+const MaxEmbeddingInputs = 2048
+
+// CheckEmbedding checks an embeddings request as OpenAI does: an input
+// (a string, strings, token ids or arrays of them) of 1..2048 items, none
+// empty, and a known encoding_format and dimensions.
+func CheckEmbedding(req *api.EmbeddingRequest) *api.Error {
+	switch req.EncodingFormat {
+	case "", "float", "base64":
+	default:
+		return api.InvalidRequest(api.CodeInvalidValue, "encoding_format", "Invalid 'encoding_format': %q; use \"float\" or \"base64\".", req.EncodingFormat)
+	}
+	if d := req.Dimensions; d != nil && *d < 1 {
+		return api.InvalidRequest(api.CodeInvalidValue, "dimensions", "Invalid 'dimensions': %d; it must be at least 1.", *d)
+	}
+	if req.Input == nil {
+		return api.InvalidRequest(api.CodeMissingParameter, "input", "Missing required parameter: 'input'.")
+	}
+	n := len(req.Input.Texts) + len(req.Input.Tokens)
+	switch {
+	case n == 0:
+		return api.InvalidRequest(api.CodeInvalidValue, "input", "Invalid 'input': it is an empty array; send at least one input.")
+	case n > MaxEmbeddingInputs:
+		return api.InvalidRequest(api.CodeInvalidValue, "input", "Invalid 'input': %d inputs; at most %d are accepted per request.", n, MaxEmbeddingInputs)
+	}
+	for i, t := range req.Input.Texts {
+		if t == "" {
+			return api.InvalidRequest(api.CodeInvalidValue, "input", "Invalid 'input': input %d is an empty string.", i)
+		}
+	}
+	for i, ids := range req.Input.Tokens {
+		if len(ids) == 0 {
+			return api.InvalidRequest(api.CodeInvalidValue, "input", "Invalid 'input': input %d is an empty token array.", i)
+		}
+		for k, id := range ids {
+			if id < 0 {
+				return api.InvalidRequest(api.CodeInvalidValue, "input", "Invalid 'input': token id %d at [%d][%d] is negative.", id, i, k)
+			}
+		}
+	}
+	return nil
+}

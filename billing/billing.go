@@ -59,6 +59,13 @@ func Pricing(p Prices) backend.Middleware {
 					return emit(ch)
 				})
 			},
+			EmbedFunc: func(ctx context.Context, req *api.EmbeddingRequest) (*api.EmbeddingResponse, error) {
+				resp, err := backend.Embed(ctx, next, req)
+				if err == nil && resp.Usage != nil {
+					p.Price(resp.Usage) // prompt tokens, at the cache-miss price
+				}
+				return resp, err
+			},
 		}
 	}
 }

@@ -24,7 +24,7 @@ type Record struct {
 	// Model is the served model's name; Backend its backend's label
 	// ("local", "upstream:NAME").
 	Model, Backend string
-	// Endpoint is "chat" or "completions".
+	// Endpoint is "chat", "completions" or "embeddings".
 	Endpoint string
 	// Effort is the applied reasoning_effort tier.
 	Effort string
@@ -120,9 +120,29 @@ func Recording(l Ledger, model string) backend.Middleware {
 				r.end(err)
 				return err
 			},
+			EmbedFunc: func(ctx context.Context, req *api.EmbeddingRequest) (*api.EmbeddingResponse, error) {
+				r := newRecorder(ctx, l, model, "embeddings", false, nil, next)
+				resp, err := backend.Embed(ctx, next, req)
+				if err != nil {
+					r.end(err)
+					return nil, err
+				}
+				// Durable before the client sees its usage, as a chat's.
+				if err := r.pass(embedding{resp}, 0, func() error { return nil }); err != nil {
+					r.end(err)
+					return nil, err
+				}
+				return resp, nil
+			},
 		}
 	}
 }
+
+// embedding is an embeddings response as Recording reads a chunk.
+type embedding struct{ *api.EmbeddingResponse }
+
+func (e embedding) FinalUsage() *api.Usage { return e.Usage }
+func (e embedding) Ext() *api.Extension    { return e.Stepflash }
 
 // chunk is what Recording reads of a chunk of either endpoint.
 type chunk interface {

@@ -160,9 +160,23 @@ func TestRecording(t *testing.T) {
 			}
 		})
 	}
+	// An embeddings request is a row too: its prompt tokens at the
+	// cache-miss price, durable before the response.
+	r := post(t, srv.URL, "/v1/embeddings", `{"model":"story","input":["Once upon a time","There was"]}`, nil)
+	if r.status != 200 || r.usage == nil || r.usage.PromptTokens == 0 || r.usage.Cost <= 0 {
+		t.Fatalf("embeddings reply %+v", r)
+	}
+	recs, err := st.Records(context.Background(), r.requestID)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("records of %s: %+v, %v", r.requestID, recs, err)
+	}
+	if got := recs[0]; got.Endpoint != "embeddings" || got.PromptTokens != r.usage.PromptTokens || got.CompletionTokens != 0 ||
+		got.CostUSD != r.usage.Cost || got.CostUSD != float64(r.usage.PromptTokens)*billing.Default.InputMiss/1e6 || got.Status != 200 || got.Backend != "local" {
+		t.Errorf("embeddings row %+v, usage %+v", got, r.usage)
+	}
 	// Without include_usage the client gets no usage, and the row is there
 	// by [DONE] all the same.
-	r := post(t, srv.URL, "/v1/completions", `{"model":"story","prompt":"Once","max_tokens":4,"stream":true}`, nil)
+	r = post(t, srv.URL, "/v1/completions", `{"model":"story","prompt":"Once","max_tokens":4,"stream":true}`, nil)
 	if recs, _ := st.Records(context.Background(), r.requestID); !r.done || r.usage != nil || len(recs) != 1 || recs[0].CompletionTokens != 4 {
 		t.Errorf("stream without usage: reply %+v, rows %+v", r, recs)
 	}
@@ -249,5 +263,9 @@ func TestRecordingFailsClosed(t *testing.T) {
 	}
 	if last := r.events[len(r.events)-1]; !strings.Contains(last, "could not be recorded") || bytes.Contains([]byte(last), []byte(`"usage"`)) {
 		t.Errorf("last event %s", last)
+	}
+	r = post(t, srv.URL, "/v1/embeddings", `{"model":"story","input":"Once"}`, nil)
+	if r.status != 500 || r.errCode != billing.CodeLedgerUnavailable || r.usage != nil {
+		t.Errorf("embeddings: %+v", r)
 	}
 }

@@ -61,6 +61,7 @@ type Engine struct {
 	forward sync.Mutex // held while the model runs (the loop or a benchmark)
 	cache   *KVCache
 	logits  []float32
+	hidden  []float32 // hidden-state rows of the batch's embedding tokens
 }
 
 // New makes an engine for a model and its tokenizer and starts its scheduler.
@@ -165,6 +166,45 @@ type Request struct {
 	// block) to an instance of the schema (response_format json_schema),
 	// ending it as JSONObject does; it takes precedence over JSONObject.
 	JSONSchema *Schema
+	// Pooling, when not PoolNone, makes the request an embedding: the
+	// prompt is run and nothing is generated (MaxTokens, Sampling and the
+	// generation options are ignored), and Result.Embedding holds the
+	// prompt's final hidden states pooled this way (not normalised).
+	Pooling Pooling
+}
+
+// Pooling is how an embedding request reduces its prompt's final hidden
+// states (one per position) to one vector, as llama.cpp's pooling types.
+type Pooling int
+
+const (
+	PoolNone Pooling = iota // not an embedding request
+	PoolMean                // the mean over every position
+	PoolCLS                 // the first position's
+	PoolLast                // the last position's
+)
+
+// String is the pooling's name as llama.cpp's --pooling flag spells it.
+func (p Pooling) String() string {
+	switch p {
+	case PoolMean:
+		return "mean"
+	case PoolCLS:
+		return "cls"
+	case PoolLast:
+		return "last"
+	}
+	return "none"
+}
+
+// ParsePooling reads a pooling name (mean, cls, last).
+func ParsePooling(s string) (Pooling, error) {
+	for _, p := range []Pooling{PoolMean, PoolCLS, PoolLast} {
+		if s == p.String() {
+			return p, nil
+		}
+	}
+	return PoolNone, fmt.Errorf("unknown pooling %q (want mean, cls or last)", s)
 }
 
 // Token is one generated token.
@@ -195,6 +235,8 @@ type Result struct {
 	Decoded int
 	// ReasoningTokens counts the generated tokens inside thinking blocks.
 	ReasoningTokens int
+	// Embedding is an embedding request's pooled hidden state (Request.Pooling).
+	Embedding []float32
 }
 
 // PrefillTPS is prompt tokens computed (not reused) per second.
@@ -229,7 +271,8 @@ func (e *Engine) Generate(ctx context.Context, req Request, onToken func(Token) 
 	if n == 0 {
 		return nil, fmt.Errorf("engine: empty prompt")
 	}
-	if n >= e.opts.Context {
+	if n >= e.opts.Context && (req.Pooling == PoolNone || n > e.opts.Context) {
+		// A generation needs room for one new token; an embedding does not.
 		return nil, fmt.Errorf("%w: %d prompt tokens, context %d", ErrContextLength, n, e.opts.Context)
 	}
 	vocab := e.Model.Config().NVocab
@@ -260,6 +303,9 @@ func (e *Engine) Generate(ctx context.Context, req Request, onToken func(Token) 
 	maxNew := e.opts.Context - n
 	if req.MaxTokens > 0 && req.MaxTokens < maxNew {
 		maxNew = req.MaxTokens
+	}
+	if req.Pooling != PoolNone {
+		maxNew = 0
 	}
 	s := &sequence{req: req, maxNew: maxNew, notify: make(chan struct{}, 1), submitted: time.Now()}
 	e.mu.Lock()

@@ -28,6 +28,9 @@ type sequence struct {
 	started   time.Time // admitted
 	firstTok  time.Time
 	res       Result
+	pooled    []float32 // an embedding's row (cls, last)
+	sum       []float64 // an embedding's sum of rows (mean)
+	pooledN   int       // hidden rows pooled
 
 	cancelled atomic.Bool
 
@@ -111,8 +114,14 @@ func (e *Engine) admit() {
 			continue
 		}
 		// The reusable length stops one short of the prompt so that its
-		// last token is run to give the next token's logits.
-		past, err := e.cache.Admit(s.id, need, s.req.Prompt, len(s.req.Prompt)-1, e.prefixRoot(s.req.ExpertsUsed), s.req.CacheKeys)
+		// last token is run to give the next token's logits (or, for an
+		// embedding, its hidden state); mean and cls pooling read every
+		// position's (the first's), so they reuse nothing.
+		reusable := len(s.req.Prompt) - 1
+		if s.req.Pooling == PoolMean || s.req.Pooling == PoolCLS {
+			reusable = 0
+		}
+		past, err := e.cache.Admit(s.id, need, s.req.Prompt, reusable, e.prefixRoot(s.req.ExpertsUsed), s.req.CacheKeys)
 		if err != nil {
 			if len(e.running) == 0 {
 				// Nothing will free memory: the request cannot fit at all.
@@ -177,17 +186,28 @@ func (e *Engine) step() {
 
 	b := &model.Batch{}
 	type slot struct {
-		s   *sequence
-		n   int // tokens of s in the batch
-		row int // logits row, -1 if none
+		s      *sequence
+		n      int // tokens of s in the batch
+		row    int // logits row, -1 if none
+		hrow   int // first hidden-state row (embeddings)
+		hidden int // hidden-state rows of s
 	}
 	var slots []slot
 	var live []*sequence
 	budget := e.opts.BatchSize
-	rows := 0
+	rows, hrows := 0, 0
 	var embeds [][]float32 // per batch token; set in b only when one is given
+	var hidden []bool      // per batch token; set in b only when one is wanted
 	add := func(s *sequence, from, to int, output bool) {
+		sl := slot{s: s, n: to - from, row: -1, hrow: hrows}
 		for p := from; p < to; p++ {
+			h := s.wantsHidden(p)
+			hidden = append(hidden, h)
+			if h {
+				b.Hidden = hidden
+				sl.hidden++
+				hrows++
+			}
 			var em []float32
 			if p < len(s.req.Embeds) {
 				em = s.req.Embeds[p]
@@ -203,12 +223,11 @@ func (e *Engine) step() {
 			b.ExpertsUsed = append(b.ExpertsUsed, s.req.ExpertsUsed)
 		}
 		budget -= to - from
-		row := -1
 		if output {
-			row = rows
+			sl.row = rows
 			rows++
 		}
-		slots = append(slots, slot{s, to - from, row})
+		slots = append(slots, sl)
 	}
 	for _, s := range running {
 		if s.cancelled.Load() {
@@ -230,7 +249,7 @@ func (e *Engine) step() {
 	for _, s := range live {
 		if s.generated == 0 && budget > 0 {
 			to := min(len(s.tokens), s.past+budget)
-			add(s, s.past, to, to == len(s.tokens))
+			add(s, s.past, to, to == len(s.tokens) && s.req.Pooling == PoolNone)
 		}
 	}
 	if len(b.Tokens) == 0 {
@@ -238,6 +257,14 @@ func (e *Engine) step() {
 	}
 	if b.Embeds != nil {
 		b.Embeds = embeds // the whole batch's, not the prefix seen when the first was set
+	}
+	d := e.Model.Config().NEmbd
+	if b.Hidden != nil {
+		b.Hidden = hidden
+		if cap(e.hidden) < hrows*d {
+			e.hidden = make([]float32, hrows*d)
+		}
+		b.HiddenOut = e.hidden[:hrows*d]
 	}
 	vocab := e.Model.Config().NVocab
 	if cap(e.logits) < rows*vocab {
@@ -263,6 +290,18 @@ func (e *Engine) step() {
 			e.mu.Lock()
 			e.cache.Commit(s.id, s.tokens, s.past)
 			e.mu.Unlock()
+			if s.req.Pooling != PoolNone {
+				s.pool(b.HiddenOut[sl.hrow*d:(sl.hrow+sl.hidden)*d], d)
+				if s.past == len(s.tokens) {
+					s.res.PromptTime = now.Sub(s.started)
+					s.res.FinishReason = "stop"
+					s.res.Embedding = s.pooledResult()
+					e.mu.Lock()
+					e.retire(s, true)
+					e.mu.Unlock()
+					s.finish(nil)
+				}
+			}
 			continue
 		}
 		s.past = len(s.tokens)
@@ -346,4 +385,52 @@ func (e *Engine) sampleJSON(s *sequence, logits []float32) int32 {
 		}
 		return !e.Tok.IsControl(id) && s.json.accepts(e.Tok.Piece(id))
 	})
+}
+
+// wantsHidden reports whether s (an embedding) reads the hidden state of
+// prompt position p.
+func (s *sequence) wantsHidden(p int) bool {
+	switch s.req.Pooling {
+	case PoolMean:
+		return true
+	case PoolCLS:
+		return p == 0
+	case PoolLast:
+		return p == len(s.tokens)-1
+	}
+	return false
+}
+
+// pool adds hidden-state rows (d floats each, in position order) to an
+// embedding's pooled state. The mean sums in float64 and divides once.
+func (s *sequence) pool(rows []float32, d int) {
+	if len(rows) == 0 {
+		return
+	}
+	if s.req.Pooling != PoolMean {
+		s.pooled = append(s.pooled[:0], rows...)
+		s.pooledN = 1
+		return
+	}
+	if s.sum == nil {
+		s.sum = make([]float64, d)
+	}
+	for r := 0; r+d <= len(rows); r += d {
+		for i, v := range rows[r : r+d] {
+			s.sum[i] += float64(v)
+		}
+		s.pooledN++
+	}
+}
+
+// pooledResult is the finished embedding.
+func (s *sequence) pooledResult() []float32 {
+	if s.req.Pooling != PoolMean {
+		return s.pooled
+	}
+	out := make([]float32, len(s.sum))
+	for i, v := range s.sum {
+		out[i] = float32(v / float64(s.pooledN))
+	}
+	return out
 }

@@ -14,6 +14,45 @@ import (
 
 // Chat answers a chat completion request (checked by backend.CheckChat).
 func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit func(*api.ChatCompletionChunk) error) error {
+	p, err := b.prepareChat(ctx, req)
+	if err != nil {
+		return err
+	}
+	if e := b.checkContext(p.prompt, p.sp.maxTokens, "messages"); e != nil {
+		return e
+	}
+	j := &job{b: b, isChat: true, prompts: [][]int32{p.prompt}, sp: p.sp, effort: p.applied, chatSetup: p.setup, imageTokens: p.imageTokens}
+	j.base = b.engineRequest(p.sp, p.applied)
+	j.base.Embeds, j.base.CacheKeys = p.embeds, p.keys
+	j.base.JSONObject = req.ResponseFormat != nil && req.ResponseFormat.Type == "json_object"
+	j.base.JSONSchema = p.schema
+	if p.forcing && p.schema != nil {
+		// The call is the whole reply: no thinking block may open before
+		// it (the constraint would wait for it to close).
+		j.base.Thinking = nil
+	}
+	return j.stream(ctx, emit, nil)
+}
+
+// chatPrompt is a chat request made ready for the engine: its sampling,
+// the applied effort, the rendered and tokenized prompt (with any images'
+// embeddings) and the answer's constraints.
+type chatPrompt struct {
+	sp          sampling
+	applied     effort.Applied
+	setup       chatSetup
+	prompt      []int32
+	embeds      [][]float32
+	keys        []engine.CacheKey
+	imageTokens int
+	schema      *engine.Schema
+	forcing     bool
+}
+
+// prepareChat checks a chat request's parameters, renders its
+// conversation with the chat template and tokenizes it (encoding its
+// images): everything before generation, shared by Chat and CountChat.
+func (b *Backend) prepareChat(ctx context.Context, req *api.ChatCompletionRequest) (*chatPrompt, error) {
 	m := &b.m
 	maxTok := req.MaxTokens
 	if req.MaxCompletionTokens != nil {
@@ -23,10 +62,10 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 		Seed: req.Seed, Stop: req.Stop, N: req.N, PresencePenalty: req.PresencePenalty, FrequencyPenalty: req.FrequencyPenalty,
 		LogitBias: req.LogitBias, IgnoreEOS: req.IgnoreEOS})
 	if e != nil {
-		return e
+		return nil, e
 	}
 	if e := b.checkChoices(sp.n, 1); e != nil {
-		return e
+		return nil, e
 	}
 	if req.TopLogprobs != nil {
 		sp.topLogprobs = *req.TopLogprobs
@@ -34,14 +73,14 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 	sp.logprobs = req.Logprobs
 	applied, e := b.applyEffort(req.ReasoningEffort)
 	if e != nil {
-		return e
+		return nil, e
 	}
 	msgs, images, e := convertMessages(req.Messages)
 	if e != nil {
-		return e
+		return nil, e
 	}
 	if len(images) > 0 && m.Vision == nil {
-		return noImages(images[0])
+		return nil, noImages(images[0])
 	}
 	tools := convertTools(req.Tools)
 	tmpl := b.tmpl
@@ -62,19 +101,19 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 	var schema *engine.Schema
 	if rf := req.ResponseFormat; rf != nil && rf.Type == "json_schema" {
 		if forcing {
-			return api.Unsupported("response_format", "'response_format' of type json_schema cannot be combined with a forced 'tool_choice' %q.", mode)
+			return nil, api.Unsupported("response_format", "'response_format' of type json_schema cannot be combined with a forced 'tool_choice' %q.", mode)
 		}
 		f, e := backend.ParseJSONSchemaFormat(rf.JSONSchema)
 		if e != nil {
-			return e
+			return nil, e
 		}
 		var err error
 		if schema, err = engine.CompileSchema(f.Schema, f.Strict != nil && *f.Strict); err != nil {
-			return api.InvalidRequest(api.CodeInvalidValue, "response_format.json_schema.schema", "Invalid schema for response_format %q: %v.", f.Name, err)
+			return nil, api.InvalidRequest(api.CodeInvalidValue, "response_format.json_schema.schema", "Invalid schema for response_format %q: %v.", f.Name, err)
 		}
 	}
 	if forcing && setup.family != chat.FamilyHermes && setup.family != chat.FamilyLlama3 {
-		return api.Unsupported("tool_choice", "'tool_choice' %q needs a chat template with a Hermes (<tool_call>) or Llama-3 JSON tool-call format; this model's template has %s.", mode, setup.family)
+		return nil, api.Unsupported("tool_choice", "'tool_choice' %q needs a chat template with a Hermes (<tool_call>) or Llama-3 JSON tool-call format; this model's template has %s.", mode, setup.family)
 	}
 	// Thinking: off when the effort tier grants no budget (where the template
 	// has a switch) or when a tool call is forced; chat_template_kwargs wins.
@@ -88,7 +127,7 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 	}
 	text, err := tmpl.Render(msgs, opts)
 	if err != nil {
-		return api.InvalidRequest(api.CodeInvalidValue, "messages", "The chat template rejected the conversation: %v", err)
+		return nil, api.InvalidRequest(api.CodeInvalidValue, "messages", "The chat template rejected the conversation: %v", err)
 	}
 	setup.startsInThinking = chat.PromptStartsInThinking(text)
 	if forcing {
@@ -111,11 +150,11 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 	if len(images) > 0 {
 		encoded, e := b.loadImages(ctx, images)
 		if e != nil {
-			return e
+			return nil, e
 		}
 		var err error
 		if prompt, embeds, keys, imageTokens, err = PromptWithImages(m.Tok, text, mediaMarker, false, encoded); err != nil {
-			return api.InvalidRequest(api.CodeInvalidValue, "messages", "The chat template did not place every image: %v (images are read in user messages only).", err)
+			return nil, api.InvalidRequest(api.CodeInvalidValue, "messages", "The chat template did not place every image: %v (images are read in user messages only).", err)
 		}
 	} else {
 		prompt = m.Tok.Encode(text, false, true)
@@ -130,23 +169,11 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 			}
 		}
 	}
-	if e := b.checkContext(prompt, sp.maxTokens, "messages"); e != nil {
-		return e
-	}
 	// The template's end of turn (e.g. ChatML's <|im_end|>): a vocabulary
 	// without the special token writes it as plain text.
 	sp.stops = append(sp.stops, tmpl.EOTStrings()...)
-	j := &job{b: b, isChat: true, prompts: [][]int32{prompt}, sp: sp, effort: applied, chatSetup: setup, imageTokens: imageTokens}
-	j.base = b.engineRequest(sp, applied)
-	j.base.Embeds, j.base.CacheKeys = embeds, keys
-	j.base.JSONObject = req.ResponseFormat != nil && req.ResponseFormat.Type == "json_object"
-	j.base.JSONSchema = schema
-	if forcing && schema != nil {
-		// The call is the whole reply: no thinking block may open before
-		// it (the constraint would wait for it to close).
-		j.base.Thinking = nil
-	}
-	return j.stream(ctx, emit, nil)
+	return &chatPrompt{sp: sp, applied: applied, setup: setup, prompt: prompt, embeds: embeds, keys: keys,
+		imageTokens: imageTokens, schema: schema, forcing: forcing}, nil
 }
 
 // toolCallSchema is the JSON Schema of a forced tool call's object in the

@@ -50,6 +50,9 @@ type Model struct {
 	// Images fetches and decodes them; it must be set with Vision.
 	Vision Vision
 	Images ImageLoader
+	// Pooling is how /v1/embeddings pools the final hidden states;
+	// PoolNone: PoolingFor(Config), the GGUF's choice or mean.
+	Pooling engine.Pooling
 }
 
 // Backend is a backend.Backend for one loaded model.
@@ -62,6 +65,7 @@ type Backend struct {
 	// imageSlots bounds the images fetched, decoded and encoded at once
 	// (a decoded 50-megapixel image holds some 200 MB).
 	imageSlots chan struct{}
+	pooling    engine.Pooling // PoolNone: the model has no embeddings (a reranker)
 }
 
 // New checks m and returns its backend.
@@ -77,6 +81,10 @@ func New(m Model) (*Backend, error) {
 		b.tmpl = chat.FallbackTemplate()
 	}
 	b.thinking = b.tmpl.Thinking()
+	b.pooling = m.Pooling
+	if b.pooling == engine.PoolNone {
+		b.pooling = PoolingFor(m.Config)
+	}
 	if b.m.Effort == nil {
 		b.m.Effort = effort.DefaultPolicy(b.shape)
 	}

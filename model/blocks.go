@@ -141,7 +141,7 @@ func (r *runner) begin(b *Batch, logits []float32) error {
 		return fmt.Errorf("model: empty batch")
 	}
 	if len(b.Pos) != n || len(b.Seq) != n || (b.Output != nil && len(b.Output) != n) || (b.ExpertsUsed != nil && len(b.ExpertsUsed) != n) ||
-		(b.Embeds != nil && len(b.Embeds) != n) {
+		(b.Embeds != nil && len(b.Embeds) != n) || (b.Hidden != nil && len(b.Hidden) != n) {
 		return fmt.Errorf("model: batch fields have different lengths")
 	}
 	for i, e := range b.Embeds {
@@ -162,6 +162,9 @@ func (r *runner) begin(b *Batch, logits []float32) error {
 	}
 	if want := b.NumOutputs() * c.NVocab; len(logits) < want {
 		return fmt.Errorf("model: logits buffer holds %d floats, need %d", len(logits), want)
+	}
+	if want := b.NumHidden() * c.NEmbd; len(b.HiddenOut) < want {
+		return fmt.Errorf("model: hidden-state buffer holds %d floats, need %d", len(b.HiddenOut), want)
 	}
 	r.n = n
 	ff := max(c.NFF, c.ExpertFF)
@@ -475,11 +478,16 @@ func topK(p []float32, dst []int) {
 }
 
 // output applies the final norm to the tokens whose logits are wanted and
-// projects them onto the vocabulary.
+// projects them onto the vocabulary, and writes the normed rows of the
+// tokens whose hidden state is wanted to b.HiddenOut.
 func (r *runner) output(o *Output, b *Batch, logits []float32) error {
 	d := r.cfg.NEmbd
-	rows := 0
+	rows, hrows := 0, 0
 	for t := 0; t < r.n; t++ {
+		if b.Hidden != nil && b.Hidden[t] {
+			tensor.RMSNorm(b.HiddenOut[hrows*d:(hrows+1)*d], r.x[t*d:(t+1)*d], o.Norm, r.cfg.RMSEps)
+			hrows++
+		}
 		if b.wantOutput(t) {
 			tensor.RMSNorm(r.h[rows*d:(rows+1)*d], r.x[t*d:(t+1)*d], o.Norm, r.cfg.RMSEps)
 			rows++

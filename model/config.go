@@ -38,6 +38,10 @@ type Config struct {
 	NExpert    int     // 0 for dense models
 	NExpertUse int     // trained experts per token
 	ExpertFF   int
+	// PoolingType is <arch>.pooling_type as llama.cpp numbers it (0 none,
+	// 1 mean, 2 cls, 3 last, 4 rank): how an embedding model pools its
+	// hidden states; -1 when the file does not say (generative models).
+	PoolingType int
 }
 
 // QDim is the width of the concatenated query heads.
@@ -119,6 +123,7 @@ func ReadConfig(f *gguf.File) (*Config, error) {
 	c.NExpert = m.uint("expert_count", 0, false)
 	c.NExpertUse = m.uint("expert_used_count", 0, false)
 	c.ExpertFF = m.uint("expert_feed_forward_length", 0, false)
+	c.PoolingType = m.uint("pooling_type", -1, false)
 	if m.err != nil {
 		return nil, m.err
 	}

@@ -31,10 +31,27 @@ type Batch struct {
 	// used instead of token Tokens[i]'s row of the embedding table (the
 	// token is then a placeholder) and must hold NEmbd floats.
 	Embeds [][]float32
+	// Hidden marks the tokens whose final hidden state is wanted (after
+	// the output norm, before the vocabulary projection: what embedding
+	// pooling reads); Forward writes their rows, NEmbd floats each, to
+	// HiddenOut in batch order. Nil wants none.
+	Hidden    []bool
+	HiddenOut []float32
 }
 
 // Len is the number of tokens in the batch.
 func (b *Batch) Len() int { return len(b.Tokens) }
+
+// NumHidden is the number of hidden-state rows Forward writes to HiddenOut.
+func (b *Batch) NumHidden() int {
+	n := 0
+	for _, h := range b.Hidden {
+		if h {
+			n++
+		}
+	}
+	return n
+}
 
 // NumOutputs is the number of logits rows Forward writes.
 func (b *Batch) NumOutputs() int {

@@ -635,7 +635,8 @@ func TestMessagesErrorsBeforeHandler(t *testing.T) {
 		typ, msg          string
 	}{
 		{"POST", "/v1/messages", "sk-wrong", 401, "authentication_error", "Incorrect API key"},
-		{"POST", "/v1/messages/count_tokens", "sk-test", 404, "not_found_error", "/v1/messages/count_tokens"},
+		{"POST", "/v1/messages/batches", "sk-test", 404, "not_found_error", "/v1/messages/batches"},
+		{"POST", "/v1/messages/count_tokens", "sk-test", 400, "invalid_request_error", "does not serve tokenization"},
 		{"GET", "/v1/messages", "sk-test", 405, "invalid_request_error", "not allowed"},
 	} {
 		resp, b := do(c.method, c.path, c.key, body)

@@ -114,6 +114,10 @@ func New(cfg Config) *Server {
 	s.route("POST", "/v1/chat/completions", s.handleChat)
 	s.route("POST", "/v1/completions", s.handleCompletions)
 	s.route("POST", "/v1/messages", s.handleMessages)
+	s.route("POST", "/v1/messages/count_tokens", s.handleCountTokens)
+	s.route("POST", "/v1/embeddings", s.handleEmbeddings)
+	s.route("POST", "/tokenize", s.handleTokenize)
+	s.route("POST", "/detokenize", s.handleDetokenize)
 	s.route("POST", "/v1/responses", s.handleResponses)
 	s.mux.HandleFunc("/", s.handleNoRoute)
 	mws := append([]Middleware{RequestID, s.Metrics, s.Logging, s.Recovery, messagesErrors, s.Guard}, cfg.Middleware...)
@@ -225,7 +229,7 @@ func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeError(w, api.NewError(http.StatusNotFound, api.TypeInvalidRequest, api.CodeNotFound, "",
-		"Unknown request URL: %s %s. See the API reference for the available endpoints (/v1/chat/completions, /v1/completions, /v1/models).", r.Method, r.URL.Path))
+		"Unknown request URL: %s %s. See the API reference for the available endpoints (/v1/chat/completions, /v1/completions, /v1/responses, /v1/messages, /v1/embeddings, /v1/models).", r.Method, r.URL.Path))
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) *api.Error {

@@ -111,7 +111,7 @@ func relay[C any](c *Client, ctx context.Context, path string, req any, requeste
 	if err != nil {
 		return err
 	}
-	resp, err := c.post(ctx, path, body)
+	resp, err := c.post(ctx, path, body, "text/event-stream")
 	if err != nil {
 		return err
 	}
@@ -205,13 +205,13 @@ func (c *Client) body(req any, requested *string) ([]byte, *api.Extension, error
 }
 
 // post sends a request and returns a 200 response, or the failure.
-func (c *Client) post(ctx context.Context, path string, body []byte) (*http.Response, error) {
+func (c *Client) post(ctx context.Context, path string, body []byte, accept string) (*http.Response, error) {
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.BaseURL+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, api.Internal("building the upstream request: %v", err)
 	}
 	hr.Header.Set("Content-Type", "application/json")
-	hr.Header.Set("Accept", "text/event-stream")
+	hr.Header.Set("Accept", accept)
 	if c.cfg.APIKey != "" {
 		hr.Header.Set("Authorization", "Bearer "+c.cfg.APIKey)
 	}
@@ -487,4 +487,52 @@ func errorMessage(body []byte) (msg, code, param string) {
 		t = t[:300] + "…"
 	}
 	return t, "", ""
+}
+
+// maxEmbeddingBody bounds an upstream's embeddings answer (2048 inputs of
+// 4096 floats as JSON text is some 200 MB; base64 would be a third).
+const maxEmbeddingBody = 256 << 20
+
+// Embed sends an embeddings request to the upstream's /embeddings and
+// returns its answer, the model named as served here.
+func (c *Client) Embed(ctx context.Context, req *api.EmbeddingRequest) (*api.EmbeddingResponse, error) {
+	up := *req
+	up.Model = c.cfg.Model
+	body, err := json.Marshal(&up)
+	if err != nil {
+		return nil, api.Internal("encoding the upstream request: %v", err)
+	}
+	resp, err := c.post(ctx, "/embeddings", body, "application/json")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxEmbeddingBody+1))
+	if err != nil {
+		return nil, c.transportFailure(ctx, err, false)
+	}
+	if len(raw) > maxEmbeddingBody {
+		return nil, c.protocolFailure(fmt.Sprintf("its embeddings answer is larger than %d bytes", maxEmbeddingBody))
+	}
+	var out struct {
+		Object string          `json:"object"`
+		Data   []api.Embedding `json:"data"`
+		Usage  *struct {
+			PromptTokens int `json:"prompt_tokens"`
+			TotalTokens  int `json:"total_tokens"`
+		} `json:"usage"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, c.protocolFailure(fmt.Sprintf("its embeddings answer is not JSON: %v", err))
+	}
+	if len(out.Data) == 0 {
+		return nil, c.protocolFailure("its embeddings answer has no data")
+	}
+	r := &api.EmbeddingResponse{Object: "list", Data: out.Data, Stepflash: &api.Extension{Backend: c.Label()}}
+	if out.Usage != nil {
+		r.Usage = api.NewUsage(out.Usage.PromptTokens, 0, 0, 0)
+	} else {
+		r.Usage = c.usageOrZero(nil)
+	}
+	return r, nil
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/stepflash/stepflash/api"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -242,4 +244,43 @@ func upstreamOf(t *testing.T, h func(w http.ResponseWriter, r *http.Request, bod
 	}))
 	t.Cleanup(srv.Close)
 	return srv, &last
+}
+
+// TestGatewayEmbeddings: embeddings through a gateway are the replica's
+// (same vectors, same token usage, priced here), the upstream label says
+// who computed them, and a model whose upstream has no embeddings says so.
+func TestGatewayEmbeddings(t *testing.T) {
+	rep := replica(t)
+	gw := gateway(t, map[string][]string{"stories": {rep.URL}}, nil)
+	body := `{"model":"stories","input":["Once upon a time","Lily"]}`
+	var direct, via struct {
+		Data []struct {
+			Embedding []float64 `json:"embedding"`
+		} `json:"data"`
+		Usage     api.Usage     `json:"usage"`
+		Stepflash api.Extension `json:"stepflash"`
+	}
+	for _, r := range []struct {
+		base string
+		out  any
+	}{{rep.URL, &direct}, {gw.URL, &via}} {
+		resp := post(t, r.base, "/v1/embeddings", body)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", r.base, resp.StatusCode, b)
+		}
+		if err := json.Unmarshal(b, r.out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(via.Data) != 2 || !reflect.DeepEqual(via.Data, direct.Data) {
+		t.Fatalf("the gateway's embeddings differ from the replica's")
+	}
+	if via.Usage.PromptTokens != direct.Usage.PromptTokens || via.Usage.PromptTokens == 0 || via.Usage.Cost != direct.Usage.Cost {
+		t.Errorf("usage via the gateway %+v, direct %+v", via.Usage, direct.Usage)
+	}
+	if !strings.HasPrefix(via.Stepflash.Backend, "upstream:") || direct.Stepflash.Backend != "local" {
+		t.Errorf("backends: via %q, direct %q", via.Stepflash.Backend, direct.Stepflash.Backend)
+	}
 }

@@ -435,6 +435,22 @@ func (p *Pool) Complete(ctx context.Context, req *api.CompletionRequest, emit fu
 	}, emit)
 }
 
+// Embed answers an embeddings request from the pool's upstreams.
+func (p *Pool) Embed(ctx context.Context, req *api.EmbeddingRequest) (*api.EmbeddingResponse, error) {
+	var out *api.EmbeddingResponse
+	err := serve(p, ctx, hash64(req.Model), func(m *member, emit func(*api.EmbeddingResponse) error) error {
+		r, err := m.client.Embed(ctx, req)
+		if err != nil {
+			return err
+		}
+		return emit(r)
+	}, func(r *api.EmbeddingResponse) error {
+		out = r
+		return nil
+	})
+	return out, err
+}
+
 // serve runs a request on one upstream after another until one answers:
 // an upstream that fails before anything reached the client is retried on
 // the next (with a short backoff); once a chunk has gone out, a failure

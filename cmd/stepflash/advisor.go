@@ -59,8 +59,8 @@ func (a *advisorSpec) config() (advisor.Config, error) {
 // check validates what an advisor spec says on its own.
 func (a *advisorSpec) check(served modelSpec) error {
 	t := a.target()
-	if len(t.Aliases) > 0 || t.Advisor != nil || t.MMProj != "" || t.ChatTemplateFile != "" {
-		return fmt.Errorf("advisor: \"aliases\", \"advisor\", \"mmproj\" and \"chat_template_file\" apply to served models, not to an advisor")
+	if len(t.Aliases) > 0 || t.Advisor != nil || t.MMProj != "" || t.ChatTemplateFile != "" || t.Pooling != "" {
+		return fmt.Errorf("advisor: \"aliases\", \"advisor\", \"mmproj\", \"chat_template_file\" and \"pooling\" apply to served models, not to an advisor")
 	}
 	if err := t.checkTarget(); err != nil {
 		return fmt.Errorf("advisor: %w", err)

@@ -186,6 +186,16 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 		o.specs[len(o.specs)-1].MMProj = s
 		return nil
 	})
+	fs.Func("pooling", "how /v1/embeddings pools the preceding -m's final hidden states: mean, cls or last (default: the GGUF's pooling_type, else mean)", func(s string) error {
+		if len(o.specs) == 0 || o.specs[len(o.specs)-1].Model == "" {
+			return errors.New("--pooling must follow the -m it belongs to")
+		}
+		if _, err := engine.ParsePooling(s); err != nil {
+			return err
+		}
+		o.specs[len(o.specs)-1].Pooling = s
+		return nil
+	})
 	fs.Func("chat-template-file", "a Jinja chat template for the preceding -m instead of the one in its GGUF", func(s string) error {
 		if len(o.specs) == 0 || o.specs[len(o.specs)-1].Model == "" {
 			return errors.New("--chat-template-file must follow the -m it belongs to")
@@ -756,6 +766,12 @@ func loadLocal(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (
 	}
 	lm := local.Model{Engine: eng, Tok: tok, Config: cfg, Template: tmpl, Effort: policy,
 		Fingerprint: "fp_" + hex.EncodeToString(sum[:5]), QueueLimit: o.queue}
+	if spec.Pooling != "" {
+		if lm.Pooling, err = engine.ParsePooling(spec.Pooling); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("model %q: %w", name, err)
+		}
+	}
 	closeAll := l.Close
 	mmproj, beside := spec.MMProj, false
 	if mmproj == "" {

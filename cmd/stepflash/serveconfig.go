@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/stepflash/stepflash/engine"
 	"os"
 	"strings"
 	"time"
@@ -39,6 +40,9 @@ type modelSpec struct {
 	ChatTemplateFile string `json:"chat_template_file,omitempty"`
 	// Advisor gives the model Advisor Mode (docs/advisor.md).
 	Advisor *advisorSpec `json:"advisor,omitempty"`
+	// Pooling is how /v1/embeddings pools the final hidden states: mean,
+	// cls or last (default: the GGUF's pooling_type, else mean).
+	Pooling string `json:"pooling,omitempty"`
 }
 
 // upstreamSpec is one upstream of a model in the config file.
@@ -129,6 +133,11 @@ func (s *modelSpec) checkTarget() error {
 		if s.Routing != "" {
 			return fmt.Errorf("\"routing\" applies to upstreams; this model is local")
 		}
+		if s.Pooling != "" {
+			if _, err := engine.ParsePooling(s.Pooling); err != nil {
+				return fmt.Errorf("\"pooling\": %w", err)
+			}
+		}
 		return s.Effort.Check()
 	}
 	switch {
@@ -138,8 +147,8 @@ func (s *modelSpec) checkTarget() error {
 		return fmt.Errorf("a model served by upstreams needs a \"name\"")
 	case s.Effort != nil:
 		return fmt.Errorf("\"effort\" sets a local model's compute; an upstream's is its own (the tier is passed on and echoed as unverified)")
-	case s.MMProj != "" || s.ChatTemplateFile != "":
-		return fmt.Errorf("\"mmproj\" and \"chat_template_file\" apply to a local model; a model served by upstreams takes what its upstream takes")
+	case s.MMProj != "" || s.ChatTemplateFile != "" || s.Pooling != "":
+		return fmt.Errorf("\"mmproj\", \"chat_template_file\" and \"pooling\" apply to a local model; a model served by upstreams takes what its upstream takes")
 	case s.Ctx != 0 || s.Parallel != 0:
 		return fmt.Errorf("\"ctx\" and \"parallel\" are engine settings; this model is served by upstreams")
 	}

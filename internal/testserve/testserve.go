@@ -199,7 +199,7 @@ func (s *Scripted) Generate(ctx context.Context, req engine.Request, onToken fun
 			res.ReasoningTokens++
 		}
 		res.Tokens = append(res.Tokens, t)
-		if !onToken(t) {
+		if onToken != nil && !onToken(t) {
 			res.FinishReason = "cancelled"
 			break
 		}
