@@ -28,6 +28,9 @@ type ChatChoice struct {
 	Message      ResponseMessage `json:"message"`
 	Logprobs     *ChatLogprobs   `json:"logprobs"`
 	FinishReason string          `json:"finish_reason"`
+	// StopReason is the stop string that ended the choice (vLLM's field);
+	// absent when none did.
+	StopReason *string `json:"stop_reason,omitempty"`
 }
 
 // ResponseMessage is the assistant message of a choice. Content is null
@@ -80,6 +83,9 @@ type ChunkChoice struct {
 	Delta        ChunkDelta    `json:"delta"`
 	Logprobs     *ChatLogprobs `json:"logprobs"`
 	FinishReason *string       `json:"finish_reason"`
+	// StopReason is the stop string that ended the choice, on its last
+	// chunk (vLLM's field); absent when none did.
+	StopReason *string `json:"stop_reason,omitempty"`
 }
 
 // ChunkDelta is the change a chunk carries.
@@ -211,6 +217,9 @@ type CompletionChoice struct {
 	Index        int                 `json:"index"`
 	Logprobs     *CompletionLogprobs `json:"logprobs"`
 	FinishReason *string             `json:"finish_reason"`
+	// StopReason is the stop string that ended the choice (vLLM's field);
+	// absent when none did.
+	StopReason *string `json:"stop_reason,omitempty"`
 }
 
 // CompletionLogprobs are the legacy log-probabilities: parallel arrays.

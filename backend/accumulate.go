@@ -40,11 +40,12 @@ func (h *head) take(fp string, ext *api.Extension, u *api.Usage) {
 func (h *head) Usage() *api.Usage { return h.usage }
 
 type chatChoice struct {
-	content   strings.Builder
-	reasoning strings.Builder
-	calls     []api.ToolCall
-	logprobs  *api.ChatLogprobs
-	finish    string
+	content    strings.Builder
+	reasoning  strings.Builder
+	calls      []api.ToolCall
+	logprobs   *api.ChatLogprobs
+	finish     string
+	stopReason *string
 }
 
 // Add takes the next chunk.
@@ -97,6 +98,9 @@ func (a *ChatAccumulator) Add(ch *api.ChatCompletionChunk) {
 		if c.FinishReason != nil {
 			acc.finish = *c.FinishReason
 		}
+		if c.StopReason != nil {
+			acc.stopReason = c.StopReason
+		}
 	}
 }
 
@@ -118,7 +122,7 @@ func (a *ChatAccumulator) Response() *api.ChatCompletion {
 		for _, tc := range c.calls {
 			m.ToolCalls = append(m.ToolCalls, api.ToolCall{ID: tc.ID, Type: "function", Function: tc.Function})
 		}
-		resp.Choices = append(resp.Choices, api.ChatChoice{Index: i, Message: m, Logprobs: c.logprobs, FinishReason: c.finish})
+		resp.Choices = append(resp.Choices, api.ChatChoice{Index: i, Message: m, Logprobs: c.logprobs, FinishReason: c.finish, StopReason: c.stopReason})
 	}
 	return resp
 }
@@ -131,9 +135,10 @@ type CompletionAccumulator struct {
 }
 
 type textChoice struct {
-	text     strings.Builder
-	logprobs *api.CompletionLogprobs
-	finish   string
+	text       strings.Builder
+	logprobs   *api.CompletionLogprobs
+	finish     string
+	stopReason *string
 }
 
 // Add takes the next chunk.
@@ -162,6 +167,9 @@ func (a *CompletionAccumulator) Add(ch *api.Completion) {
 		if c.FinishReason != nil {
 			acc.finish = *c.FinishReason
 		}
+		if c.StopReason != nil {
+			acc.stopReason = c.StopReason
+		}
 	}
 }
 
@@ -173,7 +181,7 @@ func (a *CompletionAccumulator) Response() *api.Completion {
 	for _, i := range sortedKeys(a.choices) {
 		c := a.choices[i]
 		fin := c.finish
-		resp.Choices = append(resp.Choices, api.CompletionChoice{Text: c.text.String(), Index: i, Logprobs: c.logprobs, FinishReason: &fin})
+		resp.Choices = append(resp.Choices, api.CompletionChoice{Text: c.text.String(), Index: i, Logprobs: c.logprobs, FinishReason: &fin, StopReason: c.stopReason})
 	}
 	return resp
 }

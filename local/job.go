@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -47,6 +48,7 @@ type event struct {
 	logprobs []engine.Token
 	final    bool
 	finish   string
+	stopped  string // the request's stop string that ended the choice
 	res      *engine.Result
 	err      error
 }
@@ -134,6 +136,9 @@ func (p *processor) finish(res *engine.Result, ev *event) {
 	if p.hit || reason == "cancelled" {
 		reason = "stop"
 	}
+	if m := p.stop.matched; m != "" && slices.Contains(p.j.sp.stops[:p.j.sp.userStops], m) {
+		ev.stopped = m
+	}
 	if p.calls > 0 && reason == "stop" {
 		reason = "tool_calls"
 	}
@@ -143,8 +148,9 @@ func (p *processor) finish(res *engine.Result, ev *event) {
 // stopMatcher finds stop strings in streamed text, holding back a suffix
 // that may be the start of one.
 type stopMatcher struct {
-	stops []string
-	held  string
+	stops   []string
+	held    string
+	matched string // the stop string found
 }
 
 func (m *stopMatcher) push(s string) (string, bool) {
@@ -155,7 +161,7 @@ func (m *stopMatcher) push(s string) (string, bool) {
 	at := -1
 	for _, st := range m.stops {
 		if i := strings.Index(buf, st); i >= 0 && (at < 0 || i < at) {
-			at = i
+			at, m.matched = i, st
 		}
 	}
 	if at >= 0 {
@@ -284,10 +290,10 @@ func (j *job) stream(ctx context.Context, emitChat func(*api.ChatCompletionChunk
 	// stream says what it got without stream_options.include_usage.
 	ext := j.ext()
 	started := false
-	sendChat := func(c int, d api.ChunkDelta, finish *string) error {
+	sendChat := func(c int, d api.ChunkDelta, finish, stopped *string) error {
 		ch := &api.ChatCompletionChunk{Envelope: api.Envelope{Object: "chat.completion.chunk", SystemFingerprint: fp}, Stepflash: ext}
 		ext = nil
-		choice := api.ChunkChoice{Index: c, Delta: d, FinishReason: finish}
+		choice := api.ChunkChoice{Index: c, Delta: d, FinishReason: finish, StopReason: stopped}
 		if j.sp.logprobs {
 			choice.Logprobs = chatLogprobs(tok, pendingLP[c])
 			pendingLP[c] = nil
@@ -295,10 +301,10 @@ func (j *job) stream(ctx context.Context, emitChat func(*api.ChatCompletionChunk
 		ch.Choices = []api.ChunkChoice{choice}
 		return emitChat(ch)
 	}
-	sendText := func(c int, text string, finish *string) error {
+	sendText := func(c int, text string, finish, stopped *string) error {
 		ch := &api.Completion{Envelope: api.Envelope{Object: "text_completion", SystemFingerprint: fp}, Stepflash: ext}
 		ext = nil
-		choice := api.CompletionChoice{Text: text, Index: c, FinishReason: finish}
+		choice := api.CompletionChoice{Text: text, Index: c, FinishReason: finish, StopReason: stopped}
 		if j.sp.logprobs {
 			choice.Logprobs = completionLogprobs(tok, pendingLP[c], offsets[c])
 			for _, t := range pendingLP[c] {
@@ -313,10 +319,10 @@ func (j *job) stream(ctx context.Context, emitChat func(*api.ChatCompletionChunk
 		for c := range n {
 			var err error
 			if j.isChat {
-				err = sendChat(c, api.ChunkDelta{Role: "assistant", Content: strp("")}, nil)
+				err = sendChat(c, api.ChunkDelta{Role: "assistant", Content: strp("")}, nil, nil)
 			} else if e := j.echoText(c); e != "" {
 				offsets[c] = len(e)
-				err = sendText(c, e, nil)
+				err = sendText(c, e, nil, nil)
 			}
 			if err != nil {
 				return err
@@ -344,9 +350,9 @@ func (j *job) stream(ctx context.Context, emitChat func(*api.ChatCompletionChunk
 		for _, group := range groupDeltas(ev.deltas) {
 			var err error
 			if j.isChat {
-				err = sendChat(ev.choice, group, nil)
+				err = sendChat(ev.choice, group, nil, nil)
 			} else {
-				err = sendText(ev.choice, *group.Content, nil)
+				err = sendText(ev.choice, *group.Content, nil, nil)
 			}
 			if err != nil {
 				return err
@@ -356,11 +362,15 @@ func (j *job) stream(ctx context.Context, emitChat func(*api.ChatCompletionChunk
 			done++
 			results[ev.choice] = ev.res
 			fin := ev.finish
+			var stopped *string
+			if ev.stopped != "" {
+				stopped = &ev.stopped
+			}
 			var err error
 			if j.isChat {
-				err = sendChat(ev.choice, api.ChunkDelta{}, &fin)
+				err = sendChat(ev.choice, api.ChunkDelta{}, &fin, stopped)
 			} else {
-				err = sendText(ev.choice, "", &fin)
+				err = sendText(ev.choice, "", &fin, stopped)
 			}
 			if err != nil {
 				return err

@@ -17,7 +17,8 @@ type sampling struct {
 	seed        *int64
 	maxTokens   int // 0: until the context is full
 	n           int
-	stops       []string
+	stops       []string // the request's, then the template's end-of-turn strings
+	userStops   int      // how many of stops are the request's
 	topLogprobs int
 	logprobs    bool
 	ignoreEOS   bool
@@ -66,6 +67,7 @@ func (b *Backend) sampling(c common) (sampling, *api.Error) {
 			sp.stops = append(sp.stops, st)
 		}
 	}
+	sp.userStops = len(sp.stops)
 	if v := c.PresencePenalty; v != nil {
 		sp.params.PresencePenalty = float32(*v)
 	}

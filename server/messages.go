@@ -97,6 +97,9 @@ func messageFromCompletion(resp *api.ChatCompletion, omitThinking bool) *api.Mes
 		}
 	}
 	reason := stopReason(finish)
+	if len(resp.Choices) > 0 && resp.Choices[0].StopReason != nil {
+		reason, out.StopSequence = api.StopSequence, resp.Choices[0].StopReason
+	}
 	out.StopReason = &reason
 	return out
 }
@@ -144,9 +147,10 @@ type messagesStream struct {
 
 	started bool
 	done    bool
-	next    int    // the index of the next content block
-	open    string // the open block's type, "" when none
-	tool    int    // the chat tool-call index of the open tool_use block
+	next    int     // the index of the next content block
+	open    string  // the open block's type, "" when none
+	tool    int     // the chat tool-call index of the open tool_use block
+	stopped *string // the stop sequence that ended the reply
 	finish  string
 }
 
@@ -240,6 +244,7 @@ func (st *messagesStream) chunk(ch *api.ChatCompletionChunk) error {
 		}
 		if choice.FinishReason != nil {
 			st.finish = *choice.FinishReason
+			st.stopped = choice.StopReason
 		}
 	}
 	return nil
@@ -280,7 +285,10 @@ func (st *messagesStream) end(u *api.Usage) error {
 		return err
 	}
 	reason := stopReason(st.finish)
-	if err := st.event("message_delta", api.MessageDeltaEvent{Type: "message_delta", Delta: api.MessageDelta{StopReason: &reason}, Usage: messagesUsage(u)}); err != nil {
+	if st.stopped != nil {
+		reason = api.StopSequence
+	}
+	if err := st.event("message_delta", api.MessageDeltaEvent{Type: "message_delta", Delta: api.MessageDelta{StopReason: &reason, StopSequence: st.stopped}, Usage: messagesUsage(u)}); err != nil {
 		return err
 	}
 	return st.event("message_stop", api.MessageStopEvent{Type: "message_stop"})

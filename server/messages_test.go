@@ -16,6 +16,7 @@ import (
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
+	"github.com/openai/openai-go/v3"
 	"github.com/stepflash/stepflash/api"
 	"github.com/stepflash/stepflash/backend"
 	"github.com/stepflash/stepflash/internal/testserve"
@@ -664,5 +665,72 @@ func TestMessagesErrorsBeforeHandler(t *testing.T) {
 	var oe api.ErrorResponse
 	if json.Unmarshal(b, &oe) != nil || resp.StatusCode != 401 || oe.Error == nil || oe.Error.Type != "authentication_error" || strings.Contains(string(b), `"type":"error"`) {
 		t.Errorf("chat completions: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestStopSequenceReported: a stop string of the request that ends the
+// reply is named — vLLM's stop_reason on chat completions (and legacy
+// completions), Anthropic's stop_reason "stop_sequence" with stop_sequence
+// on Messages, streamed and not; the template's own end-of-turn strings
+// and a reply that ends otherwise name none.
+func TestStopSequenceReported(t *testing.T) {
+	sc := &testserve.Scripted{Scripts: []testserve.Script{{Key: "Count", Pieces: []string{"one, ", "two, ", "three, ", "four"}}}}
+	s := startServer(t, server.Config{}, nil, scriptedModel(t, "m", sc))
+	ctx := context.Background()
+	comp, err := s.Client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "m", Stop: openai.ChatCompletionNewParamsStopUnion{OfStringArray: []string{"nine", "three"}},
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Count")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := comp.Choices[0]; c.Message.Content != "one, two," || c.FinishReason != "stop" || c.JSON.ExtraFields["stop_reason"].Raw() != `"three"` {
+		t.Errorf("chat: %s", comp.RawJSON())
+	}
+	comp, err = s.Client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "m", Stop: openai.ChatCompletionNewParamsStopUnion{OfString: openai.String("nine")},
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Count")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(comp.RawJSON(), "stop_reason") {
+		t.Errorf("no stop string matched, yet: %s", comp.RawJSON())
+	}
+	tc, err := s.Client.Completions.New(ctx, openai.CompletionNewParams{Model: "m", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("Count")},
+		Stop: openai.CompletionNewParamsStopUnion{OfString: openai.String("two")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := tc.Choices[0]; c.Text != "one, " || c.JSON.ExtraFields["stop_reason"].Raw() != `"two"` {
+		t.Errorf("completion: %s", tc.RawJSON())
+	}
+
+	client := anthropicClient(s.URL)
+	params := anthropic.MessageNewParams{Model: "m", MaxTokens: 64, StopSequences: []string{"three"},
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Count"))}}
+	msg, err := client.Messages.New(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.StopReason != anthropic.StopReasonStopSequence || msg.StopSequence != "three" || len(msg.Content) != 1 || msg.Content[0].Text != "one, two," {
+		t.Errorf("message: %s", msg.RawJSON())
+	}
+	stream := client.Messages.NewStreaming(ctx, params)
+	var acc anthropic.Message
+	for stream.Next() {
+		if err := acc.Accumulate(stream.Current()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if acc.StopReason != anthropic.StopReasonStopSequence || acc.StopSequence != "three" {
+		t.Errorf("streamed: stop_reason %q, stop_sequence %q", acc.StopReason, acc.StopSequence)
+	}
+	params.StopSequences = nil
+	msg, err = client.Messages.New(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.StopReason != anthropic.StopReasonEndTurn || msg.StopSequence != "" {
+		t.Errorf("without stop sequences: %s", msg.RawJSON())
 	}
 }

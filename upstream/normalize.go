@@ -22,6 +22,18 @@ type upChoice struct {
 	Text         string          `json:"text"` // legacy completions
 	Logprobs     json.RawMessage `json:"logprobs"`
 	FinishReason *string         `json:"finish_reason"`
+	// StopReason is vLLM's: the stop string that matched (a string), or
+	// the stop token's id (a number, not passed on), or null.
+	StopReason json.RawMessage `json:"stop_reason"`
+}
+
+// stopString is the matched stop string an upstream reported, if any.
+func (c *upChoice) stopString() *string {
+	var s string
+	if len(c.StopReason) == 0 || json.Unmarshal(c.StopReason, &s) != nil || s == "" {
+		return nil
+	}
+	return &s
 }
 
 type upDelta struct {
@@ -37,7 +49,7 @@ type upDelta struct {
 // chat normalises a chat choice: reasoning in both fields, whichever the
 // upstream used.
 func (c *upChoice) chat() (api.ChunkChoice, error) {
-	out := api.ChunkChoice{Index: c.Index, FinishReason: c.FinishReason}
+	out := api.ChunkChoice{Index: c.Index, FinishReason: c.FinishReason, StopReason: c.stopString()}
 	d := c.Delta
 	out.Delta = api.ChunkDelta{Role: d.Role, Content: d.Content, ToolCalls: d.ToolCalls}
 	r := d.ReasoningContent
@@ -62,7 +74,7 @@ func (c *upChoice) chat() (api.ChunkChoice, error) {
 
 // text normalises a legacy completion choice.
 func (c *upChoice) text() (api.CompletionChoice, error) {
-	out := api.CompletionChoice{Index: c.Index, Text: c.Text, FinishReason: c.FinishReason}
+	out := api.CompletionChoice{Index: c.Index, Text: c.Text, FinishReason: c.FinishReason, StopReason: c.stopString()}
 	if len(c.Logprobs) > 0 && string(c.Logprobs) != "null" {
 		var lp api.CompletionLogprobs
 		if err := json.Unmarshal(c.Logprobs, &lp); err != nil {
