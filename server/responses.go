@@ -2,6 +2,8 @@ package server
 
 import (
 	"bytes"
+	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,7 +32,11 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) *api.Er
 	if e := s.decodeBody(w, r, &req); e != nil {
 		return e
 	}
-	tr, e := translateResponsesRequest(&req)
+	prev, e := s.previousResponse(r, &req)
+	if e != nil {
+		return e
+	}
+	tr, e := translateResponsesRequest(&req, prev)
 	if e != nil {
 		return e
 	}
@@ -44,6 +50,9 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) *api.Er
 	c := s.newCall(w, r, m, req.Model, tr.chat.ReasoningEffort, "resp_")
 	defer c.end()
 	run := &responsesRun{c: c, tr: tr, open: -1, resp: tr.head(c)}
+	if s.cfg.Responses != nil && (req.Store == nil || *req.Store) {
+		run.store = s.cfg.Responses
+	}
 	if req.Stream {
 		run.out = sse.NewWriter(w)
 	}
@@ -65,16 +74,124 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) *api.Er
 	// The stream began: it ends with response.failed.
 	fe := tr.remap(c.fail(err))
 	run.resp.Status = "failed"
-	run.resp.Error = &api.ResponsesError{Code: cmpOr(fe.CodeString(), "server_error"), Message: fe.Message}
+	run.resp.Error = &api.ResponsesError{Code: cmp.Or(fe.CodeString(), "server_error"), Message: fe.Message}
 	run.event("response.failed", &api.ResponsesLifecycleEvent{Type: "response.failed", Response: run.resp})
 	return nil
 }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
+// ResponseStore keeps responses, so that a later request can continue one
+// (previous_response_id) and GET and DELETE /v1/responses/{id} find it.
+// Config.Responses nil: the server is stateless.
+type ResponseStore interface {
+	// Put keeps a response under its id.
+	Put(ctx context.Context, r StoredResponse) error
+	// Get returns the response with this id, or ErrResponseNotFound.
+	Get(ctx context.Context, id string) (*StoredResponse, error)
+	// Delete removes the response with this id, or returns
+	// ErrResponseNotFound.
+	Delete(ctx context.Context, id string) error
+}
+
+// ErrResponseNotFound is a ResponseStore's answer for an unknown id.
+var ErrResponseNotFound = errors.New("response not found")
+
+// StoredResponse is a response as a ResponseStore keeps it.
+type StoredResponse struct {
+	ID string
+	// KeyID is the id of the API key that made it ("" without keys): only
+	// the same key finds it.
+	KeyID     string
+	CreatedAt time.Time
+	// Response is the Response object as it was sent (JSON).
+	Response json.RawMessage
+	// Conversation is what a request continuing it starts from: the chat
+	// messages of its input (earlier responses' included, its
+	// instructions not) and of its output, as JSON ([]api.Message).
+	Conversation json.RawMessage
+}
+
+// previousResponse is the conversation of the response a request
+// continues (previous_response_id), if any.
+func (s *Server) previousResponse(r *http.Request, req *api.ResponsesRequest) ([]api.Message, *api.Error) {
+	id := req.PreviousResponseID
+	if id == nil || *id == "" {
+		return nil, nil
 	}
-	return b
+	st := s.cfg.Responses
+	if st == nil {
+		return nil, api.Unsupported("previous_response_id", "'previous_response_id' is not supported: this server does not store responses (it is stateless, and every response says store: false), so %q cannot be found. Send the whole conversation in 'input' instead: the earlier input items followed by the earlier response's output items.", *id)
+	}
+	sr, e := s.storedResponse(r, *id)
+	if e != nil {
+		e.Param = &[]string{"previous_response_id"}[0]
+		e.Status = http.StatusBadRequest
+		e.Type = api.TypeInvalidRequest
+		e.Code = &[]string{"previous_response_not_found"}[0]
+		return nil, e
+	}
+	var prev []api.Message
+	if err := json.Unmarshal(sr.Conversation, &prev); err != nil {
+		return nil, api.Internal("reading the stored response %q: %v", *id, err)
+	}
+	return prev, nil
+}
+
+// storedResponse finds a stored response of the caller's key.
+func (s *Server) storedResponse(r *http.Request, id string) (*StoredResponse, *api.Error) {
+	notFound := api.NewError(http.StatusNotFound, api.TypeNotFound, api.CodeNotFound, "id", "Response with id %q not found.", id)
+	if s.cfg.Responses == nil {
+		notFound.Message += " This server does not store responses (every response says store: false)."
+		return nil, notFound
+	}
+	sr, err := s.cfg.Responses.Get(r.Context(), id)
+	switch {
+	case errors.Is(err, ErrResponseNotFound):
+		return nil, notFound
+	case err != nil:
+		return nil, api.Internal("reading the response store: %v", err)
+	case sr.KeyID != backend.CallerFrom(r.Context()).KeyID:
+		return nil, notFound // another key's: not found, as OpenAI answers
+	}
+	return sr, nil
+}
+
+// routeStoredResponses serves GET and DELETE /v1/responses/{id} (one path,
+// two methods: route takes one).
+func (s *Server) routeStoredResponses() {
+	const path = "/v1/responses/{id}"
+	for method, h := range map[string]func(http.ResponseWriter, *http.Request) *api.Error{"GET": s.handleGetResponse, "DELETE": s.handleDeleteResponse} {
+		s.mux.HandleFunc(method+" "+path, func(w http.ResponseWriter, r *http.Request) {
+			if err := h(w, r); err != nil {
+				writeError(w, err)
+			}
+		})
+	}
+	s.paths.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) { w.Header().Set("Allow", "GET, HEAD, DELETE") })
+}
+
+// handleGetResponse is GET /v1/responses/{id}: a stored response.
+func (s *Server) handleGetResponse(w http.ResponseWriter, r *http.Request) *api.Error {
+	sr, e := s.storedResponse(r, r.PathValue("id"))
+	if e != nil {
+		return e
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(append(bytes.TrimSpace(sr.Response), '\n'))
+	return nil
+}
+
+// handleDeleteResponse is DELETE /v1/responses/{id}.
+func (s *Server) handleDeleteResponse(w http.ResponseWriter, r *http.Request) *api.Error {
+	id := r.PathValue("id")
+	if _, e := s.storedResponse(r, id); e != nil {
+		return e
+	}
+	if err := s.cfg.Responses.Delete(r.Context(), id); err != nil && !errors.Is(err, ErrResponseNotFound) {
+		return api.Internal("deleting from the response store: %v", err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "response", "deleted": true})
+	return nil
 }
 
 // responsesRequest is a translated Responses request: the chat request,
@@ -88,6 +205,10 @@ type responsesRequest struct {
 	format     api.ResponsesTextFormat
 	toolChoice json.RawMessage
 	truncation string
+	// prev is the conversation of the response it continues; instructions
+	// is the number of messages before it (1 with instructions).
+	prev         []api.Message
+	instructions int
 }
 
 // head is the response object before any output: the id, the model, the
@@ -104,11 +225,15 @@ func (tr *responsesRequest) head(c *call) *api.ResponsesObject {
 		tools = []api.ResponsesTool{}
 	}
 	effort := string(backend.EffortLevel(tr.chat.ReasoningEffort))
+	prev := req.PreviousResponseID
+	if prev != nil && *prev == "" {
+		prev = nil
+	}
 	return &api.ResponsesObject{ID: c.id, Object: "response", CreatedAt: c.created, Status: "in_progress", Model: c.model,
 		Output: []api.ResponsesOutputItem{}, Instructions: req.Instructions, MaxOutputTokens: req.MaxOutputTokens,
 		ParallelToolCalls: parallel, Reasoning: api.ResponsesReasoningOut{Effort: &effort}, Temperature: req.Temperature,
 		Text: api.ResponsesTextOut{Format: tr.format, Verbosity: "medium"}, ToolChoice: tr.toolChoice, Tools: tools, TopP: req.TopP,
-		Truncation: tr.truncation, User: req.User, Metadata: meta}
+		Truncation: tr.truncation, User: req.User, Metadata: meta, PreviousResponseID: prev}
 }
 
 // responsesRun writes a backend's chunks as a Response: into resp, and as
@@ -119,6 +244,8 @@ type responsesRun struct {
 	out  *sse.Writer // nil: not streamed
 	resp *api.ResponsesObject
 	seq  int
+	// store keeps the finished response (nil: not kept).
+	store ResponseStore
 
 	started bool
 	done    bool
@@ -340,12 +467,68 @@ func (run *responsesRun) end(u *api.Usage) error {
 		resp.CompletedAt = &now
 	}
 	resp.Usage = api.NewResponsesUsage(u)
+	run.keep()
 	return run.lifecycle("response." + status)
+}
+
+// keep stores the finished response when the request asked for it (and
+// says whether it was: store: true only once it is kept).
+func (run *responsesRun) keep() {
+	if run.store == nil {
+		return
+	}
+	conv := slices.Clone(run.tr.chat.Messages[run.tr.instructions:])
+	conv = append(conv, assistantMessage(run.resp.Output))
+	cb, err := json.Marshal(conv)
+	if err != nil {
+		return
+	}
+	run.resp.Store = true
+	rb, err := json.Marshal(run.resp)
+	if err == nil {
+		err = run.store.Put(run.c.ctx, StoredResponse{ID: run.resp.ID, KeyID: backend.CallerFrom(run.c.r.Context()).KeyID,
+			CreatedAt: time.Unix(run.resp.CreatedAt, 0), Response: rb, Conversation: cb})
+	}
+	if err != nil {
+		run.resp.Store = false
+		if l := run.c.s.cfg.Logger; l != nil {
+			l.Warn("responses: the response could not be stored", "id", run.resp.ID, "err", err)
+		}
+	}
+}
+
+// assistantMessage is the chat message of a response's output, for a
+// conversation that continues it.
+func assistantMessage(out []api.ResponsesOutputItem) api.Message {
+	m := api.Message{Role: "assistant", Content: api.MessageContent{IsNull: true}}
+	var text, reasoning strings.Builder
+	for _, it := range out {
+		switch it.Type {
+		case api.ItemMessage:
+			for _, c := range it.Content {
+				text.WriteString(c.Text)
+			}
+		case api.ItemReasoning:
+			for _, c := range it.Content {
+				reasoning.WriteString(c.Text)
+			}
+		case api.ItemFunctionCall:
+			m.ToolCalls = append(m.ToolCalls, api.ToolCall{ID: it.CallID, Type: "function", Function: api.FunctionCall{Name: it.Name, Arguments: it.Arguments}})
+		}
+	}
+	if text.Len() > 0 || len(m.ToolCalls) == 0 {
+		m.Content = api.MessageContent{Text: text.String()}
+	}
+	if reasoning.Len() > 0 {
+		r := reasoning.String()
+		m.ReasoningContent = &r
+	}
+	return m
 }
 
 // translateResponsesRequest is the chat completion request a Responses
 // request asks for.
-func translateResponsesRequest(req *api.ResponsesRequest) (*responsesRequest, *api.Error) {
+func translateResponsesRequest(req *api.ResponsesRequest, prev []api.Message) (*responsesRequest, *api.Error) {
 	if e := refuseResponsesFields(req); e != nil {
 		return nil, e
 	}
@@ -357,7 +540,7 @@ func translateResponsesRequest(req *api.ResponsesRequest) (*responsesRequest, *a
 		out.User = *req.User
 	}
 	tr := &responsesRequest{req: req, chat: out, paths: &msgPaths{}, format: api.ResponsesTextFormat{Type: "text"},
-		toolChoice: json.RawMessage(`"auto"`), truncation: "disabled"}
+		toolChoice: json.RawMessage(`"auto"`), truncation: "disabled", prev: prev}
 	if t := req.Truncation; t != nil {
 		switch *t {
 		case "disabled", "auto":
@@ -390,9 +573,6 @@ func translateResponsesRequest(req *api.ResponsesRequest) (*responsesRequest, *a
 // refuseResponsesFields refuses the known fields whose meaning this server
 // cannot honour (rather than ignore them).
 func refuseResponsesFields(req *api.ResponsesRequest) *api.Error {
-	if id := req.PreviousResponseID; id != nil && *id != "" {
-		return api.Unsupported("previous_response_id", "'previous_response_id' is not supported: this server does not store responses (it is stateless, and every response says store: false), so %q cannot be found. Send the whole conversation in 'input' instead: the earlier input items followed by the earlier response's output items.", *id)
-	}
 	if req.Background != nil && *req.Background {
 		return api.Unsupported("background", "'background': true is not supported: responses are not stored, so a background response could not be retrieved. Use stream: true for long responses.")
 	}
@@ -560,6 +740,11 @@ func (tr *responsesRequest) input() *api.Error {
 	if in := tr.req.Instructions; in != nil && *in != "" {
 		paths.add("instructions", nil)
 		out.Messages = append(out.Messages, api.Message{Role: "system", Content: api.MessageContent{Text: *in}})
+		tr.instructions = 1
+	}
+	for _, m := range tr.prev {
+		paths.add("previous_response_id", nil)
+		out.Messages = append(out.Messages, m)
 	}
 	raw := bytes.TrimSpace(tr.req.Input)
 	switch {

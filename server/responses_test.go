@@ -11,12 +11,14 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/responses"
 	"github.com/stepflash/stepflash/api"
+	"github.com/stepflash/stepflash/backend"
 	"github.com/stepflash/stepflash/engine"
 	"github.com/stepflash/stepflash/internal/testserve"
 	"github.com/stepflash/stepflash/server"
@@ -764,5 +766,157 @@ func TestResponsesSDK(t *testing.T) {
 			len(out.Temps) < 1 || len(out.Temps) > 3 || out.OK == nil {
 			t.Fatalf("seed %d: %q does not hold to the schema (%v)", seed, r.OutputText(), err)
 		}
+	}
+}
+
+// memResponses is an in-memory ResponseStore, for the tests only (the
+// binary's is the ledger's store).
+type memResponses struct {
+	mu sync.Mutex
+	m  map[string]server.StoredResponse
+}
+
+func (s *memResponses) Put(_ context.Context, r server.StoredResponse) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[r.ID] = r
+	return nil
+}
+
+func (s *memResponses) Get(_ context.Context, id string) (*server.StoredResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.m[id]
+	if !ok {
+		return nil, server.ErrResponseNotFound
+	}
+	return &r, nil
+}
+
+func (s *memResponses) Delete(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[id]; !ok {
+		return server.ErrResponseNotFound
+	}
+	delete(s.m, id)
+	return nil
+}
+
+// TestResponsesStore: with a ResponseStore, responses are kept (store
+// true, unless the request says false), previous_response_id continues
+// one (its input and output before the new input, its instructions not),
+// GET and DELETE find them, and only for the key that made them.
+func TestResponsesStore(t *testing.T) {
+	f := &fakeChat{}
+	st := &memResponses{m: map[string]server.StoredResponse{}}
+	asKey := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(w, r.WithContext(backend.WithCaller(r.Context(), backend.Caller{KeyID: r.Header.Get("X-Test-Key")})))
+		})
+	}
+	s := startServer(t, server.Config{Responses: st, Middleware: []server.Middleware{asKey}}, nil, f.model("m"))
+	do := func(method, path, key, body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, s.URL+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Test-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var v map[string]any
+		if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+			_, v = joinedResponse(t, path, b)
+		} else if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, path, err, b)
+		}
+		return resp.StatusCode, v
+	}
+	setChunks := func(chunks ...*api.ChatCompletionChunk) {
+		f.mu.Lock()
+		f.chunks = chunks
+		f.mu.Unlock()
+	}
+	messages := func() string {
+		b, _ := json.Marshal(f.request().Messages)
+		return string(b)
+	}
+
+	setChunks(firstChunk(), reasoningChunk("hmm"), textChunk("Hello!"), toolChunk(0, "call_1", "f", `{"a":1}`), finishChunk("tool_calls"), usageChunk(5, 0, 3))
+	code, r1 := do("POST", "/v1/responses", "k1", `{"model":"m","instructions":"Be A.","input":"Hi"}`)
+	if code != 200 || r1["store"] != true {
+		t.Fatalf("first: %d %v", code, r1)
+	}
+	id1 := r1["id"].(string)
+	code, got := do("GET", "/v1/responses/"+id1, "k1", "")
+	if code != 200 || !reflect.DeepEqual(got, r1) {
+		t.Errorf("GET: %d %v, want %v", code, got, r1)
+	}
+	if code, got := do("GET", "/v1/responses/"+id1, "k2", ""); code != 404 || got["error"] == nil {
+		t.Errorf("GET with another key: %d %v", code, got)
+	}
+
+	// Continued, streamed: the earlier turn comes first, the new
+	// instructions replace the old.
+	setChunks(firstChunk(), textChunk("Bye."), finishChunk("stop"), usageChunk(9, 5, 2))
+	code, r2 := do("POST", "/v1/responses", "k1", `{"model":"m","instructions":"Be B.","previous_response_id":"`+id1+`","stream":true,
+		"input":[{"type":"function_call_output","call_id":"call_1","output":"2"},{"role":"user","content":"Thanks"}]}`)
+	want := `[{"role":"system","content":"Be B."},{"role":"user","content":"Hi"},` +
+		`{"role":"assistant","content":"Hello!","tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}],"reasoning_content":"hmm"},` +
+		`{"role":"tool","content":"2","tool_call_id":"call_1"},{"role":"user","content":"Thanks"}]`
+	if code != 200 || r2["previous_response_id"] != id1 || r2["store"] != true || !reflect.DeepEqual(parseJSON(t, messages()), parseJSON(t, want)) {
+		t.Errorf("continued: %d %v\nmessages %s\nwant %s", code, r2, messages(), want)
+	}
+	id2 := r2["id"].(string)
+
+	// A third turn continues the second: the whole chain, once.
+	code, _ = do("POST", "/v1/responses", "k1", `{"model":"m","previous_response_id":"`+id2+`","input":"More?","store":false}`)
+	want = `[{"role":"user","content":"Hi"},` +
+		`{"role":"assistant","content":"Hello!","tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}],"reasoning_content":"hmm"},` +
+		`{"role":"tool","content":"2","tool_call_id":"call_1"},{"role":"user","content":"Thanks"},{"role":"assistant","content":"Bye."},{"role":"user","content":"More?"}]`
+	if code != 200 || !reflect.DeepEqual(parseJSON(t, messages()), parseJSON(t, want)) {
+		t.Errorf("third: %d\nmessages %s\nwant %s", code, messages(), want)
+	}
+	if len(st.m) != 2 {
+		t.Errorf("store: false kept a response: %d stored", len(st.m))
+	}
+
+	// Not found: another key's, an unknown id; deleted ones.
+	for _, c := range []struct{ key, id string }{{"k2", id1}, {"k1", "resp_nope"}} {
+		code, e := do("POST", "/v1/responses", c.key, `{"model":"m","previous_response_id":"`+c.id+`","input":"x"}`)
+		ed, _ := e["error"].(map[string]any)
+		if code != 400 || ed == nil || ed["param"] != "previous_response_id" || ed["code"] != "previous_response_not_found" || !strings.Contains(ed["message"].(string), c.id) {
+			t.Errorf("previous %s with key %s: %d %v", c.id, c.key, code, e)
+		}
+	}
+	if code, e := do("DELETE", "/v1/responses/"+id1, "k2", ""); code != 404 || e["error"] == nil {
+		t.Errorf("DELETE with another key: %d %v", code, e)
+	}
+	if code, e := do("DELETE", "/v1/responses/"+id1, "k1", ""); code != 200 || e["deleted"] != true || e["id"] != id1 {
+		t.Errorf("DELETE: %d %v", code, e)
+	}
+	if code, _ := do("GET", "/v1/responses/"+id1, "k1", ""); code != 404 {
+		t.Errorf("GET after DELETE: %d", code)
+	}
+	if code, e := do("PUT", "/v1/responses/"+id2, "k1", ""); code != 405 || e["error"] == nil {
+		t.Errorf("PUT: %d %v", code, e)
+	}
+
+	// Stateless (no store): GET is a 404 that says why.
+	s2 := startServer(t, server.Config{}, nil, f.model("m"))
+	resp, b := func() (*http.Response, []byte) {
+		r, err := http.Get(s2.URL + "/v1/responses/" + id2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		return r, b
+	}()
+	if resp.StatusCode != 404 || !strings.Contains(string(b), "does not store responses") {
+		t.Errorf("stateless GET: %d %s", resp.StatusCode, b)
 	}
 }

@@ -65,6 +65,9 @@ type Config struct {
 	// Guard is the HTTP layer's protection: timeouts, the connection cap,
 	// the Host allow-list and CORS (guard.go).
 	Guard Guard
+	// Responses keeps the responses of /v1/responses (previous_response_id,
+	// GET and DELETE /v1/responses/{id}); nil: stateless, nothing is kept.
+	Responses ResponseStore
 }
 
 // Server is the HTTP API. It is an http.Handler.
@@ -119,6 +122,7 @@ func New(cfg Config) *Server {
 	s.route("POST", "/tokenize", s.handleTokenize)
 	s.route("POST", "/detokenize", s.handleDetokenize)
 	s.route("POST", "/v1/responses", s.handleResponses)
+	s.routeStoredResponses()
 	s.mux.HandleFunc("/", s.handleNoRoute)
 	mws := append([]Middleware{RequestID, s.Metrics, s.Logging, s.Recovery, messagesErrors, s.Guard}, cfg.Middleware...)
 	s.handler = Chain(s.mux, mws...)
