@@ -2,7 +2,8 @@
 //
 // One Store implements auth.Store (the keys: a SHA-256 hash and a display
 // prefix, never the key in clear) and billing.Ledger (one row per request,
-// appended by a group-committing writer). SQLite (modernc.org/sqlite, no
+// appended by a group-committing writer), and holds the Responses API's
+// stored responses (Store.Responses, a server.ResponseStore). SQLite (modernc.org/sqlite, no
 // cgo, WAL) is the default, a file in the data dir; a Postgres DSN moves
 // both to a server that several gateway replicas share. docs/ledger.md has
 // the schema and what each backend survives.
@@ -101,6 +102,8 @@ type Store struct {
 	batches  atomic.Int64 // commits of the ledger writer, for tests
 
 	stopCkpt, ckptDone chan struct{} // SQLite's checkpointer
+
+	sweepState // the Responses API's stored responses (responses.go)
 }
 
 // checkpointInterval is how often an SQLite store copies its WAL into the
@@ -245,6 +248,7 @@ func (s *Store) String() string {
 func (s *Store) Close() error {
 	s.close.Do(func() {
 		close(s.quit)
+		s.stopSweeper()
 		<-s.finished
 		if s.stopCkpt != nil {
 			close(s.stopCkpt)
@@ -315,6 +319,18 @@ CREATE TABLE ledger (
 );
 CREATE INDEX ledger_key_time ON ledger (key_id, time_us);
 CREATE INDEX ledger_time ON ledger (time_us);
+`,
+	// The Responses API's stored responses (responses.go): the Response
+	// object as sent and the conversation a follow-up continues, as JSON.
+	2: `
+CREATE TABLE responses (
+	id           TEXT PRIMARY KEY,
+	key_id       TEXT NOT NULL DEFAULT '',
+	created_us   BIGINT NOT NULL,
+	response     TEXT NOT NULL,
+	conversation TEXT NOT NULL
+);
+CREATE INDEX responses_created ON responses (created_us);
 `,
 }
 
