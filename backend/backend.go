@@ -245,6 +245,28 @@ func CallerFrom(ctx context.Context) Caller {
 	return c
 }
 
+// The APIs a Chat call can come in by, besides chat completions
+// (WithEndpoint).
+const (
+	EndpointResponses = "responses" // POST /v1/responses
+	EndpointMessages  = "messages"  // POST /v1/messages
+)
+
+const endpointKey ctxKey = 3
+
+// WithEndpoint returns ctx carrying the name of the API a request came in
+// by when it is translated to a Chat call (EndpointResponses,
+// EndpointMessages), so that the ledger records it as such.
+func WithEndpoint(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, endpointKey, name)
+}
+
+// EndpointFrom returns the API name ctx carries, or "".
+func EndpointFrom(ctx context.Context) string {
+	e, _ := ctx.Value(endpointKey).(string)
+	return e
+}
+
 // Spend collects what a request spent on its way besides the usage its
 // backend finally reports (an advisor's turn), so that a request that ends
 // without usage (an error, a client gone) is still billed for it: the

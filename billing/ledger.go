@@ -1,6 +1,7 @@
 package billing
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -24,7 +25,9 @@ type Record struct {
 	// Model is the served model's name; Backend its backend's label
 	// ("local", "upstream:NAME").
 	Model, Backend string
-	// Endpoint is "chat", "completions" or "embeddings".
+	// Endpoint is the API the request came in by: "chat" (chat
+	// completions), "responses" (the Responses API), "messages"
+	// (Anthropic's Messages API), "completions" or "embeddings".
 	Endpoint string
 	// Effort is the applied reasoning_effort tier.
 	Effort string
@@ -102,7 +105,10 @@ func Recording(l Ledger, model string) backend.Middleware {
 			Next: next,
 			ChatFunc: func(ctx context.Context, req *api.ChatCompletionRequest, emit func(*api.ChatCompletionChunk) error) error {
 				ctx, spend := backend.WithSpend(ctx)
-				r := newRecorder(ctx, l, model, "chat", req.Stream, req.ReasoningEffort, next)
+				// /v1/responses and /v1/messages are Chat calls too: the
+				// server names them in the context.
+				endpoint := cmp.Or(backend.EndpointFrom(ctx), "chat")
+				r := newRecorder(ctx, l, model, endpoint, req.Stream, req.ReasoningEffort, next)
 				r.spend = spend
 				err := next.Chat(ctx, req, func(ch *api.ChatCompletionChunk) error {
 					return r.pass(ch, chatPieces(ch), func() error { return emit(ch) })

@@ -269,3 +269,100 @@ func TestRecordingFailsClosed(t *testing.T) {
 		t.Errorf("embeddings: %+v", r)
 	}
 }
+
+// TestRecordingEndpoints: a /v1/responses and a /v1/messages request are
+// Chat calls to the backend, recorded under their own API's name (not
+// "chat"), streamed or not, with the tokens and cost their usage said in
+// that API's shape.
+func TestRecordingEndpoints(t *testing.T) {
+	st := openStore(t)
+	m := testserve.RealModel(t, testserve.Real{File: "stories260K.gguf", Name: "story"})
+	srv := recorded(t, st, m)
+	// usage is either API's usage object (and the Responses one nested in
+	// a stream's response.completed).
+	type usage struct {
+		InputTokens          int     `json:"input_tokens"`
+		OutputTokens         int     `json:"output_tokens"`
+		CacheReadInputTokens int     `json:"cache_read_input_tokens"`
+		Cost                 float64 `json:"cost"`
+		InputTokensDetails   struct {
+			CachedTokens int `json:"cached_tokens"`
+		} `json:"input_tokens_details"`
+	}
+	type body struct {
+		Usage    *usage `json:"usage"`
+		Response *struct {
+			Usage *usage `json:"usage"`
+		} `json:"response"`
+	}
+	for _, tc := range []struct {
+		name, path, body string
+		stream           bool
+		endpoint         string
+	}{
+		{"responses", "/v1/responses", `{"model":"story","input":"Once upon a time","max_output_tokens":8,"temperature":0}`, false, "responses"},
+		{"responses stream", "/v1/responses", `{"model":"story","input":"Once upon a time","max_output_tokens":8,"temperature":0,"stream":true}`, true, "responses"},
+		{"messages", "/v1/messages", `{"model":"story","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8,"temperature":0}`, false, "messages"},
+		{"messages stream", "/v1/messages", `{"model":"story","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8,"temperature":0,"stream":true}`, true, "messages"},
+		{"chat", "/v1/chat/completions", `{"model":"story","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8,"temperature":0}`, false, "chat"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := http.Post(srv.URL+tc.path, "application/json", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 {
+				t.Fatalf("%d %s", resp.StatusCode, raw)
+			}
+			// The last usage the client saw.
+			var u *usage
+			docs := [][]byte{raw}
+			if tc.stream {
+				docs = nil
+				for line := range strings.SplitSeq(string(raw), "\n") {
+					if d, ok := strings.CutPrefix(line, "data: "); ok {
+						docs = append(docs, []byte(d))
+					}
+				}
+			}
+			for _, d := range docs {
+				var b body
+				json.Unmarshal(d, &b)
+				switch {
+				case b.Usage != nil:
+					u = b.Usage
+				case b.Response != nil && b.Response.Usage != nil:
+					u = b.Response.Usage
+				}
+			}
+			if u == nil {
+				t.Fatalf("no usage in %s", raw)
+			}
+			id := resp.Header.Get("X-Request-Id")
+			recs, err := st.Records(context.Background(), id)
+			if err != nil || len(recs) != 1 {
+				t.Fatalf("records of %q: %+v, %v", id, recs, err)
+			}
+			got := recs[0]
+			prompt, cached := u.InputTokens, u.InputTokensDetails.CachedTokens
+			if tc.endpoint == "messages" {
+				// Anthropic's input_tokens leave the cache reads out.
+				prompt, cached = u.InputTokens+u.CacheReadInputTokens, u.CacheReadInputTokens
+			}
+			if tc.endpoint == "chat" {
+				var c struct{ Usage api.Usage }
+				json.Unmarshal(raw, &c)
+				prompt, cached = c.Usage.PromptTokens, c.Usage.PromptTokensDetails.CachedTokens
+				u.OutputTokens, u.Cost = c.Usage.CompletionTokens, c.Usage.Cost
+			}
+			if got.Endpoint != tc.endpoint || got.Stream != tc.stream || got.Status != 200 || got.ErrorCode != "" ||
+				got.Model != "story" || got.KeyID != "sk-global-test0001" || got.Backend != "local" ||
+				got.PromptTokens != prompt || got.CachedTokens != cached || got.CompletionTokens != u.OutputTokens || got.CostUSD != u.Cost ||
+				prompt == 0 || u.OutputTokens != 8 || u.Cost <= 0 {
+				t.Errorf("row %+v\nusage %+v (prompt %d, cached %d)", got, u, prompt, cached)
+			}
+		})
+	}
+}

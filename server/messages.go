@@ -58,6 +58,7 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) *api.Error {
 	if e := backend.CheckChat(creq, s.limitsFor(m)); e != nil {
 		return paths.remap(e)
 	}
+	r = r.WithContext(backend.WithEndpoint(r.Context(), backend.EndpointMessages)) // the ledger's label
 	c := s.newCall(w, r, m, req.Model, creq.ReasoningEffort, "msg_")
 	defer c.end()
 	omit := req.Thinking != nil && req.Thinking.Display == "omitted"

@@ -47,6 +47,7 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) *api.Er
 	if e := backend.CheckChat(tr.chat, s.limitsFor(m)); e != nil {
 		return tr.remap(e)
 	}
+	r = r.WithContext(backend.WithEndpoint(r.Context(), backend.EndpointResponses)) // the ledger's label
 	c := s.newCall(w, r, m, req.Model, tr.chat.ReasoningEffort, "resp_")
 	defer c.end()
 	run := &responsesRun{c: c, tr: tr, open: -1, resp: tr.head(c)}
