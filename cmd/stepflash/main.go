@@ -23,6 +23,7 @@ Commands:
   pull       download a GGUF from Hugging Face: REPO[:FILE]
   keys       API keys bound to a region: create, list, revoke
   usage      requests, tokens and cost from the usage ledger, by key, model or day
+  eval       run the experiments (effort, head2head, advisor, vision): ≥5 passes, results.json, report.html
   doctor     check an endpoint for the traps that fail silently (region, model name, effort) and say what to fix
   version    print the version, build and kernel path (also: stepflash --version)
   help       show this help, or a command's flags: stepflash help <command>
@@ -45,6 +46,7 @@ var commands = []command{
 	{"pull", cmdPull},
 	{"keys", cmdKeys},
 	{"usage", cmdUsage},
+	{"eval", cmdEval},
 	{"doctor", cmdDoctor},
 	{"version", cmdVersion},
 }

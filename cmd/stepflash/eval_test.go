@@ -1,0 +1,433 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stepflash/stepflash/eval"
+	"github.com/stepflash/stepflash/internal/testmodels"
+)
+
+// evalEnv clears the variables eval reads its defaults from.
+func evalEnv(t *testing.T) {
+	for _, v := range []string{"STEP_BASE_URL", "STEP_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY"} {
+		t.Setenv(v, "")
+	}
+}
+
+// runEvalCmd runs `stepflash eval` and reads the results.json it wrote.
+func runEvalCmd(t *testing.T, out string, args ...string) (*eval.Results, string) {
+	t.Helper()
+	evalEnv(t)
+	stdout, stderr, code := runMain(t, append([]string{"eval", "--out", out}, args...)...)
+	if code != 0 {
+		t.Fatalf("eval %v: exit %d\n%s\n%s", args, code, stdout, stderr)
+	}
+	return readResults(t, out), stdout
+}
+
+func readResults(t *testing.T, dir string) *eval.Results {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res eval.Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	return &res
+}
+
+// serverMetrics reads a stepflash's /metrics counters: the chat requests
+// answered 200 and, per model, the prompt, cached and completion tokens.
+type serverMetrics struct {
+	chat                                  int
+	prompt, cached, completion, reasoning map[string]int
+}
+
+var metricLine = regexp.MustCompile(`^(stepflash_\w+)\{([^}]*)\} ([0-9.e+]+)$`)
+
+func readMetrics(t *testing.T, base string) serverMetrics {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	m := serverMetrics{prompt: map[string]int{}, cached: map[string]int{}, completion: map[string]int{}, reasoning: map[string]int{}}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		g := metricLine.FindStringSubmatch(sc.Text())
+		if g == nil {
+			continue
+		}
+		v, _ := strconv.ParseFloat(g[3], 64)
+		model := ""
+		if i := strings.Index(g[2], `model="`); i >= 0 {
+			model = g[2][i+7:]
+			model = model[:strings.IndexByte(model, '"')]
+		}
+		switch g[1] {
+		case "stepflash_http_requests_total":
+			if strings.Contains(g[2], `route="POST /v1/chat/completions",code="200"`) {
+				m.chat += int(v)
+			}
+		case "stepflash_prompt_tokens_total":
+			m.prompt[model] += int(v)
+		case "stepflash_cached_prompt_tokens_total":
+			m.cached[model] += int(v)
+		case "stepflash_completion_tokens_total":
+			m.completion[model] += int(v)
+		case "stepflash_reasoning_tokens_total":
+			m.reasoning[model] += int(v)
+		}
+	}
+	return m
+}
+
+// checkAgainstServer compares the calls recorded for model with what the
+// server counted between before and after: requests and every token count.
+func checkAgainstServer(t *testing.T, res *eval.Results, model string, before, after serverMetrics, wantCalls int) {
+	t.Helper()
+	var n int
+	var tok eval.Tokens
+	for _, c := range res.Calls {
+		if c.Model != model {
+			continue
+		}
+		n++
+		if c.Error != "" || c.Status != 200 || len(c.Usage) == 0 || c.CostSource != "usage" {
+			t.Errorf("call %s: status %d, error %q, usage %s, cost source %q", c.Key, c.Status, c.Error, c.Usage, c.CostSource)
+		}
+		tok.Prompt += c.Tokens.Prompt
+		tok.Cached += c.Tokens.Cached
+		tok.Completion += c.Tokens.Completion
+		tok.Reasoning += c.Tokens.Reasoning
+	}
+	if n != wantCalls {
+		t.Errorf("%s: %d calls recorded, want %d", model, n, wantCalls)
+	}
+	server := eval.Tokens{Prompt: after.prompt[model] - before.prompt[model], Cached: after.cached[model] - before.cached[model],
+		Completion: after.completion[model] - before.completion[model], Reasoning: after.reasoning[model] - before.reasoning[model]}
+	if tok != server {
+		t.Errorf("%s: tokens recorded %+v, the server counted %+v", model, tok, server)
+	}
+}
+
+// svgPoints parses report.html as XML (it must be well-formed) and counts
+// the data points of each plot by id.
+func svgPoints(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := xml.NewDecoder(f)
+	points := map[string]int{}
+	plot := ""
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("report.html is not well-formed: %v", err)
+		}
+		switch el := tok.(type) {
+		case xml.StartElement:
+			depth++
+			attr := map[string]string{}
+			for _, a := range el.Attr {
+				attr[a.Name.Local] = a.Value
+			}
+			if el.Name.Local == "svg" && attr["class"] == "plot" {
+				plot = attr["id"]
+				points[plot] = 0
+			}
+			if el.Name.Local == "circle" && attr["class"] == "point" {
+				if plot == "" {
+					t.Errorf("a data point outside a plot")
+				}
+				points[plot]++
+			}
+		case xml.EndElement:
+			depth--
+			if el.Name.Local == "svg" {
+				plot = ""
+			}
+		}
+	}
+	if depth != 0 {
+		t.Errorf("report.html: %d elements left open", depth)
+	}
+	return points
+}
+
+func armByName(t *testing.T, res *eval.Results, arm string) eval.ArmSummary {
+	t.Helper()
+	for _, a := range res.Summary.Arms {
+		if a.Arm == arm {
+			return a
+		}
+	}
+	t.Fatalf("no arm %q in %+v", arm, res.Summary.Arms)
+	return eval.ArmSummary{}
+}
+
+// TestEvalEffort: `stepflash eval effort`, 5 passes, on real servers of the
+// trained flash and flash-moe models (the embedded addition set, then the
+// shared test set with --tasks): low (thinking off; one expert of two on the
+// MoE) scores 0 and medium far above it, as the models really do; every
+// call is in results.json with the usage and tokens the server counted, the
+// applied tier echoed, and report.html's plots hold one point per tier (and
+// per tier and pass).
+func TestEvalEffort(t *testing.T) {
+	dir := filepath.Join(testmodels.Models(t), "trained")
+	cfg := writeConfig(t, map[string]any{"models": []any{
+		map[string]any{"model": filepath.Join(dir, "flash-Q8_0.gguf"), "name": "flash"},
+		map[string]any{"model": filepath.Join(dir, "flash-moe-Q8_0.gguf"), "name": "flash-moe"},
+	}})
+	base, _, _ := startServe(t, "--config", cfg, "--quiet", "--parallel", "4")
+	for _, tc := range []struct {
+		model, tasks string
+		limit        int
+		minMedium    float64
+	}{
+		{"flash", "", 10, 0.6},
+		{"flash-moe", filepath.Join(dir, "test-set.jsonl"), 10, 0.6},
+	} {
+		t.Run(tc.model, func(t *testing.T) {
+			out := t.TempDir()
+			args := []string{"effort", "--base-url", base + "/v1", "--model", tc.model, "--passes", "5", "--limit", strconv.Itoa(tc.limit), "--max-tokens", "400"}
+			if tc.tasks != "" {
+				args = append(args, "--tasks", tc.tasks)
+			}
+			before := readMetrics(t, base)
+			res, stdout := runEvalCmd(t, out, args...)
+			after := readMetrics(t, base)
+			want := 5 * 3 * tc.limit
+			if got := after.chat - before.chat; got != want || len(res.Calls) != want || res.Made != want {
+				t.Errorf("server answered %d chat requests, results.json has %d calls (%d made), want %d", got, len(res.Calls), res.Made, want)
+			}
+			checkAgainstServer(t, res, tc.model, before, after, want)
+			low, medium, high := armByName(t, res, "low"), armByName(t, res, "medium"), armByName(t, res, "high")
+			if low.Mean != 0 || medium.Mean < tc.minMedium || high.Mean < tc.minMedium {
+				t.Errorf("scores low %.2f medium %.2f high %.2f: want low 0 and medium, high >= %.2f", low.Mean, medium.Mean, high.Mean, tc.minMedium)
+			}
+			if low.Reasoning != 0 || medium.Reasoning < 50 || medium.Completion <= low.Completion || medium.CostPerItem <= low.CostPerItem {
+				t.Errorf("tokens: low %+v, medium %+v", low, medium)
+			}
+			if medium.Min != medium.Max || len(medium.PassScores) != 5 {
+				t.Errorf("greedy passes differ: %v", medium.PassScores)
+			}
+			for _, c := range res.Calls {
+				if c.Applied == nil || c.Applied.Applied != c.Arm || c.Request.Effort != c.Arm || c.TTFTMs <= 0 || c.TotalMs < c.TTFTMs {
+					t.Errorf("call %s: applied %+v, request %+v, ttft %g total %g", c.Key, c.Applied, c.Request, c.TTFTMs, c.TotalMs)
+				}
+				if tc.model == "flash-moe" && c.Applied != nil && c.Applied.ExpertsPerToken != nil && (*c.Applied.ExpertsPerToken == 1) != (c.Arm == "low") {
+					t.Errorf("call %s: %d experts per token", c.Key, *c.Applied.ExpertsPerToken)
+				}
+			}
+			pts := svgPoints(t, out)
+			if pts["score-latency"] != 3 || pts["score-cost"] != 3 || pts["pass-scores"] != 15 {
+				t.Errorf("plot points %v: want 3, 3 and 15", pts)
+			}
+			for _, w := range []string{"low", "medium", "high", "costs: the endpoint's usage.cost", strconv.Itoa(want) + " calls recorded"} {
+				if !strings.Contains(stdout, w) {
+					t.Errorf("summary lacks %q:\n%s", w, stdout)
+				}
+			}
+		})
+	}
+}
+
+// TestEvalHead2Head: advisor against flash on two servers (two
+// --base-url), 5 passes over the first 40 embedded problems: 8 of them are
+// right for the advisor only and 1 for flash only on these Q8_0 files
+// served with one thread, so the interval excludes 0 (about [+5, +30]
+// points; with 30 problems it would not reliably). Then two models on one
+// server (two --model), 4 problems: the same pairing by task and pass.
+func TestEvalHead2Head(t *testing.T) {
+	dir := filepath.Join(testmodels.Models(t), "trained")
+	adv, _, _ := startServe(t, "-m", filepath.Join(dir, "advisor-Q8_0.gguf"), "--quiet", "--parallel", "4")
+	flash, _, _ := startServe(t, "-m", filepath.Join(dir, "flash-Q8_0.gguf"), "--quiet", "--parallel", "4")
+	out := t.TempDir()
+	ba, bf := readMetrics(t, adv), readMetrics(t, flash)
+	res, stdout := runEvalCmd(t, out, "head2head", "--base-url", adv+"/v1", "--base-url", flash+"/v1", "--model", "advisor-Q8_0", "--model", "flash-Q8_0", "--passes", "5", "--limit", "40",
+		"--max-tokens", "400", "--concurrency", "4")
+	aa, af := readMetrics(t, adv), readMetrics(t, flash)
+	if aa.chat-ba.chat != 200 || af.chat-bf.chat != 200 {
+		t.Errorf("servers answered %d and %d chat requests, want 200 each", aa.chat-ba.chat, af.chat-bf.chat)
+	}
+	checkAgainstServer(t, res, "advisor-Q8_0", ba, aa, 200)
+	checkAgainstServer(t, res, "flash-Q8_0", bf, af, 200)
+	p := res.Summary.Paired
+	if p == nil || !p.Significant || p.CILow <= 0 || p.MeanDiff <= 0 || len(p.PassDiffs) != 5 || p.Tasks != 40 || p.AWins < 6 {
+		t.Fatalf("paired: %+v", p)
+	}
+	a, b := armByName(t, res, eval.ArmA), armByName(t, res, eval.ArmB)
+	if a.Mean <= b.Mean || a.Label != "advisor-Q8_0" || b.Label != "flash-Q8_0" {
+		t.Errorf("advisor %+v, flash %+v", a, b)
+	}
+	if !strings.Contains(stdout, "the interval excludes 0: advisor-Q8_0 is better") {
+		t.Errorf("summary:\n%s", stdout)
+	}
+	pts := svgPoints(t, out)
+	if pts["paired-diffs"] != 6 || pts["pass-scores"] != 10 || pts["score-latency"] != 2 {
+		t.Errorf("plot points %v: want paired-diffs 6 (5 passes and the mean), pass-scores 10, score-latency 2", pts)
+	}
+
+	// Two models on one server.
+	cfg := writeConfig(t, map[string]any{"models": []any{
+		map[string]any{"model": filepath.Join(dir, "flash-Q8_0.gguf"), "name": "flash"},
+		map[string]any{"model": filepath.Join(dir, "advisor-Q8_0.gguf"), "name": "advisor"},
+	}})
+	one, _, _ := startServe(t, "--config", cfg, "--quiet", "--parallel", "4")
+	before := readMetrics(t, one)
+	res2, _ := runEvalCmd(t, t.TempDir(), "head2head", "--base-url", one+"/v1", "--model", "advisor", "--model", "flash", "--passes", "5", "--limit", "4", "--max-tokens", "400")
+	after := readMetrics(t, one)
+	checkAgainstServer(t, res2, "advisor", before, after, 20)
+	checkAgainstServer(t, res2, "flash", before, after, 20)
+	// The same models answer the same problems alike.
+	right := map[string]bool{}
+	for _, c := range res.Calls {
+		right[c.Arm+c.Task+strconv.Itoa(c.Pass)] = c.Correct
+	}
+	for _, c := range res2.Calls {
+		if right[c.Arm+c.Task+strconv.Itoa(c.Pass)] != c.Correct {
+			t.Errorf("%s: right %v on one server, %v on two", c.Key, c.Correct, !c.Correct)
+		}
+	}
+	if p2 := res2.Summary.Paired; p2 == nil || p2.A != "advisor" || p2.B != "flash" || p2.Tasks != 4 || len(p2.PassDiffs) != 5 {
+		t.Errorf("two models on one server: %+v", p2)
+	}
+}
+
+// TestEvalResume: a run stopped after 20 calls and run again makes only
+// the calls it lacks (the server sees each recorded call once), and the
+// journal holds each call once.
+func TestEvalResume(t *testing.T) {
+	dir := filepath.Join(testmodels.Models(t), "trained")
+	base, _, _ := startServe(t, "-m", filepath.Join(dir, "flash-Q8_0.gguf"), "--quiet", "--parallel", "2")
+	evalEnv(t)
+	out := t.TempDir()
+	args := []string{"effort", "--base-url", base + "/v1", "--passes", "5", "--limit", "6", "--max-tokens", "400", "--out", out, "--concurrency", "2"}
+	o, err := parseEval(args, os.Getenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var n atomic.Int32
+	o.cfg.OnCall = func(eval.Call) {
+		if n.Add(1) == 20 {
+			cancel()
+		}
+	}
+	before := readMetrics(t, base)
+	err = runEval(ctx, o, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "rerun the same command") {
+		t.Fatalf("stopped run: %v", err)
+	}
+	first := readResults(t, out)
+	mid := readMetrics(t, base)
+	if first.Complete || len(first.Calls) < 20 || len(first.Calls) >= 90 {
+		t.Fatalf("stopped run: complete %v, %d calls", first.Complete, len(first.Calls))
+	}
+	res, _ := runEvalCmd(t, out, args[:len(args)-4]...)
+	after := readMetrics(t, base)
+	if !res.Complete || len(res.Calls) != 90 || res.Skipped != len(first.Calls) || res.Made != 90-len(first.Calls) {
+		t.Errorf("resumed: complete %v, %d calls, %d skipped, %d made; the first run recorded %d", res.Complete, len(res.Calls), res.Skipped, res.Made, len(first.Calls))
+	}
+	// The server saw every call once, and the first run's calls in flight
+	// when it stopped (at most 2: they were cut and not recorded) once more.
+	_ = mid
+	if got := after.chat - before.chat; got < 90 || got > 92 {
+		t.Errorf("the server answered %d requests for 90 calls (the first run recorded %d)", got, len(first.Calls))
+	}
+	b, err := os.ReadFile(filepath.Join(out, "calls.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var c eval.Call
+		if err := json.Unmarshal([]byte(line), &c); err != nil {
+			t.Fatal(err)
+		}
+		if keys[c.Key] {
+			t.Errorf("call %s journalled twice", c.Key)
+		}
+		keys[c.Key] = true
+	}
+	if len(keys) != 90 {
+		t.Errorf("%d calls journalled, want 90", len(keys))
+	}
+}
+
+// TestEvalErrors: what goes wrong before any call says what to fix.
+func TestEvalErrors(t *testing.T) {
+	dir := filepath.Join(testmodels.Models(t), "trained")
+	base, _, _ := startServe(t, "-m", filepath.Join(dir, "flash-Q8_0.gguf"), "--quiet")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String() + "/v1"
+	l.Close()
+	tasks := filepath.Join(t.TempDir(), "bad.jsonl")
+	os.WriteFile(tasks, []byte(`{"question":"q"}`+"\n"), 0o644)
+	evalEnv(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"unreachable", []string{"effort", "--base-url", closed}, 1, []string{"cannot reach", closed, "stepflash doctor"}},
+		{"wrong model", []string{"effort", "--base-url", base + "/v1", "--model", "flsh"}, 1, []string{`model "flsh" is not served`, "flash-Q8_0", "step-3.7-flash"}},
+		{"unknown suite", []string{"speed", "--base-url", base + "/v1"}, 2, []string{`unknown suite "speed"`}},
+		{"no suite", []string{"--base-url", base + "/v1"}, 2, []string{"want one suite"}},
+		{"head2head with one", []string{"head2head", "--base-url", base + "/v1"}, 2, []string{"two endpoints"}},
+		{"two for effort", []string{"effort", "--model", "a", "--model", "b"}, 2, []string{"one --base-url and one --model"}},
+		{"bad tasks", []string{"effort", "--tasks", tasks}, 2, []string{"bad.jsonl:1", `no "answer"`}},
+		{"zero passes", []string{"effort", "--passes", "0"}, 2, []string{"--passes"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, code := runMain(t, append([]string{"eval", "--out", t.TempDir()}, tc.args...)...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\n%s\n%s", code, tc.code, stdout, stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("%q not in %q", w, stderr)
+				}
+			}
+		})
+	}
+	// --help names every suite and flag, exit 0.
+	_, stderr, code := runMain(t, "eval", "--help")
+	if code != 0 {
+		t.Errorf("--help: exit %d", code)
+	}
+	for _, w := range []string{"effort", "head2head", "advisor", "vision", "--base-url", "--passes", "--out", "--tasks", "--concurrency", "--limit",
+		"-temperature", "-seed", "--api-key", "--model", "results.json", "report.html", "STEP_BASE_URL"} {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("--help lacks %q", w)
+		}
+	}
+}
