@@ -231,6 +231,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.BoolVar(&o.offline, "offline", os.Getenv("HF_HUB_OFFLINE") == "1", "never download: serve cached or local files only ($HF_HUB_OFFLINE=1)")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not log requests")
 	registerStoreFlags(fs, &o.storeOptions)
+	registerResponsesFlags(fs, &o.storeOptions)
 	registerRegionFlags(fs, &o.regionOptions)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, serveUsage, hub.Default, httpUsage)
@@ -346,6 +347,10 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 		return err
 	}
 	defer st.Close()
+	responses, err := o.responseStore(st) // /v1/responses' stored responses (nil: stateless)
+	if err != nil {
+		return err
+	}
 	regions, err := o.listeners(o.addr)
 	if err != nil {
 		return err
@@ -356,7 +361,7 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 		return backendMiddleware(limiter, prices, extra...)
 	}
 	srv := server.New(server.Config{MaxBodyBytes: o.maxBody, MaxN: o.maxN, Logger: logger,
-		Middleware: []server.Middleware{authn.Middleware}, Guard: o.guard(listenAddrs(regions)...)})
+		Middleware: []server.Middleware{authn.Middleware}, Guard: o.guard(listenAddrs(regions)...), Responses: responses})
 	o.ledger = billing.Metered(st, meter(srv))
 	o.advisorObserve = advisorMetrics(srv, logger)
 	var closers []func()

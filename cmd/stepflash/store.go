@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/stepflash/stepflash/backend"
 	"github.com/stepflash/stepflash/billing"
@@ -23,6 +25,10 @@ type storeOptions struct {
 	// ledger is where serve records every request (set once it opened
 	// the store).
 	ledger billing.Ledger
+	// responsesOff (serve --responses-store=false) keeps /v1/responses
+	// stateless; responsesDays is how long stored responses are kept.
+	responsesOff  bool
+	responsesDays int
 }
 
 // storeFlagsHelp is what the commands' help says of --data and --db.
@@ -51,6 +57,48 @@ func registerStoreFlags(fs *flag.FlagSet, o *storeOptions) {
 		o.dsn, o.dbSet = s, s != ""
 		return nil
 	})
+}
+
+// registerResponsesFlags adds serve's --responses-store and
+// --responses-days to fs.
+func registerResponsesFlags(fs *flag.FlagSet, o *storeOptions) {
+	o.responsesDays = int(store.DefaultResponseRetention / (24 * time.Hour))
+	fs.BoolFunc("responses-store", "keep /v1/responses answers in the store (--data/--db) for previous_response_id and GET/DELETE /v1/responses/{id}, unless a request says store: false; --responses-store=false: stateless, every response says store: false (default true)", func(s string) error {
+		on, err := strconv.ParseBool(s)
+		if err != nil {
+			return errors.New("want true or false")
+		}
+		o.responsesOff = !on
+		return nil
+	})
+	fs.Func("responses-days", fmt.Sprintf("days a stored response is kept (then deleted), 1 to %d (default %d)", maxResponsesDays, o.responsesDays), func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxResponsesDays {
+			return fmt.Errorf("want a number of days from 1 to %d", maxResponsesDays)
+		}
+		o.responsesDays = n
+		return nil
+	})
+}
+
+// maxResponsesDays bounds --responses-days (100 years).
+const maxResponsesDays = 36500
+
+// responseStore is what serve's /v1/responses keeps responses in: st's
+// table, or nil (stateless) with --responses-store=false.
+func (o *storeOptions) responseStore(st *store.Store) (server.ResponseStore, error) {
+	if o.responsesOff {
+		return nil, nil
+	}
+	days := o.responsesDays
+	if days == 0 {
+		days = int(store.DefaultResponseRetention / (24 * time.Hour))
+	}
+	r, err := st.Responses(time.Duration(days) * 24 * time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // DSN is the database the options name: --db, else --data's, else
