@@ -448,6 +448,12 @@ func (r *runner) do(ctx context.Context, s callSpec) (Call, error) {
 		r.mu.Unlock()
 		return c, nil
 	}
+	return r.makeCall(ctx, s, nil)
+}
+
+// makeCall sends s and records the call; score, when set, scores it
+// instead of s.task.
+func (r *runner) makeCall(ctx context.Context, s callSpec, score func(*Call, chatResult)) (Call, error) {
 	if err := ctx.Err(); err != nil {
 		return Call{}, err
 	}
@@ -500,6 +506,9 @@ func (r *runner) do(ctx context.Context, s callSpec) (Call, error) {
 	c.Answer = FinalAnswer(res.Content)
 	if s.task.Answer != "" {
 		c.Correct = res.Err == nil && s.task.Score(c.Answer)
+	}
+	if score != nil {
+		score(&c, res)
 	}
 	r.usage(&c)
 	return c, r.record(c)

@@ -55,7 +55,7 @@ func (res *Results) header() string {
 	if len(res.Summary.Arms) > 0 {
 		unit := "tasks"
 		if c.Suite == SuiteAdvisor {
-			unit = fmt.Sprintf("loops of %d steps", c.Steps)
+			unit = "steps of one agent loop (score: steps solved)"
 		}
 		items = fmt.Sprintf(" x %d %s", res.Summary.Arms[0].Items, unit)
 	}

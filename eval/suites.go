@@ -74,10 +74,6 @@ func (r *runner) head2head(ctx context.Context) error {
 	return r.runJobs(ctx, "calls", jobs)
 }
 
-func (r *runner) advisorSuite(ctx context.Context) error {
-	return fmt.Errorf("suite advisor is not built yet")
-}
-
 func (r *runner) vision(ctx context.Context) error {
 	return fmt.Errorf("suite vision is not built yet")
 }
@@ -94,12 +90,3 @@ const (
 	ArmOff      = "off"
 	ArmBaseline = "baseline"
 )
-
-func advisorArms(cfg *Config) (arms, labels []string) {
-	return []string{ArmAuto, ArmOff, ArmBaseline}, []string{"advisor auto", "advisor off", "single model, effort " + cfg.BaselineEffort}
-}
-
-// loopScores counts the loops of one pass that succeeded, and the loops.
-func loopScores(cs []Call, pass int) (right, n int) {
-	return 0, 0
-}

@@ -431,3 +431,78 @@ func TestEvalErrors(t *testing.T) {
 		}
 	}
 }
+
+// agentTemplate renders an agent conversation for the tiny trained
+// addition models, which only know one Qwen3 user turn "What is A + B?":
+// the first user message as that turn, everything else (the system
+// message, the submit calls and the tool results) left out, since the
+// models have never seen it. The advisor signal reads the messages, not
+// the rendering, so it still sees the failing tool results.
+const agentTemplate = `{%- set ns = namespace(q="") %}{%- for m in messages %}{%- if m.role == "user" and ns.q == "" %}{%- set ns.q = m.content %}{%- endif %}{%- endfor %}<|im_start|>user
+{{ ns.q }}<|im_end|>
+<|im_start|>assistant
+{% if enable_thinking is defined and enable_thinking is false %}<think>
+
+</think>
+
+{% endif %}`
+
+// TestEvalAdvisor: the advisor suite's 10-step loop, 5 passes, against a
+// served flash whose advisor is a second server with the advisor model
+// (both with agentTemplate, at the advisor's 10x prices): flash alone
+// (advisor off) fails the steps it gets wrong; auto escalates after two
+// failed submits and solves every step for a fraction of what the advisor
+// model alone costs. Every call is one request to the flash server, and
+// every escalation one to the advisor's.
+func TestEvalAdvisor(t *testing.T) {
+	dir := filepath.Join(testmodels.Models(t), "trained")
+	tmpl := filepath.Join(t.TempDir(), "agent.jinja")
+	if err := os.WriteFile(tmpl, []byte(agentTemplate), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prices := map[string]any{"input_miss": 2.0, "input_hit": 0.4, "output": 11.5}
+	adv, _, _ := startServe(t, "-m", filepath.Join(dir, "advisor-Q8_0.gguf"), "--alias", "advisor", "--chat-template-file", tmpl, "--quiet", "--parallel", "4")
+	cfg := writeConfig(t, map[string]any{"models": []any{
+		map[string]any{"model": filepath.Join(dir, "flash-Q8_0.gguf"), "name": "flash", "chat_template_file": tmpl,
+			"advisor": map[string]any{"upstreams": []any{map[string]any{"base_url": adv + "/v1", "model": "advisor"}}, "name": "advisor", "prices": prices}},
+		map[string]any{"model": filepath.Join(dir, "advisor-Q8_0.gguf"), "name": "advisor", "chat_template_file": tmpl, "prices": prices},
+	}})
+	base, _, _ := startServe(t, "--config", cfg, "--quiet", "--parallel", "4")
+	out := t.TempDir()
+	b0, a0 := readMetrics(t, base), readMetrics(t, adv)
+	res, stdout := runEvalCmd(t, out, "advisor", "--base-url", base+"/v1", "--model", "flash", "--baseline-model", "advisor", "--steps", "10",
+		"--passes", "5", "--max-tokens", "400", "--concurrency", "3")
+	b1, a1 := readMetrics(t, base), readMetrics(t, adv)
+	if got := b1.chat - b0.chat; got != len(res.Calls) || res.Made != len(res.Calls) {
+		t.Errorf("the server answered %d requests, results.json has %d calls (%d made)", got, len(res.Calls), res.Made)
+	}
+	auto, off, alone := armByName(t, res, eval.ArmAuto), armByName(t, res, eval.ArmOff), armByName(t, res, eval.ArmBaseline)
+	if got := a1.chat - a0.chat; got != auto.Escalations {
+		t.Errorf("the advisor server answered %d requests, usage.advisor reports %d escalations", got, auto.Escalations)
+	}
+	if off.Mean >= 1 || auto.Mean != 1 || alone.Mean != 1 || off.Escalations != 0 || alone.Escalations != 0 {
+		t.Errorf("scores auto %.2f off %.2f alone %.2f; escalations %d %d %d", auto.Mean, off.Mean, alone.Mean, auto.Escalations, off.Escalations, alone.Escalations)
+	}
+	if !(off.CostTotal < auto.CostTotal && auto.CostTotal < alone.CostTotal) {
+		t.Errorf("costs off %g auto %g alone %g: want off < auto < alone", off.CostTotal, auto.CostTotal, alone.CostTotal)
+	}
+	for _, c := range res.Calls {
+		want := c.Arm == eval.ArmAuto && c.Attempt == 3
+		if esc := c.Advisor != nil && c.Advisor.Escalated; esc != want || (esc && c.Advisor.Reason != "repeated_errors") {
+			t.Errorf("call %s: advisor %+v", c.Key, c.Advisor)
+		}
+		if c.Step < 1 || c.Step > 10 || c.Attempt < 1 || c.Attempt > 3 {
+			t.Errorf("call %s: step %d attempt %d", c.Key, c.Step, c.Attempt)
+		}
+	}
+	if n := len(res.Summary.Steps); n != 30 {
+		t.Errorf("%d step costs, want 30", n)
+	}
+	pts := svgPoints(t, out)
+	if pts["cost-per-step"] != 30 || pts["score-cost"] != 3 || pts["pass-scores"] != 15 {
+		t.Errorf("plot points %v: want cost-per-step 30, score-cost 3, pass-scores 15", pts)
+	}
+	if !strings.Contains(stdout, "cost per step") {
+		t.Errorf("summary:\n%s", stdout)
+	}
+}
