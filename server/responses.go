@@ -24,8 +24,9 @@ import (
 // are OpenAI error objects whose params name the Responses fields
 // (input[2].content[0].image_url), not the translated chat ones.
 //
-// The server is stateless: nothing is stored, the response says store:
-// false, and previous_response_id is a 400 asking for the whole input.
+// Without a ResponseStore (Config.Responses) the server is stateless:
+// nothing is stored, the response says store: false, and
+// previous_response_id is a 400 asking for the whole input.
 
 func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) *api.Error {
 	var req api.ResponsesRequest
