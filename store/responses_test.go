@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -239,6 +240,53 @@ func TestResponsesConcurrent(t *testing.T) {
 		}
 		if n := countResponses(t, s); n != 160 {
 			t.Errorf("%d responses, want 160", n)
+		}
+	})
+}
+
+// TestMigrateToResponses: a database of schema version 1 (before stored
+// responses) is migrated on open: its ledger kept, the responses table
+// added.
+func TestMigrateToResponses(t *testing.T) {
+	each(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		driver, conn := "pgx", dsn
+		if path, ok := strings.CutPrefix(dsn, "sqlite:"); ok {
+			driver, conn = "sqlite", path
+		}
+		db, err := sql.Open(driver, conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stmts := append(strings.Split(migrations[1], ";"),
+			`CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_us BIGINT NOT NULL)`,
+			`INSERT INTO schema_version (version, applied_us) VALUES (1, 0)`,
+			`INSERT INTO ledger (request_id, time_us, model, endpoint, stream, latency_us, status) VALUES ('req_v1', 1, 'm', 'chat', false, 1, 200)`)
+		for _, stmt := range stmts {
+			if strings.TrimSpace(stmt) == "" {
+				continue
+			}
+			if _, err := db.Exec(stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
+		}
+		db.Close()
+
+		s := open(t, dsn, Options{})
+		var v int
+		if err := s.db.QueryRow(`SELECT MAX(version) FROM schema_version`).Scan(&v); err != nil || v != SchemaVersion || SchemaVersion < 2 {
+			t.Errorf("schema version %d (%v), want %d", v, err, SchemaVersion)
+		}
+		if recs, err := s.Records(ctx, "req_v1"); err != nil || len(recs) != 1 {
+			t.Errorf("the ledger after the migration: %v, %v", recs, err)
+		}
+		r := responses(t, s, 0)
+		want := stored("resp_x", "", time.Now().UTC().Truncate(time.Microsecond), "x")
+		if err := r.Put(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := r.Get(ctx, "resp_x"); err != nil || !sameStored(got, &want) {
+			t.Errorf("Get after the migration: %v, %v", got, err)
 		}
 	})
 }
