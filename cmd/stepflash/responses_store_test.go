@@ -14,6 +14,7 @@ import (
 	"github.com/openai/openai-go/v3/responses"
 
 	"github.com/stepflash/stepflash/auth"
+	"github.com/stepflash/stepflash/internal/pgtest"
 	"github.com/stepflash/stepflash/internal/testmodels"
 	"github.com/stepflash/stepflash/server"
 	"github.com/stepflash/stepflash/store"
@@ -47,14 +48,44 @@ func kept(t *testing.T, r *responses.Response) bool {
 // against `stepflash serve` with keys, as the binary wires it: a response
 // is kept in the data dir's store (store: true), a second turn continues it
 // by previous_response_id, GET and DELETE find it for its own key only,
-// and after a restart on the same --data the kept response is still there
+// and after a restart on the same store the kept response is still there
 // and still continues. --responses-days expires it, --responses-store=false
 // makes the server stateless again, and the ledger labels the rows
-// "responses".
+// "responses". On a data dir's SQLite file and on Postgres (--db).
 func TestServeResponsesStore(t *testing.T) {
-	data := t.TempDir()
-	keyA := createKey(t, data, "--region", "global", "--name", "a")
-	keyB := createKey(t, data, "--region", "global", "--name", "b")
+	for _, db := range []struct {
+		name  string
+		where func(t *testing.T) (flags []string, dsn string)
+	}{
+		{"data dir", func(t *testing.T) ([]string, string) {
+			dir := t.TempDir()
+			return []string{"--data", dir}, store.DSNFor(dir)
+		}},
+		{"postgres", func(t *testing.T) ([]string, string) {
+			dsn := pgtest.DSN(t)
+			return []string{"--db", dsn}, dsn
+		}},
+	} {
+		t.Run(db.name, func(t *testing.T) {
+			where, dsn := db.where(t)
+			testResponsesStore(t, where, dsn)
+		})
+	}
+}
+
+// testResponsesStore is TestServeResponsesStore on the store that the
+// flags where name, whose DSN is dsn.
+func testResponsesStore(t *testing.T, where []string, dsn string) {
+	newKey := func(name string) string {
+		t.Helper()
+		rc, out, errs := run(t, append([]string{"keys", "create", "--json", "--region", "global", "--name", name}, where...)...)
+		var k keyJSON
+		if err := json.Unmarshal([]byte(out), &k); rc != 0 || err != nil || k.Key == "" {
+			t.Fatalf("keys create: %d %q %q %v", rc, out, errs, err)
+		}
+		return k.Key
+	}
+	keyA, keyB := newKey("a"), newKey("b")
 	pa, err := auth.Parse(keyA)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +94,7 @@ func TestServeResponsesStore(t *testing.T) {
 	model := testmodels.Path(t, "stories260K.gguf")
 	serve := func(args ...string) (a, b openai.Client, stop func() error) {
 		t.Helper()
-		base, _, stop := startServe(t, append([]string{"-m", model, "--alias", "tiny", "--quiet", "--data", data}, args...)...)
+		base, _, stop := startServe(t, append(append([]string{"-m", model, "--alias", "tiny", "--quiet"}, where...), args...)...)
 		client := func(key string) openai.Client {
 			return openai.NewClient(option.WithBaseURL(base+"/v1"), option.WithAPIKey(key), option.WithMaxRetries(0),
 				option.WithRequestTimeout(time.Minute))
@@ -158,7 +189,7 @@ func TestServeResponsesStore(t *testing.T) {
 	}
 
 	// A response kept 2 days ago, written straight into the store.
-	st, err := store.Open(ctx, store.DSNFor(data))
+	st, err := store.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +203,7 @@ func TestServeResponsesStore(t *testing.T) {
 	}
 	st.Close()
 
-	// Restarted on the same data dir: still there, and still continued.
+	// Restarted on the same store: still there, and still continued.
 	a, _, stop = serve()
 	got, err = a.Responses.Get(ctx, r2.ID, responses.ResponseGetParams{})
 	if err != nil || got.RawJSON() == "" || got.OutputText() != r2.OutputText() || got.Usage.InputTokens != r2.Usage.InputTokens {
@@ -212,7 +243,7 @@ func TestServeResponsesStore(t *testing.T) {
 	stop()
 
 	// The ledger: one row per response, labelled responses.
-	st, err = store.Open(ctx, store.DSNFor(data))
+	st, err = store.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
