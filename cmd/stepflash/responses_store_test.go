@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +23,7 @@ import (
 	"github.com/stepflash/stepflash/internal/pgtest"
 	"github.com/stepflash/stepflash/internal/testmodels"
 	"github.com/stepflash/stepflash/server"
+	"github.com/stepflash/stepflash/sse"
 	"github.com/stepflash/stepflash/store"
 )
 
@@ -288,4 +295,132 @@ func TestServeResponsesFlags(t *testing.T) {
 			t.Errorf("%v: off %v, days %d; want %v, %d", tc.args, o.responsesOff, o.responsesDays, tc.off, tc.days)
 		}
 	}
+}
+
+// TestResponsesCrash: /v1/responses requests (streamed and not) under load
+// against a real `stepflash serve` process, kill -9 while they run, and a
+// restart on the same database: every response whose client was told
+// "store": true is there, as the client received it. SQLite (the data
+// dir) and Postgres.
+func TestResponsesCrash(t *testing.T) {
+	model := testmodels.Path(t, "stories260K.gguf")
+	for _, db := range []struct {
+		name  string
+		where func(t *testing.T) []string
+	}{
+		{"sqlite", func(t *testing.T) []string { return []string{"--data", t.TempDir()} }},
+		{"postgres", func(t *testing.T) []string { return []string{"--db", pgtest.DSN(t)} }},
+	} {
+		t.Run(db.name, func(t *testing.T) {
+			serve := append([]string{"serve", "-m", model, "--alias", "tiny", "--addr", "127.0.0.1:0", "--quiet", "-t", "1", "--parallel", "8", "-c", "256"}, db.where(t)...)
+			p := startProcess(t, serve...)
+			const total, clients, killAfter = 200, 32, 100
+			var (
+				mu     sync.Mutex
+				kept   = map[string]keptReply{} // id: the response the client was told was kept
+				n      atomic.Int32
+				next   atomic.Int32
+				killed = make(chan struct{})
+				once   sync.Once
+			)
+			kill := func() {
+				once.Do(func() {
+					p.cmd.Process.Kill() // SIGKILL
+					close(killed)
+				})
+			}
+			hc := &http.Client{Timeout: 30 * time.Second}
+			var wg sync.WaitGroup
+			for c := range clients {
+				wg.Go(func() {
+					for i := next.Add(1); i <= total; i = next.Add(1) {
+						id, resp := crashResponse(hc, p.base, fmt.Sprintf("Once upon a time %d", c), i%2 == 0)
+						if id == "" {
+							continue
+						}
+						mu.Lock()
+						kept[id] = keptReply{resp, i%2 == 0}
+						mu.Unlock()
+						if n.Add(1) == killAfter {
+							kill()
+						}
+					}
+				})
+			}
+			wg.Wait()
+			kill()
+			<-killed
+			p.cmd.Wait()
+
+			p2 := startProcess(t, serve...)
+			streamed := 0
+			for id, want := range kept {
+				resp, err := hc.Get(p2.base + "/v1/responses/" + id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got any
+				err = json.NewDecoder(resp.Body).Decode(&got)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || err != nil || !reflect.DeepEqual(got, want.resp) {
+					t.Errorf("response %s was said to be kept; after kill -9: %d %v\ngot  %v\nwant %v", id, resp.StatusCode, err, got, want)
+				}
+				if want.stream {
+					streamed++
+				}
+			}
+			t.Logf("%d responses said store: true before the kill (%d streamed)", len(kept), streamed)
+			if len(kept) < killAfter || len(kept) == total || streamed == 0 || streamed == len(kept) {
+				t.Errorf("%d responses kept of %d: the test did not run as meant (a kill after %d)", len(kept), total, killAfter)
+			}
+		})
+	}
+}
+
+// keptReply is a response its client was told was kept.
+type keptReply struct {
+	resp   any // the Response object, as JSON values
+	stream bool
+}
+
+// crashResponse makes one /v1/responses request, streamed or not, and
+// returns the id and the response (as JSON values) when the client was
+// told it was kept (store: true), else "".
+func crashResponse(hc *http.Client, base, input string, stream bool) (string, any) {
+	body, _ := json.Marshal(map[string]any{"model": "tiny", "input": input, "max_output_tokens": 16, "stream": stream})
+	resp, err := hc.Post(base+"/v1/responses", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return "", nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return "", nil
+	}
+	var final []byte
+	if !stream {
+		if final, err = io.ReadAll(resp.Body); err != nil {
+			return "", nil
+		}
+	} else {
+		rd := sse.NewReader(resp.Body, 0)
+		for {
+			ev, err := rd.Next()
+			if err != nil {
+				break
+			}
+			var e struct {
+				Type     string          `json:"type"`
+				Response json.RawMessage `json:"response"`
+			}
+			if json.Unmarshal([]byte(ev.Data), &e) == nil && (e.Type == "response.completed" || e.Type == "response.incomplete") {
+				final = e.Response
+			}
+		}
+	}
+	var v map[string]any
+	if json.Unmarshal(final, &v) != nil || v["store"] != true {
+		return "", nil
+	}
+	id, _ := v["id"].(string)
+	return id, v
 }
