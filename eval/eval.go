@@ -226,8 +226,6 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		runErr = r.head2head(ctx)
 	case SuiteAdvisor:
 		runErr = r.advisorSuite(ctx)
-	case SuiteVision:
-		runErr = r.vision(ctx)
 	}
 	if r.cfg.Terminal && r.cfg.Progress != nil {
 		fmt.Fprintln(r.cfg.Progress)
@@ -252,6 +250,9 @@ func (c *Config) defaults() error {
 	}
 	if !known {
 		return fmt.Errorf("unknown suite %q: want one of effort, head2head, advisor, vision", c.Suite)
+	}
+	if c.Suite == SuiteVision {
+		return errors.New("suite vision is not built yet (docs/eval.md); effort, head2head and advisor are")
 	}
 	want := 1
 	if c.Suite == SuiteHead2Head {

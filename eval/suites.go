@@ -2,7 +2,6 @@ package eval
 
 import (
 	"context"
-	"fmt"
 )
 
 // userMessage is a one-message conversation.
@@ -72,10 +71,6 @@ func (r *runner) head2head(ctx context.Context) error {
 		}
 	}
 	return r.runJobs(ctx, "calls", jobs)
-}
-
-func (r *runner) vision(ctx context.Context) error {
-	return fmt.Errorf("suite vision is not built yet")
 }
 
 // Vision arms.

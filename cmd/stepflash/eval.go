@@ -60,8 +60,8 @@ each, since one run is noise:
   advisor    a multi-step agent loop with scripted tools, some failing, with
              the advisor auto and off and a single model at --baseline-effort:
              cost per step, escalations, success
-  vision     generated images with known answers, asked natively (image_url)
-             and through a captioning call whose text goes to the model
+  vision     (not built yet) generated images with known answers, asked
+             natively (image_url) and through a captioning call
 
 Every call is streamed with stream_options.include_usage. Costs are the
 endpoint's usage.cost where it reports one, else computed from the tokens

@@ -406,6 +406,7 @@ func TestEvalErrors(t *testing.T) {
 		{"two for effort", []string{"effort", "--model", "a", "--model", "b"}, 2, []string{"one --base-url and one --model"}},
 		{"bad tasks", []string{"effort", "--tasks", tasks}, 2, []string{"bad.jsonl:1", `no "answer"`}},
 		{"zero passes", []string{"effort", "--passes", "0"}, 2, []string{"--passes"}},
+		{"vision", []string{"vision", "--base-url", base + "/v1"}, 1, []string{"suite vision is not built yet"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stdout, stderr, code := runMain(t, append([]string{"eval", "--out", t.TempDir()}, tc.args...)...)
