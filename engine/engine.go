@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stepflash/stepflash/gguf"
 	"github.com/stepflash/stepflash/model"
 	"github.com/stepflash/stepflash/tokenizer"
 )
@@ -40,6 +41,33 @@ type Options struct {
 	// KVBytesPerToken) keeps room for them beyond KVTokens. 0 adds none;
 	// negative turns the prefix cache off (no reuse at all).
 	CacheBytes int64
+	// CacheTypeK and CacheTypeV are the KV cache's element types: F32
+	// (the zero value's default), F16 or Q8_0, as llama.cpp's
+	// --cache-type-k/-v (CheckCacheTypes says what a model takes).
+	CacheTypeK, CacheTypeV gguf.Type
+}
+
+// WithDefaults is opts with the defaults New applies for a model of cfg.
+func WithDefaults(cfg *model.Config, opts Options) Options {
+	if opts.Context <= 0 {
+		opts.Context = min(cfg.NCtxTrain, 4096)
+		if opts.Context <= 0 {
+			opts.Context = 4096
+		}
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 512
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 1
+	}
+	if opts.QueueLimit <= 0 {
+		opts.QueueLimit = 64
+	}
+	if opts.KVTokens <= 0 {
+		opts.KVTokens = opts.Context * opts.Parallel
+	}
+	return opts
 }
 
 // Engine generates text from one model. Requests from many goroutines are
@@ -64,34 +92,21 @@ type Engine struct {
 	hidden  []float32 // hidden-state rows of the batch's embedding tokens
 }
 
-// New makes an engine for a model and its tokenizer and starts its scheduler.
+// New makes an engine for a model and its tokenizer and starts its
+// scheduler. The cache types must pass CheckCacheTypes.
 func New(m model.Model, tok *tokenizer.Tokenizer, opts Options) *Engine {
 	cfg := m.Config()
-	if opts.Context <= 0 {
-		opts.Context = min(cfg.NCtxTrain, 4096)
-		if opts.Context <= 0 {
-			opts.Context = 4096
-		}
-	}
-	if opts.BatchSize <= 0 {
-		opts.BatchSize = 512
-	}
-	if opts.Parallel <= 0 {
-		opts.Parallel = 1
-	}
-	if opts.QueueLimit <= 0 {
-		opts.QueueLimit = 64
-	}
-	if opts.KVTokens <= 0 {
-		opts.KVTokens = opts.Context * opts.Parallel
+	opts = WithDefaults(cfg, opts)
+	if err := CheckCacheTypes(cfg, opts.CacheTypeK, opts.CacheTypeV); err != nil {
+		panic(err) // callers check first: a configuration error, not a request's
 	}
 	kv := opts.KVTokens
 	if opts.CacheBytes > 0 {
-		kv += int(opts.CacheBytes / KVBytesPerToken(cfg))
+		kv += int(opts.CacheBytes / KVBytesPerTokenOf(cfg, opts.CacheTypeK, opts.CacheTypeV))
 	}
 	e := &Engine{
 		Model: m, Tok: tok, opts: opts,
-		cache: newKVCache(cfg, kv, DefaultBlockSize, opts.CacheBytes >= 0),
+		cache: newKVCache(cfg, kv, DefaultBlockSize, opts.CacheBytes >= 0, opts.CacheTypeK, opts.CacheTypeV),
 		wake:  make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	go e.loop()

@@ -3,6 +3,9 @@ package engine
 import (
 	"fmt"
 
+	"github.com/stepflash/stepflash/gguf"
+	"github.com/stepflash/stepflash/tensor"
+
 	"github.com/stepflash/stepflash/model"
 )
 
@@ -18,11 +21,13 @@ const DefaultBlockSize = 32
 // every sequence whose prompt starts the same way, and when no sequence
 // holds it any more it stays cached until its memory is needed.
 type KVCache struct {
-	layers, kvDim, blockSize int
+	layers, heads, blockSize int
+	kType, vType             gguf.Type
+	kBlock, vBlock           int // bytes of one layer's block of keys (values)
 	maxBlocks                int
-	k, v                     [][][]float32 // [layer][block] → blockSize*kvDim floats
-	refs                     []int         // per block: sequences holding it
-	free                     []int         // blocks holding nothing worth keeping
+	k, v                     [][][]byte // [layer][block] → per KV head, blockSize rows
+	refs                     []int      // per block: sequences holding it
+	free                     []int      // blocks holding nothing worth keeping
 	// Blocks are made on first use: ids len(refs)..maxBlocks-1 are yet
 	// to be, so a large budget costs nothing until it is used.
 	seqs map[int]*seqBlocks
@@ -40,31 +45,63 @@ type seqBlocks struct {
 	keys  []CacheKey // the prompt's extra per-position keys
 }
 
-// NewKVCache makes a cache for cfg that holds at most maxTokens positions in
-// all (rounded up to whole blocks), with the prefix cache on.
+// NewKVCache makes an F32 cache for cfg that holds at most maxTokens
+// positions in all (rounded up to whole blocks), with the prefix cache on.
 func NewKVCache(cfg *model.Config, maxTokens, blockSize int) *KVCache {
-	return newKVCache(cfg, maxTokens, blockSize, true)
+	return newKVCache(cfg, maxTokens, blockSize, true, gguf.TypeF32, gguf.TypeF32)
 }
 
-// newKVCache is NewKVCache with the prefix cache on or off: off, Admit
-// reuses nothing and Commit and Retire keep nothing.
-func newKVCache(cfg *model.Config, maxTokens, blockSize int, prefix bool) *KVCache {
+// newKVCache is NewKVCache with the prefix cache on or off (off, Admit
+// reuses nothing and Commit and Retire keep nothing) and the keys' and
+// values' types (checked by CheckCacheTypes).
+func newKVCache(cfg *model.Config, maxTokens, blockSize int, prefix bool, kt, vt gguf.Type) *KVCache {
 	if blockSize <= 0 {
 		blockSize = DefaultBlockSize
 	}
 	c := &KVCache{
-		layers: cfg.NLayer, kvDim: cfg.KVDim(), blockSize: blockSize, maxBlocks: (maxTokens + blockSize - 1) / blockSize,
-		k: make([][][]float32, cfg.NLayer), v: make([][][]float32, cfg.NLayer), seqs: map[int]*seqBlocks{},
+		layers: cfg.NLayer, heads: cfg.NHeadKV, blockSize: blockSize, maxBlocks: (maxTokens + blockSize - 1) / blockSize,
+		kType: kt, vType: vt,
+		kBlock: cfg.NHeadKV * blockSize * tensor.KVRowBytes(kt, cfg.HeadDim),
+		vBlock: cfg.NHeadKV * blockSize * tensor.KVRowBytes(vt, cfg.HeadDimV),
+		k:      make([][][]byte, cfg.NLayer), v: make([][][]byte, cfg.NLayer), seqs: map[int]*seqBlocks{},
 	}
 	c.prefix.init(prefix)
 	return c
 }
 
-// KVBytesPerToken is the memory one cached position takes for cfg (keys
-// and values of every layer, float32).
+// KVBytesPerToken is the memory one cached position takes for cfg with
+// F32 keys and values (every layer).
 func KVBytesPerToken(cfg *model.Config) int64 {
-	return int64(cfg.NLayer) * int64(cfg.KVDim()) * 2 * 4
+	return KVBytesPerTokenOf(cfg, gguf.TypeF32, gguf.TypeF32)
 }
+
+// KVBytesPerTokenOf is the memory one cached position takes for cfg with
+// keys of type kt and values of type vt (every layer).
+func KVBytesPerTokenOf(cfg *model.Config, kt, vt gguf.Type) int64 {
+	return int64(cfg.NLayer) * int64(cfg.NHeadKV) * int64(tensor.KVRowBytes(kt, cfg.HeadDim)+tensor.KVRowBytes(vt, cfg.HeadDimV))
+}
+
+// CheckCacheTypes says whether cfg's keys and values can be cached in
+// types kt and vt: F32, F16 or Q8_0, and a head size that is a whole
+// number of the type's blocks (32 for Q8_0), as llama.cpp requires.
+func CheckCacheTypes(cfg *model.Config, kt, vt gguf.Type) error {
+	for _, c := range []struct {
+		what string
+		t    gguf.Type
+		dim  int
+	}{{"keys", kt, cfg.HeadDim}, {"values", vt, cfg.HeadDimV}} {
+		if !tensor.KVSupported(c.t) {
+			return fmt.Errorf("engine: the KV cache cannot hold %s as %v (f32, f16 or q8_0)", c.what, c.t)
+		}
+		if c.dim%c.t.BlockSize() != 0 {
+			return fmt.Errorf("engine: a %v cache of %s needs a head size that is a multiple of %d; this model's is %d", c.t, c.what, c.t.BlockSize(), c.dim)
+		}
+	}
+	return nil
+}
+
+// Types are the keys' and values' storage types.
+func (c *KVCache) Types() (k, v gguf.Type) { return c.kType, c.vType }
 
 // BlockSize is the number of positions per block.
 func (c *KVCache) BlockSize() int { return c.blockSize }
@@ -81,7 +118,7 @@ func (c *KVCache) FreePositions() int { return c.claimable() * c.blockSize }
 func (c *KVCache) claimable() int { return len(c.free) + c.maxBlocks - len(c.refs) + c.prefix.idle }
 
 // Block implements model.Cache. The block must have been reserved.
-func (c *KVCache) Block(layer, seq, pos int) (k, v []float32) {
+func (c *KVCache) Block(layer, seq, pos int) (k, v []byte) {
 	id := c.seqs[seq].table[pos/c.blockSize]
 	return c.k[layer][id], c.v[layer][id]
 }
@@ -135,8 +172,8 @@ func (c *KVCache) alloc() int {
 		c.refs = append(c.refs, 0)
 		c.prefix.grow()
 		for l := 0; l < c.layers; l++ {
-			c.k[l] = append(c.k[l], make([]float32, c.blockSize*c.kvDim))
-			c.v[l] = append(c.v[l], make([]float32, c.blockSize*c.kvDim))
+			c.k[l] = append(c.k[l], make([]byte, c.kBlock))
+			c.v[l] = append(c.v[l], make([]byte, c.vBlock))
 		}
 	default:
 		id = c.prefix.evict()
@@ -173,8 +210,12 @@ func (c *KVCache) release(id int) {
 
 // copyBlock copies the first n positions of block src into block dst.
 func (c *KVCache) copyBlock(dst, src, n int) {
+	// Each KV head's rows start at its own offset in the block.
+	kr, vr := c.kBlock/c.heads/c.blockSize, c.vBlock/c.heads/c.blockSize
 	for l := 0; l < c.layers; l++ {
-		copy(c.k[l][dst][:n*c.kvDim], c.k[l][src][:n*c.kvDim])
-		copy(c.v[l][dst][:n*c.kvDim], c.v[l][src][:n*c.kvDim])
+		for h := 0; h < c.heads; h++ {
+			copy(c.k[l][dst][h*c.blockSize*kr:][:n*kr], c.k[l][src][h*c.blockSize*kr:][:n*kr])
+			copy(c.v[l][dst][h*c.blockSize*vr:][:n*vr], c.v[l][src][h*c.blockSize*vr:][:n*vr])
+		}
 	}
 }

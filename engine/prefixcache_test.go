@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"github.com/stepflash/stepflash/tensor"
 	"slices"
 	"strings"
 	"sync"
@@ -22,7 +23,7 @@ const otherText = "Tom had a small boat. Every morning he took it to the lake an
 	"His dog Max always came with him and barked at the ducks."
 
 // kvCfg is a model shape for the cache's unit tests: 2 layers of 4 floats.
-var kvCfg = &model.Config{NLayer: 2, NHeadKV: 1, HeadDim: 4}
+var kvCfg = &model.Config{NLayer: 2, NHeadKV: 1, HeadDim: 4, HeadDimV: 4}
 
 // seqTokens returns n tokens starting at from: 0, 1, 2, … shifted.
 func seqTokens(from, n int) []int32 {
@@ -33,15 +34,22 @@ func seqTokens(from, n int) []int32 {
 	return out
 }
 
+// blockF32 is an F32 cache's block as floats (one KV head: row r of
+// HeadDim at r*HeadDim).
+func (c *KVCache) blockF32(layer, seq, pos int) (k, v []float32) {
+	kb, vb := c.Block(layer, seq, pos)
+	return tensor.F32s(kb), tensor.F32s(vb)
+}
+
 // fill writes a distinct value into every computed position of seq, as a
 // forward pass would, and commits its full blocks.
 func fill(c *KVCache, seq int, toks []int32, from, to int) {
 	for p := from; p < to; p++ {
 		for l := 0; l < c.layers; l++ {
-			k, v := c.Block(l, seq, p)
+			k, v := c.blockF32(l, seq, p)
 			row := p % c.blockSize
-			k[row*c.kvDim] = float32(toks[p]) + float32(l)/10
-			v[row*c.kvDim] = -float32(toks[p])
+			k[row*kvCfg.HeadDim] = float32(toks[p]) + float32(l)/10
+			v[row*kvCfg.HeadDim] = -float32(toks[p])
 		}
 	}
 	c.Commit(seq, toks, to)
@@ -67,8 +75,8 @@ func TestKVCacheBlocks(t *testing.T) {
 			if err := c.Reserve(2, 1); err == nil || !strings.Contains(err.Error(), "KV cache full") {
 				t.Fatalf("reserving past capacity: %v", err)
 			}
-			k0, _ := c.Block(1, 0, 33)
-			k1, _ := c.Block(1, 1, 33)
+			k0, _ := c.blockF32(1, 0, 33)
+			k1, _ := c.blockF32(1, 1, 33)
 			k0[0], k1[0] = 1, 2
 			if k0[0] == k1[0] {
 				t.Fatal("two sequences share a block")
@@ -109,10 +117,10 @@ func TestKVCacheBlocks(t *testing.T) {
 			}
 			for _, seq := range []int{1, 2} {
 				for p := 0; p < 39; p++ {
-					k, v := c.Block(1, seq, p)
+					k, v := c.blockF32(1, seq, p)
 					row := p % 32
-					if k[row*c.kvDim] != float32(a[p])+0.1 || v[row*c.kvDim] != -float32(a[p]) {
-						t.Fatalf("sequence %d position %d: k %v v %v, not the cached values", seq, p, k[row*c.kvDim], v[row*c.kvDim])
+					if k[row*kvCfg.HeadDim] != float32(a[p])+0.1 || v[row*kvCfg.HeadDim] != -float32(a[p]) {
+						t.Fatalf("sequence %d position %d: k %v v %v, not the cached values", seq, p, k[row*kvCfg.HeadDim], v[row*kvCfg.HeadDim])
 					}
 				}
 			}

@@ -124,7 +124,14 @@ type runner struct {
 	outRows []int
 }
 
-var scorePool = sync.Pool{New: func() any { return new([]float32) }}
+// attnWork is one attention worker's scratch: the scores of one query
+// and the query and values converted for the cache's types.
+type attnWork struct {
+	scores []float32
+	kv     tensor.KVScratch
+}
+
+var workPool = sync.Pool{New: func() any { return new(attnWork) }}
 
 func grow(buf []float32, n int) []float32 {
 	if cap(buf) < n {
@@ -174,7 +181,7 @@ func (r *runner) begin(b *Batch, logits []float32) error {
 	r.q = grow(r.q, n*c.QDim())
 	r.k = grow(r.k, n*c.KVDim())
 	r.v = grow(r.v, n*c.VDim())
-	r.att = grow(r.att, n*c.QDim())
+	r.att = grow(r.att, n*c.NHead*c.HeadDimV)
 	r.gate = grow(r.gate, n*ff)
 	r.up = grow(r.up, n*ff)
 	r.ropeTables(b)
@@ -182,13 +189,23 @@ func (r *runner) begin(b *Batch, logits []float32) error {
 }
 
 // ropeTables computes cos/sin of every rotation angle for the batch positions,
-// as ggml does: theta_i = pos * base^(-2i/d), built by repeated float32 products.
+// as ggml does: theta_i = pos * base^(-2i/d), built by repeated float32
+// products, divided by llama 3's rope_freqs, times the position scale
+// (1/factor); with YaRN, mixed with the unscaled angle by each dimension's
+// ramp and the magnitude scaled (ggml's rope_yarn).
 func (r *runner) ropeTables(b *Batch) {
 	c := r.cfg
 	half := c.RopeDims / 2
 	r.cos = grow(r.cos, r.n*half)
 	r.sin = grow(r.sin, r.n*half)
 	scale := float32(math.Pow(float64(c.RopeBase), -2.0/float64(c.RopeDims)))
+	ext := c.Rope.ExtFactor
+	mscale := c.Rope.YarnAttn * c.Rope.AttnFactor
+	var low, high float32
+	if ext != 0 {
+		low, high = yarnCorrDims(c.RopeDims, c.Rope.OrigCtx, c.RopeBase, c.Rope.BetaFast, c.Rope.BetaSlow)
+		mscale *= 1 + 0.1*logf(1/c.RopeScale)
+	}
 	for t := 0; t < r.n; t++ {
 		theta := float32(b.Pos[t])
 		cs, sn := r.cos[t*half:(t+1)*half], r.sin[t*half:(t+1)*half]
@@ -197,13 +214,37 @@ func (r *runner) ropeTables(b *Batch) {
 			if r.ropeFreq != nil {
 				th /= r.ropeFreq[i]
 			}
+			extrap := th
 			th *= c.RopeScale
-			cs[i] = float32(math.Cos(float64(th)))
-			sn[i] = float32(math.Sin(float64(th)))
+			if ext != 0 {
+				mix := yarnRamp(low, high, i) * ext
+				th = th*(1-mix) + extrap*mix
+			}
+			cs[i] = float32(math.Cos(float64(th))) * mscale
+			sn[i] = float32(math.Sin(float64(th))) * mscale
 			theta *= scale
 		}
 	}
 }
+
+// yarnCorrDims is ggml_rope_yarn_corr_dims: the first and last rotary
+// dimensions between which YaRN ramps from extrapolation to interpolation.
+func yarnCorrDims(dims, origCtx int, base, betaFast, betaSlow float32) (low, high float32) {
+	dim := func(beta float32) float32 {
+		return float32(dims) * logf(float32(origCtx)/(beta*2*float32(math.Pi))) / (2 * logf(base))
+	}
+	low = max(0, float32(math.Floor(float64(dim(betaFast)))))
+	high = min(float32(dims-1), float32(math.Ceil(float64(dim(betaSlow)))))
+	return low, high
+}
+
+// yarnRamp is ggml's rope_yarn_ramp for the pair i (i0 = 2i).
+func yarnRamp(low, high float32, i int) float32 {
+	y := (float32(i) - low) / max(0.001, high-low)
+	return 1 - min(1, max(0, y))
+}
+
+func logf(x float32) float32 { return float32(math.Log(float64(x))) }
 
 // embed looks up the token embeddings into the residual stream.
 func (r *runner) embed(e tensor.Matrix, b *Batch) {
@@ -278,42 +319,52 @@ func (r *runner) attention(layer int, a *Attention, qk *QKNorm, c Cache, b *Batc
 	r.applyRope(r.q, cfg.NHead)
 	r.applyRope(r.k, cfg.NHeadKV)
 
+	// Store the batch's keys and values, head by head, in the cache's types.
 	bs := c.BlockSize()
+	kt, vt := c.Types()
+	hdv := cfg.HeadDimV
+	vDim := cfg.VDim()
+	krb, vrb := tensor.KVRowBytes(kt, hd), tensor.KVRowBytes(vt, hdv)
 	for t := 0; t < n; t++ {
 		kb, vb := c.Block(layer, b.Seq[t], b.Pos[t])
 		row := b.Pos[t] % bs
-		copy(kb[row*kvDim:(row+1)*kvDim], r.k[t*kvDim:(t+1)*kvDim])
-		copy(vb[row*kvDim:(row+1)*kvDim], r.v[t*kvDim:(t+1)*kvDim])
+		for g := 0; g < cfg.NHeadKV; g++ {
+			at := (g*bs + row) * krb
+			tensor.StoreKV(kt, r.k[t*kvDim+g*hd:t*kvDim+(g+1)*hd], kb[at:at+krb])
+			at = (g*bs + row) * vrb
+			tensor.StoreKV(vt, r.v[t*vDim+g*hdv:t*vDim+(g+1)*hdv], vb[at:at+vrb])
+		}
 	}
 
 	group := cfg.NHead / cfg.NHeadKV
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	r.pool.For(n*cfg.NHead, func(lo, hi int) {
-		sp := scorePool.Get().(*[]float32)
+		w := workPool.Get().(*attnWork)
 		for i := lo; i < hi; i++ {
 			t, h := i/cfg.NHead, i%cfg.NHead
-			kvOff := (h / group) * hd
+			g := h / group
 			q := r.q[(t*cfg.NHead+h)*hd : (t*cfg.NHead+h+1)*hd]
-			out := r.att[(t*cfg.NHead+h)*hd : (t*cfg.NHead+h+1)*hd]
+			out := r.att[(t*cfg.NHead+h)*hdv : (t*cfg.NHead+h+1)*hdv]
 			npos := b.Pos[t] + 1
-			if cap(*sp) < npos {
-				*sp = make([]float32, npos)
+			if cap(w.scores) < npos {
+				w.scores = make([]float32, npos)
 			}
-			scores := (*sp)[:npos]
+			scores := w.scores[:npos]
+			w.kv.SetQuery(kt, q)
 			for p0 := 0; p0 < npos; p0 += bs {
 				kb, _ := c.Block(layer, b.Seq[t], p0)
 				rows := scores[p0:min(p0+bs, npos)]
-				tensor.DotRows(q, kb[kvOff:], kvDim, rows) // q · k_j for the block's keys
+				w.kv.Dot(kb[g*bs*krb:], rows) // q · k_j for the block's keys of head g
 				tensor.Scale(rows, scale)
 			}
 			tensor.Softmax(scores)
 			clear(out)
 			for p0 := 0; p0 < npos; p0 += bs {
 				_, vb := c.Block(layer, b.Seq[t], p0)
-				tensor.AxpyRows(scores[p0:min(p0+bs, npos)], vb[kvOff:], kvDim, out) // out += p_j v_j
+				w.kv.Axpy(vt, scores[p0:min(p0+bs, npos)], vb[g*bs*vrb:], out) // out += p_j v_j
 			}
 		}
-		scorePool.Put(sp)
+		workPool.Put(w)
 	})
 	tensor.MatMul(r.pool, a.O, r.att, n, r.tmp)
 	r.residual()

@@ -17,26 +17,138 @@ const (
 	RopeNeox
 )
 
+// RopeScalingType is how RoPE positions are scaled, as llama.cpp's
+// --rope-scaling names it.
+type RopeScalingType int
+
+const (
+	RopeScalingNone   RopeScalingType = iota // no scaling, whatever the factor
+	RopeScalingLinear                        // positions × 1/factor (position interpolation)
+	RopeScalingYaRN                          // YaRN: interpolate low frequencies, keep high ones, scale attention
+)
+
+func (t RopeScalingType) String() string {
+	return [...]string{"none", "linear", "yarn"}[t]
+}
+
+// ParseRopeScaling reads a scaling type name (none, linear, yarn).
+func ParseRopeScaling(s string) (RopeScalingType, error) {
+	for _, t := range []RopeScalingType{RopeScalingNone, RopeScalingLinear, RopeScalingYaRN} {
+		if s == t.String() {
+			return t, nil
+		}
+	}
+	return 0, fmt.Errorf("RoPE scaling %q is not supported (none, linear or yarn)", s)
+}
+
+// RopeScaling is a model's RoPE scaling beyond RopeScale (the factor).
+type RopeScaling struct {
+	Type RopeScalingType
+	// OrigCtx is the context the model was trained at before scaling
+	// (rope.scaling.original_context_length; 0: the training context),
+	// which YaRN's correction dimensions are computed from.
+	OrigCtx int
+	// AttnFactor multiplies the rotation's magnitude
+	// (rope.scaling.attn_factor, default 1).
+	AttnFactor float32
+	// YaRN's parameters, llama.cpp's defaults unless overridden: the
+	// extrapolation mix (1 for YaRN), the magnitude scale (its
+	// yarn_attn_factor: 1, and 1 + 0.1 ln(factor) applied in the
+	// rotation) and the correction range's betas (32 and 1).
+	ExtFactor, YarnAttn, BetaFast, BetaSlow float32
+}
+
+// RopeOptions override a model's RoPE scaling as llama.cpp's flags do:
+// zero values (Type "") keep what the GGUF says.
+type RopeOptions struct {
+	Type    string  // --rope-scaling none|linear|yarn
+	Scale   float32 // --rope-scale: the factor (context multiplier)
+	OrigCtx int     // --yarn-orig-ctx
+}
+
+// ApplyRope sets c's scaling from the GGUF's keys (already read) and the
+// overrides, and fills YaRN's derived parameters as llama.cpp's context
+// does.
+func (c *Config) ApplyRope(o RopeOptions) error {
+	if o.Type != "" {
+		t, err := ParseRopeScaling(o.Type)
+		if err != nil {
+			return err
+		}
+		c.Rope.Type = t
+	}
+	if o.Scale < 0 {
+		return fmt.Errorf("--rope-scale must be positive, got %g", o.Scale)
+	}
+	if o.Scale > 0 {
+		c.RopeScale = 1 / o.Scale
+	}
+	if o.OrigCtx < 0 {
+		return fmt.Errorf("--yarn-orig-ctx must be positive, got %d", o.OrigCtx)
+	}
+	if o.OrigCtx > 0 {
+		c.Rope.OrigCtx = o.OrigCtx
+	}
+	if c.Rope.Type == RopeScalingNone {
+		c.RopeScale = 1
+	}
+	if c.Rope.OrigCtx == 0 {
+		c.Rope.OrigCtx = c.NCtxTrain
+	}
+	c.Rope.BetaFast, c.Rope.BetaSlow = 32, 1
+	c.Rope.ExtFactor, c.Rope.YarnAttn = 0, 1
+	if c.Rope.Type == RopeScalingYaRN {
+		c.Rope.ExtFactor = 1
+		// llama.cpp sets its yarn_attn_factor to get_mscale(factor) /
+		// (1 + 0.1 ln factor), cancelling the rotation's own 1 + 0.1 ln
+		// factor: for factor > 1 that is 1, and below 1 it is 1 / (1 + 0.1
+		// ln factor).
+		factor := 1 / c.RopeScale
+		m := float32(1)
+		if factor > 1 {
+			m = 0.1*float32(math.Log(float64(factor))) + 1
+		}
+		c.Rope.YarnAttn = m / (1 + 0.1*float32(math.Log(float64(factor))))
+	}
+	return nil
+}
+
+// ContextLimit is the longest context the model's positions are trained
+// or scaled for: the training context, times the factor when scaled.
+func (c *Config) ContextLimit() int {
+	if c.Rope.Type == RopeScalingNone || c.RopeScale >= 1 {
+		return c.NCtxTrain
+	}
+	base := c.NCtxTrain
+	if c.Rope.Type == RopeScalingYaRN && c.Rope.OrigCtx > 0 {
+		base = c.Rope.OrigCtx
+	}
+	return int(math.Round(float64(base) / float64(c.RopeScale)))
+}
+
 // Config holds a decoder's hyperparameters, read from GGUF metadata.
 type Config struct {
-	Arch       string
-	Name       string // general.name, if any
-	NLayer     int
-	NEmbd      int
-	NHead      int
-	NHeadKV    int
-	HeadDim    int // attention.key_length (default NEmbd/NHead)
-	HeadDimV   int // attention.value_length (default HeadDim)
-	NFF        int
-	NCtxTrain  int
-	NVocab     int
-	RMSEps     float32
-	RopeBase   float32
-	RopeDims   int
-	RopeType   RopeType
-	RopeScale  float32 // linear position scale (1/factor); 1 when absent
-	NExpert    int     // 0 for dense models
-	NExpertUse int     // trained experts per token
+	Arch      string
+	Name      string // general.name, if any
+	NLayer    int
+	NEmbd     int
+	NHead     int
+	NHeadKV   int
+	HeadDim   int // attention.key_length (default NEmbd/NHead)
+	HeadDimV  int // attention.value_length (default HeadDim)
+	NFF       int
+	NCtxTrain int
+	NVocab    int
+	RMSEps    float32
+	RopeBase  float32
+	RopeDims  int
+	RopeType  RopeType
+	RopeScale float32 // position scale (1/factor, llama.cpp's freq_scale); 1 when not scaled
+	// Rope is how positions are scaled beyond the trained context (the
+	// GGUF's rope.scaling.* keys, or RopeOptions).
+	Rope       RopeScaling
+	NExpert    int // 0 for dense models
+	NExpertUse int // trained experts per token
 	ExpertFF   int
 	// PoolingType is <arch>.pooling_type as llama.cpp numbers it (0 none,
 	// 1 mean, 2 cls, 3 last, 4 rank): how an embedding model pools its
@@ -115,10 +227,21 @@ func ReadConfig(f *gguf.File) (*Config, error) {
 	c.RMSEps = m.float("attention.layer_norm_rms_epsilon", 1e-5)
 	c.RopeBase = m.float("rope.freq_base", 10000)
 	c.RopeScale = 1
-	if st, _ := f.String(m.key("rope.scaling.type")); st == "linear" {
-		if fac := m.float("rope.scaling.factor", 1); fac > 0 {
-			c.RopeScale = 1 / fac
+	c.Rope = RopeScaling{Type: RopeScalingLinear, AttnFactor: m.float("rope.scaling.attn_factor", 1),
+		OrigCtx: m.uint("rope.scaling.original_context_length", 0, false)}
+	if st, ok := f.String(m.key("rope.scaling.type")); ok {
+		t, err := ParseRopeScaling(st)
+		if err != nil && m.err == nil {
+			m.err = fmt.Errorf("model: %s: %w", m.key("rope.scaling.type"), err)
 		}
+		c.Rope.Type = t
+	}
+	fac := m.float("rope.scaling.factor", 0)
+	if fac == 0 {
+		fac = m.float("rope.scale_linear", 0) // older files
+	}
+	if fac > 0 && c.Rope.Type != RopeScalingNone {
+		c.RopeScale = 1 / fac
 	}
 	c.NExpert = m.uint("expert_count", 0, false)
 	c.NExpertUse = m.uint("expert_used_count", 0, false)

@@ -82,10 +82,15 @@ func (b *Batch) wantOutput(i int) bool {
 type Cache interface {
 	// BlockSize is the number of positions in one block.
 	BlockSize() int
+	// Types are the element types of the stored keys and values: F32,
+	// F16 or Q8_0 (tensor.KVSupported).
+	Types() (k, v gguf.Type)
 	// Block returns the key and value storage of the block that holds
-	// position pos of sequence seq in layer layer. Each holds BlockSize()
-	// rows of KVDim floats; position pos is row pos%BlockSize().
-	Block(layer, seq, pos int) (k, v []float32)
+	// position pos of sequence seq in layer layer, head-major: for each
+	// KV head in turn, BlockSize() rows of HeadDim (keys) or HeadDimV
+	// (values) elements of the cache's types (tensor.KVRowBytes each);
+	// position pos is row pos%BlockSize() of every head.
+	Block(layer, seq, pos int) (k, v []byte)
 }
 
 // Model is a loaded architecture ready to run.
@@ -109,6 +114,9 @@ type Options struct {
 	// Loading says how Open brings the file into memory (default
 	// gguf.LoadAuto: a huge-page copy when it fits easily, else a mapping).
 	Loading gguf.Loading
+	// Rope overrides the GGUF's RoPE scaling (llama.cpp's --rope-scaling,
+	// --rope-scale, --yarn-orig-ctx).
+	Rope RopeOptions
 }
 
 // Constructor builds an architecture from an opened GGUF file.
@@ -153,6 +161,9 @@ func Load(f *gguf.File, opts Options) (Model, error) {
 	}
 	cfg, err := ReadConfig(f)
 	if err != nil {
+		return nil, err
+	}
+	if err := cfg.ApplyRope(opts.Rope); err != nil {
 		return nil, err
 	}
 	threads := opts.Threads

@@ -21,6 +21,7 @@ type modelFlags struct {
 	threads int
 	ctx     int
 	loading gguf.Loading
+	kvOptions
 }
 
 // loadFlagHelp is the --load flag's help, shared by every command that loads
@@ -49,6 +50,7 @@ func (m *modelFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&m.ctx, "c", 0, "context length in tokens (0: min(model's training context, 4096))")
 	fs.IntVar(&m.ctx, "ctx", 0, "same as -c")
 	registerLoad(fs, &m.loading)
+	m.kvOptions.register(fs)
 }
 
 // loaded is an opened model with its tokenizer and engine.
@@ -86,15 +88,18 @@ func (m *modelFlags) load() (*loaded, error) {
 	if m.model == "" {
 		return nil, fmt.Errorf("no model: pass -m FILE.gguf")
 	}
-	return openModel(m.model, m.threads, m.loading, engine.Options{Context: m.ctx})
+	return openModel(m.model, m.threads, m.loading, m.kvOptions, engine.Options{Context: m.ctx})
 }
 
-// openModel opens a GGUF file, its tokenizer and an engine for it.
-func openModel(path string, threads int, load gguf.Loading, opts engine.Options) (*loaded, error) {
+// openModel opens a GGUF file, its tokenizer and an engine for it, with
+// kv's cache types and RoPE scaling, refusing a context the model or the
+// machine cannot hold.
+func openModel(path string, threads int, load gguf.Loading, kv kvOptions, opts engine.Options) (*loaded, error) {
 	if threads <= 0 {
 		return nil, fmt.Errorf("-t must be at least 1, got %d", threads)
 	}
-	mdl, f, err := model.Open(path, model.Options{Threads: threads, Loading: load})
+	opts = kv.apply(opts)
+	mdl, f, err := model.Open(path, model.Options{Threads: threads, Loading: load, Rope: kv.rope})
 	if err != nil {
 		return nil, err
 	}
@@ -107,6 +112,15 @@ func openModel(path string, threads int, load gguf.Loading, opts engine.Options)
 	if n := l.tok.VocabSize(); n != mdl.Config().NVocab {
 		l.Close()
 		return nil, fmt.Errorf("%s: tokenizer has %d tokens but the output layer has %d rows", path, n, mdl.Config().NVocab)
+	}
+	if err := engine.CheckCacheTypes(mdl.Config(), opts.CacheTypeK, opts.CacheTypeV); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	opts = engine.WithDefaults(mdl.Config(), opts)
+	if err := kv.checkContext(mdl.Config(), opts); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	l.engine = engine.New(mdl, l.tok, opts)
 	return l, nil

@@ -65,13 +65,15 @@ type serveOptions struct {
 	storeOptions
 	regionOptions
 	httpOptions
+	kvOptions
 }
 
 const serveUsage = `Usage: stepflash serve [-m MODEL [--alias NAME]...]... [--upstream URL[#MODEL]]... [flags]
 
 An OpenAI-compatible server: POST /v1/chat/completions, POST /v1/completions,
-GET /v1/models, GET /health, GET /health/ready, GET /metrics; and Anthropic's
-POST /v1/messages.
+POST /v1/responses (and GET/DELETE /v1/responses/{id}), POST /v1/embeddings,
+GET /v1/models, POST /tokenize and /detokenize, GET /health, GET /health/ready,
+GET /metrics; and Anthropic's POST /v1/messages and /v1/messages/count_tokens.
 
 MODEL is a GGUF path or a Hugging Face reference REPO[:FILE] (pulled into the
 cache on first use, see "stepflash pull"). -m may be repeated; --alias adds a
@@ -224,6 +226,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.IntVar(&o.queue, "queue", 64, "requests waiting for a slot per model; more get 503 overloaded")
 	fs.Int64Var(&o.maxBody, "max-body", server.DefaultMaxBodyBytes, "request body limit in bytes")
 	fs.IntVar(&o.maxN, "max-n", 16, "largest n (choices per request)")
+	o.kvOptions.register(fs)
 	fs.Int64Var(&o.cacheRAM, "cache-ram", 0, "MiB of KV memory per model added for the prefix cache (prompt prefixes kept for reuse), beyond the -c × --parallel positions whose unused part it fills anyway; -1: no prefix cache")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long running requests may finish (then streams end with an error event and [DONE]; waiting requests get a 503 at once)")
 	registerHTTPFlags(fs, &o.httpOptions)
@@ -730,7 +733,11 @@ type localModel struct {
 // loadLocal opens a GGUF, its tokenizer, chat template and engine, and
 // makes its local backend.
 func loadLocal(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (*localModel, error) {
-	l, err := openModel(path, o.threads, o.load, engine.Options{Context: firstPositive(spec.Ctx, o.ctx), Parallel: firstPositive(spec.Parallel, o.parallel), QueueLimit: o.queue,
+	kv, err := spec.kvOptions(o.kvOptions)
+	if err != nil {
+		return nil, fmt.Errorf("model %q: %w", cmp.Or(spec.Name, modelNameOf(path)), err)
+	}
+	l, err := openModel(path, o.threads, o.load, kv, engine.Options{Context: firstPositive(spec.Ctx, o.ctx), Parallel: firstPositive(spec.Parallel, o.parallel), QueueLimit: o.queue,
 		CacheBytes: o.cacheRAM << 20})
 	if err != nil {
 		return nil, err

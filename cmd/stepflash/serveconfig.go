@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/gguf"
 	"os"
 	"strings"
 	"time"
@@ -43,6 +44,30 @@ type modelSpec struct {
 	// Pooling is how /v1/embeddings pools the final hidden states: mean,
 	// cls or last (default: the GGUF's pooling_type, else mean).
 	Pooling string `json:"pooling,omitempty"`
+	// CacheTypeK and CacheTypeV are the model's KV cache types (f32, f16,
+	// q8_0; default the --cache-type-k/-v flags').
+	CacheTypeK string `json:"cache_type_k,omitempty"`
+	CacheTypeV string `json:"cache_type_v,omitempty"`
+}
+
+// kvOptions is the model's KV cache types: its own where it sets them,
+// else def (the flags').
+func (s *modelSpec) kvOptions(def kvOptions) (kvOptions, error) {
+	out := def
+	for _, f := range []struct {
+		v   string
+		dst *gguf.Type
+	}{{s.CacheTypeK, &out.cacheTypeK}, {s.CacheTypeV, &out.cacheTypeV}} {
+		if f.v == "" {
+			continue
+		}
+		t, err := parseCacheType(f.v)
+		if err != nil {
+			return out, err
+		}
+		*f.dst = t
+	}
+	return out, nil
 }
 
 // upstreamSpec is one upstream of a model in the config file.
@@ -138,6 +163,9 @@ func (s *modelSpec) checkTarget() error {
 				return fmt.Errorf("\"pooling\": %w", err)
 			}
 		}
+		if _, err := s.kvOptions(kvOptions{}); err != nil {
+			return fmt.Errorf("\"cache_type_k\"/\"cache_type_v\": %w", err)
+		}
 		return s.Effort.Check()
 	}
 	switch {
@@ -147,8 +175,8 @@ func (s *modelSpec) checkTarget() error {
 		return fmt.Errorf("a model served by upstreams needs a \"name\"")
 	case s.Effort != nil:
 		return fmt.Errorf("\"effort\" sets a local model's compute; an upstream's is its own (the tier is passed on and echoed as unverified)")
-	case s.MMProj != "" || s.ChatTemplateFile != "" || s.Pooling != "":
-		return fmt.Errorf("\"mmproj\", \"chat_template_file\" and \"pooling\" apply to a local model; a model served by upstreams takes what its upstream takes")
+	case s.MMProj != "" || s.ChatTemplateFile != "" || s.Pooling != "" || s.CacheTypeK != "" || s.CacheTypeV != "":
+		return fmt.Errorf("\"mmproj\", \"chat_template_file\", \"pooling\" and \"cache_type_k/v\" apply to a local model; a model served by upstreams takes what its upstream takes")
 	case s.Ctx != 0 || s.Parallel != 0:
 		return fmt.Errorf("\"ctx\" and \"parallel\" are engine settings; this model is served by upstreams")
 	}
