@@ -527,7 +527,7 @@ func TestPlaygroundBrowser(t *testing.T) {
 	})
 
 	t.Run("phone", func(t *testing.T) {
-		do("phone viewport", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(2)))
+		do("phone viewport", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 		overflow, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth - window.innerWidth`))
 		if err != nil || overflow > 0 {
 			t.Errorf("the page is %d px wider than a phone's screen (%v)", overflow, err)
