@@ -192,7 +192,8 @@ const lastReplyJS = `(() => {
 // a real server: a reply streams in with its tokens, cost and effort echo;
 // switching the effort changes the echo; the vision model answers about
 // an attached image; Esc stops a generation; a reply holding <script> and
-// an onerror image shows as text; reasoning is collapsible; the advisor
+// an onerror image shows as text; reasoning is collapsible; a tool defined
+// in the editor is called and its result sent back; the advisor
 // field is sent and its badge shown; the exported curl command reproduces
 // the request; conversations survive a reload; the page fits a phone.
 // Screenshots go to $STEPFLASH_SCREENSHOTS (docs/img for the README).
@@ -228,7 +229,7 @@ func TestPlaygroundBrowser(t *testing.T) {
 	}
 	advised.Backend = mw(advised.Backend)
 	s := startServer(t, server.Config{}, []realModel{{File: "stories260K.gguf", Name: "stories"}},
-		scriptedModel(t, "scripted", fast), scriptedModel(t, "slow", slow), advised, vlmModel(t))
+		scriptedModel(t, "scripted", fast), scriptedModel(t, "slow", slow), advised, vlmModel(t), scriptedModel(t, "tools", &testserve.Scripted{Scripts: toolScripts()}))
 	s.Srv.ServePlayground()
 
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
@@ -437,6 +438,27 @@ func TestPlaygroundBrowser(t *testing.T) {
 		if open, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`[...document.querySelectorAll('details.reasoning')].pop().open`)); open {
 			t.Errorf("the reasoning block is open after the reply, want it collapsed")
 		}
+	})
+
+	t.Run("tools", func(t *testing.T) {
+		choose("model", "tools")
+		tools := `[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]`
+		do("defining a tool", chromedp.Evaluate[chromedp.Void](`(() => { const e = document.getElementById("tools");
+			e.value = `+strconv.Quote(tools)+`; e.dispatchEvent(new Event("input")); })()`))
+		if status, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("tools-status").textContent`)); status != "1 tool: get_weather" {
+			t.Errorf("tools status %q", status)
+		}
+		send("Weather in Paris?")
+		finished()
+		call, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#messages .tool-call code").textContent`))
+		if err != nil || call != `get_weather({"city": "Paris"})` {
+			t.Fatalf("tool call shown as %q (%v)", call, err)
+		}
+		do("answering the call", chromedp.SendKeys(chromedp.CSS(".tool-answer input"), `{"sky": "clear"}`+kb.Enter))
+		if r := finished(); r.State != "done" || r.Content != "It is sunny in Paris." {
+			t.Errorf("after the tool result: %+v", r)
+		}
+		do("clearing the tools", chromedp.Evaluate[chromedp.Void](`(() => { const e = document.getElementById("tools"); e.value = ""; e.dispatchEvent(new Event("input")); })()`))
 	})
 
 	t.Run("advisor", func(t *testing.T) {
