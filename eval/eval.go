@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -87,6 +88,12 @@ type Config struct {
 	// the first endpoint's model) and the prompt it is asked.
 	CaptionModel  string `json:"caption_model,omitempty"`
 	CaptionPrompt string `json:"caption_prompt,omitempty"`
+	// Kinds are the vision task kinds asked (default all, VisionKinds);
+	// Limit keeps the first Limit tasks of each.
+	Kinds []string `json:"kinds,omitempty"`
+	// Arms are the vision arms the endpoint can run (set by Run from its
+	// /models input_modalities).
+	Arms []string `json:"arms,omitempty"`
 
 	// Progress receives progress lines (nil: none); Terminal draws a
 	// one-line bar instead of plain lines.
@@ -104,6 +111,9 @@ type Tokens struct {
 	Cached     int `json:"cached"`
 	Completion int `json:"completion"`
 	Reasoning  int `json:"reasoning"`
+	// Image is usage.prompt_tokens_details.image_tokens where the endpoint
+	// reports it: the prompt tokens that stand for images.
+	Image int `json:"image,omitempty"`
 }
 
 // Request summarises what a call sent.
@@ -209,6 +219,11 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	for i, c := range r.clients {
 		r.cfg.Endpoints[i].Model = c.ep.Model
 	}
+	if cfg.Suite == SuiteVision {
+		if err := r.visionArms(); err != nil {
+			return nil, err
+		}
+	}
 	r.fp = r.fingerprint()
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, err
@@ -226,6 +241,8 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		runErr = r.head2head(ctx)
 	case SuiteAdvisor:
 		runErr = r.advisorSuite(ctx)
+	case SuiteVision:
+		runErr = r.vision(ctx)
 	}
 	if r.cfg.Terminal && r.cfg.Progress != nil {
 		fmt.Fprintln(r.cfg.Progress)
@@ -250,9 +267,6 @@ func (c *Config) defaults() error {
 	}
 	if !known {
 		return fmt.Errorf("unknown suite %q: want one of effort, head2head, advisor, vision", c.Suite)
-	}
-	if c.Suite == SuiteVision {
-		return errors.New("suite vision is not built yet (docs/eval.md); effort, head2head and advisor are")
 	}
 	want := 1
 	if c.Suite == SuiteHead2Head {
@@ -288,8 +302,23 @@ func (c *Config) defaults() error {
 	if c.BaselineEffort == "" {
 		c.BaselineEffort = "high"
 	}
-	if c.Suite == SuiteAdvisor || c.Suite == SuiteVision {
-		return nil // their tasks are their own
+	if c.Suite == SuiteAdvisor {
+		return nil // its tasks are its own
+	}
+	if c.Suite == SuiteVision {
+		if c.CaptionPrompt == "" {
+			c.CaptionPrompt = DefaultCaptionPrompt
+		}
+		if len(c.Kinds) == 0 {
+			c.Kinds = VisionKinds
+		}
+		ts, err := VisionTasks(c.Kinds, c.Limit, DefaultSeed)
+		if err != nil {
+			return err
+		}
+		c.Tasks = ts
+		c.TasksSource = fmt.Sprintf("embedded: generated images (%s), %d tasks, seed %d", strings.Join(c.Kinds, ", "), len(ts), DefaultSeed)
+		return nil
 	}
 	if c.Tasks == nil {
 		c.Tasks = AdditionTasks(200, DefaultSeed)
@@ -307,7 +336,7 @@ func (r *runner) fingerprint() string {
 	c := r.cfg
 	v := map[string]any{"suite": c.Suite, "temperature": c.Temperature, "seed": c.Seed, "max_tokens": c.MaxTokens,
 		"effort": c.Effort, "tasks": c.Tasks, "baseline": []string{c.BaselineModel, c.BaselineEffort}, "steps": c.Steps,
-		"caption": []string{c.CaptionModel, c.CaptionPrompt}}
+		"caption": []string{c.CaptionModel, c.CaptionPrompt}, "kinds": c.Kinds}
 	var eps []string
 	for _, e := range c.Endpoints {
 		eps = append(eps, e.BaseURL+"#"+e.Model)
@@ -544,6 +573,7 @@ func (r *runner) usage(c *Call) {
 		Completion int `json:"completion_tokens"`
 		Details    struct {
 			Cached *int `json:"cached_tokens"`
+			Image  int  `json:"image_tokens"`
 		} `json:"prompt_tokens_details"`
 		CDetails struct {
 			Reasoning int `json:"reasoning_tokens"`
@@ -555,7 +585,7 @@ func (r *runner) usage(c *Call) {
 	if json.Unmarshal(c.Usage, &u) != nil {
 		return
 	}
-	c.Tokens = Tokens{Prompt: u.Prompt, Completion: u.Completion, Reasoning: u.CDetails.Reasoning}
+	c.Tokens = Tokens{Prompt: u.Prompt, Completion: u.Completion, Reasoning: u.CDetails.Reasoning, Image: u.Details.Image}
 	switch {
 	case u.Details.Cached != nil:
 		c.Tokens.Cached = *u.Details.Cached

@@ -1,9 +1,17 @@
 package eval
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/xml"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"io"
 	"math"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -78,7 +86,7 @@ func TestAdditionTasks(t *testing.T) {
 	a, b := AdditionTasks(400, 7), AdditionTasks(400, 7)
 	lengths := map[int]int{}
 	for i, tk := range a {
-		if tk != b[i] {
+		if !reflect.DeepEqual(tk, b[i]) {
 			t.Fatalf("task %d differs for the same seed", i)
 		}
 		var x, y int
@@ -101,7 +109,7 @@ func TestAdditionTasks(t *testing.T) {
 			t.Errorf("length %d drawn %d times of 800", l, lengths[l])
 		}
 	}
-	if AdditionTasks(5, 8)[0] == a[0] {
+	if reflect.DeepEqual(AdditionTasks(5, 8)[0], a[0]) {
 		t.Error("another seed gives the same first task")
 	}
 }
@@ -202,5 +210,104 @@ func TestHTMLWellFormed(t *testing.T) {
 	}
 	if p := res.Summary.Paired; p.MeanDiff != 0.5 || p.AWins != 1 || p.BWins != 0 {
 		t.Errorf("paired %+v", p)
+	}
+}
+
+// TestVisionTasks: the embedded vision set is made as the trained VLM's
+// test set (64x64, four flat quadrants, each channel of the named colour's
+// base within ±20), the right cell or count is the answer, and the same
+// seed gives the same tasks whatever other kinds are asked.
+func TestVisionTasks(t *testing.T) {
+	all, err := VisionTasks(VisionKinds, 0, DefaultSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 200 {
+		t.Fatalf("%d tasks, want 200", len(all))
+	}
+	grids, err := VisionTasks([]string{KindGrid}, 3, DefaultSeed)
+	if err != nil || len(grids) != 3 || !reflect.DeepEqual(grids[0], all[100]) {
+		t.Errorf("grid tasks alone differ from the grid tasks of the full set: %v", err)
+	}
+	if _, err := VisionTasks([]string{"pie"}, 0, 1); err == nil || !strings.Contains(err.Error(), `unknown vision task kind "pie"`) {
+		t.Errorf("unknown kind: %v", err)
+	}
+	near := func(c color.Color, name string) bool {
+		i := slices.Index(colourNames, name)
+		r, g, b, _ := c.RGBA()
+		for k, v := range []uint32{r >> 8, g >> 8, b >> 8} {
+			if d := int(v) - colourBases[i][k]; d < -20 || d > 20 {
+				return false
+			}
+		}
+		return true
+	}
+	decode := func(tk Task) image.Image {
+		b, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(tk.Image, "data:image/png;base64,"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	kinds := map[string]int{}
+	for _, tk := range all {
+		kinds[kindOf(tk.ID)]++
+		img := decode(tk)
+		switch kindOf(tk.ID) {
+		case KindQuadrant:
+			q := slices.Index(quadrantNames, strings.TrimSuffix(strings.TrimPrefix(tk.Question, "What colour is the "), " quadrant?"))
+			if img.Bounds().Dx() != 64 || img.Bounds().Dy() != 64 || q < 0 || tk.Check != CheckChoice {
+				t.Fatalf("%s: %v, %q", tk.ID, img.Bounds(), tk.Question)
+			}
+			x, y := 32*(q%2), 32*(q/2)
+			for _, p := range [][2]int{{x, y}, {x + 31, y + 31}, {x + 16, y + 5}} {
+				if !near(img.At(p[0], p[1]), tk.Answer) {
+					t.Fatalf("%s: pixel %v is %v, not %s", tk.ID, p, img.At(p[0], p[1]), tk.Answer)
+				}
+			}
+		case KindGrid:
+			var row, col int
+			if _, err := fmt.Sscanf(strings.SplitN(tk.Question, "row ", 2)[1], "%d, column %d", &row, &col); err != nil {
+				t.Fatalf("%s: %q: %v", tk.ID, tk.Question, err)
+			}
+			if c := img.At(64*(col-1)+32, 64*(row-1)+32); !near(c, tk.Answer) {
+				t.Fatalf("%s: cell (%d,%d) is %v, not %s", tk.ID, row, col, c, tk.Answer)
+			}
+		case KindCount:
+			name := strings.Fields(strings.TrimPrefix(tk.Question, "How many "))[0]
+			n := 0
+			for s := range 16 {
+				if near(img.At(48*(s%4)+24, 48*(s/4)+24), name) {
+					n++
+				}
+			}
+			if strconv.Itoa(n) != tk.Answer || n < 1 || n > 6 {
+				t.Fatalf("%s: %d %s squares drawn, answer %s", tk.ID, n, name, tk.Answer)
+			}
+		}
+	}
+	if kinds[KindQuadrant] != 100 || kinds[KindGrid] != 50 || kinds[KindCount] != 50 {
+		t.Errorf("kinds %v", kinds)
+	}
+}
+
+// TestChoice: a choice answer is right when it names the expected option
+// and no other.
+func TestChoice(t *testing.T) {
+	task := Task{Answer: "red", Check: CheckChoice, Options: colourNames}
+	for answer, want := range map[string]bool{
+		"red": true, " Red.": true, "The top left quadrant is red.": true, "RED": true,
+		"red or blue": false, "reddish": false, "blue": false, "": false, "bl black": false,
+	} {
+		if got := task.Score(answer); got != want {
+			t.Errorf("%q: %v, want %v", answer, got, want)
+		}
+	}
+	if _, err := ReadTasks(strings.NewReader(`{"question":"q","answer":"pink","check":"choice","options":["red","blue"]}`), "t.jsonl"); err == nil || !strings.Contains(err.Error(), `"pink" is not one of "options"`) {
+		t.Errorf("an answer outside the options: %v", err)
 	}
 }

@@ -79,6 +79,9 @@ func (res *Results) WriteText(w io.Writer) {
 	if res.Config.Suite == SuiteAdvisor {
 		fmt.Fprint(tw, "escalations\t")
 	}
+	if res.Config.Suite == SuiteVision {
+		fmt.Fprint(tw, "image\t")
+	}
 	fmt.Fprintln(tw)
 	for _, a := range s.Arms {
 		var pp []string
@@ -90,9 +93,18 @@ func (res *Results) WriteText(w io.Writer) {
 		if res.Config.Suite == SuiteAdvisor {
 			fmt.Fprintf(tw, "%d\t", a.Escalations)
 		}
+		if res.Config.Suite == SuiteVision {
+			fmt.Fprintf(tw, "%.1f\t", a.Image)
+		}
 		fmt.Fprintln(tw)
 	}
 	tw.Flush()
+	if res.Config.Suite == SuiteVision {
+		fmt.Fprintln(w, "latency and tokens are per task (the tool-chained arm's captioning call and answer added); score by kind:")
+		for _, a := range s.Arms {
+			fmt.Fprintf(w, "  %s: %s\n", a.Label, kindsText(a.Kinds))
+		}
+	}
 	if p := s.Paired; p != nil {
 		fmt.Fprintln(w, p.sentence())
 	}
@@ -123,6 +135,15 @@ func (res *Results) WriteText(w io.Writer) {
 		fmt.Fprintln(w, "note: "+n)
 	}
 	fmt.Fprintf(w, "%d calls recorded (%d made now, %d from an earlier run)\n", len(res.Calls), res.Made, res.Skipped)
+}
+
+// kindsText is "quadrant 100.0% (40/40), grid ...".
+func kindsText(ks []KindScore) string {
+	var parts []string
+	for _, k := range ks {
+		parts = append(parts, fmt.Sprintf("%s %s (%d/%d)", k.Kind, pct(k.Score), k.Right, k.Asked))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // sentence states the comparison.
@@ -320,6 +341,17 @@ func (res *Results) plots() []plot {
 		}
 	}
 	out := []plot{lat, cost, passes}
+	if res.Config.Suite == SuiteVision && len(res.Config.Kinds) > 0 {
+		kp := plot{ID: "score-kinds", Title: "Score by kind of image task (over every pass)", XLabel: "task kind", YLabel: "score",
+			Series: labels, YPct: true, XCats: res.Config.Kinds}
+		for i, a := range s.Arms {
+			for j, k := range a.Kinds {
+				kp.Points = append(kp.Points, point{Series: i, X: float64(j+1) + 0.08*float64(i) - 0.04*float64(len(s.Arms)-1), Y: k.Score,
+					Label: fmt.Sprintf("%s, %s: %s (%d/%d)", a.Label, k.Kind, pct(k.Score), k.Right, k.Asked)})
+			}
+		}
+		out = append(out, kp)
+	}
 	if p := s.Paired; p != nil {
 		d := plot{ID: "paired-diffs", Title: "Paired difference " + p.A + " − " + p.B + " (points: passes; last: mean with 95% CI)",
 			XLabel: "pass", YLabel: "difference in score", Series: []string{"per pass", "mean, 95% CI"}, Zero: true,
@@ -372,17 +404,32 @@ func (res *Results) HTML() ([]byte, error) {
 	fmt.Fprintf(&b, "<title>stepflash eval %s</title>\n<style>%s</style>\n</head>\n<body>\n", e(res.Config.Suite), css)
 	fmt.Fprintf(&b, "<h1>stepflash eval: %s</h1>\n<p>%s</p>\n", e(res.Config.Suite), e(res.header()))
 	fmt.Fprintf(&b, "<p>tasks: %s; %s.</p>\n", e(res.Config.TasksSource), e(res.costNote()))
-	b.WriteString(`<table id="summary"><tr><th>arm</th><th>score</th><th>min–max</th><th>per pass</th><th>TTFT ms</th><th>total ms</th><th>prompt</th><th>cached</th><th>completion</th><th>reasoning</th><th>cost/item</th><th>cost total</th><th>errors</th><th>escalations</th></tr>` + "\n")
+	b.WriteString(`<table id="summary"><tr><th>arm</th><th>score</th><th>min–max</th><th>per pass</th><th>TTFT ms</th><th>total ms</th><th>prompt</th><th>cached</th><th>completion</th><th>reasoning</th><th>cost/item</th><th>cost total</th><th>errors</th><th>escalations</th><th>image tokens</th></tr>` + "\n")
 	for _, a := range res.Summary.Arms {
 		var pp []string
 		for _, x := range a.PassScores {
 			pp = append(pp, pct(x))
 		}
-		fmt.Fprintf(&b, "<tr><td>%s</td><td>%s</td><td>%s–%s</td><td>%s</td><td>%.0f</td><td>%.0f</td><td>%.1f</td><td>%.1f</td><td>%.1f</td><td>%.1f</td><td>%s</td><td>%s</td><td>%d</td><td>%d</td></tr>\n",
+		fmt.Fprintf(&b, "<tr><td>%s</td><td>%s</td><td>%s–%s</td><td>%s</td><td>%.0f</td><td>%.0f</td><td>%.1f</td><td>%.1f</td><td>%.1f</td><td>%.1f</td><td>%s</td><td>%s</td><td>%d</td><td>%d</td><td>%.1f</td></tr>\n",
 			e(a.Label), pct(a.Mean), pct(a.Min), pct(a.Max), e(strings.Join(pp, " ")), a.TTFTMs, a.TotalMs, a.Prompt, a.Cached, a.Completion, a.Reasoning,
-			usd(a.CostPerItem), usd(a.CostTotal), a.Errors, a.Escalations)
+			usd(a.CostPerItem), usd(a.CostTotal), a.Errors, a.Escalations, a.Image)
 	}
 	b.WriteString("</table>\n")
+	if res.Config.Suite == SuiteVision {
+		b.WriteString("<p>Latency and tokens are per task: the tool-chained arm's captioning call and its answer added; its time to first token is the caption's whole time plus the answer's first token.</p>\n<table id=\"kinds\"><tr><th>arm</th>")
+		for _, k := range res.Config.Kinds {
+			fmt.Fprintf(&b, "<th>%s</th>", e(k))
+		}
+		b.WriteString("</tr>\n")
+		for _, a := range res.Summary.Arms {
+			fmt.Fprintf(&b, "<tr><td>%s</td>", e(a.Label))
+			for _, k := range a.Kinds {
+				fmt.Fprintf(&b, "<td>%s (%d/%d)</td>", pct(k.Score), k.Right, k.Asked)
+			}
+			b.WriteString("</tr>\n")
+		}
+		b.WriteString("</table>\n")
+	}
 	if p := res.Summary.Paired; p != nil {
 		fmt.Fprintf(&b, "<p id=\"paired\">%s</p>\n", e(p.sentence()))
 	}

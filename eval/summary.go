@@ -46,6 +46,18 @@ type ArmSummary struct {
 	CostTotal   float64 `json:"cost_total"`
 	// Escalations counts calls usage.advisor says were escalated.
 	Escalations int `json:"escalations,omitempty"`
+	// Image is the mean of usage.prompt_tokens_details.image_tokens.
+	Image float64 `json:"image_tokens,omitempty"`
+	// Kinds is the vision suite's score by task kind (over every pass).
+	Kinds []KindScore `json:"kinds,omitempty"`
+}
+
+// KindScore is one arm's score on one kind of task.
+type KindScore struct {
+	Kind  string  `json:"kind"`
+	Score float64 `json:"score"`
+	Right int     `json:"right"`
+	Asked int     `json:"asked"`
 }
 
 // Paired is a head-to-head comparison: a minus b.
@@ -90,7 +102,22 @@ func armOrder(cfg *Config) (arms, labels []string) {
 	case SuiteAdvisor:
 		return advisorArms(cfg)
 	case SuiteVision:
-		return []string{ArmNative, ArmChained}, []string{"native image", "caption → text"}
+		model, capModel := "", cfg.CaptionModel
+		if len(cfg.Endpoints) > 0 {
+			model = cfg.Endpoints[0].Model
+		}
+		arms = cfg.Arms
+		if arms == nil {
+			arms = []string{ArmNative, ArmChained}
+		}
+		for _, a := range arms {
+			if a == ArmNative {
+				labels = append(labels, "native image ("+model+")")
+			} else {
+				labels = append(labels, "caption ("+capModel+") → text ("+model+")")
+			}
+		}
+		return arms, labels
 	}
 	return nil, nil
 }
@@ -144,6 +171,10 @@ func summarize(cfg *Config, calls []Call) *Summary {
 // advisor suite its loop.
 func itemOf(c Call) string { return c.Task }
 
+// scored reports whether c is scored: every call but the vision suite's
+// captioning calls (step 1 of the tool-chained arm).
+func scored(cfg *Config, c Call) bool { return !(cfg.Suite == SuiteVision && c.Step == 1) }
+
 func armSummary(cfg *Config, arm, label string, cs []Call) ArmSummary {
 	a := ArmSummary{Arm: arm, Label: label, Calls: len(cs)}
 	a.PassScores = make([]float64, cfg.Passes)
@@ -171,8 +202,19 @@ func armSummary(cfg *Config, arm, label string, cs []Call) ArmSummary {
 			a.Escalations++
 		}
 	}
-	if n := float64(len(cs)); n > 0 {
-		a.Prompt, a.Cached, a.Completion, a.Reasoning = a.Prompt/n, a.Cached/n, a.Completion/n, a.Reasoning/n
+	for _, c := range cs {
+		a.Image += float64(c.Tokens.Image)
+	}
+	n := float64(len(cs))
+	if cfg.Suite == SuiteVision {
+		// Per task: the tool-chained arm's two calls add up, and its time
+		// to first token is the caption's whole time plus the answer's.
+		ttft, total = visionLatency(cs)
+		n = float64(len(ttft))
+		a.Kinds = kindScores(cfg, cs)
+	}
+	if n > 0 {
+		a.Prompt, a.Cached, a.Completion, a.Reasoning, a.Image = a.Prompt/n, a.Cached/n, a.Completion/n, a.Reasoning/n, a.Image/n
 	}
 	if n := a.Items * cfg.Passes; n > 0 {
 		a.CostPerItem = a.CostTotal / float64(n)
@@ -189,7 +231,7 @@ func itemScores(cfg *Config, cs []Call, pass int) (right, n int) {
 		return loopScores(cs, pass)
 	}
 	for _, c := range cs {
-		if c.Pass != pass {
+		if c.Pass != pass || !scored(cfg, c) {
 			continue
 		}
 		n++
@@ -261,6 +303,50 @@ func paired(cfg *Config, calls []Call, labels []string) *Paired {
 	p.CILow, p.CIHigh = PairedBootstrap(perTask)
 	p.Significant = len(perTask) > 0 && (p.CILow > 0 || p.CIHigh < 0)
 	return p
+}
+
+// visionLatency is each task's (and pass's) time to the first token of
+// the answer and its total time, the calls of the tool-chained arm added.
+func visionLatency(cs []Call) (ttft, total []float64) {
+	type item struct {
+		task string
+		pass int
+	}
+	caption := map[item]float64{}
+	for _, c := range cs {
+		if c.Step == 1 {
+			caption[item{c.Task, c.Pass}] = c.TotalMs
+		}
+	}
+	for _, c := range cs {
+		if c.Step == 1 {
+			continue
+		}
+		before := caption[item{c.Task, c.Pass}]
+		ttft, total = append(ttft, before+c.TTFTMs), append(total, before+c.TotalMs)
+	}
+	return ttft, total
+}
+
+// kindScores is the share right of each task kind over every pass.
+func kindScores(cfg *Config, cs []Call) []KindScore {
+	var out []KindScore
+	for _, k := range cfg.Kinds {
+		ks := KindScore{Kind: k}
+		for _, c := range cs {
+			if scored(cfg, c) && kindOf(c.Task) == k {
+				ks.Asked++
+				if c.Correct {
+					ks.Right++
+				}
+			}
+		}
+		if ks.Asked > 0 {
+			ks.Score = float64(ks.Right) / float64(ks.Asked)
+		}
+		out = append(out, ks)
+	}
+	return out
 }
 
 func stepCosts(cfg *Config, calls []Call, arms []string) []StepCost {

@@ -10,8 +10,10 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Task is one question with a checkable answer.
@@ -22,9 +24,13 @@ type Task struct {
 	// Check is how an answer is scored: exact (the default: the trimmed
 	// text equals Answer), numeric (the last number in the text is within
 	// Tolerance of Answer's) or json (the text holds a JSON object whose
-	// fields include every field of Answer, a JSON object, with equal values).
+	// fields include every field of Answer, a JSON object, with equal values)
+	// or choice (the answer names Answer and no other of Options, as a word,
+	// case ignored: "The top left quadrant is red." is right for red).
 	Check     string  `json:"check,omitempty"`
 	Tolerance float64 `json:"tolerance,omitempty"`
+	// Options are a choice check's possible answers (Answer among them).
+	Options []string `json:"options,omitempty"`
 	// Image is a data: URL sent with the question (vision tasks).
 	Image string `json:"image,omitempty"`
 }
@@ -34,6 +40,7 @@ const (
 	CheckExact   = "exact"
 	CheckNumeric = "numeric"
 	CheckJSON    = "json"
+	CheckChoice  = "choice"
 )
 
 // AdditionTasks makes n problems "What is A + B?" as the trained addition
@@ -109,8 +116,12 @@ func ReadTasks(r io.Reader, name string) ([]Task, error) {
 			if json.Unmarshal([]byte(t.Answer), &v) != nil {
 				return nil, fmt.Errorf("%s:%d: check json, but the answer is not a JSON object: %s", name, line, t.Answer)
 			}
+		case CheckChoice:
+			if !slices.ContainsFunc(t.Options, func(o string) bool { return strings.EqualFold(o, t.Answer) }) {
+				return nil, fmt.Errorf("%s:%d: check choice, but the answer %q is not one of \"options\" %q", name, line, t.Answer, t.Options)
+			}
 		default:
-			return nil, fmt.Errorf("%s:%d: check %q: want exact, numeric or json", name, line, t.Check)
+			return nil, fmt.Errorf("%s:%d: check %q: want exact, numeric, json or choice", name, line, t.Check)
 		}
 		if t.Tolerance < 0 {
 			return nil, fmt.Errorf("%s:%d: tolerance %g is negative", name, line, t.Tolerance)
@@ -176,6 +187,17 @@ func (t Task) Score(answer string) bool {
 			}
 		}
 		return true
+	case CheckChoice:
+		named := map[string]bool{}
+		for _, w := range strings.FieldsFunc(strings.ToLower(answer), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+			named[w] = true
+		}
+		for _, o := range t.Options {
+			if named[strings.ToLower(o)] != strings.EqualFold(o, t.Answer) {
+				return false
+			}
+		}
+		return named[strings.ToLower(t.Answer)]
 	}
 	return strings.TrimSpace(answer) == strings.TrimSpace(t.Answer)
 }

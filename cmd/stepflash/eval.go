@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,8 +61,13 @@ each, since one run is noise:
   advisor    a multi-step agent loop with scripted tools, some failing, with
              the advisor auto and off and a single model at --baseline-effort:
              cost per step, escalations, success
-  vision     (not built yet) generated images with known answers, asked
-             natively (image_url) and through a captioning call
+  vision     generated images with known answers (quadrant colours, a 3x3
+             grid's cells, counts of squares) asked natively (an image_url
+             part with a data: URL) and tool-chained (a captioning call whose
+             text is handed to the model): score by kind, latency, tokens
+             (image tokens where the usage gives them) and cost per task; an
+             endpoint whose model takes no images (/v1/models
+             input_modalities) runs only the arm it can
 
 Every call is streamed with stream_options.include_usage. Costs are the
 endpoint's usage.cost where it reports one, else computed from the tokens
@@ -117,6 +123,8 @@ func parseEval(args []string, getenv func(string) string, stderr io.Writer) (*ev
 	fs.StringVar(&o.cfg.BaselineEffort, "baseline-effort", "high", "advisor: the baseline's reasoning_effort")
 	fs.IntVar(&o.cfg.Steps, "steps", 12, "advisor: steps per agent loop")
 	fs.StringVar(&o.cfg.CaptionModel, "caption-model", "", "vision: the model that captions the image in the tool-chained arm (default: the --model)")
+	fs.StringVar(&o.cfg.CaptionPrompt, "caption-prompt", eval.DefaultCaptionPrompt, "vision: what the captioning call asks")
+	kinds := fs.String("kinds", strings.Join(eval.VisionKinds, ","), "vision: the task kinds, comma-separated (--limit N keeps the first N of each)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, evalUsage)
 		fs.PrintDefaults()
@@ -181,6 +189,24 @@ func parseEval(args []string, getenv func(string) string, stderr io.Writer) (*ev
 		}
 		s := int64(seed.v)
 		o.cfg.Seed = &s
+	}
+	for _, k := range strings.Split(*kinds, ",") {
+		if k = strings.TrimSpace(k); k == "" {
+			continue
+		}
+		if !slices.Contains(eval.VisionKinds, k) {
+			return bad("--kinds: unknown kind %q: want %s", k, strings.Join(eval.VisionKinds, ", "))
+		}
+		o.cfg.Kinds = append(o.cfg.Kinds, k)
+	}
+	if len(o.cfg.Kinds) == 0 {
+		return bad("--kinds names no kind: want some of %s", strings.Join(eval.VisionKinds, ", "))
+	}
+	if strings.TrimSpace(o.cfg.CaptionPrompt) == "" {
+		return bad("--caption-prompt is empty")
+	}
+	if o.cfg.Suite != eval.SuiteVision {
+		o.cfg.Kinds, o.cfg.CaptionPrompt = nil, "" // not part of other suites' configuration
 	}
 	for _, t := range strings.Split(*tiers, ",") {
 		if t = strings.TrimSpace(t); t != "" {
