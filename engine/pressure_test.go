@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -44,7 +43,6 @@ func pressureEngine(t *testing.T, opts Options) *Engine {
 type call struct {
 	req    Request
 	cancel context.CancelFunc
-	first  chan struct{} // closed at the first token delivered
 	done   chan struct{}
 	res    *Result
 	err    error
@@ -52,14 +50,10 @@ type call struct {
 
 func start(e *Engine, req Request) *call {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &call{req: req, cancel: cancel, first: make(chan struct{}), done: make(chan struct{})}
-	var once sync.Once
+	c := &call{req: req, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
-		c.res, c.err = e.Generate(ctx, req, func(Token) bool {
-			once.Do(func() { close(c.first) })
-			return true
-		})
+		c.res, c.err = e.Generate(ctx, req, nil)
 	}()
 	return c
 }
@@ -73,17 +67,6 @@ func (c *call) wait(t *testing.T, what string) (*Result, error) {
 	case <-time.After(pressureTimeout):
 		t.Fatalf("%s: Generate did not return within %v", what, pressureTimeout)
 		return nil, nil
-	}
-}
-
-func (c *call) started(t *testing.T, what string) {
-	t.Helper()
-	select {
-	case <-c.first:
-	case <-c.done:
-		t.Fatalf("%s ended before its first token: %v", what, c.err)
-	case <-time.After(pressureTimeout):
-		t.Fatalf("%s: no first token within %v", what, pressureTimeout)
 	}
 }
 
@@ -104,49 +87,104 @@ func (e *Engine) find(prompt []int32) (s *sequence, running bool) {
 	return nil, false
 }
 
-// isRunning reports whether the request with this prompt holds a slot now.
-func (e *Engine) isRunning(prompt []int32) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	s, running := e.find(prompt)
-	return s != nil && running
+// held is a request whose sequence lock the test holds. The scheduler
+// needs that lock to hand the sequence each token, so while the test holds
+// it the request (and the batch it is in) stands still, however the
+// machine is loaded; gate lets it advance a token or so at a time.
+type held struct {
+	s      *sequence
+	locked bool
 }
 
-// heldBack waits until the request waiting with prompt has been passed
-// over by at least one admission while the request running with runner
-// decoded: runner gains two tokens (so a whole scheduler iteration, admit
-// included, ran between them) while waiting stays pending. It fails if
-// runner ends first or waiting leaves the queue.
-func heldBack(t *testing.T, e *Engine, runner, waiting []int32) {
+// startHeld submits req, which must be the only request with its prompt,
+// and takes its sequence's lock before it is handed its first token: no
+// forward pass runs until then.
+func startHeld(t *testing.T, e *Engine, req Request) (*call, *held) {
+	t.Helper()
+	e.forward.Lock()
+	c := start(e, req)
+	deadline := time.Now().Add(pressureTimeout)
+	var s *sequence
+	for s == nil {
+		if time.Now().After(deadline) {
+			e.forward.Unlock()
+			t.Fatal("the request never reached the scheduler")
+		}
+		e.mu.Lock()
+		s, _ = e.find(req.Prompt)
+		e.mu.Unlock()
+		time.Sleep(20 * time.Microsecond)
+	}
+	s.mu.Lock()
+	e.forward.Unlock()
+	h := &held{s: s, locked: true}
+	t.Cleanup(h.release) // before the engine's Close, which needs the lock
+	return c, h
+}
+
+// release lets the held request run freely.
+func (h *held) release() {
+	if h.locked {
+		h.locked = false
+		h.s.mu.Unlock()
+	}
+}
+
+// gate lets the held request advance a token or so at a time until done
+// (called with its lock held) holds. It fails if the request ends first:
+// what done waits for did not happen while it ran.
+func gate(t *testing.T, h *held, what string, done func(r *sequence) bool) {
 	t.Helper()
 	deadline := time.Now().Add(pressureTimeout)
-	base := -1
-	for time.Now().Before(deadline) {
-		e.mu.Lock()
-		r, rRunning := e.find(runner)
-		w, wRunning := e.find(waiting)
-		n := -1
-		if r != nil && rRunning {
-			r.mu.Lock()
-			n = len(r.out)
-			r.mu.Unlock()
+	for {
+		// The runner's end first: what it allows (a freed slot, freed
+		// blocks) may have made done hold since.
+		if h.s.isDone {
+			t.Fatalf("%s: not seen before the running request ended", what)
 		}
-		e.mu.Unlock()
-		switch {
-		case n < 0:
-			t.Fatal("the running request ended before the waiting one was seen held back; make it longer")
-		case w == nil || wRunning:
-			if base >= 0 {
-				t.Fatalf("the waiting request left the queue (running: %v) while the running one still held its blocks", wRunning)
-			}
-		case base < 0:
-			base = n
-		case n >= base+2:
+		if done(h.s) {
 			return
 		}
-		time.Sleep(50 * time.Microsecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not seen within %v", what, pressureTimeout)
+		}
+		h.s.mu.Unlock()
+		h.s.mu.Lock()
 	}
-	t.Fatal("timed out watching the queue")
+}
+
+// ended reports whether the call has returned.
+func (c *call) ended() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// heldBack checks that the request with prompt waiting, just submitted,
+// is passed over by admission while the held runner decodes:
+// once waiting is in the queue, runner gains two tokens (so a whole
+// scheduler iteration, admit included, ran between them) and waiting is
+// still queued.
+func heldBack(t *testing.T, e *Engine, runner *held, waiting []int32, what string) {
+	t.Helper()
+	base := -1
+	gate(t, runner, what+" held back", func(r *sequence) bool {
+		e.mu.Lock()
+		w, running := e.find(waiting)
+		e.mu.Unlock()
+		switch {
+		case running || w == nil && base >= 0:
+			t.Fatalf("%s left the queue (running: %v) while the running request still held its blocks", what, running)
+		case w == nil:
+			return false // not submitted yet
+		case base < 0:
+			base = len(r.out)
+		}
+		return len(r.out) >= base+2
+	})
 }
 
 // pressurePrompts are prompts of tiny-llama with no common first token (no
@@ -225,9 +263,15 @@ func TestPressureEvictParked(t *testing.T) {
 
 	// r runs on the 2 blocks never used; q, admitted while r decodes,
 	// needs 3 more: all of p's parked blocks.
-	cr := start(e, r)
-	cr.started(t, "running request")
+	cr, hr := startHeld(t, e, r)
 	cq := start(e, q)
+	gate(t, hr, "q admitted while r runs", func(*sequence) bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		_, running := e.find(q.Prompt)
+		return running || cq.ended()
+	})
+	hr.release()
 	resQ, errQ := cq.wait(t, "evicting request")
 	resR, errR := cr.wait(t, "running request")
 	ref.check("evicting request", resQ, errQ, q, 0)
@@ -260,7 +304,7 @@ func TestPressureTooLarge(t *testing.T) {
 	ref := newReference(t)
 	e := pressureEngine(t, Options{Context: 1024, Parallel: 2, KVTokens: 512}) // 16 blocks
 	story, other := pressurePrompts(t, e)
-	long := Request{Prompt: other[:10], MaxTokens: 490, IgnoreEOS: true}  // 500 positions
+	long := Request{Prompt: other[:10], MaxTokens: 190, IgnoreEOS: true}  // 200 positions
 	big := Request{Prompt: story[:200], MaxTokens: 400, IgnoreEOS: true}  // 600 > 512
 	exact := Request{Prompt: story[:56], MaxTokens: 456, IgnoreEOS: true} // 512: the whole cache
 	small := Request{Prompt: story[:10], MaxTokens: 5, IgnoreEOS: true}
@@ -272,15 +316,14 @@ func TestPressureTooLarge(t *testing.T) {
 	}
 	// Busy: the error comes while long still decodes, and a request queued
 	// behind the refused one is not held up by it.
-	cl := start(e, long)
-	cl.started(t, "long request")
+	cl, hl := startHeld(t, e, long)
 	cb := start(e, big)
-	_, err := cb.wait(t, "too large, busy")
-	if err == nil || err.Error() != wantErr {
+	// Refused while long runs, not after it: it must not wait for room
+	// that can never be.
+	gate(t, hl, "too large refused", func(*sequence) bool { return cb.ended() })
+	hl.release()
+	if _, err := cb.wait(t, "too large, busy"); err == nil || err.Error() != wantErr {
 		t.Fatalf("too large beside a running request: %v, want %q", err, wantErr)
-	}
-	if !e.isRunning(long.Prompt) {
-		t.Fatal("the too-large request was refused only after the running one finished: it waited for room that can never be")
 	}
 	cs := start(e, small)
 	res, err := cs.wait(t, "small request behind")
@@ -308,10 +351,10 @@ func TestPressureWaitForRoom(t *testing.T) {
 	ref.want(a)
 	ref.want(b)
 
-	ca := start(e, a)
-	ca.started(t, "a")
+	ca, ha := startHeld(t, e, a)
 	cb := start(e, b)
-	heldBack(t, e, a.Prompt, b.Prompt)
+	heldBack(t, e, ha, b.Prompt, "b")
+	ha.release()
 	resB, errB := cb.wait(t, "b")
 	resA, errA := ca.wait(t, "a")
 	ref.check("a", resA, errA, a, 0)
@@ -327,32 +370,30 @@ func TestPressureWaitForRoom(t *testing.T) {
 // decodes.
 func TestPressureCancelHead(t *testing.T) {
 	ref := newReference(t)
-	e := pressureEngine(t, Options{Context: 512, Parallel: 3, KVTokens: 512}) // 16 blocks
+	e := pressureEngine(t, Options{Context: 512, Parallel: 3, KVTokens: 256}) // 8 blocks
 	story, other := pressurePrompts(t, e)
-	r := Request{Prompt: story[:40], MaxTokens: 424, IgnoreEOS: true}    // 464 positions: 15 blocks
-	h := Request{Prompt: other[:60], MaxTokens: 30, IgnoreEOS: true}     // 90: 3 blocks, 18 > 16
-	n := Request{Prompt: story[300:310], MaxTokens: 10, IgnoreEOS: true} // 20: 1 block, 16 <= 16
+	r := Request{Prompt: story[:40], MaxTokens: 180, IgnoreEOS: true}    // 220 positions: 7 blocks
+	h := Request{Prompt: other[:60], MaxTokens: 30, IgnoreEOS: true}     // 90: 3 blocks, 10 > 8
+	n := Request{Prompt: story[300:310], MaxTokens: 10, IgnoreEOS: true} // 20: 1 block, 8 <= 8
 	ref.want(r)
 	ref.want(n)
 
-	cr := start(e, r)
-	cr.started(t, "running request")
+	cr, hr := startHeld(t, e, r)
 	ch := start(e, h)
-	heldBack(t, e, r.Prompt, h.Prompt)
+	heldBack(t, e, hr, h.Prompt, "the head of the queue")
 	cn := start(e, n)
-	heldBack(t, e, r.Prompt, n.Prompt) // FIFO: behind h, although it fits
+	heldBack(t, e, hr, n.Prompt, "the request behind it") // FIFO: behind h, although it fits
 	ch.cancel()
+	// Both return while r still runs: the cancelled one at once, the
+	// other after its own 10 tokens.
+	gate(t, hr, "the cancelled head returned", func(*sequence) bool { return ch.ended() })
+	gate(t, hr, "the request behind the cancelled head finished", func(*sequence) bool { return cn.ended() })
+	hr.release()
 	resH, errH := ch.wait(t, "cancelled head")
 	if errH != nil || resH.FinishReason != "cancelled" || len(resH.Tokens) != 0 {
 		t.Fatalf("cancelled head of the queue: %+v, %v; want finish cancelled and no tokens", resH, errH)
 	}
-	if !e.isRunning(r.Prompt) {
-		t.Fatal("the cancelled request returned only after the running one finished")
-	}
 	resN, errN := cn.wait(t, "request behind the cancelled one")
-	if !e.isRunning(r.Prompt) {
-		t.Fatal("the request behind the cancelled head ran only after the running one finished")
-	}
 	ref.check("request behind the cancelled one", resN, errN, n, 0)
 	resR, errR := cr.wait(t, "running request")
 	ref.check("running request", resR, errR, r, 0)
