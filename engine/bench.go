@@ -16,28 +16,45 @@ const benchSeq = -1
 // BenchPrefill times one prompt pass of n random tokens on an empty cache,
 // as llama-bench's pp test does, in batches of the engine's batch size.
 func (e *Engine) BenchPrefill(n, expertsUsed int, seed uint64) (time.Duration, error) {
-	return e.benchRun(n, seed, func(toks []int32, logits []float32) error {
-		for lo := 0; lo < n; lo += e.opts.BatchSize {
-			hi := min(lo+e.opts.BatchSize, n)
-			b := &model.Batch{Tokens: toks[lo:hi], Pos: make([]int, hi-lo), Seq: make([]int, hi-lo), ExpertsUsed: make([]int, hi-lo)}
-			for i := range b.Pos {
-				b.Pos[i], b.Seq[i], b.ExpertsUsed[i] = lo+i, benchSeq, expertsUsed
-			}
-			if err := e.Model.Forward(b, e.cache, logits); err != nil {
-				return err
-			}
-		}
-		return nil
+	return e.BenchPrefillAt(0, n, expertsUsed, seed)
+}
+
+// BenchPrefillAt is BenchPrefill after depth positions already in the cache
+// (filled untimed, as llama-bench's -d does).
+func (e *Engine) BenchPrefillAt(depth, n, expertsUsed int, seed uint64) (time.Duration, error) {
+	return e.benchRun(depth, n, expertsUsed, seed, func(toks []int32, logits []float32) error {
+		return e.benchPrefill(toks, depth, expertsUsed, logits)
 	})
+}
+
+// benchPrefill runs toks at positions from..from+len(toks)-1 in batches.
+func (e *Engine) benchPrefill(toks []int32, from, expertsUsed int, logits []float32) error {
+	n := len(toks)
+	for lo := 0; lo < n; lo += e.opts.BatchSize {
+		hi := min(lo+e.opts.BatchSize, n)
+		b := &model.Batch{Tokens: toks[lo:hi], Pos: make([]int, hi-lo), Seq: make([]int, hi-lo), ExpertsUsed: make([]int, hi-lo)}
+		for i := range b.Pos {
+			b.Pos[i], b.Seq[i], b.ExpertsUsed[i] = from+lo+i, benchSeq, expertsUsed
+		}
+		if err := e.Model.Forward(b, e.cache, logits); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // BenchDecode times n single-token passes on an empty cache, as llama-bench's
 // tg test does (each pass appends one token; no sampling).
 func (e *Engine) BenchDecode(n, expertsUsed int, seed uint64) (time.Duration, error) {
-	return e.benchRun(n, seed, func(toks []int32, logits []float32) error {
+	return e.BenchDecodeAt(0, n, expertsUsed, seed)
+}
+
+// BenchDecodeAt is BenchDecode after depth positions already in the cache.
+func (e *Engine) BenchDecodeAt(depth, n, expertsUsed int, seed uint64) (time.Duration, error) {
+	return e.benchRun(depth, n, expertsUsed, seed, func(toks []int32, logits []float32) error {
 		b := &model.Batch{Tokens: make([]int32, 1), Pos: make([]int, 1), Seq: []int{benchSeq}, ExpertsUsed: []int{expertsUsed}}
 		for i, t := range toks {
-			b.Tokens[0], b.Pos[0] = t, i
+			b.Tokens[0], b.Pos[0] = t, depth+i
 			if err := e.Model.Forward(b, e.cache, logits); err != nil {
 				return err
 			}
@@ -46,26 +63,32 @@ func (e *Engine) BenchDecode(n, expertsUsed int, seed uint64) (time.Duration, er
 	})
 }
 
-// benchRun gives run exclusive use of the model (the scheduler waits) with n
-// cache positions and n random tokens, and times it.
-func (e *Engine) benchRun(n int, seed uint64, run func(toks []int32, logits []float32) error) (time.Duration, error) {
+// benchRun gives run exclusive use of the model (the scheduler waits) with
+// depth+n cache positions, the first depth of them filled with random
+// tokens untimed, and n random tokens to run, and times run.
+func (e *Engine) benchRun(depth, n, expertsUsed int, seed uint64, run func(toks []int32, logits []float32) error) (time.Duration, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.forward.Lock()
 	defer e.forward.Unlock()
 	defer e.cache.Free(benchSeq)
-	if err := e.cache.Reserve(benchSeq, n); err != nil {
+	if err := e.cache.Reserve(benchSeq, depth+n); err != nil {
 		return 0, err
 	}
 	vocab := e.Model.Config().NVocab
 	rng := rand.New(rand.NewPCG(seed, seed+1))
-	toks := make([]int32, n)
+	toks := make([]int32, depth+n)
 	for i := range toks {
 		toks[i] = int32(rng.IntN(vocab))
 	}
 	logits := make([]float32, vocab)
+	if depth > 0 {
+		if err := e.benchPrefill(toks[:depth], 0, expertsUsed, logits); err != nil {
+			return 0, err
+		}
+	}
 	start := time.Now()
-	err := run(toks, logits)
+	err := run(toks[depth:], logits)
 	return time.Since(start), err
 }
 

@@ -50,6 +50,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	nPrompt := fs.Int("p", 512, "prompt tokens for the prefill test (0: skip)")
 	nGen := fs.Int("n", 128, "tokens for the decode test (0: skip)")
 	runs := fs.Int("r", 5, "runs per test")
+	depth := fs.Int("d", 0, "depth: positions already in the KV cache (random tokens, filled untimed before each run) when the prefill and decode tests start, as llama-bench's -d")
 	warmup := fs.Bool("warmup", true, "before timing, read every weight once (so mapped pages are resident, as in a long-running server) and do one untimed run of each test")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed runs (and the probes) to this file (go tool pprof)")
@@ -126,7 +127,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	loadOnly := []string{"clients", "duration", "max-tokens", "prompt", "ignore-eos", "requests", "request-timeout", "rounds", "api-key",
 		"conversations", "turns"}
-	modelOnly := []string{"p", "n", "r", "effort", "cpuprofile", "t", "threads", "c", "ctx", "load", "probe", "prefix-hit"}
+	modelOnly := []string{"p", "n", "r", "d", "effort", "cpuprofile", "t", "threads", "c", "ctx", "load", "probe", "prefix-hit",
+		"cache-type-k", "ctk", "cache-type-v", "ctv", "kv-memory", "rope-scaling", "rope-scale", "yarn-orig-ctx"}
 	if len(lc.BaseURLs) > 0 {
 		for _, f := range modelOnly {
 			if set[f] {
@@ -155,8 +157,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if *runs < 1 {
 		return fmt.Errorf("-r must be at least 1")
 	}
-	if *nPrompt < 0 || *nGen < 0 {
-		return fmt.Errorf("-p and -n must not be negative")
+	if *nPrompt < 0 || *nGen < 0 || *depth < 0 {
+		return fmt.Errorf("-p, -n and -d must not be negative")
 	}
 	if _, err := effort.Parse(*effortFlag); err != nil {
 		return err
@@ -165,13 +167,13 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		if *prefixHit <= 0 || *prefixHit >= 1 || *nPrompt < 2 {
 			return fmt.Errorf("--prefix-hit must be between 0 and 1 (exclusive) and -p at least 2, got %g and %d", *prefixHit, *nPrompt)
 		}
-		if set["n"] || set["probe"] {
-			return fmt.Errorf("--prefix-hit replaces the decode test: -n and --probe do not apply")
+		if set["n"] || set["probe"] || set["d"] {
+			return fmt.Errorf("--prefix-hit replaces the decode test: -n, -d and --probe do not apply")
 		}
 		*nGen = 0
 	}
 	if mf.ctx == 0 {
-		mf.ctx = max(*nPrompt, *nGen) + 1
+		mf.ctx = *depth + max(*nPrompt, *nGen) + 1
 	}
 	l, err := mf.load()
 	if err != nil {
@@ -215,19 +217,19 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	if *nPrompt > 0 {
 		if *warmup {
-			if _, err := e.BenchPrefill(*nPrompt, experts, 0); err != nil {
+			if _, err := e.BenchPrefillAt(*depth, *nPrompt, experts, 0); err != nil {
 				return err
 			}
 		}
 		var durs []time.Duration
 		for i := 0; i < *runs; i++ {
-			d, err := e.BenchPrefill(*nPrompt, experts, uint64(i+1))
+			d, err := e.BenchPrefillAt(*depth, *nPrompt, experts, uint64(i+1))
 			if err != nil {
 				return err
 			}
 			durs = append(durs, d)
 		}
-		results = append(results, newBenchStat(fmt.Sprintf("pp%d", *nPrompt), *nPrompt, durs))
+		results = append(results, newBenchStat(fmt.Sprintf("pp%d", *nPrompt)+atDepth(*depth), *nPrompt, durs))
 	}
 	var probeBufs [][]byte
 	var probeBytes int64
@@ -240,14 +242,14 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	var ceiling *decodeCeiling
 	if *nGen > 0 {
 		if *warmup {
-			if _, err := e.BenchDecode(min(*nGen, 16), experts, 0); err != nil {
+			if _, err := e.BenchDecodeAt(*depth, min(*nGen, 16), experts, 0); err != nil {
 				return err
 			}
 		}
 		var durs []time.Duration
 		var speeds, shares []float64
 		for i := 0; i < *runs; i++ {
-			d, err := e.BenchDecode(*nGen, experts, uint64(i+1))
+			d, err := e.BenchDecodeAt(*depth, *nGen, experts, uint64(i+1))
 			if err != nil {
 				return err
 			}
@@ -260,7 +262,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 				shares = append(shares, float64(*nGen)/d.Seconds()*float64(weightBytes)/bw)
 			}
 		}
-		results = append(results, newBenchStat(fmt.Sprintf("tg%d", *nGen), *nGen, durs))
+		results = append(results, newBenchStat(fmt.Sprintf("tg%d", *nGen)+atDepth(*depth), *nGen, durs))
 		if probePool != nil {
 			bw := median(speeds)
 			ceiling = &decodeCeiling{ProbeBytes: probeBytes, GBps: bw / 1e9, CeilingTPS: bw / float64(weightBytes), Share: median(shares)}
@@ -439,4 +441,12 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return len(b), nil
+}
+
+// atDepth is llama-bench's test-name suffix for a depth (" @ d4096").
+func atDepth(d int) string {
+	if d == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" @ d%d", d)
 }
