@@ -88,6 +88,18 @@ type ChunkChoice struct {
 	StopReason *string `json:"stop_reason,omitempty"`
 }
 
+// ReasoningText is the delta's reasoning, from whichever of the two
+// fields carries it ("" when neither does).
+func (d *ChunkDelta) ReasoningText() string {
+	if d.ReasoningContent != nil {
+		return *d.ReasoningContent
+	}
+	if d.Reasoning != nil {
+		return *d.Reasoning
+	}
+	return ""
+}
+
 // ChunkDelta is the change a chunk carries.
 type ChunkDelta struct {
 	Role             string     `json:"role,omitempty"`

@@ -1,11 +1,7 @@
 package server
 
 import (
-	"bytes"
 	"cmp"
-	"context"
-	"errors"
-	"io"
 	"net/http"
 
 	"github.com/stepflash/stepflash/api"
@@ -60,7 +56,7 @@ func (s *Server) tokenizerOf(name string) (backend.Tokenizer, *api.Error) {
 	}
 	t, err := backend.AsTokenizer(m.Backend)
 	if err != nil {
-		return nil, asAPIError(err)
+		return nil, asAPIError(err, "tokenization")
 	}
 	return t, nil
 }
@@ -77,7 +73,7 @@ func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) *api.Err
 	}
 	resp, err := t.Tokenize(r.Context(), &req)
 	if err != nil {
-		return asAPIError(err)
+		return asAPIError(err, "tokenization")
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
@@ -98,7 +94,7 @@ func (s *Server) handleDetokenize(w http.ResponseWriter, r *http.Request) *api.E
 	}
 	resp, err := t.Detokenize(r.Context(), &req)
 	if err != nil {
-		return asAPIError(err)
+		return asAPIError(err, "tokenization")
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
@@ -116,25 +112,15 @@ func (s *Server) handleCountTokens(w http.ResponseWriter, r *http.Request) *api.
 }
 
 func (s *Server) countTokens(w http.ResponseWriter, r *http.Request) *api.Error {
-	var body bytes.Buffer
-	if r.Body != nil {
-		r.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.TeeReader(r.Body, &body), r.Body}
-	}
-	var req api.MessagesRequest
-	if e := s.decodeBody(w, r, &req); e != nil {
-		return e
-	}
-	if e := checkMessagesKeys(body.Bytes()); e != nil {
+	req, e := s.decodeMessages(w, r)
+	if e != nil {
 		return e
 	}
 	if req.MaxTokens == nil {
 		one := 1 // count_tokens takes no max_tokens; the translation needs one
 		req.MaxTokens = &one
 	}
-	creq, paths, e := translateMessagesRequest(&req)
+	creq, paths, e := translateMessagesRequest(req)
 	if e != nil {
 		return e
 	}
@@ -147,24 +133,12 @@ func (s *Server) countTokens(w http.ResponseWriter, r *http.Request) *api.Error 
 	}
 	t, err := backend.AsTokenizer(m.Backend)
 	if err != nil {
-		return asAPIError(err)
+		return asAPIError(err, "tokenization")
 	}
 	n, err := t.CountChat(r.Context(), creq)
 	if err != nil {
-		return paths.remap(asAPIError(err))
+		return paths.remap(asAPIError(err, "tokenization"))
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"input_tokens": n})
 	return nil
-}
-
-// asAPIError is err as an error object (a plain error is a 500).
-func asAPIError(err error) *api.Error {
-	var e *api.Error
-	switch {
-	case errors.As(err, &e):
-		return e
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return api.NewError(499, api.TypeInvalidRequest, "", "", "request cancelled")
-	}
-	return api.Internal("%v", err)
 }

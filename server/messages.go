@@ -33,21 +33,11 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) *api.Error {
 	if id := w.Header().Get("X-Request-Id"); id != "" {
 		w.Header().Set("Request-Id", id) // where Anthropic's SDKs look for it
 	}
-	var body bytes.Buffer
-	if r.Body != nil {
-		r.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.TeeReader(r.Body, &body), r.Body}
-	}
-	var req api.MessagesRequest
-	if e := s.decodeBody(w, r, &req); e != nil {
+	req, e := s.decodeMessages(w, r)
+	if e != nil {
 		return e
 	}
-	if e := checkMessagesKeys(body.Bytes()); e != nil {
-		return e
-	}
-	creq, paths, e := translateMessagesRequest(&req)
+	creq, paths, e := translateMessagesRequest(req)
 	if e != nil {
 		return e
 	}
@@ -71,6 +61,26 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) *api.Error {
 	}
 	writeJSON(w, http.StatusOK, messageFromCompletion(resp, omit))
 	return nil
+}
+
+// decodeMessages reads a Messages API body: decoded as any request, then
+// every key at any depth checked against Anthropic's shapes.
+func (s *Server) decodeMessages(w http.ResponseWriter, r *http.Request) (*api.MessagesRequest, *api.Error) {
+	var body bytes.Buffer
+	if r.Body != nil {
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.TeeReader(r.Body, &body), r.Body}
+	}
+	var req api.MessagesRequest
+	if e := s.decodeBody(w, r, &req); e != nil {
+		return nil, e
+	}
+	if e := checkMessagesKeys(body.Bytes()); e != nil {
+		return nil, e
+	}
+	return &req, nil
 }
 
 // messageFromCompletion is the Message of a joined chat completion: a
@@ -205,16 +215,12 @@ func (st *messagesStream) chunk(ch *api.ChatCompletionChunk) error {
 			continue
 		}
 		d := &choice.Delta
-		reasoning := d.ReasoningContent
-		if reasoning == nil {
-			reasoning = d.Reasoning
-		}
-		if reasoning != nil && *reasoning != "" {
+		if reasoning := d.ReasoningText(); reasoning != "" {
 			if err := st.openBlock(api.ResponseBlock{Type: "thinking"}, -1); err != nil {
 				return err
 			}
 			if !st.omitThinking {
-				if err := st.delta(api.BlockDelta{Type: "thinking_delta", Thinking: reasoning}); err != nil {
+				if err := st.delta(api.BlockDelta{Type: "thinking_delta", Thinking: &reasoning}); err != nil {
 					return err
 				}
 			}

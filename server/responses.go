@@ -307,12 +307,8 @@ func (run *responsesRun) chunk(ch *api.ChatCompletionChunk) error {
 			continue
 		}
 		d := &choice.Delta
-		reasoning := d.ReasoningContent
-		if reasoning == nil {
-			reasoning = d.Reasoning
-		}
-		if reasoning != nil && *reasoning != "" {
-			if err := run.text(api.ItemReasoning, *reasoning); err != nil {
+		if reasoning := d.ReasoningText(); reasoning != "" {
+			if err := run.text(api.ItemReasoning, reasoning); err != nil {
 				return err
 			}
 		}

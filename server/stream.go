@@ -113,14 +113,7 @@ func (c *call) fail(err error) *api.Error {
 	if e := c.shutdownError(); e != nil {
 		return e
 	}
-	var e *api.Error
-	switch {
-	case errors.As(err, &e):
-		return e
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return api.NewError(499, api.TypeInvalidRequest, "", "", "request cancelled")
-	}
-	return api.Internal("generation failed: %v", err)
+	return asAPIError(err, "generation")
 }
 
 // serveStream runs a backend and writes its chunks as server-sent events.
@@ -169,4 +162,17 @@ func serveStream[C chunk](c *call, opts *api.StreamOptions, run func(emit func(C
 func withNullUsage(v any) []byte {
 	b, _ := json.Marshal(v)
 	return append(b[:len(b)-1], []byte(`,"usage":null}`)...)
+}
+
+// asAPIError is err as an error object; a plain error is a 500 saying
+// what failed.
+func asAPIError(err error, what string) *api.Error {
+	var e *api.Error
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return api.NewError(499, api.TypeInvalidRequest, "", "", "request cancelled")
+	}
+	return api.Internal("%s failed: %v", what, err)
 }
