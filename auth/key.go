@@ -135,6 +135,9 @@ type Key struct {
 	BudgetPeriod string
 	// RPM and TPM cap requests and tokens per minute (0: none).
 	RPM, TPM int
+	// Operator marks a key allowed to read the whole ledger (GET
+	// /v1/usage, the dashboard): every key's usage, not only its own.
+	Operator bool
 	Created  time.Time
 	// Revoked is when the key was revoked; zero while it is live.
 	Revoked time.Time

@@ -14,7 +14,7 @@ import (
 
 var _ auth.Store = (*Store)(nil)
 
-const keyColumns = `id, hash, region, name, budget_usd, budget_period, rpm, tpm, created_us, revoked_us`
+const keyColumns = `id, hash, region, name, budget_usd, budget_period, rpm, tpm, created_us, revoked_us, operator`
 
 // CreateKey adds k. An ID or hash already stored is an error, as is a key
 // that does not check out (region, period, negative limits).
@@ -43,8 +43,8 @@ func (s *Store) CreateKey(ctx context.Context, k auth.Key) error {
 	if !k.Revoked.IsZero() {
 		revoked = micros(k.Revoked)
 	}
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		k.ID, hex.EncodeToString(k.Hash[:]), k.Region, k.Name, k.BudgetUSD, k.BudgetPeriod, k.RPM, k.TPM, micros(k.Created), revoked)
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		k.ID, hex.EncodeToString(k.Hash[:]), k.Region, k.Name, k.BudgetUSD, k.BudgetPeriod, k.RPM, k.TPM, micros(k.Created), revoked, k.Operator)
 	if err != nil {
 		var n int
 		if qerr := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM keys WHERE id = ? OR hash = ?`), k.ID, hex.EncodeToString(k.Hash[:])).Scan(&n); qerr == nil && n > 0 {
@@ -62,7 +62,7 @@ func scanKey(row scanner) (auth.Key, error) {
 	var hash string
 	var created int64
 	var revoked sql.NullInt64
-	if err := row.Scan(&k.ID, &hash, &k.Region, &k.Name, &k.BudgetUSD, &k.BudgetPeriod, &k.RPM, &k.TPM, &created, &revoked); err != nil {
+	if err := row.Scan(&k.ID, &hash, &k.Region, &k.Name, &k.BudgetUSD, &k.BudgetPeriod, &k.RPM, &k.TPM, &created, &revoked, &k.Operator); err != nil {
 		return k, err
 	}
 	b, err := hex.DecodeString(hash)

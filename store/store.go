@@ -332,6 +332,11 @@ CREATE TABLE responses (
 );
 CREATE INDEX responses_created ON responses (created_us);
 `,
+	// Operator keys (auth.Key.Operator) may read the whole ledger through
+	// GET /v1/usage and the dashboard.
+	3: `
+ALTER TABLE keys ADD COLUMN operator BOOLEAN NOT NULL DEFAULT FALSE;
+`,
 }
 
 // SchemaVersion is the schema version this build writes.
