@@ -115,6 +115,7 @@ type runner struct {
 	att      []float32 // attention output [n][QDim]
 	gate, up []float32 // [n][NFF or ExpertFF]
 	cos, sin []float32 // [n][RopeDims/2]
+	part     []float32 // attention spans' parts: [item][max, sum, acc (HeadDimV)]
 	// MoE scratch
 	route   []float32 // router probabilities [n][NExpert]
 	sel     []int     // chosen experts [n][NExpertUse]
@@ -122,6 +123,30 @@ type runner struct {
 	xin     []float32 // gathered inputs for one expert
 	xout    []float32
 	outRows []int
+}
+
+// attnSpan is the most key positions one attention work item covers: a
+// query over a longer context is split into spans of this many, worked on
+// in parallel and merged (a whole number of cache blocks).
+var attnSpan = 1024
+
+// mergeSpans combines the spans' parts (each: max m, sum l of exp(s - m),
+// and acc = Σ exp(s - m) v) into out = Σ acc e^(m-M) / Σ l e^(m-M), M the
+// largest m, in span order.
+func mergeSpans(parts []float32, nsp, hdv int, out []float32) {
+	M := float32(math.Inf(-1))
+	for s := 0; s < nsp; s++ {
+		M = max(M, parts[s*(hdv+2)])
+	}
+	var total float64
+	clear(out)
+	for s := 0; s < nsp; s++ {
+		p := parts[s*(hdv+2):][:hdv+2]
+		w := float32(math.Exp(float64(p[0] - M)))
+		total += float64(p[1]) * float64(w)
+		tensor.Axpy(w, p[2:], out)
+	}
+	tensor.Scale(out, float32(1/total))
 }
 
 // attnWork is one attention worker's scratch: the scores of one query
@@ -336,36 +361,79 @@ func (r *runner) attention(layer int, a *Attention, qk *QKNorm, c Cache, b *Batc
 		}
 	}
 
+	// Each (token, head) attends over its positions in spans of at most
+	// attnSpan: one span is the plain softmax; a longer context is split
+	// into spans that are worked on in parallel (a single decoding
+	// sequence at depth keeps every thread busy) and merged by their
+	// maxima (flash-decoding). The spans depend only on the position, so
+	// a token's result is the same in any batch.
 	group := cfg.NHead / cfg.NHeadKV
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	r.pool.For(n*cfg.NHead, func(lo, hi int) {
+	spans := make([]int, n+1) // item offsets: token t's (t, h, span) items start at spans[t]*NHead
+	for t := 0; t < n; t++ {
+		spans[t+1] = spans[t] + (b.Pos[t]+attnSpan)/attnSpan
+	}
+	multi := spans[n] > n // some token has more than one span
+	if multi {
+		r.part = grow(r.part, spans[n]*cfg.NHead*(hdv+2))
+	}
+	items := spans[n] * cfg.NHead
+	r.pool.For(items, func(lo, hi int) {
 		w := workPool.Get().(*attnWork)
 		for i := lo; i < hi; i++ {
-			t, h := i/cfg.NHead, i%cfg.NHead
+			// Find the item's token: spans is short (one entry per token).
+			t := sort.Search(n, func(t int) bool { return spans[t+1]*cfg.NHead > i }) // first t with items past i
+			j := i - spans[t]*cfg.NHead
+			nsp := spans[t+1] - spans[t]
+			h, sp := j/nsp, j%nsp
 			g := h / group
 			q := r.q[(t*cfg.NHead+h)*hd : (t*cfg.NHead+h+1)*hd]
-			out := r.att[(t*cfg.NHead+h)*hdv : (t*cfg.NHead+h+1)*hdv]
 			npos := b.Pos[t] + 1
-			if cap(w.scores) < npos {
-				w.scores = make([]float32, npos)
+			from, to := sp*attnSpan, min((sp+1)*attnSpan, npos)
+			if cap(w.scores) < to-from {
+				w.scores = make([]float32, attnSpan)
 			}
-			scores := w.scores[:npos]
+			scores := w.scores[:to-from]
 			w.kv.SetQuery(kt, q)
-			for p0 := 0; p0 < npos; p0 += bs {
+			for p0 := from; p0 < to; p0 += bs {
 				kb, _ := c.Block(layer, b.Seq[t], p0)
-				rows := scores[p0:min(p0+bs, npos)]
+				rows := scores[p0-from : min(p0+bs, to)-from]
 				w.kv.Dot(kb[g*bs*krb:], rows) // q · k_j for the block's keys of head g
 				tensor.Scale(rows, scale)
 			}
-			tensor.Softmax(scores)
+			var out []float32
+			if nsp == 1 {
+				out = r.att[(t*cfg.NHead+h)*hdv : (t*cfg.NHead+h+1)*hdv]
+				tensor.Softmax(scores)
+			} else {
+				// A span's part: its maximum, its sum of exp(s - max) and
+				// the values weighted by those, merged below.
+				part := r.part[(spans[t]*cfg.NHead+h*nsp+sp)*(hdv+2):][:hdv+2]
+				m, sum := tensor.ExpShifted(scores)
+				part[0], part[1] = m, sum
+				out = part[2:]
+			}
 			clear(out)
-			for p0 := 0; p0 < npos; p0 += bs {
+			for p0 := from; p0 < to; p0 += bs {
 				_, vb := c.Block(layer, b.Seq[t], p0)
-				w.kv.Axpy(vt, scores[p0:min(p0+bs, npos)], vb[g*bs*vrb:], out) // out += p_j v_j
+				w.kv.Axpy(vt, scores[p0-from:min(p0+bs, to)-from], vb[g*bs*vrb:], out) // out += p_j v_j
 			}
 		}
 		workPool.Put(w)
 	})
+	if multi {
+		r.pool.For(n*cfg.NHead, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				t, h := i/cfg.NHead, i%cfg.NHead
+				nsp := spans[t+1] - spans[t]
+				if nsp == 1 {
+					continue
+				}
+				parts := r.part[(spans[t]*cfg.NHead+h*nsp)*(hdv+2):][:nsp*(hdv+2)]
+				mergeSpans(parts, nsp, hdv, r.att[(t*cfg.NHead+h)*hdv:(t*cfg.NHead+h+1)*hdv])
+			}
+		})
+	}
 	tensor.MatMul(r.pool, a.O, r.att, n, r.tmp)
 	r.residual()
 }

@@ -134,6 +134,26 @@ func Softmax(x []float32) {
 	scaleImpl(x, float32(1/sum))
 }
 
+// ExpShifted replaces x by exp(x - max(x)) (Softmax without the scaling)
+// and returns max(x) and the sum of the results (summed in float64, as
+// Softmax sums them).
+func ExpShifted(x []float32) (m, sum float32) {
+	if len(x) == 0 {
+		return float32(math.Inf(-1)), 0
+	}
+	m = x[0]
+	for _, v := range x {
+		m = max(m, v)
+	}
+	subMaxImpl(x)
+	expImpl(x)
+	var s float64
+	for _, v := range x {
+		s += float64(v)
+	}
+	return m, float32(s)
+}
+
 // Exp replaces x[i] by e^x[i] in place, computed like ggml's ggml_v_expf (a
 // float32 range reduction and polynomial, about 1 ulp; multiplies and adds are
 // rounded separately).
