@@ -1,0 +1,82 @@
+package server
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"io/fs"
+	"mime"
+	"net/http"
+	"path"
+	"time"
+
+	"github.com/stepflash/stepflash/api"
+)
+
+// The usage dashboard is a page served at /dashboard (docs/dashboard.md):
+// plain HTML, CSS and JavaScript embedded in the binary, charts drawn as
+// SVG by its own charts.js, talking only to GET /v1/usage with the
+// operator key the user types.
+//
+//go:embed dashboard
+var dashboardFS embed.FS
+
+// loadAssets reads the embedded files of dir once.
+func loadAssets(fsys embed.FS, dir string) map[string]asset {
+	files := map[string]asset{}
+	err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fsys.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		ct := mime.TypeByExtension(path.Ext(p))
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+		files[path.Base(p)] = asset{body: b, ctype: ct, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+		return nil
+	})
+	if err != nil {
+		panic("server: the embedded " + dir + " cannot be read: " + err.Error()) // a broken build, not input
+	}
+	return files
+}
+
+// ServeDashboard serves the usage dashboard: GET /dashboard is its page
+// and GET /dashboard/NAME its files, under the playground's CSP. The page
+// needs no key (it is not under /v1/); its calls to /v1/usage carry the
+// operator key. Pair it with ServeUsage. Call it before the server takes
+// requests.
+func (s *Server) ServeDashboard() {
+	files := loadAssets(dashboardFS, "dashboard")
+	serve := func(w http.ResponseWriter, r *http.Request, name string) {
+		a, ok := files[name]
+		if !ok {
+			writeError(w, api.NewError(http.StatusNotFound, api.TypeInvalidRequest, api.CodeNotFound, "",
+				"Unknown request URL: %s %s. The dashboard is at /dashboard; its files are app.js, charts.js, style.css and icon.svg.", r.Method, r.URL.Path))
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", a.ctype)
+		h.Set("Content-Security-Policy", playgroundCSP)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("ETag", a.etag)
+		http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(a.body))
+	}
+	s.mux.HandleFunc("GET /dashboard", func(w http.ResponseWriter, r *http.Request) { serve(w, r, "index.html") })
+	s.mux.HandleFunc("GET /dashboard/{name}", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if name == "index.html" {
+			name = "" // the page is at /dashboard
+		}
+		serve(w, r, name)
+	})
+}
