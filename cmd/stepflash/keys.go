@@ -15,7 +15,7 @@ import (
 )
 
 const keysUsage = `Usage:
-  stepflash keys create --region R --name N [--budget USD [--budget-period day|month|total]] [--rpm N] [--tpm N] [--json]
+  stepflash keys create --region R --name N [--budget USD [--budget-period day|month|total]] [--rpm N] [--tpm N] [--operator] [--json]
   stepflash keys list [--region R] [--json]
   stepflash keys revoke ID|NAME
 
@@ -28,7 +28,9 @@ create   makes a key and prints it, with its id and region. The key is shown
          display prefix, sk-<region>- and 8 characters). --budget caps the
          key's cost in USD per --budget-period (default month; calendar
          periods in UTC; total: ever); --rpm and --tpm cap requests and
-         tokens per minute. 0 (the default) is no limit.
+         tokens per minute. 0 (the default) is no limit. --operator makes
+         an operator's key, which may also read every key's usage (GET
+         /v1/usage and the dashboard at /dashboard, docs/dashboard.md).
 list     lists the keys (id, name, region, limits, created, revoked), never
          the keys themselves; --json for scripts.
 revoke   revokes a key by id, or by name when one live key has that name.
@@ -80,13 +82,14 @@ type keyJSON struct {
 	BudgetPeriod string     `json:"budget_period"`
 	RPM          int        `json:"rpm"`
 	TPM          int        `json:"tpm"`
+	Operator     bool       `json:"operator"`
 	Created      time.Time  `json:"created"`
 	Revoked      *time.Time `json:"revoked"`
 }
 
 func toJSON(k auth.Key) keyJSON {
 	j := keyJSON{ID: k.ID, Name: k.Name, Region: k.Region, BudgetUSD: k.BudgetUSD, BudgetPeriod: k.BudgetPeriod,
-		RPM: k.RPM, TPM: k.TPM, Created: k.Created}
+		RPM: k.RPM, TPM: k.TPM, Operator: k.Operator, Created: k.Created}
 	if !k.Revoked.IsZero() {
 		r := k.Revoked
 		j.Revoked = &r
@@ -103,6 +106,7 @@ func keysCreate(args []string, stdout, stderr io.Writer) error {
 	period := fs.String("budget-period", "", "day, month or total (default month when --budget is set)")
 	rpm := fs.Int("rpm", 0, "requests per minute (0: no limit)")
 	tpm := fs.Int("tpm", 0, "tokens per minute, prompt and completion (0: no limit)")
+	operator := fs.Bool("operator", false, "an operator's key: it may also read every key's usage (GET /v1/usage, the dashboard at /dashboard)")
 	asJSON := fs.Bool("json", false, "print the key as a JSON object")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -146,7 +150,7 @@ func keysCreate(args []string, stdout, stderr io.Writer) error {
 	}
 	defer st.Close()
 	k := auth.Key{ID: p.Prefix, Hash: p.Hash, Region: *region, Name: *name, BudgetUSD: *budget, BudgetPeriod: *period,
-		RPM: *rpm, TPM: *tpm, Created: time.Now().UTC().Truncate(time.Microsecond)}
+		RPM: *rpm, TPM: *tpm, Operator: *operator, Created: time.Now().UTC().Truncate(time.Microsecond)}
 	if err := st.CreateKey(ctx, k); err != nil {
 		return err
 	}
@@ -179,6 +183,9 @@ func limits(k auth.Key) string {
 	}
 	if k.TPM > 0 {
 		add(fmt.Sprintf("%d tpm", k.TPM))
+	}
+	if k.Operator {
+		add("operator (reads usage)")
 	}
 	if s == "" {
 		return "none"

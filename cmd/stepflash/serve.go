@@ -234,7 +234,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	cacheDir := fs.String("cache-dir", hub.DefaultCacheDir(), "where pulled models are kept ($STEPFLASH_CACHE)")
 	fs.BoolVar(&o.offline, "offline", os.Getenv("HF_HUB_OFFLINE") == "1", "never download: serve cached or local files only ($HF_HUB_OFFLINE=1)")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not log requests")
-	fs.BoolVar(&o.noPlayground, "no-playground", false, "do not serve the chat playground at / (docs/playground.md)")
+	fs.BoolVar(&o.noPlayground, "no-playground", false, "do not serve the chat playground at / nor the usage dashboard at /dashboard (docs/playground.md, docs/dashboard.md)")
 	registerStoreFlags(fs, &o.storeOptions)
 	registerResponsesFlags(fs, &o.storeOptions)
 	registerRegionFlags(fs, &o.regionOptions)
@@ -367,8 +367,10 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 	}
 	srv := server.New(server.Config{MaxBodyBytes: o.maxBody, MaxN: o.maxN, Logger: logger,
 		Middleware: []server.Middleware{authn.Middleware}, Guard: o.guard(listenAddrs(regions)...), Responses: responses})
+	srv.ServeUsage(st) // GET /v1/usage: operator keys only, when keys are on (docs/dashboard.md)
 	if !o.noPlayground {
 		srv.ServePlayground()
+		srv.ServeDashboard()
 	}
 	o.ledger = billing.Metered(st, meter(srv))
 	o.advisorObserve = advisorMetrics(srv, logger)
