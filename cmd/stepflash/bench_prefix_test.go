@@ -36,7 +36,7 @@ func TestBenchPrefixHit(t *testing.T) {
 		{[]string{"--prefix-hit", "1"}, "between 0 and 1"},
 		{[]string{"--prefix-hit", "0"}, "between 0 and 1"},
 		{[]string{"--prefix-hit", "0.5", "-p", "1"}, "-p at least 2"},
-		{[]string{"--prefix-hit", "0.5", "-n", "8"}, "-n and --probe do not apply"},
+		{[]string{"--prefix-hit", "0.5", "-n", "8"}, "-n, -d and --probe do not apply"},
 		{[]string{"--prefix-hit", "0.001", "-p", "100"}, "no cached prefix"},
 		{[]string{"--prefix-hit", "0.5", "--base-url", "http://127.0.0.1:1/v1"}, "not of the load mode"},
 	} {
