@@ -73,8 +73,10 @@ const serveUsage = `Usage: stepflash serve [-m MODEL [--alias NAME]...]... [--up
 
 An OpenAI-compatible server: POST /v1/chat/completions, POST /v1/completions,
 POST /v1/responses (and GET/DELETE /v1/responses/{id}), POST /v1/embeddings,
-GET /v1/models, POST /tokenize and /detokenize, GET /health, GET /health/ready,
-GET /metrics; and Anthropic's POST /v1/messages and /v1/messages/count_tokens.
+GET /v1/models, GET /v1/usage (the ledger; an operator key when keys are on),
+POST /tokenize and /detokenize, GET /health, GET /health/ready, GET /metrics;
+Anthropic's POST /v1/messages and /v1/messages/count_tokens; and two pages in
+the browser, the playground at / and the usage dashboard at /dashboard.
 
 MODEL is a GGUF path or a Hugging Face reference REPO[:FILE] (pulled into the
 cache on first use, see "stepflash pull"). -m may be repeated; --alias adds a
