@@ -101,8 +101,14 @@ func (s *KVScratch) Axpy(t gguf.Type, a []float32, v []byte, y []float32) {
 	if n == 0 {
 		return
 	}
-	if t == gguf.TypeF32 {
+	switch t {
+	case gguf.TypeF32:
 		AxpyRows(a, F32s(v), len(y), y)
+		return
+	case gguf.TypeF16:
+		// Converted as they are added (SIMD where the CPU has it): one
+		// pass over the rows, no scratch.
+		axpyF16RowsImpl(a, v[:2*n*len(y)], y)
 		return
 	}
 	s.v = grow(s.v, n*len(y))

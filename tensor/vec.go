@@ -16,10 +16,11 @@ var (
 	expImpl    = expGeneric
 	swigluImpl = swigluGeneric
 
-	dotRowsImpl  = dotRowsGeneric
-	axpyRowsImpl = axpyRowsGeneric
-	subMaxImpl   = subMaxGeneric
-	mulScaleImpl = mulScaleGeneric
+	dotRowsImpl     = dotRowsGeneric
+	axpyRowsImpl    = axpyRowsGeneric
+	axpyF16RowsImpl = axpyF16RowsGeneric
+	subMaxImpl      = subMaxGeneric
+	mulScaleImpl    = mulScaleGeneric
 )
 
 func checkLen(op string, a, b int) {
@@ -70,6 +71,19 @@ func AxpyRows(a, x []float32, stride int, y []float32) {
 func dotRowsGeneric(q, k []float32, stride int, out []float32) {
 	for j := range out {
 		out[j] = dotImpl(q, k[j*stride:j*stride+len(q)])
+	}
+}
+
+// axpyF16RowsGeneric computes y += a[j] * row j of v (binary16 rows of
+// len(y)), each element converted exactly and added as Axpy adds: the
+// same result as converting the rows and calling AxpyRows.
+func axpyF16RowsGeneric(a []float32, v []byte, y []float32) {
+	n := len(y)
+	for j, aj := range a {
+		row := v[2*j*n : 2*(j+1)*n]
+		for i := range y {
+			y[i] += float32(aj * f16ToF32(le16(row[2*i:])))
+		}
 	}
 }
 
