@@ -1,17 +1,12 @@
 package server
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
 	"io/fs"
 	"mime"
-	"net/http"
 	"path"
-	"time"
-
-	"github.com/stepflash/stepflash/api"
 )
 
 // The usage dashboard is a page served at /dashboard (docs/dashboard.md):
@@ -53,30 +48,6 @@ func loadAssets(fsys embed.FS, dir string) map[string]asset {
 // operator key. Pair it with ServeUsage. Call it before the server takes
 // requests.
 func (s *Server) ServeDashboard() {
-	files := loadAssets(dashboardFS, "dashboard")
-	serve := func(w http.ResponseWriter, r *http.Request, name string) {
-		a, ok := files[name]
-		if !ok {
-			writeError(w, api.NewError(http.StatusNotFound, api.TypeInvalidRequest, api.CodeNotFound, "",
-				"Unknown request URL: %s %s. The dashboard is at /dashboard; its files are app.js, charts.js, style.css and icon.svg.", r.Method, r.URL.Path))
-			return
-		}
-		h := w.Header()
-		h.Set("Content-Type", a.ctype)
-		h.Set("Content-Security-Policy", playgroundCSP)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-cache")
-		h.Set("ETag", a.etag)
-		http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(a.body))
-	}
-	s.mux.HandleFunc("GET /dashboard", func(w http.ResponseWriter, r *http.Request) { serve(w, r, "index.html") })
-	s.mux.HandleFunc("GET /dashboard/{name}", func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		if name == "index.html" {
-			name = "" // the page is at /dashboard
-		}
-		serve(w, r, name)
-	})
+	s.servePage("/dashboard", "dashboard", loadAssets(dashboardFS, "dashboard"),
+		"The dashboard is at /dashboard; its files are app.js, charts.js, style.css and icon.svg.")
 }

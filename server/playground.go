@@ -2,13 +2,8 @@ package server
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
-	"io/fs"
-	"mime"
 	"net/http"
-	"path"
 	"time"
 
 	"github.com/stepflash/stepflash/api"
@@ -35,42 +30,24 @@ type asset struct {
 	etag  string
 }
 
-// loadPlayground reads the embedded files once.
-func loadPlayground() map[string]asset {
-	files := map[string]asset{}
-	err := fs.WalkDir(playgroundFS, "playground", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := playgroundFS.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(b)
-		ct := mime.TypeByExtension(path.Ext(p))
-		if ct == "" {
-			ct = "application/octet-stream"
-		}
-		files[path.Base(p)] = asset{body: b, ctype: ct, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
-		return nil
-	})
-	if err != nil {
-		panic("server: the embedded playground cannot be read: " + err.Error()) // a broken build, not input
-	}
-	return files
-}
-
 // ServePlayground serves the playground: GET / is its page and
 // GET /playground/NAME its files. Unknown paths stay 404 error objects,
 // and the page needs no API key (it is not under /v1/; the API calls it
 // makes carry the key). Call it before the server takes requests.
 func (s *Server) ServePlayground() {
-	files := loadPlayground()
+	s.servePage("/", "playground", loadAssets(playgroundFS, "playground"),
+		"The playground's files are index.html, app.js and style.css.")
+}
+
+// servePage serves an embedded page: GET page is its index.html and GET
+// /dir/NAME its files, under the pages' CSP, revalidated by ETag; an
+// unknown file is a 404 error object saying which there are (hint).
+func (s *Server) servePage(page, dir string, files map[string]asset, hint string) {
 	serve := func(w http.ResponseWriter, r *http.Request, name string) {
 		a, ok := files[name]
 		if !ok {
 			writeError(w, api.NewError(http.StatusNotFound, api.TypeInvalidRequest, api.CodeNotFound, "",
-				"Unknown request URL: %s %s. The playground's files are index.html, app.js and style.css.", r.Method, r.URL.Path))
+				"Unknown request URL: %s %s. %s", r.Method, r.URL.Path, hint))
 			return
 		}
 		h := w.Header()
@@ -83,11 +60,15 @@ func (s *Server) ServePlayground() {
 		h.Set("ETag", a.etag)
 		http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(a.body))
 	}
-	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { serve(w, r, "index.html") })
-	s.mux.HandleFunc("GET /playground/{name}", func(w http.ResponseWriter, r *http.Request) {
+	pattern := "GET " + page
+	if page == "/" {
+		pattern = "GET /{$}"
+	}
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) { serve(w, r, "index.html") })
+	s.mux.HandleFunc("GET /"+dir+"/{name}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		if name == "index.html" {
-			name = "" // the page is at /
+			name = "" // the page is at its own path
 		}
 		serve(w, r, name)
 	})
