@@ -71,7 +71,24 @@ type serverMetrics struct {
 
 var metricLine = regexp.MustCompile(`^(stepflash_\w+)\{([^}]*)\} ([0-9.e+]+)$`)
 
+// readMetrics reads the counters once they have settled: the request
+// counter moves when a handler has returned, just after its client read
+// the whole response, so a read right after a run may miss the last one.
 func readMetrics(t *testing.T, base string) serverMetrics {
+	t.Helper()
+	m := readMetricsOnce(t, base)
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		next := readMetricsOnce(t, base)
+		if next.chat == m.chat {
+			return next
+		}
+		m = next
+	}
+	return m
+}
+
+func readMetricsOnce(t *testing.T, base string) serverMetrics {
 	t.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
