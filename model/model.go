@@ -5,10 +5,9 @@ package model
 
 import (
 	"fmt"
-	"sort"
-	"sync"
 
 	"github.com/stepflash/stepflash/gguf"
+	"github.com/stepflash/stepflash/internal/registry"
 	"github.com/stepflash/stepflash/tensor"
 )
 
@@ -122,40 +121,19 @@ type Options struct {
 // Constructor builds an architecture from an opened GGUF file.
 type Constructor func(f *gguf.File, cfg *Config, pool *tensor.Pool) (Model, error)
 
-var (
-	regMu    sync.RWMutex
-	registry = map[string]Constructor{}
-)
+var constructors = registry.New[Constructor]("model: architecture")
 
 // Register makes an architecture available under its GGUF general.architecture name.
-func Register(arch string, c Constructor) {
-	regMu.Lock()
-	defer regMu.Unlock()
-	if _, dup := registry[arch]; dup {
-		panic("model: architecture registered twice: " + arch)
-	}
-	registry[arch] = c
-}
+func Register(arch string, c Constructor) { constructors.Register(arch, c) }
 
 // Architectures lists the registered architecture names.
-func Architectures() []string {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	var names []string
-	for n := range registry {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func Architectures() []string { return constructors.Names() }
 
 // Load builds the model of an already opened GGUF file. The file must stay
 // open while the model is used.
 func Load(f *gguf.File, opts Options) (Model, error) {
 	arch := f.Architecture()
-	regMu.RLock()
-	ctor := registry[arch]
-	regMu.RUnlock()
+	ctor, _ := constructors.Get(arch)
 	if ctor == nil {
 		return nil, fmt.Errorf("model: architecture %q is not supported (supported: %v)", arch, Architectures())
 	}

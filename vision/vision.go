@@ -3,10 +3,9 @@ package vision
 import (
 	"fmt"
 	"image"
-	"sort"
-	"sync"
 
 	"github.com/stepflash/stepflash/gguf"
+	"github.com/stepflash/stepflash/internal/registry"
 	"github.com/stepflash/stepflash/tensor"
 )
 
@@ -72,32 +71,13 @@ type Projector interface {
 // hyperparameters cfg has read; it checks every tensor it uses.
 type Constructor func(f *gguf.File, cfg *Config) (Projector, error)
 
-var (
-	regMu    sync.RWMutex
-	registry = map[string]Constructor{}
-)
+var constructors = registry.New[Constructor]("vision: projector type")
 
 // Register makes a projector type available under its clip.projector_type name.
-func Register(projType string, c Constructor) {
-	regMu.Lock()
-	defer regMu.Unlock()
-	if _, dup := registry[projType]; dup {
-		panic("vision: projector type registered twice: " + projType)
-	}
-	registry[projType] = c
-}
+func Register(projType string, c Constructor) { constructors.Register(projType, c) }
 
 // ProjectorTypes lists the registered projector types.
-func ProjectorTypes() []string {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	var names []string
-	for n := range registry {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func ProjectorTypes() []string { return constructors.Names() }
 
 // Options tune how an encoder runs.
 type Options struct {
@@ -129,9 +109,7 @@ func Load(f *gguf.File, opts Options) (*Encoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	regMu.RLock()
-	ctor := registry[cfg.ProjectorType]
-	regMu.RUnlock()
+	ctor, _ := constructors.Get(cfg.ProjectorType)
 	if ctor == nil {
 		return nil, fmt.Errorf("vision: projector type %q is not supported (supported: %v)", cfg.ProjectorType, ProjectorTypes())
 	}
