@@ -116,6 +116,7 @@ type runner struct {
 	gate, up []float32 // [n][NFF or ExpertFF]
 	cos, sin []float32 // [n][RopeDims/2]
 	part     []float32 // attention spans' parts: [item][max, sum, acc (HeadDimV)]
+	spans    []int     // attention: per token, its first span's item index (÷ NHead)
 	// MoE scratch
 	route   []float32 // router probabilities [n][NExpert]
 	sel     []int     // chosen experts [n][NExpertUse]
@@ -369,7 +370,11 @@ func (r *runner) attention(layer int, a *Attention, qk *QKNorm, c Cache, b *Batc
 	// a token's result is the same in any batch.
 	group := cfg.NHead / cfg.NHeadKV
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	spans := make([]int, n+1) // item offsets: token t's (t, h, span) items start at spans[t]*NHead
+	if cap(r.spans) < n+1 {
+		r.spans = make([]int, n+1)
+	}
+	spans := r.spans[:n+1] // item offsets: token t's (t, h, span) items start at spans[t]*NHead
+	spans[0] = 0
 	for t := 0; t < n; t++ {
 		spans[t+1] = spans[t] + (b.Pos[t]+attnSpan)/attnSpan
 	}
