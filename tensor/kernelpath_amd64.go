@@ -18,3 +18,19 @@ func kernelPath() string {
 	}
 	return "SIMD (AVX2)"
 }
+
+func kernelName() string {
+	switch {
+	case !hasSIMD:
+		return "purego"
+	case archsimd.X86.AVX512() && archsimd.X86.AVX512GFNI():
+		return "avx512-gfni"
+	case archsimd.X86.AVX512():
+		return "avx512"
+	}
+	return "avx2"
+}
+
+// simdBuildWouldHelp: this is a SIMD build; it runs the SIMD kernels
+// wherever the CPU can.
+func simdBuildWouldHelp() bool { return false }

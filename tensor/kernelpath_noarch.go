@@ -8,3 +8,7 @@ import "runtime"
 func kernelPath() string {
 	return "pure Go (no SIMD kernels for " + runtime.GOARCH + ")"
 }
+
+func kernelName() string { return "purego" }
+
+func simdBuildWouldHelp() bool { return false }

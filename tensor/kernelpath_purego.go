@@ -7,3 +7,9 @@ package tensor
 func kernelPath() string {
 	return "pure Go (built without GOEXPERIMENT=simd)"
 }
+
+func kernelName() string { return "purego" }
+
+// simdBuildWouldHelp: a SIMD build would run its kernels on an amd64 CPU
+// with AVX2 (and the OS saving the AVX state), as archsimd.X86.AVX2 checks.
+func simdBuildWouldHelp() bool { return cpuHasAVX2 }

@@ -175,6 +175,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if mf.ctx == 0 {
 		mf.ctx = *depth + max(*nPrompt, *nGen) + 1
 	}
+	fmt.Fprintln(stderr, tensor.KernelNotice())
 	l, err := mf.load()
 	if err != nil {
 		return err
@@ -275,11 +276,14 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			Effort  effort.Applied `json:"effort"`
 			// WeightBytesPerToken is what one decoded token reads: decode
 			// cannot beat memory bandwidth divided by it.
-			WeightBytesPerToken int64          `json:"weight_bytes_per_token"`
-			Weights             string         `json:"weights"`
-			Ceiling             *decodeCeiling `json:"decode_ceiling,omitempty"`
-			Results             []benchStat    `json:"results"`
-		}{mf.model, mf.threads, applied, weightBytes, l.file.Loaded().String(), ceiling, results})
+			WeightBytesPerToken int64  `json:"weight_bytes_per_token"`
+			Weights             string `json:"weights"`
+			// Kernels is tensor.KernelName(): avx512-gfni, avx512, avx2
+			// or purego (the pure-Go kernels, many times slower).
+			Kernels string         `json:"kernels"`
+			Ceiling *decodeCeiling `json:"decode_ceiling,omitempty"`
+			Results []benchStat    `json:"results"`
+		}{mf.model, mf.threads, applied, weightBytes, l.file.Loaded().String(), tensor.KernelName(), ceiling, results})
 	}
 	fmt.Fprintf(stdout, "model: %s  threads: %d  runs: %d  effort: %s\n", mf.model, mf.threads, *runs, describeEffort(applied))
 	fmt.Fprintf(stdout, "weights: %s; read per decoded token: %.1f MiB\n", l.file.Loaded(), float64(weightBytes)/(1<<20))

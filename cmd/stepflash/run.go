@@ -13,6 +13,7 @@ import (
 	"github.com/stepflash/stepflash/effort"
 	"github.com/stepflash/stepflash/engine"
 	"github.com/stepflash/stepflash/local"
+	"github.com/stepflash/stepflash/tensor"
 	"github.com/stepflash/stepflash/vision"
 )
 
@@ -108,6 +109,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--image needs --mmproj (the model's vision projector; none was found beside the model)")
 		}
 	}
+	fmt.Fprintln(stderr, tensor.KernelNotice())
 	l, err := mf.load()
 	if err != nil {
 		return err

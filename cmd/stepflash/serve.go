@@ -32,6 +32,7 @@ import (
 	"github.com/stepflash/stepflash/media"
 	"github.com/stepflash/stepflash/model"
 	"github.com/stepflash/stepflash/server"
+	"github.com/stepflash/stepflash/tensor"
 	"github.com/stepflash/stepflash/upstream"
 )
 
@@ -369,6 +370,7 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 	}
 	srv := server.New(server.Config{MaxBodyBytes: o.maxBody, MaxN: o.maxN, Logger: logger,
 		Middleware: []server.Middleware{authn.Middleware}, Guard: o.guard(listenAddrs(regions)...), Responses: responses})
+	serveBuildInfo(srv)
 	srv.ServeUsage(st) // GET /v1/usage: operator keys only, when keys are on (docs/dashboard.md)
 	if !o.noPlayground {
 		srv.ServePlayground()
@@ -396,6 +398,9 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 		}
 	}
 	srv.SetLoading(len(locals) > 0)
+	if len(locals) > 0 { // the kernels run the local models only
+		fmt.Fprintf(stderr, "stepflash serve: %s\n", tensor.KernelNotice())
+	}
 	lns, err := listenRegions(regions)
 	if err != nil {
 		return err
