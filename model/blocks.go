@@ -117,6 +117,7 @@ type runner struct {
 	cos, sin []float32 // [n][RopeDims/2]
 	part     []float32 // attention spans' parts: [item][max, sum, acc (HeadDimV)]
 	spans    []int     // attention: per token, its first span's item index (÷ NHead)
+	items    []attnItem
 	// MoE scratch
 	route   []float32 // router probabilities [n][NExpert]
 	sel     []int     // chosen experts [n][NExpertUse]
@@ -150,11 +151,21 @@ func mergeSpans(parts []float32, nsp, hdv int, out []float32) {
 	tensor.Scale(out, float32(1/total))
 }
 
-// attnWork is one attention worker's scratch: the scores of one query
-// and the query and values converted for the cache's types.
+// attnTile is about how many queries share an attention work item: the
+// query heads of one KV head for up to attnTile/group consecutive tokens.
+var attnTile = 16
+
+// attnItem is one attention work item: the queries of KV head g for the
+// batch tokens [t0, t1) (one sequence, consecutive positions) over span sp.
+type attnItem struct{ t0, t1, g, sp int }
+
+// attnWork is one attention worker's scratch: a tile's queries (converted
+// for the keys' type), scores, per-query counts and outputs, and cached
+// blocks converted to float32.
 type attnWork struct {
-	scores []float32
-	kv     tensor.KVScratch
+	q, sc, out, kbuf, vbuf []float32
+	cnt, bcnt              []int
+	kv                     tensor.KVScratch
 }
 
 var workPool = sync.Pool{New: func() any { return new(attnWork) }}
@@ -367,13 +378,18 @@ func (r *runner) attention(layer int, a *Attention, qk *QKNorm, c Cache, b *Batc
 	// into spans that are worked on in parallel (a single decoding
 	// sequence at depth keeps every thread busy) and merged by their
 	// maxima (flash-decoding). The spans depend only on the position, so
-	// a token's result is the same in any batch.
+	// a token's result is the same in any batch. A work item takes the
+	// query heads of one KV head for up to attnTile consecutive tokens of
+	// a sequence over one span: each cached block is converted once for
+	// all of them (tensor.KVRowsF32) and multiplied as a tile
+	// (tensor.AttnScores, tensor.AttnPV), each query's result still its
+	// own.
 	group := cfg.NHead / cfg.NHeadKV
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	if cap(r.spans) < n+1 {
 		r.spans = make([]int, n+1)
 	}
-	spans := r.spans[:n+1] // item offsets: token t's (t, h, span) items start at spans[t]*NHead
+	spans := r.spans[:n+1] // item offsets: token t's (t, h, span) parts start at spans[t]*NHead
 	spans[0] = 0
 	for t := 0; t < n; t++ {
 		spans[t+1] = spans[t] + (b.Pos[t]+attnSpan)/attnSpan
@@ -382,47 +398,25 @@ func (r *runner) attention(layer int, a *Attention, qk *QKNorm, c Cache, b *Batc
 	if multi {
 		r.part = grow(r.part, spans[n]*cfg.NHead*(hdv+2))
 	}
-	items := spans[n] * cfg.NHead
-	r.pool.For(items, func(lo, hi int) {
+	tile := max(1, attnTile/group)
+	items := r.items[:0]
+	for t0 := 0; t0 < n; {
+		t1 := t0 + 1
+		for t1 < n && t1-t0 < tile && b.Seq[t1] == b.Seq[t0] && b.Pos[t1] == b.Pos[t1-1]+1 {
+			t1++
+		}
+		for sp := 0; sp < (b.Pos[t1-1]+attnSpan)/attnSpan; sp++ {
+			for g := 0; g < cfg.NHeadKV; g++ {
+				items = append(items, attnItem{t0: t0, t1: t1, g: g, sp: sp})
+			}
+		}
+		t0 = t1
+	}
+	r.items = items
+	r.pool.For(len(items), func(lo, hi int) {
 		w := workPool.Get().(*attnWork)
-		for i := lo; i < hi; i++ {
-			// Find the item's token: spans is short (one entry per token).
-			t := sort.Search(n, func(t int) bool { return spans[t+1]*cfg.NHead > i }) // first t with items past i
-			j := i - spans[t]*cfg.NHead
-			nsp := spans[t+1] - spans[t]
-			h, sp := j/nsp, j%nsp
-			g := h / group
-			q := r.q[(t*cfg.NHead+h)*hd : (t*cfg.NHead+h+1)*hd]
-			npos := b.Pos[t] + 1
-			from, to := sp*attnSpan, min((sp+1)*attnSpan, npos)
-			if cap(w.scores) < to-from {
-				w.scores = make([]float32, attnSpan)
-			}
-			scores := w.scores[:to-from]
-			w.kv.SetQuery(kt, q)
-			for p0 := from; p0 < to; p0 += bs {
-				kb, _ := c.Block(layer, b.Seq[t], p0)
-				rows := scores[p0-from : min(p0+bs, to)-from]
-				w.kv.Dot(kb[g*bs*krb:], rows) // q · k_j for the block's keys of head g
-				tensor.Scale(rows, scale)
-			}
-			var out []float32
-			if nsp == 1 {
-				out = r.att[(t*cfg.NHead+h)*hdv : (t*cfg.NHead+h+1)*hdv]
-				tensor.Softmax(scores)
-			} else {
-				// A span's part: its maximum, its sum of exp(s - max) and
-				// the values weighted by those, merged below.
-				part := r.part[(spans[t]*cfg.NHead+h*nsp+sp)*(hdv+2):][:hdv+2]
-				m, sum := tensor.ExpShifted(scores)
-				part[0], part[1] = m, sum
-				out = part[2:]
-			}
-			clear(out)
-			for p0 := from; p0 < to; p0 += bs {
-				_, vb := c.Block(layer, b.Seq[t], p0)
-				w.kv.Axpy(vt, scores[p0-from:min(p0+bs, to)-from], vb[g*bs*vrb:], out) // out += p_j v_j
-			}
+		for _, it := range items[lo:hi] {
+			r.attendTile(w, layer, c, b, it, spans, group, scale)
 		}
 		workPool.Put(w)
 	})
@@ -441,6 +435,88 @@ func (r *runner) attention(layer int, a *Attention, qk *QKNorm, c Cache, b *Batc
 	}
 	tensor.MatMul(r.pool, a.O, r.att, n, r.tmp)
 	r.residual()
+}
+
+// attendTile works one attention item: the scores of its queries against
+// the span's keys, their softmax (or, for a token with several spans, the
+// span's part for mergeSpans), and the weighted sum of the values.
+func (r *runner) attendTile(w *attnWork, layer int, c Cache, b *Batch, it attnItem, spans []int, group int, scale float32) {
+	cfg := r.cfg
+	hd, hdv := cfg.HeadDim, cfg.HeadDimV
+	bs := c.BlockSize()
+	kt, vt := c.Types()
+	krb, vrb := tensor.KVRowBytes(kt, hd), tensor.KVRowBytes(vt, hdv)
+	from := it.sp * attnSpan
+	ta := it.t0 // the first token with a position in this span
+	for b.Pos[ta] < from {
+		ta++
+	}
+	to := min(from+attnSpan, b.Pos[it.t1-1]+1)
+	lds := to - from
+	M := (it.t1 - ta) * group
+	w.q = grow(w.q, M*hd)
+	w.sc = grow(w.sc, M*lds)
+	w.out = grow(w.out, M*hdv)
+	if cap(w.cnt) < M {
+		w.cnt, w.bcnt = make([]int, M), make([]int, M)
+	}
+	cnt, bcnt := w.cnt[:M], w.bcnt[:M]
+	for m := range cnt {
+		t, h := ta+m/group, it.g*group+m%group
+		cnt[m] = min(b.Pos[t]+1, from+attnSpan) - from
+		tensor.KVQuery(kt, r.q[(t*cfg.NHead+h)*hd:(t*cfg.NHead+h+1)*hd], w.q[m*hd:(m+1)*hd])
+	}
+	seq := b.Seq[it.t0]
+	if kt == gguf.TypeQ8_0 {
+		// Q8_0 keys multiply a Q8_0 query in integers (llama.cpp's
+		// vec_dot_q8_0_q8_0): query by query.
+		for m, cm := range cnt {
+			t, h := ta+m/group, it.g*group+m%group
+			w.kv.SetQuery(kt, r.q[(t*cfg.NHead+h)*hd:(t*cfg.NHead+h+1)*hd])
+			for p0 := from; p0 < from+cm; p0 += bs {
+				kb, _ := c.Block(layer, seq, p0)
+				w.kv.Dot(kb[it.g*bs*krb:], w.sc[m*lds+p0-from:m*lds+min(p0+bs, from+cm)-from])
+			}
+		}
+	} else {
+		for p0 := from; p0 < to; p0 += bs {
+			nk := min(p0+bs, to) - p0
+			kb, _ := c.Block(layer, seq, p0)
+			k := tensor.KVRowsF32(kt, kb[it.g*bs*krb:], nk, hd, &w.kbuf)
+			tensor.AttnScores(w.q, M, hd, k, nk, w.sc[p0-from:], lds)
+		}
+	}
+	for m, cm := range cnt {
+		row := w.sc[m*lds : m*lds+cm]
+		tensor.Scale(row, scale)
+		t, h := ta+m/group, it.g*group+m%group
+		if nsp := spans[t+1] - spans[t]; nsp == 1 {
+			tensor.Softmax(row)
+		} else {
+			// A span's part: its maximum, its sum of exp(s - max) and the
+			// values weighted by those, merged by mergeSpans.
+			part := r.part[(spans[t]*cfg.NHead+h*nsp+it.sp)*(hdv+2):][:2]
+			part[0], part[1] = tensor.ExpShifted(row)
+		}
+	}
+	clear(w.out)
+	for p0 := from; p0 < to; p0 += bs {
+		nk := min(p0+bs, to) - p0
+		for m, cm := range cnt {
+			bcnt[m] = min(max(cm-(p0-from), 0), nk)
+		}
+		_, vb := c.Block(layer, seq, p0)
+		v := tensor.KVRowsF32(vt, vb[it.g*bs*vrb:], nk, hdv, &w.vbuf)
+		tensor.AttnPV(w.sc[p0-from:], lds, bcnt, v, hdv, w.out)
+	}
+	for m := range cnt {
+		t, h := ta+m/group, it.g*group+m%group
+		dst := r.att[(t*cfg.NHead+h)*hdv : (t*cfg.NHead+h+1)*hdv]
+		if nsp := spans[t+1] - spans[t]; nsp > 1 {
+			dst = r.part[(spans[t]*cfg.NHead+h*nsp+it.sp)*(hdv+2)+2:][:hdv]
+		}
+		copy(dst, w.out[m*hdv:(m+1)*hdv])
+	}
 }
 
 // loadFFN loads layer i's feed-forward: routed experts when the model has

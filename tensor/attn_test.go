@@ -1,0 +1,154 @@
+package tensor
+
+import (
+	"math"
+	"math/rand"
+	"testing"
+
+	"github.com/stepflash/stepflash/gguf"
+)
+
+func randF32s(r *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	return x
+}
+
+// The attention kernels in use and every SIMD variant the CPU has give the
+// generic kernels' bits, for tile shapes with every remainder, and the
+// generic scores are the dot products.
+func TestAttnKernelsMatchGeneric(t *testing.T) {
+	r := rand.New(rand.NewSource(7))
+	type impl struct {
+		name   string
+		scores func(q []float32, M, d int, k []float32, nk int, s []float32, lds int)
+		pv     func(p []float32, ldp int, cnt []int, v []float32, dv int, out []float32)
+	}
+	impls := []impl{{"active", attnScoresImpl, attnPVImpl}}
+	for _, v := range attnVariants {
+		if v.ok && v.scores != nil {
+			impls = append(impls, impl{v.name, v.scores, v.pv})
+		}
+	}
+	for _, d := range []int{16, 64, 128, 80, 24, 7} {
+		for M := 1; M <= 9; M++ {
+			for _, nk := range []int{1, 2, 3, 4, 5, 8, 31, 32, 37} {
+				q, k := randF32s(r, M*d), randF32s(r, nk*d)
+				lds := nk + 3
+				want := make([]float32, M*lds)
+				attnScoresGeneric(q, M, d, k, nk, want, lds)
+				for m := 0; m < M; m++ {
+					for j := 0; j < nk; j++ {
+						var e float64
+						for i := 0; i < d; i++ {
+							e += float64(q[m*d+i]) * float64(k[j*d+i])
+						}
+						if g := float64(want[m*lds+j]); math.Abs(g-e) > 1e-5*(1+math.Abs(e))*float64(d) {
+							t.Fatalf("d %d M %d nk %d: generic score (%d,%d) = %v, the dot product is %v", d, M, nk, m, j, g, e)
+						}
+					}
+				}
+				cnt := make([]int, M)
+				for m := range cnt {
+					cnt[m] = r.Intn(nk + 1)
+					if r.Intn(2) == 0 {
+						cnt[m] = nk
+					}
+				}
+				p := randF32s(r, M*lds)
+				v := randF32s(r, nk*d)
+				out0 := randF32s(r, M*d)
+				wantPV := append([]float32(nil), out0...)
+				attnPVGeneric(p, lds, cnt, v, d, wantPV)
+				for m, c := range cnt { // AttnPV is AxpyRows per query
+					y := append([]float32(nil), out0[m*d:(m+1)*d]...)
+					if c > 0 {
+						AxpyRows(p[m*lds:m*lds+c], v, d, y)
+					}
+					for i := range y {
+						if math.Float32bits(y[i]) != math.Float32bits(wantPV[m*d+i]) {
+							t.Fatalf("d %d M %d nk %d: generic AttnPV query %d element %d = %v, AxpyRows gives %v", d, M, nk, m, i, wantPV[m*d+i], y[i])
+						}
+					}
+				}
+				for _, f := range impls {
+					got := make([]float32, M*lds)
+					f.scores(q, M, d, k, nk, got, lds)
+					for m := 0; m < M; m++ {
+						for j := 0; j < nk; j++ {
+							if math.Float32bits(got[m*lds+j]) != math.Float32bits(want[m*lds+j]) {
+								t.Fatalf("%s: d %d M %d nk %d: score (%d,%d) = %v, generic %v", f.name, d, M, nk, m, j, got[m*lds+j], want[m*lds+j])
+							}
+						}
+					}
+					gotPV := append([]float32(nil), out0...)
+					f.pv(p, lds, cnt, v, d, gotPV)
+					for i := range gotPV {
+						if math.Float32bits(gotPV[i]) != math.Float32bits(wantPV[i]) {
+							t.Fatalf("%s: d %d M %d nk %d cnt %v: AttnPV element %d = %v, generic %v", f.name, d, M, nk, cnt, i, gotPV[i], wantPV[i])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// KVRowsF32 converts every binary16 value exactly (the F16C path as the
+// table), dequantizes Q8_0 rows as Dequantize, and returns F32 rows in place.
+func TestKVRowsF32(t *testing.T) {
+	const n = 1 << 16
+	h := make([]byte, 2*n)
+	for i := 0; i < n; i++ {
+		h[2*i], h[2*i+1] = byte(i), byte(i>>8)
+	}
+	impls := map[string]func([]byte, []float32){"active": cvtF16Impl}
+	for _, v := range attnVariants {
+		if v.ok && v.cvtF16 != nil {
+			impls[v.name] = v.cvtF16
+		}
+	}
+	for name, f := range impls {
+		for _, cnt := range []int{n, 8, 13, 40, 1} {
+			got := make([]float32, cnt)
+			f(h[:2*cnt], got)
+			for i, g := range got {
+				want := f16ToF32(uint16(i))
+				if math.IsNaN(float64(want)) {
+					if !math.IsNaN(float64(g)) {
+						t.Fatalf("%s: %#04x gives %v, want a NaN", name, i, g)
+					}
+					continue
+				}
+				if math.Float32bits(g) != math.Float32bits(want) {
+					t.Fatalf("%s: %#04x gives %v, want %v", name, i, g, want)
+				}
+			}
+		}
+	}
+	r := rand.New(rand.NewSource(3))
+	src := randF32s(r, 4*64)
+	q8 := make([]byte, 4*KVRowBytes(gguf.TypeQ8_0, 64))
+	for row := 0; row < 4; row++ {
+		StoreKV(gguf.TypeQ8_0, src[row*64:(row+1)*64], q8[row*KVRowBytes(gguf.TypeQ8_0, 64):])
+	}
+	var buf []float32
+	got := KVRowsF32(gguf.TypeQ8_0, q8, 4, 64, &buf)
+	want := make([]float32, 4*64)
+	if err := Dequantize(gguf.TypeQ8_0, q8, want); err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("Q8_0 element %d = %v, Dequantize gives %v", i, got[i], want[i])
+		}
+	}
+	f32 := make([]byte, 4*2*16)
+	rows := KVRowsF32(gguf.TypeF32, f32, 2, 16, &buf)
+	rows[5] = 1
+	if F32s(f32)[5] != 1 {
+		t.Fatal("F32 rows were copied, not returned in place")
+	}
+}

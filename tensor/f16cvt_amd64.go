@@ -1,0 +1,15 @@
+//go:build goexperiment.simd && amd64
+
+package tensor
+
+// cvtF16x8 converts n binary16 values at src (n a positive multiple of 8)
+// to float32 at dst with VCVTPH2PS (f16cvt_amd64.s).
+//
+//go:noescape
+func cvtF16x8(dst *float32, src *byte, n int)
+
+func cpuid1ECX() uint32
+
+// cpuHasF16C reports CPUID leaf 1's F16C bit (ECX bit 29); VCVTPH2PS also
+// needs the AVX state the OS enables, which hasSIMD (AVX2) already implies.
+func cpuHasF16C() bool { return cpuid1ECX()&(1<<29) != 0 }
