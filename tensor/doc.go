@@ -26,6 +26,25 @@
 // float32 conversions). The tests check every SIMD variant the CPU can run
 // against the pure-Go kernel, bit for bit.
 //
+// # The pure-Go path
+//
+// A build without GOEXPERIMENT=simd (and a SIMD build on a CPU without
+// AVX2, or on another architecture) runs only the pure-Go kernels: one row
+// and one activation vector per call, in the SIMD kernels' float order.
+// KernelPath, KernelName and KernelNotice say which path a binary takes;
+// `stepflash run`, `bench` and `serve` print it at start and /metrics
+// carries it (stepflash_build_info), with a warning when a pure-Go build
+// runs on a CPU that has AVX2. The pure-Go kernels are written for Go's
+// compiler, which neither vectorizes nor unrolls: each block is reached
+// through array pointers ((*[34]byte)(w[b*34:])), so that the loops over
+// its elements, with constant trip counts, carry no bounds checks; integer
+// sums are split over a few accumulators and take each loaded weight byte
+// for both of its nibbles; a lane's integer sum goes straight into its
+// float step. They are still several times slower than the SIMD kernels
+// (scalar multiplies, a float accumulator per lane kept in memory); the
+// plain statement of each is kept in generic_spec_test.go and
+// TestGenericMatchesSpec holds the two to the same bits.
+//
 // Kernel shapes: rowsFunc (many rows by one activation vector: decode),
 // rows4Func (many rows by four vectors) and rowsNFunc (tiles of rows by all
 // vectors of a batch: prefill). MatMul picks the widest one available.

@@ -89,13 +89,13 @@ func hsum8(v *[8]float32) float32 {
 // are converted to float32, multiplied by d = dx*dy and added to accumulator
 // block%2; the result is hsum8(acc[0] + acc[1]) (+ the Q8_1 min terms,
 // summed in block order).
-
-// accLanes adds d*lane to acc lane by lane (multiply, round, add, round).
-func accLanes(acc *[8]float32, d float32, lane *[8]int32) {
-	for l := range lane {
-		acc[l] += float32(d * float32(lane[l]))
-	}
-}
+//
+// The pure-Go kernels below are written for the compiler: each block is
+// reached through array pointers (one bounds check per block, none in the
+// loops over its elements), loops have constant trip counts, and a lane's
+// integer sum goes straight into its float step (acc[l] += float32(d *
+// float32(s))) without an intermediate array. generic_spec_test.go keeps
+// their plain form; TestGenericMatchesSpec compares the two bit for bit.
 
 func finishAcc2(acc *[2][8]float32) float32 {
 	var v [8]float32
@@ -105,33 +105,29 @@ func finishAcc2(acc *[2][8]float32) float32 {
 	return hsum8(&v)
 }
 
-// laneDot4 computes the 8 lane sums of a 32-element int8 block product.
-func laneDot(w *[32]int8, y []int8, lane *[8]int32) {
-	y = y[:32]
-	for l := 0; l < 8; l++ {
-		lane[l] = int32(w[4*l])*int32(y[4*l]) + int32(w[4*l+1])*int32(y[4*l+1]) +
-			int32(w[4*l+2])*int32(y[4*l+2]) + int32(w[4*l+3])*int32(y[4*l+3])
-	}
-}
-
 func dotQ8_0Generic(w []byte, a *act, e0 int) float32 {
 	nb := a.cols / qk
 	w = w[:nb*bytesQ8_0]
 	qs := a.qs[e0 : e0+a.cols]
 	ds := a.d[e0/qk : e0/qk+nb]
 	var acc [2][8]float32
-	var q [32]int8
-	var lane [8]int32
-	for b := 0; b < nb; b++ {
-		blk := w[b*bytesQ8_0 : (b+1)*bytesQ8_0]
-		for j := range q {
-			q[j] = int8(blk[2+j])
+	for b, dy := range ds {
+		blk := (*[bytesQ8_0]byte)(w[b*bytesQ8_0:])
+		x := (*[qk]byte)(blk[2:])
+		y := (*[qk]int8)(qs[b*qk:])
+		d := f16ToF32(uint16(blk[0])|uint16(blk[1])<<8) * dy
+		ac := &acc[b&1]
+		for l := 0; l < 8; l++ {
+			s := int32(int8(x[4*l]))*int32(y[4*l]) + int32(int8(x[4*l+1]))*int32(y[4*l+1]) +
+				int32(int8(x[4*l+2]))*int32(y[4*l+2]) + int32(int8(x[4*l+3]))*int32(y[4*l+3])
+			ac[l] += float32(d * float32(s))
 		}
-		laneDot(&q, qs[b*qk:], &lane)
-		accLanes(&acc[b&1], f16ToF32(le16(blk))*ds[b], &lane)
 	}
 	return finishAcc2(&acc)
 }
+
+// Q4_0 and Q4_1: byte j of a block holds element j (low nibble, lane j/4)
+// and element j+16 (high nibble, lane 4+j/4).
 
 func dotQ4_0Generic(w []byte, a *act, e0 int) float32 {
 	nb := a.cols / qk
@@ -139,39 +135,21 @@ func dotQ4_0Generic(w []byte, a *act, e0 int) float32 {
 	qs := a.qs[e0 : e0+a.cols]
 	ds := a.d[e0/qk : e0/qk+nb]
 	var acc [2][8]float32
-	var q [32]int8
-	var lane [8]int32
-	for b := 0; b < nb; b++ {
-		blk := w[b*bytesQ4_0 : (b+1)*bytesQ4_0]
-		for j := 0; j < 16; j++ {
-			q[j] = int8(blk[2+j]&0xf) - 8
-			q[j+16] = int8(blk[2+j]>>4) - 8
+	for b, dy := range ds {
+		blk := (*[bytesQ4_0]byte)(w[b*bytesQ4_0:])
+		x := (*[16]byte)(blk[2:])
+		y := (*[qk]int8)(qs[b*qk:])
+		d := f16ToF32(uint16(blk[0])|uint16(blk[1])<<8) * dy
+		ac := &acc[b&1]
+		for l := 0; l < 4; l++ {
+			x0, x1, x2, x3 := x[4*l], x[4*l+1], x[4*l+2], x[4*l+3]
+			lo := (int32(x0&0xf)-8)*int32(y[4*l]) + (int32(x1&0xf)-8)*int32(y[4*l+1]) +
+				(int32(x2&0xf)-8)*int32(y[4*l+2]) + (int32(x3&0xf)-8)*int32(y[4*l+3])
+			hi := (int32(x0>>4)-8)*int32(y[16+4*l]) + (int32(x1>>4)-8)*int32(y[16+4*l+1]) +
+				(int32(x2>>4)-8)*int32(y[16+4*l+2]) + (int32(x3>>4)-8)*int32(y[16+4*l+3])
+			ac[l] += float32(d * float32(lo))
+			ac[l+4] += float32(d * float32(hi))
 		}
-		laneDot(&q, qs[b*qk:], &lane)
-		accLanes(&acc[b&1], f16ToF32(le16(blk))*ds[b], &lane)
-	}
-	return finishAcc2(&acc)
-}
-
-func dotQ5_0Generic(w []byte, a *act, e0 int) float32 {
-	nb := a.cols / qk
-	w = w[:nb*bytesQ5_0]
-	qs := a.qs[e0 : e0+a.cols]
-	ds := a.d[e0/qk : e0/qk+nb]
-	var acc [2][8]float32
-	var q [32]int8
-	var lane [8]int32
-	for b := 0; b < nb; b++ {
-		blk := w[b*bytesQ5_0 : (b+1)*bytesQ5_0]
-		qh := binary.LittleEndian.Uint32(blk[2:])
-		for j := 0; j < 16; j++ {
-			h0 := byte(qh>>j<<4) & 0x10
-			h1 := byte(qh>>(j+12)) & 0x10
-			q[j] = int8(blk[6+j]&0xf|h0) - 16
-			q[j+16] = int8(blk[6+j]>>4|h1) - 16
-		}
-		laneDot(&q, qs[b*qk:], &lane)
-		accLanes(&acc[b&1], f16ToF32(le16(blk))*ds[b], &lane)
 	}
 	return finishAcc2(&acc)
 }
@@ -183,20 +161,60 @@ func dotQ4_1Generic(w []byte, a *act, e0 int) float32 {
 	ds := a.d[e0/qk : e0/qk+nb]
 	ss := a.s[e0/qk : e0/qk+nb]
 	var acc [2][8]float32
-	var q [32]int8
-	var lane [8]int32
 	var summs float32
-	for b := 0; b < nb; b++ {
-		blk := w[b*bytesQ4_1 : (b+1)*bytesQ4_1]
-		for j := 0; j < 16; j++ {
-			q[j] = int8(blk[4+j] & 0xf)
-			q[j+16] = int8(blk[4+j] >> 4)
+	for b, dy := range ds {
+		blk := (*[bytesQ4_1]byte)(w[b*bytesQ4_1:])
+		x := (*[16]byte)(blk[4:])
+		y := (*[qk]int8)(qs[b*qk:])
+		d := f16ToF32(uint16(blk[0])|uint16(blk[1])<<8) * dy
+		ac := &acc[b&1]
+		for l := 0; l < 4; l++ {
+			x0, x1, x2, x3 := x[4*l], x[4*l+1], x[4*l+2], x[4*l+3]
+			lo := int32(x0&0xf)*int32(y[4*l]) + int32(x1&0xf)*int32(y[4*l+1]) +
+				int32(x2&0xf)*int32(y[4*l+2]) + int32(x3&0xf)*int32(y[4*l+3])
+			hi := int32(x0>>4)*int32(y[16+4*l]) + int32(x1>>4)*int32(y[16+4*l+1]) +
+				int32(x2>>4)*int32(y[16+4*l+2]) + int32(x3>>4)*int32(y[16+4*l+3])
+			ac[l] += float32(d * float32(lo))
+			ac[l+4] += float32(d * float32(hi))
 		}
-		laneDot(&q, qs[b*qk:], &lane)
-		accLanes(&acc[b&1], f16ToF32(le16(blk))*ds[b], &lane)
-		summs += float32(f16ToF32(le16(blk[2:])) * ss[b])
+		summs += float32(f16ToF32(uint16(blk[2])|uint16(blk[3])<<8) * ss[b])
 	}
 	return finishAcc2(&acc) + summs
+}
+
+// Q5_0 and Q5_1: as Q4_0 and Q4_1, with element j's fifth bit at bit j of
+// qh (j < 16: low nibbles; j >= 16: high nibbles).
+
+// q5Lanes adds the 8 lane sums of a Q5 block, times d, to ac, with the
+// quants offset by off (16 for Q5_0, 0 for Q5_1).
+func q5Lanes(ac *[8]float32, d float32, x *[16]byte, qh uint32, y *[qk]int8, off int32) {
+	for l := 0; l < 4; l++ {
+		h := qh >> (4 * l) // element 4l+k's bit at k, element 16+4l+k's at 16+k
+		x0, x1, x2, x3 := x[4*l], x[4*l+1], x[4*l+2], x[4*l+3]
+		lo := (int32(x0&0xf|byte(h<<4)&0x10)-off)*int32(y[4*l]) + (int32(x1&0xf|byte(h<<3)&0x10)-off)*int32(y[4*l+1]) +
+			(int32(x2&0xf|byte(h<<2)&0x10)-off)*int32(y[4*l+2]) + (int32(x3&0xf|byte(h<<1)&0x10)-off)*int32(y[4*l+3])
+		hi := (int32(x0>>4|byte(h>>12)&0x10)-off)*int32(y[16+4*l]) + (int32(x1>>4|byte(h>>13)&0x10)-off)*int32(y[16+4*l+1]) +
+			(int32(x2>>4|byte(h>>14)&0x10)-off)*int32(y[16+4*l+2]) + (int32(x3>>4|byte(h>>15)&0x10)-off)*int32(y[16+4*l+3])
+		ac[l] += float32(d * float32(lo))
+		ac[l+4] += float32(d * float32(hi))
+	}
+}
+
+func dotQ5_0Generic(w []byte, a *act, e0 int) float32 {
+	nb := a.cols / qk
+	w = w[:nb*bytesQ5_0]
+	qs := a.qs[e0 : e0+a.cols]
+	ds := a.d[e0/qk : e0/qk+nb]
+	var acc [2][8]float32
+	for b, dy := range ds {
+		blk := (*[bytesQ5_0]byte)(w[b*bytesQ5_0:])
+		qh := uint32(blk[2]) | uint32(blk[3])<<8 | uint32(blk[4])<<16 | uint32(blk[5])<<24
+		x := (*[16]byte)(blk[6:])
+		y := (*[qk]int8)(qs[b*qk:])
+		d := f16ToF32(uint16(blk[0])|uint16(blk[1])<<8) * dy
+		q5Lanes(&acc[b&1], d, x, qh, y, 16)
+	}
+	return finishAcc2(&acc)
 }
 
 func dotQ5_1Generic(w []byte, a *act, e0 int) float32 {
@@ -206,28 +224,24 @@ func dotQ5_1Generic(w []byte, a *act, e0 int) float32 {
 	ds := a.d[e0/qk : e0/qk+nb]
 	ss := a.s[e0/qk : e0/qk+nb]
 	var acc [2][8]float32
-	var q [32]int8
-	var lane [8]int32
 	var summs float32
-	for b := 0; b < nb; b++ {
-		blk := w[b*bytesQ5_1 : (b+1)*bytesQ5_1]
-		qh := binary.LittleEndian.Uint32(blk[4:])
-		for j := 0; j < 16; j++ {
-			h0 := byte(qh>>j<<4) & 0x10
-			h1 := byte(qh>>(j+12)) & 0x10
-			q[j] = int8(blk[8+j]&0xf | h0)
-			q[j+16] = int8(blk[8+j]>>4 | h1)
-		}
-		laneDot(&q, qs[b*qk:], &lane)
-		accLanes(&acc[b&1], f16ToF32(le16(blk))*ds[b], &lane)
-		summs += float32(f16ToF32(le16(blk[2:])) * ss[b])
+	for b, dy := range ds {
+		blk := (*[bytesQ5_1]byte)(w[b*bytesQ5_1:])
+		qh := uint32(blk[4]) | uint32(blk[5])<<8 | uint32(blk[6])<<16 | uint32(blk[7])<<24
+		x := (*[16]byte)(blk[8:])
+		y := (*[qk]int8)(qs[b*qk:])
+		d := f16ToF32(uint16(blk[0])|uint16(blk[1])<<8) * dy
+		q5Lanes(&acc[b&1], d, x, qh, y, 0)
+		summs += float32(f16ToF32(uint16(blk[2])|uint16(blk[3])<<8) * ss[b])
 	}
 	return finishAcc2(&acc) + summs
 }
 
 // K-quant kernels: each super-block's integer sums are exact; the float part
 // is, per super-block in order, sum += d*isum then sum -= dmin*imin, with
-// d = y.d * x.d and dmin = y.d * x.dmin.
+// d = y.d * x.d and dmin = y.d * x.dmin. The integer sums may be taken in
+// any order (int32 addition is exact here, and associative even if it
+// wrapped), so the loops below split them however runs fastest.
 
 // kAcc adds one super-block's contribution to sum.
 func kAcc(sum, d float32, isum int32, dmin float32, imin int32) float32 {
@@ -236,32 +250,51 @@ func kAcc(sum, d float32, isum int32, dmin float32, imin int32) float32 {
 	return sum
 }
 
+// kMins is the Q4_K/Q5_K min term: sum over the 8 sub-blocks of min[j]
+// times the sum of the sub-block's 32 activations.
+func kMins(mn *[8]uint8, bs *[16]int16) int32 {
+	var imin int32
+	for j := 0; j < 8; j++ {
+		imin += int32(mn[j]) * (int32(bs[2*j]) + int32(bs[2*j+1]))
+	}
+	return imin
+}
+
 func dotQ2_KGeneric(w []byte, a *act, e0 int) float32 {
 	nb := a.cols / qkK
 	w = w[:nb*bytesQ2_K]
 	qs := a.qs[e0 : e0+a.cols]
+	ds := a.d[e0/qkK : e0/qkK+nb]
+	bsums := a.bsums[e0/16 : e0/16+16*nb]
 	var sum float32
-	for b := 0; b < nb; b++ {
-		blk := w[b*bytesQ2_K : (b+1)*bytesQ2_K]
-		y := qs[b*qkK : (b+1)*qkK]
-		bs := a.bsums[(e0+b*qkK)/16:][:16]
-		yd := a.d[(e0+b*qkK)/qkK]
+	for b, yd := range ds {
+		blk := (*[bytesQ2_K]byte)(w[b*bytesQ2_K:])
+		y := (*[qkK]int8)(qs[b*qkK:])
+		bs := (*[16]int16)(bsums[16*b:])
 		var isum, imin int32
 		for g := 0; g < 16; g++ {
-			sc := blk[g]
-			imin += int32(sc>>4) * int32(bs[g])
-			n, j, half := g/8, (g%8)/2, g%2
-			q := blk[16+32*n+16*half:][:16]
-			shift := uint(2 * j)
-			yy := y[128*n+32*j+16*half:][:16]
-			var s int32
-			for l := 0; l < 16; l++ {
-				s += int32((q[l]>>shift)&3) * int32(yy[l])
-			}
-			isum += int32(sc&0xf) * s
+			imin += int32(blk[g]>>4) * int32(bs[g])
 		}
-		d := yd * f16ToF32(le16(blk[80:]))
-		dmin := yd * f16ToF32(le16(blk[82:]))
+		// Group g = 8n + 2j + half: 16 quants at bits 2j of bytes
+		// 16+32n+16half.., against y[128n+32j+16half..].
+		for n := 0; n < 2; n++ {
+			for half := 0; half < 2; half++ {
+				q := (*[16]byte)(blk[16+32*n+16*half:])
+				yy := (*[112]int8)(y[128*n+16*half:])
+				var s0, s1, s2, s3 int32
+				for l := 0; l < 16; l++ {
+					v := q[l]
+					s0 += int32(v&3) * int32(yy[l])
+					s1 += int32(v>>2&3) * int32(yy[32+l])
+					s2 += int32(v>>4&3) * int32(yy[64+l])
+					s3 += int32(v>>6) * int32(yy[96+l])
+				}
+				g := 8*n + half
+				isum += int32(blk[g]&0xf)*s0 + int32(blk[g+2]&0xf)*s1 + int32(blk[g+4]&0xf)*s2 + int32(blk[g+6]&0xf)*s3
+			}
+		}
+		d := yd * f16ToF32(uint16(blk[80])|uint16(blk[81])<<8)
+		dmin := yd * f16ToF32(uint16(blk[82])|uint16(blk[83])<<8)
 		sum = kAcc(sum, d, isum, dmin, imin)
 	}
 	return sum
@@ -271,32 +304,36 @@ func dotQ3_KGeneric(w []byte, a *act, e0 int) float32 {
 	nb := a.cols / qkK
 	w = w[:nb*bytesQ3_K]
 	qs := a.qs[e0 : e0+a.cols]
+	ds := a.d[e0/qkK : e0/qkK+nb]
 	var sum float32
-	for b := 0; b < nb; b++ {
-		blk := w[b*bytesQ3_K : (b+1)*bytesQ3_K]
-		y := qs[b*qkK : (b+1)*qkK]
-		yd := a.d[(e0+b*qkK)/qkK]
-		hm := blk[0:32]
+	for b, yd := range ds {
+		blk := (*[bytesQ3_K]byte)(w[b*bytesQ3_K:])
+		y := (*[qkK]int8)(qs[b*qkK:])
 		sc := q3Scales(blk[96:108])
 		var isum int32
-		for g := 0; g < 16; g++ {
-			n, j, half := g/8, (g%8)/2, g%2
-			q := blk[32+32*n+16*half:][:16]
-			h := hm[16*half:][:16]
-			shift := uint(2 * j)
-			m := byte(1) << (4*n + j)
-			yy := y[128*n+32*j+16*half:][:16]
-			var s int32
-			for l := 0; l < 16; l++ {
-				v := int32((q[l] >> shift) & 3)
-				if h[l]&m == 0 {
-					v -= 4
+		// Group g = 8n + 2j + half: 16 quants at bits 2j of bytes
+		// 32+32n+16half.., high bit 4n+j of hm[16half..] (clear: -4),
+		// against y[128n+32j+16half..].
+		for n := 0; n < 2; n++ {
+			for half := 0; half < 2; half++ {
+				q := (*[16]byte)(blk[32+32*n+16*half:])
+				h := (*[16]byte)(blk[16*half:])
+				yy := (*[112]int8)(y[128*n+16*half:])
+				hs := uint(4 * n)
+				var s0, s1, s2, s3 int32
+				for l := 0; l < 16; l++ {
+					v := q[l]
+					m := ^h[l] >> hs // bit j set: subtract 4 from quant j
+					s0 += (int32(v&3) - int32(m<<2&4)) * int32(yy[l])
+					s1 += (int32(v>>2&3) - int32(m<<1&4)) * int32(yy[32+l])
+					s2 += (int32(v>>4&3) - int32(m&4)) * int32(yy[64+l])
+					s3 += (int32(v>>6) - int32(m>>1&4)) * int32(yy[96+l])
 				}
-				s += v * int32(yy[l])
+				g := 8*n + half
+				isum += int32(sc[g])*s0 + int32(sc[g+2])*s1 + int32(sc[g+4])*s2 + int32(sc[g+6])*s3
 			}
-			isum += int32(sc[g]) * s
 		}
-		sum = kAcc(sum, yd*f16ToF32(le16(blk[108:])), isum, 0, 0)
+		sum = kAcc(sum, yd*f16ToF32(uint16(blk[108])|uint16(blk[109])<<8), isum, 0, 0)
 	}
 	return sum
 }
@@ -305,28 +342,32 @@ func dotQ4_KGeneric(w []byte, a *act, e0 int) float32 {
 	nb := a.cols / qkK
 	w = w[:nb*bytesQ4_K]
 	qs := a.qs[e0 : e0+a.cols]
+	ds := a.d[e0/qkK : e0/qkK+nb]
+	bsums := a.bsums[e0/16 : e0/16+16*nb]
 	var sum float32
-	for b := 0; b < nb; b++ {
-		blk := w[b*bytesQ4_K : (b+1)*bytesQ4_K]
-		y := qs[b*qkK : (b+1)*qkK]
-		bs := a.bsums[(e0+b*qkK)/16:][:16]
-		yd := a.d[(e0+b*qkK)/qkK]
+	for b, yd := range ds {
+		blk := (*[bytesQ4_K]byte)(w[b*bytesQ4_K:])
+		y := (*[qkK]int8)(qs[b*qkK:])
 		sc, mn := q4Scales(blk[4:16])
-		q := blk[16:144]
-		var isum, imin int32
+		var isum int32
 		for c := 0; c < 4; c++ {
-			var s1, s2 int32
-			for l := 0; l < 32; l++ {
-				s1 += int32(q[32*c+l]&0xf) * int32(y[64*c+l])
-				s2 += int32(q[32*c+l]>>4) * int32(y[64*c+32+l])
+			q := (*[32]byte)(blk[16+32*c:])
+			y1 := (*[32]int8)(y[64*c:])
+			y2 := (*[32]int8)(y[64*c+32:])
+			var s1, s2, t1, t2 int32
+			for l := 0; l < 16; l += 2 {
+				v0, v1 := q[l], q[l+16]
+				u0, u1 := q[l+1], q[l+17]
+				s1 += int32(v0&0xf)*int32(y1[l]) + int32(u0&0xf)*int32(y1[l+1])
+				t1 += int32(v1&0xf)*int32(y1[l+16]) + int32(u1&0xf)*int32(y1[l+17])
+				s2 += int32(v0>>4)*int32(y2[l]) + int32(u0>>4)*int32(y2[l+1])
+				t2 += int32(v1>>4)*int32(y2[l+16]) + int32(u1>>4)*int32(y2[l+17])
 			}
-			isum += int32(sc[2*c])*s1 + int32(sc[2*c+1])*s2
+			isum += int32(sc[2*c])*(s1+t1) + int32(sc[2*c+1])*(s2+t2)
 		}
-		for j := 0; j < 8; j++ {
-			imin += int32(mn[j]) * (int32(bs[2*j]) + int32(bs[2*j+1]))
-		}
-		d := yd * f16ToF32(le16(blk))
-		dmin := yd * f16ToF32(le16(blk[2:]))
+		imin := kMins(&mn, (*[16]int16)(bsums[16*b:]))
+		d := yd * f16ToF32(uint16(blk[0])|uint16(blk[1])<<8)
+		dmin := yd * f16ToF32(uint16(blk[2])|uint16(blk[3])<<8)
 		sum = kAcc(sum, d, isum, dmin, imin)
 	}
 	return sum
@@ -336,31 +377,34 @@ func dotQ5_KGeneric(w []byte, a *act, e0 int) float32 {
 	nb := a.cols / qkK
 	w = w[:nb*bytesQ5_K]
 	qs := a.qs[e0 : e0+a.cols]
+	ds := a.d[e0/qkK : e0/qkK+nb]
+	bsums := a.bsums[e0/16 : e0/16+16*nb]
 	var sum float32
-	for b := 0; b < nb; b++ {
-		blk := w[b*bytesQ5_K : (b+1)*bytesQ5_K]
-		y := qs[b*qkK : (b+1)*qkK]
-		bs := a.bsums[(e0+b*qkK)/16:][:16]
-		yd := a.d[(e0+b*qkK)/qkK]
+	for b, yd := range ds {
+		blk := (*[bytesQ5_K]byte)(w[b*bytesQ5_K:])
+		y := (*[qkK]int8)(qs[b*qkK:])
 		sc, mn := q4Scales(blk[4:16])
-		qh := blk[16:48]
-		q := blk[48:176]
-		var isum, imin int32
+		qh := (*[32]byte)(blk[16:])
+		var isum int32
 		for c := 0; c < 4; c++ {
-			var s1, s2 int32
-			for l := 0; l < 32; l++ {
-				lo := int32(q[32*c+l]&0xf) | int32(qh[l]>>(2*c)&1)<<4
-				hi := int32(q[32*c+l]>>4) | int32(qh[l]>>(2*c+1)&1)<<4
-				s1 += lo * int32(y[64*c+l])
-				s2 += hi * int32(y[64*c+32+l])
+			q := (*[32]byte)(blk[48+32*c:])
+			y1 := (*[32]int8)(y[64*c:])
+			y2 := (*[32]int8)(y[64*c+32:])
+			hs := uint(2 * c)
+			var s1, s2, t1, t2 int32
+			for l := 0; l < 16; l++ {
+				v, h := q[l], qh[l]>>hs
+				u, g := q[l+16], qh[l+16]>>hs
+				s1 += int32(v&0xf|h<<4&0x10) * int32(y1[l])
+				t1 += int32(u&0xf|g<<4&0x10) * int32(y1[l+16])
+				s2 += int32(v>>4|h<<3&0x10) * int32(y2[l])
+				t2 += int32(u>>4|g<<3&0x10) * int32(y2[l+16])
 			}
-			isum += int32(sc[2*c])*s1 + int32(sc[2*c+1])*s2
+			isum += int32(sc[2*c])*(s1+t1) + int32(sc[2*c+1])*(s2+t2)
 		}
-		for j := 0; j < 8; j++ {
-			imin += int32(mn[j]) * (int32(bs[2*j]) + int32(bs[2*j+1]))
-		}
-		d := yd * f16ToF32(le16(blk))
-		dmin := yd * f16ToF32(le16(blk[2:]))
+		imin := kMins(&mn, (*[16]int16)(bsums[16*b:]))
+		d := yd * f16ToF32(uint16(blk[0])|uint16(blk[1])<<8)
+		dmin := yd * f16ToF32(uint16(blk[2])|uint16(blk[3])<<8)
 		sum = kAcc(sum, d, isum, dmin, imin)
 	}
 	return sum
@@ -370,34 +414,34 @@ func dotQ6_KGeneric(w []byte, a *act, e0 int) float32 {
 	nb := a.cols / qkK
 	w = w[:nb*bytesQ6_K]
 	qs := a.qs[e0 : e0+a.cols]
+	ds := a.d[e0/qkK : e0/qkK+nb]
 	var sum float32
-	for b := 0; b < nb; b++ {
-		blk := w[b*bytesQ6_K : (b+1)*bytesQ6_K]
-		y := qs[b*qkK : (b+1)*qkK]
-		yd := a.d[(e0+b*qkK)/qkK]
+	for b, yd := range ds {
+		blk := (*[bytesQ6_K]byte)(w[b*bytesQ6_K:])
+		y := (*[qkK]int8)(qs[b*qkK:])
 		var isum int32
+		// Half n, sub-block is = l/16: quants l, l+32, l+64, l+96 of the
+		// half from ql[l], ql[l+32] (nibbles) and qh[l] (2-bit fields),
+		// with scales sc[is], sc[is+2], sc[is+4], sc[is+6].
 		for n := 0; n < 2; n++ {
-			ql := blk[64*n : 64*n+64]
-			qh := blk[128+32*n : 128+32*n+32]
-			sc := blk[192+8*n : 192+8*n+8]
-			yy := y[128*n : 128*n+128]
-			var s [8]int32
-			for l := 0; l < 32; l++ {
-				is := l / 16
-				q1 := int32(ql[l]&0xf|(qh[l]>>0&3)<<4) - 32
-				q2 := int32(ql[l+32]&0xf|(qh[l]>>2&3)<<4) - 32
-				q3 := int32(ql[l]>>4|(qh[l]>>4&3)<<4) - 32
-				q4 := int32(ql[l+32]>>4|(qh[l]>>6&3)<<4) - 32
-				s[is] += q1 * int32(yy[l])
-				s[is+2] += q2 * int32(yy[l+32])
-				s[is+4] += q3 * int32(yy[l+64])
-				s[is+6] += q4 * int32(yy[l+96])
-			}
-			for g := 0; g < 8; g++ {
-				isum += int32(int8(sc[g])) * s[g]
+			ql := (*[64]byte)(blk[64*n:])
+			qh := (*[32]byte)(blk[128+32*n:])
+			sc := (*[8]byte)(blk[192+8*n:])
+			yy := (*[128]int8)(y[128*n:])
+			for is := 0; is < 2; is++ {
+				var s1, s2, s3, s4 int32
+				for i := 0; i < 16; i++ {
+					l := 16*is + i
+					a, c, h := ql[l], ql[l+32], qh[l]
+					s1 += (int32(a&0xf|h<<4&0x30) - 32) * int32(yy[l])
+					s2 += (int32(c&0xf|h<<2&0x30) - 32) * int32(yy[l+32])
+					s3 += (int32(a>>4|h&0x30) - 32) * int32(yy[l+64])
+					s4 += (int32(c>>4|h>>2&0x30) - 32) * int32(yy[l+96])
+				}
+				isum += int32(int8(sc[is]))*s1 + int32(int8(sc[is+2]))*s2 + int32(int8(sc[is+4]))*s3 + int32(int8(sc[is+6]))*s4
 			}
 		}
-		sum = kAcc(sum, yd*f16ToF32(le16(blk[208:])), isum, 0, 0)
+		sum = kAcc(sum, yd*f16ToF32(uint16(blk[208])|uint16(blk[209])<<8), isum, 0, 0)
 	}
 	return sum
 }
@@ -424,8 +468,11 @@ func dotF32Generic(w []byte, a *act, e0 int) float32 {
 	var acc [32]float32
 	i := 0
 	for ; i+32 <= n; i += 32 {
+		wc := (*[128]byte)(w[4*i:])
+		xc := (*[32]float32)(x[i:])
 		for l := 0; l < 32; l++ {
-			acc[l] += float32(float32frombits(binary.LittleEndian.Uint32(w[4*(i+l):])) * x[i+l])
+			v := uint32(wc[4*l]) | uint32(wc[4*l+1])<<8 | uint32(wc[4*l+2])<<16 | uint32(wc[4*l+3])<<24
+			acc[l] += float32(float32frombits(v) * xc[l])
 		}
 	}
 	var tail float32
@@ -442,8 +489,10 @@ func dotF16Generic(w []byte, a *act, e0 int) float32 {
 	var acc [32]float32
 	i := 0
 	for ; i+32 <= n; i += 32 {
+		wc := (*[64]byte)(w[2*i:])
+		xc := (*[32]float32)(x[i:])
 		for l := 0; l < 32; l++ {
-			acc[l] += float32(f16ToF32(le16(w[2*(i+l):])) * x[i+l])
+			acc[l] += float32(f16ToF32(uint16(wc[2*l])|uint16(wc[2*l+1])<<8) * xc[l])
 		}
 	}
 	var tail float32
@@ -460,8 +509,10 @@ func dotBF16Generic(w []byte, a *act, e0 int) float32 {
 	var acc [32]float32
 	i := 0
 	for ; i+32 <= n; i += 32 {
+		wc := (*[64]byte)(w[2*i:])
+		xc := (*[32]float32)(x[i:])
 		for l := 0; l < 32; l++ {
-			acc[l] += float32(bf16ToF32(le16(w[2*(i+l):])) * x[i+l])
+			acc[l] += float32(bf16ToF32(uint16(wc[2*l])|uint16(wc[2*l+1])<<8) * xc[l])
 		}
 	}
 	var tail float32
@@ -478,8 +529,10 @@ func dotGeneric32(a, b []float32) float32 {
 	var acc [32]float32
 	i := 0
 	for ; i+32 <= n; i += 32 {
+		ac := (*[32]float32)(a[i:])
+		bc := (*[32]float32)(b[i:])
 		for l := 0; l < 32; l++ {
-			acc[l] += float32(a[i+l] * b[i+l])
+			acc[l] += float32(ac[l] * bc[l])
 		}
 	}
 	var tail float32
