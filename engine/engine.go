@@ -24,6 +24,9 @@ type Options struct {
 	// generated tokens); 0 means min(the model's training context, 4096).
 	Context int
 	// BatchSize is the most tokens run in one forward pass (default 512).
+	// It also bounds a pass's work: prompt chunks fill a pass only up to
+	// what BatchSize prompt tokens from position 0 cost, so chunks deep in
+	// a long prompt are shorter (see promptChunk).
 	BatchSize int
 	// Parallel is the most sequences decoded together (default 1).
 	Parallel int
@@ -86,6 +89,13 @@ type Engine struct {
 	wake    chan struct{}
 	done    chan struct{}
 
+	// stepBudget is the most FLOPs of prompt work a step fills up to: what
+	// BatchSize prompt tokens from position 0 cost (see promptChunk).
+	stepBudget float64
+	// onStep, if set (by a test, before the first request), sees what each
+	// step put in its forward pass.
+	onStep func(stepRecord)
+
 	forward sync.Mutex // held while the model runs (the loop or a benchmark)
 	cache   *KVCache
 	logits  []float32
@@ -106,8 +116,9 @@ func New(m model.Model, tok *tokenizer.Tokenizer, opts Options) *Engine {
 	}
 	e := &Engine{
 		Model: m, Tok: tok, opts: opts,
-		cache: newKVCache(cfg, kv, DefaultBlockSize, opts.CacheBytes >= 0, opts.CacheTypeK, opts.CacheTypeV),
-		wake:  make(chan struct{}, 1), done: make(chan struct{}),
+		cache:      newKVCache(cfg, kv, DefaultBlockSize, opts.CacheBytes >= 0, opts.CacheTypeK, opts.CacheTypeV),
+		stepBudget: cfg.SpanCost(0, opts.BatchSize),
+		wake:       make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	go e.loop()
 	return e

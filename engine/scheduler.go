@@ -240,20 +240,36 @@ func (e *Engine) step() {
 		}
 		live = append(live, s)
 	}
-	// Decoding sequences first: each needs one token, and they must not starve.
+	// Decoding sequences first: each needs one token, and they must not
+	// starve. Then prompt chunks, as many positions as fit in what is left
+	// of both the token budget and the compute budget (see stepCost).
+	cfg := e.Model.Config()
+	rec := stepRecord{Budget: e.stepBudget}
 	for _, s := range live {
 		if s.past == len(s.tokens)-1 && s.generated > 0 {
 			add(s, s.past, s.past+1, true)
+			rec.Cost += cfg.TokenCost(s.past)
+			rec.Decode = append(rec.Decode, s.id)
 		}
 	}
 	for _, s := range live {
-		if s.generated == 0 && budget > 0 {
-			to := min(len(s.tokens), s.past+budget)
-			add(s, s.past, to, to == len(s.tokens) && s.req.Pooling == PoolNone)
+		if s.generated != 0 {
+			continue
 		}
+		n := promptChunk(cfg, s.past, len(s.tokens), budget, e.stepBudget-rec.Cost, len(rec.Chunks) == 0)
+		if n == 0 {
+			break // the next prompt waits for the next step, as the later ones do
+		}
+		to := s.past + n
+		rec.Chunks = append(rec.Chunks, chunkRecord{Seq: s.id, From: s.past, N: n})
+		rec.Cost += cfg.SpanCost(s.past, to)
+		add(s, s.past, to, to == len(s.tokens) && s.req.Pooling == PoolNone)
 	}
 	if len(b.Tokens) == 0 {
 		return
+	}
+	if e.onStep != nil {
+		e.onStep(rec)
 	}
 	if b.Embeds != nil {
 		b.Embeds = embeds // the whole batch's, not the prefix seen when the first was set
@@ -433,4 +449,74 @@ func (s *sequence) pooledResult() []float32 {
 		out[i] = float32(v / float64(s.pooledN))
 	}
 	return out
+}
+
+// A step's compute budget. A forward pass carries every decoding
+// sequence's next token and chunks of waiting prompts, and every decoding
+// sequence waits for the whole pass: its inter-token latency is the step's
+// time. Counting tokens (BatchSize) bounds that time only near the start of
+// a context: a prompt token at position p attends over p+1 positions, so
+// deep in a long prompt a chunk of BatchSize tokens costs many times what
+// it costs at depth 0 (on tiny-llama 28 times at depth 30,000), and the
+// decoders beside it stall for as long. So the scheduler also counts
+// FLOPs (model.Config.TokenCost: the weights, and attention over the
+// positions a token sees) and fills a step with prompt positions only up to
+// what BatchSize tokens of a prompt starting at position 0 cost: at shallow
+// depth the token count binds as before (a BatchSize-token prompt at depth 0
+// is one chunk), at depth the chunks shrink so that a step takes about as
+// long as it does at depth 0. Decoding tokens are never dropped, and the
+// first waiting prompt always gets at least one position, so it advances
+// even when the decoders alone spend the budget.
+//
+// How others do it: vLLM's scheduler (chunked prefill) spends
+// max_num_batched_tokens per step, decodes first and then prompt chunks
+// up to the tokens left, and llama.cpp's server fills a batch of n_batch
+// tokens (processed in n_ubatch micro-batches, all before the decoders
+// get their next token) the same way after one token per generating slot.
+// Both count tokens, not work, so their step time grows with the depth of
+// the prompt being chunked. On a GPU that is a smaller error: a step is
+// dominated by reading the weights until the batch is large, and attention
+// at depth is fast; on a CPU a step is compute-bound and attention at 32k
+// positions is most of it, so a token count would let one long prompt
+// stretch every decoder's inter-token latency by the depth.
+
+// stepRecord is what one step put in its forward pass, for tests: the
+// decoding sequences (one token each), the prompt chunks, and the step's
+// cost and budget in FLOPs.
+type stepRecord struct {
+	Decode       []int
+	Chunks       []chunkRecord
+	Cost, Budget float64
+}
+
+// chunkRecord is one prompt chunk of a step: positions From..From+N-1 of
+// sequence Seq.
+type chunkRecord struct{ Seq, From, N int }
+
+// promptChunk is how many of positions from..end-1 of a prompt go into the
+// step: at most tokens (the step's token budget left) and as many as cost
+// at most the compute left (FLOPs); with first (no prompt has a chunk in
+// the step yet) at least one, so that a prompt always advances.
+func promptChunk(cfg *model.Config, from, end, tokens int, left float64, first bool) int {
+	n := min(end-from, tokens)
+	if n <= 0 {
+		if first && end > from {
+			return 1
+		}
+		return 0
+	}
+	// The cost grows with n: the largest n that fits, by bisection.
+	lo, hi := 0, n
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if cfg.SpanCost(from, from+mid) <= left {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	if lo == 0 && first {
+		return 1
+	}
+	return lo
 }
