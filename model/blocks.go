@@ -373,6 +373,16 @@ func (r *runner) attention(layer int, a *Attention, qk *QKNorm, c Cache, b *Batc
 		}
 	}
 
+	r.attend(layer, c, b)
+	tensor.MatMul(r.pool, a.O, r.att, n, r.tmp)
+	r.residual()
+}
+
+// attend sets r.att from the batch's queries (r.q) and the cached keys
+// and values of their sequences.
+func (r *runner) attend(layer int, c Cache, b *Batch) {
+	cfg := r.cfg
+	n, hd, hdv := r.n, cfg.HeadDim, cfg.HeadDimV
 	// Each (token, head) attends over its positions in spans of at most
 	// attnSpan: one span is the plain softmax; a longer context is split
 	// into spans that are worked on in parallel (a single decoding
@@ -433,8 +443,6 @@ func (r *runner) attention(layer int, a *Attention, qk *QKNorm, c Cache, b *Batc
 			}
 		})
 	}
-	tensor.MatMul(r.pool, a.O, r.att, n, r.tmp)
-	r.residual()
 }
 
 // attendTile works one attention item: the scores of its queries against
@@ -490,13 +498,14 @@ func (r *runner) attendTile(w *attnWork, layer int, c Cache, b *Batch, it attnIt
 		row := w.sc[m*lds : m*lds+cm]
 		tensor.Scale(row, scale)
 		t, h := ta+m/group, it.g*group+m%group
+		mx, sum := tensor.ExpSum(row)
 		if nsp := spans[t+1] - spans[t]; nsp == 1 {
-			tensor.Softmax(row)
+			tensor.Scale(row, float32(1/sum)) // the softmax
 		} else {
 			// A span's part: its maximum, its sum of exp(s - max) and the
 			// values weighted by those, merged by mergeSpans.
 			part := r.part[(spans[t]*cfg.NHead+h*nsp+it.sp)*(hdv+2):][:2]
-			part[0], part[1] = tensor.ExpShifted(row)
+			part[0], part[1] = mx, float32(sum)
 		}
 	}
 	clear(w.out)

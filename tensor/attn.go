@@ -2,6 +2,7 @@ package tensor
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/stepflash/stepflash/gguf"
 )
@@ -144,4 +145,60 @@ func KVQuery(t gguf.Type, q, dst []float32) {
 	for i, v := range q {
 		dst[i] = roundF16(v)
 	}
+}
+
+var expSumImpl = expSumGeneric
+
+// ExpSum replaces x by exp(x - m), m the largest element (a NaN is passed
+// over), and returns m and the sum of the results: attention's softmax
+// before its scaling by 1/sum. The elements are summed in float64, in 8
+// lanes (element i in lane i%8) reduced in hsum8's order, then the elements
+// past the last multiple of 8 in order. The exponential is Exp's.
+func ExpSum(x []float32) (m float32, sum float64) {
+	if len(x) == 0 {
+		return float32(math.Inf(-1)), 0
+	}
+	return expSumImpl(x)
+}
+
+func expSumGeneric(x []float32) (float32, float64) {
+	n8 := len(x) &^ 7
+	var mx [8]float32
+	for l := range mx {
+		mx[l] = float32(math.Inf(-1))
+	}
+	for i := 0; i < n8; i += 8 {
+		for l, v := range x[i : i+8] {
+			if v > mx[l] {
+				mx[l] = v
+			}
+		}
+	}
+	m := float32(math.Inf(-1))
+	for _, v := range mx {
+		if v > m {
+			m = v
+		}
+	}
+	for _, v := range x[n8:] {
+		if v > m {
+			m = v
+		}
+	}
+	var acc [8]float64
+	for i := 0; i < n8; i += 8 {
+		for l := range acc {
+			e := expf(x[i+l] - m)
+			x[i+l] = e
+			acc[l] += float64(e)
+		}
+	}
+	a, b := acc[0]+acc[4], acc[1]+acc[5]
+	c, d := acc[2]+acc[6], acc[3]+acc[7]
+	sum := (a + c) + (b + d)
+	for i := n8; i < len(x); i++ {
+		x[i] = expf(x[i] - m)
+		sum += float64(x[i])
+	}
+	return m, sum
 }

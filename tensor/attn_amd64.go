@@ -3,6 +3,7 @@
 package tensor
 
 import (
+	"math"
 	"simd/archsimd"
 	"unsafe"
 )
@@ -40,6 +41,9 @@ func init() {
 		if v.cvtF16 != nil {
 			cvtF16Impl = v.cvtF16
 		}
+	}
+	if hasSIMD {
+		expSumImpl = expSumSIMD
 	}
 }
 
@@ -426,4 +430,48 @@ func attnPVAVX2(p []float32, ldp int, cnt []int, v []float32, dv int, out []floa
 		one(m, 0, cnt[m])
 	}
 	archsimd.ClearAVXUpperBits()
+}
+
+// expSumSIMD is expSumGeneric with 8 lanes: the maximum with VMAXPS (lane
+// by lane as the generic comparison; the maximum is exact, so the order of
+// the final reduction does not matter), the exponential with expx8 (as
+// expf), the sums in two float64x4 vectors (lanes 0-3 and 4-7).
+func expSumSIMD(x []float32) (float32, float64) {
+	n := len(x)
+	n8 := n &^ 7
+	if n8 == 0 {
+		return expSumGeneric(x)
+	}
+	px := ptr(x)
+	mv := archsimd.BroadcastFloat32x8(float32(math.Inf(-1)))
+	for i := 0; i < n8; i += 8 {
+		mv = ldF32(px, i).Max(mv)
+	}
+	m4 := mv.GetLo().Max(mv.GetHi())
+	m4 = m4.Max(m4.SelectFromPair(2, 3, 2, 3, m4))
+	m4 = m4.Max(m4.SelectFromPair(1, 1, 1, 1, m4))
+	mb := m4.AsUint32x4().GetElem(0)
+	archsimd.ClearAVXUpperBits()
+	for _, v := range x[n8:] {
+		if v > math.Float32frombits(mb) {
+			mb = math.Float32bits(v)
+		}
+	}
+	mv = archsimd.BroadcastUint32x8(mb).AsFloat32x8()
+	var lo, hi archsimd.Float64x4
+	for i := 0; i < n8; i += 8 {
+		e := expx8(ldF32(px, i).Sub(mv))
+		stF32(e, px, i)
+		lo, hi = lo.Add(e.GetLo().ConvertToFloat64()), hi.Add(e.GetHi().ConvertToFloat64())
+	}
+	s := lo.Add(hi).AsUint64x4() // [a0+a4 a1+a5 a2+a6 a3+a7]
+	s0, s1, s2, s3 := s.GetLo().GetElem(0), s.GetLo().GetElem(1), s.GetHi().GetElem(0), s.GetHi().GetElem(1)
+	archsimd.ClearAVXUpperBits()
+	m := math.Float32frombits(mb)
+	sum := (math.Float64frombits(s0) + math.Float64frombits(s2)) + (math.Float64frombits(s1) + math.Float64frombits(s3))
+	for i := n8; i < n; i++ {
+		x[i] = expf(x[i] - m)
+		sum += float64(x[i])
+	}
+	return m, sum
 }

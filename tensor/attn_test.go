@@ -152,3 +152,44 @@ func TestKVRowsF32(t *testing.T) {
 		t.Fatal("F32 rows were copied, not returned in place")
 	}
 }
+
+// ExpSum in use gives the generic kernel's results, and those are the
+// softmax's numerator and denominator.
+func TestExpSum(t *testing.T) {
+	r := rand.New(rand.NewSource(11))
+	for _, n := range []int{1, 5, 8, 9, 16, 31, 64, 1000, 1024} {
+		for _, bigTail := range []bool{false, true} {
+			x := randF32s(r, n)
+			for i := range x {
+				x[i] *= 4
+			}
+			if bigTail {
+				x[n-1] = 20 // the maximum in the tail
+			}
+			a, b := append([]float32(nil), x...), append([]float32(nil), x...)
+			ma, sa := ExpSum(a)
+			mb, sb := expSumGeneric(b)
+			if ma != mb || sa != sb {
+				t.Fatalf("n %d: ExpSum gives max %v sum %v, generic %v %v", n, ma, sa, mb, sb)
+			}
+			var want float64
+			wm := x[0]
+			for _, v := range x {
+				wm = max(wm, v)
+			}
+			for i, v := range x {
+				e := math.Exp(float64(v - wm))
+				want += e
+				if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+					t.Fatalf("n %d: element %d = %v, generic %v", n, i, a[i], b[i])
+				}
+				if math.Abs(float64(a[i])-e) > 2e-7*e+1e-30 {
+					t.Fatalf("n %d: exp element %d = %v, want %v", n, i, a[i], e)
+				}
+			}
+			if mb != wm || math.Abs(sb-want) > 1e-6*want {
+				t.Fatalf("n %d: generic max %v sum %v, want %v %v", n, mb, sb, wm, want)
+			}
+		}
+	}
+}
