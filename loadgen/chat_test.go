@@ -429,6 +429,7 @@ aggregate tok/s                         8.0                 8.0
   ratio to the last                     1.00x               1.00x                                                     
 TTFT p50 / p95 / p99 ms                 8.0 / 10.0 / 10.0   8.0 / 10.0 / 10.0                                         
 per-stream decode tok/s (median)        50.0                50.0                                                      
+ITL p50 / p99 ms                        0.0 / 0.0           0.0 / 0.0                                                 
 prompt tokens (cached)                  350 (120)           350 (0)                                                   
 cached share, all turns                 34.3%               unknown: 3 requests had no cached tokens in their usage   
 cached share, turns 2 and later         80.0%               unknown: 1 request had no cached tokens in its usage      
@@ -443,6 +444,7 @@ completion tokens (from)                0 (none)
 aggregate tok/s                         0.0               
 TTFT p50 / p95 / p99 ms                 0.0 / 0.0 / 0.0   
 per-stream decode tok/s (median)        0.0               
+ITL p50 / p99 ms                        0.0 / 0.0         
 prompt tokens (cached)                  0 (0)             
 cached share, all turns                 -                 
 cached share, turns 2 and later         -                 
@@ -458,11 +460,11 @@ func TestWriteJSONChat(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `{"clients":2,"conversations":3,"turns":2,"duration_s":0,"max_tokens":4,"ignore_eos":true,"prompt":"Hi","rounds":1,"results":[` +
-		`{"base_url":"http://a/v1","model":"m","requests_ok":3,"requests_failed":1,"errors":["boom"],"completion_tokens":12,"tokens_from":"usage","seconds":1.5,"aggregate_tps":8,"rounds_tps":[8],"aggregate_ratio":1,"ttft_p50_ms":8,"ttft_p95_ms":10,"ttft_p99_ms":10,"decode_tps_median":50` +
+		`{"base_url":"http://a/v1","model":"m","requests_ok":3,"requests_failed":1,"errors":["boom"],"completion_tokens":12,"tokens_from":"usage","seconds":1.5,"aggregate_tps":8,"rounds_tps":[8],"aggregate_ratio":1,"ttft_p50_ms":8,"ttft_p95_ms":10,"ttft_p99_ms":10,"decode_tps_median":50,"itl_p50_ms":0,"itl_p99_ms":0,"rounds_itl_p99_ms":[0]` +
 		`,"conversations_ok":1,"conversations_failed":1,"conversations_cut":1,"requests_not_sent":2,"prompt_tokens":350,"cached_tokens":120,"cached_unreported":0,"cached_share":0.34285714285714286,"cached_share_followups":0.8` +
 		`,"turns":[{"turn":1,"requests_ok":2,"requests_failed":0,"prompt_tokens":200,"cached_tokens":0,"cached_unreported":0,"cached_share":0,"ttft_p50_ms":8},` +
 		`{"turn":2,"requests_ok":1,"requests_failed":1,"prompt_tokens":150,"cached_tokens":120,"cached_unreported":0,"cached_share":0.8,"ttft_p50_ms":5}]},` +
-		`{"base_url":"http://b/v1","model":"m","requests_ok":3,"requests_failed":1,"errors":["boom"],"completion_tokens":12,"tokens_from":"chunks","seconds":1.5,"aggregate_tps":8,"rounds_tps":[8],"aggregate_ratio":1,"ttft_p50_ms":8,"ttft_p95_ms":10,"ttft_p99_ms":10,"decode_tps_median":50` +
+		`{"base_url":"http://b/v1","model":"m","requests_ok":3,"requests_failed":1,"errors":["boom"],"completion_tokens":12,"tokens_from":"chunks","seconds":1.5,"aggregate_tps":8,"rounds_tps":[8],"aggregate_ratio":1,"ttft_p50_ms":8,"ttft_p95_ms":10,"ttft_p99_ms":10,"decode_tps_median":50,"itl_p50_ms":0,"itl_p99_ms":0,"rounds_itl_p99_ms":[0]` +
 		`,"conversations_ok":1,"conversations_failed":1,"conversations_cut":1,"requests_not_sent":2,"prompt_tokens":350,"cached_tokens":0,"cached_unreported":3,"cached_share":null,"cached_share_followups":null` +
 		`,"turns":[{"turn":1,"requests_ok":2,"requests_failed":0,"prompt_tokens":200,"cached_tokens":0,"cached_unreported":2,"cached_share":null,"ttft_p50_ms":8},` +
 		`{"turn":2,"requests_ok":1,"requests_failed":1,"prompt_tokens":150,"cached_tokens":0,"cached_unreported":1,"cached_share":null,"ttft_p50_ms":5}]}]}` + "\n"

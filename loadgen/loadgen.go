@@ -70,6 +70,15 @@ type Config struct {
 	Rounds int
 	// APIKey, if not "", is sent as a bearer token.
 	APIKey string
+	// LongPrompt, if not 0, adds one background client to every round of
+	// the completions mode: it streams requests whose prompt is LongPrompt
+	// token ids (random, so no prefix cache serves them; one token to
+	// generate) one after another while the round lasts, and the round's
+	// clients go on starting requests until the last of them has ended.
+	// Their inter-token latency (Result.ITLP99MS) then shows how much a long
+	// prefill stalls the streams beside it; the background requests count
+	// only in Result.Long.
+	LongPrompt int
 	// Warmup sends one untimed request of at most 8 tokens to each server
 	// before the first round (in the chat mode, a chat completion of one
 	// user message that shares no text with the conversations); Run fails
@@ -83,6 +92,7 @@ const (
 	maxConversations = 100000
 	maxTurns         = 1000
 	maxDuration      = 24 * time.Hour
+	maxLongPrompt    = 1 << 20
 	maxErrors        = 5                     // distinct error messages reported per server
 	maxSSELine       = 4 << 20               // longest SSE line accepted
 	failurePause     = 50 * time.Millisecond // a client's pause after a failed request (or conversation)
@@ -120,6 +130,10 @@ func (c *Config) Check() error {
 		return fmt.Errorf("--rounds must be at least 1")
 	case c.Prompt == "":
 		return fmt.Errorf("--prompt must not be empty")
+	case c.LongPrompt < 0 || c.LongPrompt > maxLongPrompt:
+		return fmt.Errorf("--long-prompt must be in 0..%d tokens, got %d", maxLongPrompt, c.LongPrompt)
+	case c.chat() && c.LongPrompt != 0:
+		return fmt.Errorf("--long-prompt does not apply to the chat mode")
 	}
 	return nil
 }
@@ -145,6 +159,9 @@ func Run(ctx context.Context, c Config, progress io.Writer) ([]*Result, error) {
 	results := make([]*Result, len(c.BaseURLs))
 	for i, base := range c.BaseURLs {
 		r := &Result{BaseURL: base, Model: c.Model}
+		if c.LongPrompt > 0 && !c.chat() {
+			r.Long = &LongPrompt{Tokens: c.LongPrompt, TTFTMS: []float64{}}
+		}
 		if c.chat() {
 			r.Chat = &Chat{Turns: make([]TurnStats, c.Turns)}
 			for k := range r.Turns {
@@ -193,7 +210,11 @@ func Run(ctx context.Context, c Config, progress io.Writer) ([]*Result, error) {
 				r.addChat(convs, c.Turns, wall)
 				continue
 			}
-			fmt.Fprintf(progress, "round %d/%d: %d clients for %s against %s (model %q)\n", round+1, c.Rounds, c.Clients, c.Duration, r.BaseURL, r.Model)
+			long := ""
+			if c.LongPrompt > 0 {
+				long = fmt.Sprintf(" and %d-token prompts in the background", c.LongPrompt)
+			}
+			fmt.Fprintf(progress, "round %d/%d: %d clients for %s%s against %s (model %q)\n", round+1, c.Rounds, c.Clients, c.Duration, long, r.BaseURL, r.Model)
 			samples, wall := loadRound(ctx, hc, c, r.BaseURL, r.Model)
 			r.add(samples, wall)
 		}
@@ -212,8 +233,9 @@ func Run(ctx context.Context, c Config, progress io.Writer) ([]*Result, error) {
 }
 
 // loadRound runs the clients against one server for the duration (or until
-// MaxRequests have started) and returns the samples and the wall time until
-// the last request ended.
+// MaxRequests have started; with LongPrompt, also until the background
+// client's last request has ended) and returns the samples and the wall
+// time until the last request ended.
 func loadRound(ctx context.Context, hc *http.Client, c Config, base, model string) ([]sample, time.Duration) {
 	body := completionBody(c, model)
 	start := time.Now()
@@ -222,11 +244,35 @@ func loadRound(ctx context.Context, hc *http.Client, c Config, base, model strin
 	var mu sync.Mutex
 	var samples []sample
 	var wg sync.WaitGroup
+	// The background long-prompt client: while one of its requests is in
+	// flight, the other clients go on past the deadline.
+	var longBusy atomic.Bool
+	if c.LongPrompt > 0 {
+		longBusy.Store(true)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer longBusy.Store(false)
+			rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				rctx, cancel := context.WithTimeout(ctx, c.Timeout)
+				s := streamCompletion(rctx, hc, base, c.APIKey, longPromptBody(c, model, rng))
+				cancel()
+				s.long = true
+				mu.Lock()
+				samples = append(samples, s)
+				mu.Unlock()
+				if s.err != "" {
+					time.Sleep(min(failurePause, time.Until(deadline)))
+				}
+			}
+		}()
+	}
 	for range c.Clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for time.Now().Before(deadline) && ctx.Err() == nil {
+			for (time.Now().Before(deadline) || longBusy.Load()) && ctx.Err() == nil {
 				if c.MaxRequests > 0 && started.Add(1) > int64(c.MaxRequests) {
 					return
 				}

@@ -9,8 +9,10 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -114,6 +116,9 @@ func TestCheck(t *testing.T) {
 		{func(c *Config) { c.Timeout = 0 }, "--request-timeout must be positive"},
 		{func(c *Config) { c.Rounds = 0 }, "--rounds must be at least 1"},
 		{func(c *Config) { c.Prompt = "" }, "--prompt must not be empty"},
+		{func(c *Config) { c.LongPrompt = -1 }, "--long-prompt must be in 0..1048576 tokens, got -1"},
+		{func(c *Config) { c.LongPrompt = 1<<20 + 1 }, "--long-prompt must be in 0..1048576 tokens, got 1048577"},
+		{func(c *Config) { c.Conversations, c.Turns, c.LongPrompt = 2, 2, 100 }, "--long-prompt does not apply to the chat mode"},
 		{func(c *Config) { c.Conversations = 2 }, "--turns must be in 1..1000, got 0"},
 		{func(c *Config) { c.Turns = 2 }, "--conversations must be in 1..100000, got 0"},
 		{func(c *Config) { c.Conversations, c.Turns = 100001, 2 }, "--conversations must be in 1..100000, got 100001"},
@@ -233,12 +238,24 @@ func TestRun(t *testing.T) {
 // results is a fixed report of two servers over two rounds.
 func results(t *testing.T) []*Result {
 	t.Helper()
+	ms := func(v ...int) []time.Duration {
+		var d []time.Duration
+		for _, x := range v {
+			d = append(d, time.Duration(x)*time.Millisecond)
+		}
+		return d
+	}
 	mk := func(base string, fromUsage, fail bool) *Result {
-		r := &Result{BaseURL: base, Model: "m"}
-		r.add([]sample{{tokens: 17, fromUsage: fromUsage, ttft: 12345 * time.Microsecond, decodeTPS: 33.3},
-			{tokens: 5, fromUsage: !fromUsage, ttft: 7 * time.Millisecond, decodeTPS: 12.5}, {err: "boom"}}, 1234*time.Millisecond)
+		r := &Result{BaseURL: base, Model: "m", Long: &LongPrompt{Tokens: 4000, TTFTMS: []float64{}}}
+		long := sample{long: true, tokens: 1, ttft: 2500 * time.Millisecond}
+		if fail {
+			long = sample{long: true, err: "HTTP 400: too long"}
+		}
+		r.add([]sample{{tokens: 17, fromUsage: fromUsage, ttft: 12345 * time.Microsecond, decodeTPS: 33.3, gaps: ms(10, 20, 30)},
+			{tokens: 5, fromUsage: !fromUsage, ttft: 7 * time.Millisecond, decodeTPS: 12.5, gaps: ms(5)}, {err: "boom"}, long}, 1234*time.Millisecond)
 		if !fail {
-			r.add([]sample{{tokens: 9, fromUsage: fromUsage, ttft: 3 * time.Millisecond, decodeTPS: 99}, {err: "boom"}, {err: "bang"}}, 999*time.Millisecond)
+			r.add([]sample{{tokens: 9, fromUsage: fromUsage, ttft: 3 * time.Millisecond, decodeTPS: 99, gaps: ms(40)}, {err: "boom"}, {err: "bang"},
+				{long: true, tokens: 1, ttft: 3500 * time.Millisecond}}, 999*time.Millisecond)
 		} else {
 			r.add(nil, time.Second)
 		}
@@ -251,15 +268,15 @@ func results(t *testing.T) []*Result {
 	return res
 }
 
-var reportConfig = Config{Clients: 3, Duration: 1500 * time.Millisecond, MaxTokens: 17, Prompt: "Hi \"x\" ü", IgnoreEOS: true, Rounds: 2}
+var reportConfig = Config{Clients: 3, Duration: 1500 * time.Millisecond, MaxTokens: 17, Prompt: "Hi \"x\" ü", IgnoreEOS: true, Rounds: 2, LongPrompt: 4000}
 
 func TestPrint(t *testing.T) {
 	var b strings.Builder
 	Print(&b, reportConfig, results(t))
 	c := reportConfig
-	c.IgnoreEOS = false
+	c.IgnoreEOS, c.LongPrompt, c.Rounds = false, 0, 1
 	Print(&b, c, []*Result{{BaseURL: "x", Model: "y"}})
-	want := `load: 3 streaming clients × 1.5s per server and round, 2 round(s); greedy /completions, max_tokens 17, ignore_eos, prompt "Hi \"x\" ü"
+	want := `load: 3 streaming clients × 1.5s per server and round, 2 round(s); greedy /completions, max_tokens 17, ignore_eos, prompt "Hi \"x\" ü"; beside them one client streaming 4000-token prompts (random token ids, 1 token each)
 server                             http://a/v1         http://b/v1         
 model                              m                   m                   
 requests ok / failed               3 / 3               2 / 1               
@@ -268,10 +285,15 @@ aggregate tok/s                    13.4                8.9
   ratio to the last                1.51x               1.00x               
 TTFT p50 / p95 / p99 ms            7.0 / 12.3 / 12.3   7.0 / 12.3 / 12.3   
 per-stream decode tok/s (median)   33.3                22.9                
+ITL p50 / p99 ms                   20.0 / 40.0         10.0 / 30.0         
+  ITL p99 ms by round              30.0 40.0           30.0 0.0            
+4000-token prompts ok / failed     2 / 0               0 / 1               
+  their TTFT ms (median)           3000                -                   
 error (http://a/v1): boom
 error (http://a/v1): bang
 error (http://b/v1): boom
-load: 3 streaming clients × 1.5s per server and round, 2 round(s); greedy /completions, max_tokens 17, prompt "Hi \"x\" ü"
+error (http://b/v1): long prompt: HTTP 400: too long
+load: 3 streaming clients × 1.5s per server and round, 1 round(s); greedy /completions, max_tokens 17, prompt "Hi \"x\" ü"
 server                             x                 
 model                              y                 
 requests ok / failed               0 / 0             
@@ -279,6 +301,7 @@ completion tokens (from)           0 (none)
 aggregate tok/s                    0.0               
 TTFT p50 / p95 / p99 ms            0.0 / 0.0 / 0.0   
 per-stream decode tok/s (median)   0.0               
+ITL p50 / p99 ms                   0.0 / 0.0         
 `
 	if b.String() != want {
 		t.Errorf("report\n%s\nwant\n%s", b.String(), want)
@@ -290,13 +313,15 @@ func TestWriteJSON(t *testing.T) {
 	if err := WriteJSON(&b, reportConfig, results(t)); err != nil {
 		t.Fatal(err)
 	}
-	want := `{"clients":3,"duration_s":1.5,"max_tokens":17,"ignore_eos":true,"prompt":"Hi \"x\" ü","rounds":2,"results":[` +
+	want := `{"clients":3,"duration_s":1.5,"max_tokens":17,"ignore_eos":true,"prompt":"Hi \"x\" ü","long_prompt_tokens":4000,"rounds":2,"results":[` +
 		`{"base_url":"http://a/v1","model":"m","requests_ok":3,"requests_failed":3,"errors":["boom","bang"],"completion_tokens":31,` +
 		`"tokens_from":"usage+chunks","seconds":2.233,"aggregate_tps":13.418604990728168,"rounds_tps":[17.828200972447327,9.00900900900901],` +
-		`"aggregate_ratio":1.5053235053235052,"ttft_p50_ms":7,"ttft_p95_ms":12.345,"ttft_p99_ms":12.345,"decode_tps_median":33.3},` +
-		`{"base_url":"http://b/v1","model":"m","requests_ok":2,"requests_failed":1,"errors":["boom"],"completion_tokens":22,` +
+		`"aggregate_ratio":1.5053235053235052,"ttft_p50_ms":7,"ttft_p95_ms":12.345,"ttft_p99_ms":12.345,"decode_tps_median":33.3,` +
+		`"itl_p50_ms":20,"itl_p99_ms":40,"rounds_itl_p99_ms":[30,40],"long_prompt":{"tokens":4000,"requests_ok":2,"requests_failed":0,"ttft_ms":[2500,3500]}},` +
+		`{"base_url":"http://b/v1","model":"m","requests_ok":2,"requests_failed":1,"errors":["boom","long prompt: HTTP 400: too long"],"completion_tokens":22,` +
 		`"tokens_from":"usage+chunks","seconds":2.234,"aggregate_tps":8.914100486223663,"rounds_tps":[17.828200972447327,0],` +
-		`"aggregate_ratio":1,"ttft_p50_ms":7,"ttft_p95_ms":12.345,"ttft_p99_ms":12.345,"decode_tps_median":22.9}]}` + "\n"
+		`"aggregate_ratio":1,"ttft_p50_ms":7,"ttft_p95_ms":12.345,"ttft_p99_ms":12.345,"decode_tps_median":22.9,` +
+		`"itl_p50_ms":10,"itl_p99_ms":30,"rounds_itl_p99_ms":[30,0],"long_prompt":{"tokens":4000,"requests_ok":0,"requests_failed":1,"ttft_ms":[]}}]}` + "\n"
 	if b.String() != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b.String(), want)
 	}
@@ -314,5 +339,100 @@ func TestPercentileMedian(t *testing.T) {
 	}
 	if v[0] != 5 {
 		t.Error("the input was sorted")
+	}
+}
+
+// TestLongPrompt: the background client sends prompts of LongPrompt
+// random token ids (fresh ones each time, one token to generate) while
+// the round lasts, the other clients go on until its last request has
+// ended, and each stream's inter-token gaps are measured (a canned server
+// paces its chunks 20 ms apart and takes 300 ms over a long prompt).
+func TestLongPrompt(t *testing.T) {
+	var mu sync.Mutex
+	var longs [][]int
+	var longEnd time.Time
+	var shortStarts []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/models" {
+			io.WriteString(w, `{"object":"list","data":[{"id":"m"}]}`)
+			return
+		}
+		var req struct {
+			Prompt    json.RawMessage `json:"prompt"`
+			MaxTokens int             `json:"max_tokens"`
+		}
+		json.NewDecoder(r.Body).Decode(&req)
+		var ids []int
+		if json.Unmarshal(req.Prompt, &ids) == nil {
+			mu.Lock()
+			longs = append(longs, ids)
+			mu.Unlock()
+			if req.MaxTokens != 1 {
+				w.WriteHeader(400)
+				io.WriteString(w, `{"error":{"message":"want max_tokens 1"}}`)
+				return
+			}
+			time.Sleep(300 * time.Millisecond)
+			io.WriteString(w, `data: {"choices":[{"text":"x","finish_reason":"length"}]}`+"\n\ndata: [DONE]\n\n")
+			mu.Lock()
+			longEnd = time.Now()
+			mu.Unlock()
+			return
+		}
+		mu.Lock()
+		shortStarts = append(shortStarts, time.Now())
+		mu.Unlock()
+		for i := range 3 {
+			if i > 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
+			io.WriteString(w, `data: {"choices":[{"text":"tok","finish_reason":null}]}`+"\n\n")
+			w.(http.Flusher).Flush()
+		}
+		io.WriteString(w, `data: {"choices":[{"text":"","finish_reason":"length"}]}`+"\n\ndata: [DONE]\n\n")
+	}))
+	defer srv.Close()
+	c := Config{BaseURLs: []string{srv.URL + "/v1"}, Clients: 2, Duration: 100 * time.Millisecond, MaxTokens: 3, Prompt: "Hi",
+		Timeout: 10 * time.Second, Rounds: 2, LongPrompt: 50}
+	var progress bytes.Buffer
+	start := time.Now()
+	results, err := Run(context.Background(), c, &progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := results[0]
+	mu.Lock()
+	defer mu.Unlock()
+	if len(longs) != 2 || r.Long == nil || r.Long.Tokens != 50 || r.Long.RequestsOK != 2 || r.Long.RequestsFailed != 0 || len(r.Long.TTFTMS) != 2 {
+		t.Fatalf("%d long prompts sent; result %+v", len(longs), r.Long)
+	}
+	for _, ids := range longs {
+		if len(ids) != 50 || slices.ContainsFunc(ids, func(id int) bool { return id < 100 || id > 355 }) {
+			t.Errorf("long prompt %v: want 50 ids in 100..355", ids)
+		}
+	}
+	if slices.Equal(longs[0], longs[1]) {
+		t.Error("both rounds sent the same long prompt: a prefix cache would serve the second")
+	}
+	for _, ms := range r.Long.TTFTMS {
+		if ms < 300 {
+			t.Errorf("long prompt TTFT %.1f ms, the server took 300", ms)
+		}
+	}
+	// The short clients went on after the 100 ms until the long prompt had
+	// ended: a request started within 40 ms of its end.
+	last := slices.MaxFunc(shortStarts, func(a, b time.Time) int { return a.Compare(b) })
+	if last.Before(longEnd.Add(-40*time.Millisecond)) || r.Seconds < 0.6 || time.Since(start) < 600*time.Millisecond {
+		t.Errorf("the last short request started %v before the long one ended; rounds took %.3fs", longEnd.Sub(last), r.Seconds)
+	}
+	if r.RequestsOK < 4 || r.CompletionTokens != 3*r.RequestsOK {
+		t.Errorf("%d short requests, %d tokens: the long prompt's must not count", r.RequestsOK, r.CompletionTokens)
+	}
+	// 2 gaps of 20 ms per short request.
+	if !(r.ITLP50MS >= 20 && r.ITLP50MS < 200 && r.ITLP99MS >= r.ITLP50MS) || len(r.RoundsITLP99MS) != 2 {
+		t.Errorf("ITL p50 %.1f ms, p99 %.1f ms, by round %v", r.ITLP50MS, r.ITLP99MS, r.RoundsITLP99MS)
+	}
+	if want := "round 1/2: 2 clients for 100ms and 50-token prompts in the background against " + srv.URL + "/v1 (model \"m\")\n"; !strings.HasPrefix(progress.String(), want) {
+		t.Errorf("progress %q, want it to start %q", progress.String(), want)
 	}
 }

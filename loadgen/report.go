@@ -48,12 +48,36 @@ type Result struct {
 	// DecodeTPSMedian is the median over requests of one stream's tok/s
 	// after its first token.
 	DecodeTPSMedian float64 `json:"decode_tps_median"`
+	// ITLP50MS and ITLP99MS are the nearest-rank percentiles of the
+	// inter-token latency, in milliseconds: the times between consecutive
+	// chunks with text of a stream, over every stream of every round (not
+	// the long-prompt client's). RoundsITLP99MS is each round's p99.
+	ITLP50MS       float64   `json:"itl_p50_ms"`
+	ITLP99MS       float64   `json:"itl_p99_ms"`
+	RoundsITLP99MS []float64 `json:"rounds_itl_p99_ms"`
+	// Long is the background long-prompt client's part (Config.LongPrompt;
+	// nil without it).
+	Long *LongPrompt `json:"long_prompt,omitempty"`
 	// Chat is the chat mode's part (nil in the completions mode); its
 	// fields are inlined in the JSON.
 	*Chat
 
 	samples []sample
 	usage   [2]bool // some tokens from usage, some from chunks
+}
+
+// LongPrompt is what the background long-prompt client's requests did,
+// over all rounds.
+type LongPrompt struct {
+	// Tokens is the prompt length (Config.LongPrompt).
+	Tokens int `json:"tokens"`
+	// RequestsOK and RequestsFailed count its requests; their failures are
+	// in Result.Errors, marked "long prompt: ".
+	RequestsOK     int `json:"requests_ok"`
+	RequestsFailed int `json:"requests_failed"`
+	// TTFTMS is each successful request's time to its first token (its
+	// prefill, as the client sees it), in milliseconds.
+	TTFTMS []float64 `json:"ttft_ms"`
 }
 
 // Chat is the chat mode's part of a Result, over all rounds.
@@ -148,7 +172,12 @@ func (r *Result) addChat(convs []conversation, turns int, wall time.Duration) {
 // add records one round.
 func (r *Result) add(samples []sample, wall time.Duration) {
 	tokens := 0
+	var gaps []float64
 	for _, s := range samples {
+		if s.long {
+			r.addLong(s)
+			continue
+		}
 		if s.err != "" {
 			r.RequestsFailed++
 			if len(r.Errors) < maxErrors && !slices.Contains(r.Errors, s.err) {
@@ -158,6 +187,9 @@ func (r *Result) add(samples []sample, wall time.Duration) {
 		}
 		r.RequestsOK++
 		tokens += s.tokens
+		for _, g := range s.gaps {
+			gaps = append(gaps, ms(g))
+		}
 		if s.fromUsage {
 			r.usage[0] = true
 		} else {
@@ -168,7 +200,27 @@ func (r *Result) add(samples []sample, wall time.Duration) {
 	r.CompletionTokens += tokens
 	r.Seconds += wall.Seconds()
 	r.RoundsTPS = append(r.RoundsTPS, float64(tokens)/wall.Seconds())
+	r.RoundsITLP99MS = append(r.RoundsITLP99MS, percentile(gaps, 99))
 }
+
+// addLong records one request of the background long-prompt client.
+func (r *Result) addLong(s sample) {
+	if r.Long == nil {
+		r.Long = &LongPrompt{}
+	}
+	if s.err != "" {
+		r.Long.RequestsFailed++
+		if e := "long prompt: " + s.err; len(r.Errors) < maxErrors && !slices.Contains(r.Errors, e) {
+			r.Errors = append(r.Errors, e)
+		}
+		return
+	}
+	r.Long.RequestsOK++
+	r.Long.TTFTMS = append(r.Long.TTFTMS, ms(s.ttft))
+}
+
+// ms is d in milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // finish computes the summary statistics.
 func (r *Result) finish() {
@@ -181,10 +233,13 @@ func (r *Result) finish() {
 		r.TokensFrom = "usage+chunks"
 	}
 	r.AggregateTPS = median(r.RoundsTPS)
-	var ttft, decode []float64
+	var ttft, decode, gaps []float64
 	for _, s := range r.samples {
 		if s.ttft > 0 {
 			ttft = append(ttft, float64(s.ttft)/float64(time.Millisecond))
+		}
+		for _, g := range s.gaps {
+			gaps = append(gaps, ms(g))
 		}
 		if s.decodeTPS > 0 {
 			decode = append(decode, s.decodeTPS)
@@ -192,6 +247,7 @@ func (r *Result) finish() {
 	}
 	r.TTFTP50MS, r.TTFTP95MS, r.TTFTP99MS = percentile(ttft, 50), percentile(ttft, 95), percentile(ttft, 99)
 	r.DecodeTPSMedian = median(decode)
+	r.ITLP50MS, r.ITLP99MS = percentile(gaps, 50), percentile(gaps, 99)
 	if r.Chat != nil {
 		r.finishChat()
 	}
@@ -248,8 +304,9 @@ func median(v []float64) float64 {
 
 // WriteJSON writes c's settings and the results as one line of JSON: an
 // object with clients, duration_s, max_tokens, ignore_eos, prompt, rounds
-// and results, and in the chat mode conversations and turns (duration_s
-// is 0 there when the rounds had no time limit).
+// and results, with --long-prompt long_prompt_tokens, and in the chat mode
+// conversations and turns (duration_s is 0 there when the rounds had no
+// time limit).
 func WriteJSON(w io.Writer, c Config, results []*Result) error {
 	return json.NewEncoder(w).Encode(struct {
 		Clients       int       `json:"clients"`
@@ -259,9 +316,10 @@ func WriteJSON(w io.Writer, c Config, results []*Result) error {
 		MaxTokens     int       `json:"max_tokens"`
 		IgnoreEOS     bool      `json:"ignore_eos"`
 		Prompt        string    `json:"prompt"`
+		LongPrompt    int       `json:"long_prompt_tokens,omitempty"`
 		Rounds        int       `json:"rounds"`
 		Results       []*Result `json:"results"`
-	}{c.Clients, c.Conversations, c.Turns, c.Duration.Seconds(), c.MaxTokens, c.IgnoreEOS, c.Prompt, c.Rounds, results})
+	}{c.Clients, c.Conversations, c.Turns, c.Duration.Seconds(), c.MaxTokens, c.IgnoreEOS, c.Prompt, c.LongPrompt, c.Rounds, results})
 }
 
 // shareText is a cached share as a percentage, or why it is unknown.
@@ -292,8 +350,12 @@ func Print(w io.Writer, c Config, results []*Result) {
 		fmt.Fprintf(w, "load: %d streaming clients, %d conversations of %d turns per server and round%s, %d round(s); greedy /chat/completions, max_tokens %d%s, prompt %q\n",
 			c.Clients, c.Conversations, c.Turns, limit, c.Rounds, c.MaxTokens, eos, c.Prompt)
 	} else {
-		fmt.Fprintf(w, "load: %d streaming clients × %s per server and round, %d round(s); greedy /completions, max_tokens %d%s, prompt %q\n",
-			c.Clients, c.Duration, c.Rounds, c.MaxTokens, eos, c.Prompt)
+		long := ""
+		if c.LongPrompt > 0 {
+			long = fmt.Sprintf("; beside them one client streaming %d-token prompts (random token ids, 1 token each)", c.LongPrompt)
+		}
+		fmt.Fprintf(w, "load: %d streaming clients × %s per server and round, %d round(s); greedy /completions, max_tokens %d%s, prompt %q%s\n",
+			c.Clients, c.Duration, c.Rounds, c.MaxTokens, eos, c.Prompt, long)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	row := func(name string, f func(r *Result) string) {
@@ -337,6 +399,30 @@ func Print(w io.Writer, c Config, results []*Result) {
 		return fmt.Sprintf("%.1f / %.1f / %.1f", r.TTFTP50MS, r.TTFTP95MS, r.TTFTP99MS)
 	})
 	row("per-stream decode tok/s (median)", func(r *Result) string { return fmt.Sprintf("%.1f", r.DecodeTPSMedian) })
+	row("ITL p50 / p99 ms", func(r *Result) string { return fmt.Sprintf("%.1f / %.1f", r.ITLP50MS, r.ITLP99MS) })
+	if c.Rounds > 1 {
+		row("  ITL p99 ms by round", func(r *Result) string {
+			parts := make([]string, len(r.RoundsITLP99MS))
+			for i, v := range r.RoundsITLP99MS {
+				parts[i] = fmt.Sprintf("%.1f", v)
+			}
+			return strings.Join(parts, " ")
+		})
+	}
+	if c.LongPrompt > 0 {
+		row(fmt.Sprintf("%d-token prompts ok / failed", c.LongPrompt), func(r *Result) string {
+			if r.Long == nil {
+				return "0 / 0"
+			}
+			return fmt.Sprintf("%d / %d", r.Long.RequestsOK, r.Long.RequestsFailed)
+		})
+		row("  their TTFT ms (median)", func(r *Result) string {
+			if r.Long == nil || len(r.Long.TTFTMS) == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.0f", median(r.Long.TTFTMS))
+		})
+	}
 	if c.chat() {
 		row("prompt tokens (cached)", func(r *Result) string {
 			if r.Chat == nil {

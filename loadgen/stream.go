@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
 	"strings"
@@ -22,6 +23,11 @@ type sample struct {
 	fromUsage bool          // tokens came from the server's usage (else: streamed chunks with text)
 	ttft      time.Duration // time to the first chunk with text; 0 if none
 	decodeTPS float64       // (tokens-1) / (last text chunk - first); 0 under 2 tokens
+	// gaps are the times between consecutive chunks with text: the
+	// inter-token latency as the client sees it (a chunk may carry more
+	// than one token).
+	gaps []time.Duration
+	long bool // the background long-prompt client's request (Config.LongPrompt)
 
 	// The chat mode's prompt accounting, from the server's usage.
 	turn         int  // 1-based turn of the conversation; 0 in the completions mode
@@ -37,6 +43,21 @@ func completionBody(c Config, model string) []byte {
 	if c.IgnoreEOS {
 		body["ignore_eos"] = true
 	}
+	b, _ := json.Marshal(body)
+	return b
+}
+
+// longPromptBody is the background client's request: a prompt of n token
+// ids drawn at random from 100..355 (every vocabulary of a served model
+// has them; fresh ones for every request, so that no prefix cache serves
+// one), one token to generate.
+func longPromptBody(c Config, model string, rng *rand.Rand) []byte {
+	ids := make([]int, c.LongPrompt)
+	for i := range ids {
+		ids[i] = 100 + rng.IntN(256)
+	}
+	body := map[string]any{"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0,
+		"stream": true, "stream_options": map[string]any{"include_usage": true}}
 	b, _ := json.Marshal(body)
 	return b
 }
@@ -163,6 +184,8 @@ func streamRequest(ctx context.Context, hc *http.Client, url, apiKey string, bod
 				now := time.Now()
 				if chunks == 0 {
 					first = now
+				} else {
+					s.gaps = append(s.gaps, now.Sub(last))
 				}
 				last = now
 				chunks++

@@ -78,12 +78,15 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&lc.Timeout, "request-timeout", 5*time.Minute, "load mode: limit on one request")
 	fs.IntVar(&lc.Rounds, "rounds", 1, "load mode: rounds; each runs every --base-url once, alternating")
 	fs.StringVar(&lc.APIKey, "api-key", lc.APIKey, "load mode: bearer token ($STEP_API_KEY)")
+	fs.IntVar(&lc.LongPrompt, "long-prompt", 0, "load mode: beside the --clients, one client streams prompts of this many random token ids (1 token each) one after another; "+
+		"the others' inter-token latency shows how a long prefill stalls them")
 	fs.IntVar(&lc.Conversations, "conversations", 0, "load mode: run this many multi-turn chat conversations per server and round (the chat mode; needs --turns)")
 	fs.IntVar(&lc.Turns, "turns", 0, "chat mode: requests per conversation, each resending the conversation so far (needs --conversations)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: stepflash bench -m MODEL [flags]\n"+
 			"       stepflash bench --base-url URL [--base-url URL2] [--model NAME] [--clients 16] [--duration 60s] [flags]\n"+
-			"       stepflash bench --base-url URL [--base-url URL2] --conversations N --turns T [--clients 16] [flags]\n\n"+
+			"       stepflash bench --base-url URL [--base-url URL2] --conversations N --turns T [--clients 16] [flags]\n"+
+			"       stepflash bench --base-url URL --long-prompt 32000 [--clients 4] [flags]\n\n"+
 			"With -m: prefill (random prompt of -p tokens) and decode (-n single-token passes) speed\n"+
 			"on an empty cache, like llama-bench's pp and tg tests; min/median/max tok/s over -r runs.\n"+
 			"With --prefix-hit F: time to first token (through the scheduler, as a request sees it)\n"+
@@ -92,11 +95,20 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			"With --base-url (load mode): --clients concurrent greedy streaming /completions\n"+
 			"requests of --max-tokens each against any OpenAI-compatible server (stepflash serve,\n"+
 			"llama-server, vLLM) for --duration; reports requests ok/failed, aggregate completion\n"+
-			"tok/s, time to first token p50/p95/p99 and the median per-stream decode tok/s. --model\n"+
+			"tok/s, time to first token p50/p95/p99, the median per-stream decode tok/s and the\n"+
+			"inter-token latency (ITL: the time between consecutive streamed chunks with text of a\n"+
+			"request) p50/p99 over every stream, and each round's p99. --model\n"+
 			"is the served model name (default: the first of the server's /models). Requests in\n"+
 			"flight when the duration ends run to their end and count. Several --base-url run one\n"+
 			"after another (alternating over --rounds) and are printed side by side, with each\n"+
 			"one's aggregate tok/s as a ratio to the last one's.\n\n"+
+			"With --long-prompt N as well, one more client streams, one after another while the\n"+
+			"round lasts, requests whose prompt is N token ids drawn at random from 100..355 (fresh\n"+
+			"ones each time, so no prefix cache serves them) with max_tokens 1, and the --clients go\n"+
+			"on starting requests until its last one has ended. The ITL of the --clients is then the\n"+
+			"figure: how long a long prefill stalls the streams decoding beside it (the server needs\n"+
+			"a context above N). The long requests count only in their own rows (requests ok/failed,\n"+
+			"their median time to first token: the prefill as the client sees it).\n\n"+
 			"With --conversations N --turns T as well (chat mode), bench measures prefix-cache\n"+
 			"reuse, e.g. of a gateway's prefix-affine routing against round-robin over replicas.\n"+
 			"Per server and round, each client takes the next of conversations 1..N until all\n"+
@@ -126,7 +138,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	loadOnly := []string{"clients", "duration", "max-tokens", "prompt", "ignore-eos", "requests", "request-timeout", "rounds", "api-key",
-		"conversations", "turns"}
+		"conversations", "turns", "long-prompt"}
 	modelOnly := []string{"p", "n", "r", "d", "effort", "cpuprofile", "t", "threads", "c", "ctx", "load", "probe", "prefix-hit",
 		"cache-type-k", "ctk", "cache-type-v", "ctv", "kv-memory", "rope-scaling", "rope-scale", "yarn-orig-ctx"}
 	if len(lc.BaseURLs) > 0 {

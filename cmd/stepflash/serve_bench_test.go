@@ -108,6 +108,44 @@ func TestBenchLoad(t *testing.T) {
 	}
 }
 
+// TestBenchLoadLongPrompt: --long-prompt against a real `stepflash serve`:
+// the background client's prompts of random token ids are accepted and
+// prefilled (each adds its one token to the server's count), the short
+// streams' inter-token latency is reported, and the long requests stay out
+// of the short ones' counts.
+func TestBenchLoadLongPrompt(t *testing.T) {
+	path := testmodels.Path(t, "stories260K.gguf")
+	base, _, _ := startServe(t, "-m", path, "--parallel", "3", "--quiet")
+	stdout, stderr, code := runMain(t, "bench", "--base-url", base+"/v1", "--clients", "2", "--duration", "1s",
+		"--max-tokens", "16", "--long-prompt", "600", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var out struct {
+		LongPrompt int               `json:"long_prompt_tokens"`
+		Results    []*loadgen.Result `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil || len(out.Results) != 1 {
+		t.Fatalf("bad JSON %q: %v", stdout, err)
+	}
+	r := out.Results[0]
+	if out.LongPrompt != 600 || r.Long == nil || r.Long.Tokens != 600 || r.Long.RequestsOK < 1 || r.Long.RequestsFailed != 0 || len(r.Errors) != 0 {
+		t.Fatalf("long prompt %d: %+v, errors %q", out.LongPrompt, r.Long, r.Errors)
+	}
+	if r.RequestsOK < 2 || r.CompletionTokens != 16*r.RequestsOK || !(r.ITLP50MS > 0 && r.ITLP50MS <= r.ITLP99MS) || len(r.RoundsITLP99MS) != 1 {
+		t.Errorf("short streams: %d requests, %d tokens, ITL p50 %.3f p99 %.3f ms", r.RequestsOK, r.CompletionTokens, r.ITLP50MS, r.ITLP99MS)
+	}
+	// The server prefilled every long prompt: 600 prompt tokens each, one
+	// completion token each beside the short requests' and the warm-up's.
+	if got, want := metricValue(t, base, `stepflash_completion_tokens_total{model="stories260K"}`), float64(r.CompletionTokens+8+r.Long.RequestsOK); got != want {
+		t.Errorf("server generated %v tokens, want %v", got, want)
+	}
+	stdout, _, code = runMain(t, "bench", "--base-url", base+"/v1", "--clients", "1", "--duration", "1s", "--max-tokens", "4", "--long-prompt", "300")
+	if code != 0 || !strings.Contains(stdout, "300-token prompts ok / failed") || !strings.Contains(stdout, "ITL p50 / p99 ms") {
+		t.Errorf("text report: exit %d\n%s", code, stdout)
+	}
+}
+
 // TestBenchLoadSideBySide: two servers, alternating rounds, a request cap;
 // each column says where its token counts came from, and ratios are to the
 // last server.
@@ -186,6 +224,9 @@ func TestBenchLoadFlags(t *testing.T) {
 		{[]string{"--base-url", "http://127.0.0.1:1/v1", "-p", "16"}, "-p is a flag of bench -m"},
 		{[]string{"--base-url", "http://127.0.0.1:1/v1", "--effort", "low"}, "-effort is a flag of bench -m"},
 		{[]string{"-m", "x.gguf", "--clients", "2"}, "--clients needs --base-url"},
+		{[]string{"-m", "x.gguf", "--long-prompt", "100"}, "--long-prompt needs --base-url"},
+		{[]string{"--base-url", "http://127.0.0.1:1/v1", "--long-prompt", "-5"}, "--long-prompt must be in 0..1048576 tokens, got -5"},
+		{[]string{"--base-url", "http://127.0.0.1:1/v1", "--long-prompt", "5", "--conversations", "1", "--turns", "1"}, "--long-prompt does not apply to the chat mode"},
 		{[]string{"--base-url", "http://127.0.0.1:1/v1", "--clients", "0"}, "--clients must be in 1..1024"},
 		{[]string{"--base-url", "http://127.0.0.1:1/v1", "--duration", "0s"}, "--duration must be positive"},
 		{[]string{"--base-url", "http://127.0.0.1:1/v1", "--max-tokens", "0"}, "--max-tokens must be at least 1"},
