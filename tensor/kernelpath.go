@@ -26,9 +26,10 @@ func SIMDBuildWouldHelp() bool {
 }
 
 // pureGoSlowdown is the measured cost of the pure-Go kernels: a
-// GOEXPERIMENT=simd build decodes and prefills the shared tiny models this
-// many times faster on an AVX-512 CPU (BENCHMARKS.md, issue 15).
-const pureGoSlowdown = "10–20×"
+// GOEXPERIMENT=simd build decodes the shared tiny models and bench-dense
+// Q4_K_M 3-10x faster on an AVX-512 CPU, and prefills them up to 20x
+// faster (issue 15; the report of the commit that set it has the commands).
+const pureGoSlowdown = "3–20×"
 
 // KernelNotice is the line `run`, `bench` and `serve` print at start: the
 // kernel path and, for the pure-Go kernels, what they cost; a pure-Go build
