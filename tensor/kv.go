@@ -58,12 +58,11 @@ func StoreKV(t gguf.Type, src []float32, dst []byte) {
 }
 
 // KVScratch is one attention worker's scratch space: a query converted for
-// the keys' type and a block of values converted to float32.
+// the keys' type.
 type KVScratch struct {
 	t gguf.Type
 	q []float32 // the query (F32 keys)
 	a act       // the query as llama.cpp converts it for F16 or Q8_0 keys
-	v []float32
 }
 
 // SetQuery makes q the query that Dot multiplies keys of type t with. For
@@ -91,29 +90,4 @@ func (s *KVScratch) Dot(k []byte, out []float32) {
 	}
 	rb := KVRowBytes(s.t, len(s.q))
 	kernels[s.t](k[:n*rb], n, &s.a, 0, out)
-}
-
-// Axpy computes y += a[j] * row j of v for j in order, where v holds
-// len(a) rows of len(y) elements of type t (F16 and Q8_0 rows are
-// converted to float32 first, then added as F32 rows are).
-func (s *KVScratch) Axpy(t gguf.Type, a []float32, v []byte, y []float32) {
-	n := len(a)
-	if n == 0 {
-		return
-	}
-	switch t {
-	case gguf.TypeF32:
-		AxpyRows(a, F32s(v), len(y), y)
-		return
-	case gguf.TypeF16:
-		// Converted as they are added (SIMD where the CPU has it): one
-		// pass over the rows, no scratch.
-		axpyF16RowsImpl(a, v[:2*n*len(y)], y)
-		return
-	}
-	s.v = grow(s.v, n*len(y))
-	if err := Dequantize(t, v[:n*KVRowBytes(t, len(y))], s.v); err != nil {
-		panic(err)
-	}
-	AxpyRows(a, s.v, len(y), y)
 }

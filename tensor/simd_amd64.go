@@ -117,7 +117,6 @@ func init() {
 	}
 	dotImpl = dotSIMD32
 	axpyImpl = axpySIMD
-	axpyF16RowsImpl = axpyF16RowsSIMD
 	if avx512 {
 		dotImpl = dotSIMD512
 		axpyImpl = axpySIMD512
@@ -1044,50 +1043,6 @@ func axpySIMD(a float32, x, y []float32) {
 	archsimd.ClearAVXUpperBits()
 	for ; i < n; i++ {
 		y[i] += float32(a * x[i])
-	}
-}
-
-// axpyF16RowsSIMD is axpyF16RowsGeneric with 8 lanes: each binary16
-// element converted exactly (f16x8), multiplied and added with separate
-// roundings, as axpySIMD adds.
-func axpyF16RowsSIMD(a []float32, v []byte, y []float32) {
-	n := len(y)
-	if n == 0 || len(a) == 0 {
-		return
-	}
-	v = v[:2*n*len(a)]
-	py, pv := ptr(y), unsafe.Pointer(&v[0])
-	i := 0
-	// 32 lanes of y stay in registers over all the rows (four independent
-	// chains); each element still adds the rows in order, as the generic
-	// kernel does.
-	for ; i+32 <= n; i += 32 {
-		y0, y1, y2, y3 := ldF32(py, i), ldF32(py, i+8), ldF32(py, i+16), ldF32(py, i+24)
-		for j, aj := range a {
-			va := archsimd.BroadcastFloat32x8(aj)
-			o := j * n
-			y0 = y0.Add(va.Mul(ldF16(pv, o+i)))
-			y1 = y1.Add(va.Mul(ldF16(pv, o+i+8)))
-			y2 = y2.Add(va.Mul(ldF16(pv, o+i+16)))
-			y3 = y3.Add(va.Mul(ldF16(pv, o+i+24)))
-		}
-		stF32(y0, py, i)
-		stF32(y1, py, i+8)
-		stF32(y2, py, i+16)
-		stF32(y3, py, i+24)
-	}
-	for ; i+8 <= n; i += 8 {
-		y0 := ldF32(py, i)
-		for j, aj := range a {
-			y0 = y0.Add(archsimd.BroadcastFloat32x8(aj).Mul(ldF16(pv, j*n+i)))
-		}
-		stF32(y0, py, i)
-	}
-	archsimd.ClearAVXUpperBits()
-	for ; i < n; i++ {
-		for j, aj := range a {
-			y[i] += float32(aj * f16ToF32(le16(v[2*(j*n+i):])))
-		}
 	}
 }
 

@@ -16,11 +16,10 @@ var (
 	expImpl    = expGeneric
 	swigluImpl = swigluGeneric
 
-	dotRowsImpl     = dotRowsGeneric
-	axpyRowsImpl    = axpyRowsGeneric
-	axpyF16RowsImpl = axpyF16RowsGeneric
-	subMaxImpl      = subMaxGeneric
-	mulScaleImpl    = mulScaleGeneric
+	dotRowsImpl  = dotRowsGeneric
+	axpyRowsImpl = axpyRowsGeneric
+	subMaxImpl   = subMaxGeneric
+	mulScaleImpl = mulScaleGeneric
 )
 
 func checkLen(op string, a, b int) {
@@ -71,19 +70,6 @@ func AxpyRows(a, x []float32, stride int, y []float32) {
 func dotRowsGeneric(q, k []float32, stride int, out []float32) {
 	for j := range out {
 		out[j] = dotImpl(q, k[j*stride:j*stride+len(q)])
-	}
-}
-
-// axpyF16RowsGeneric computes y += a[j] * row j of v (binary16 rows of
-// len(y)), each element converted exactly and added as Axpy adds: the
-// same result as converting the rows and calling AxpyRows.
-func axpyF16RowsGeneric(a []float32, v []byte, y []float32) {
-	n := len(y)
-	for j, aj := range a {
-		row := v[2*j*n : 2*(j+1)*n]
-		for i := range y {
-			y[i] += float32(aj * f16ToF32(le16(row[2*i:])))
-		}
 	}
 }
 
@@ -146,26 +132,6 @@ func Softmax(x []float32) {
 		sum += float64(v)
 	}
 	scaleImpl(x, float32(1/sum))
-}
-
-// ExpShifted replaces x by exp(x - max(x)) (Softmax without the scaling)
-// and returns max(x) and the sum of the results (summed in float64, as
-// Softmax sums them).
-func ExpShifted(x []float32) (m, sum float32) {
-	if len(x) == 0 {
-		return float32(math.Inf(-1)), 0
-	}
-	m = x[0]
-	for _, v := range x {
-		m = max(m, v)
-	}
-	subMaxImpl(x)
-	expImpl(x)
-	var s float64
-	for _, v := range x {
-		s += float64(v)
-	}
-	return m, float32(s)
 }
 
 // Exp replaces x[i] by e^x[i] in place, computed like ggml's ggml_v_expf (a
