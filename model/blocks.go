@@ -477,14 +477,12 @@ func (r *runner) attendTile(w *attnWork, layer int, c Cache, b *Batch, it attnIt
 	seq := b.Seq[it.t0]
 	if kt == gguf.TypeQ8_0 {
 		// Q8_0 keys multiply a Q8_0 query in integers (llama.cpp's
-		// vec_dot_q8_0_q8_0): query by query.
-		for m, cm := range cnt {
-			t, h := ta+m/group, it.g*group+m%group
-			w.kv.SetQuery(kt, r.q[(t*cfg.NHead+h)*hd:(t*cfg.NHead+h+1)*hd])
-			for p0 := from; p0 < from+cm; p0 += bs {
-				kb, _ := c.Block(layer, seq, p0)
-				w.kv.Dot(kb[it.g*bs*krb:], w.sc[m*lds+p0-from:m*lds+min(p0+bs, from+cm)-from])
-			}
+		// vec_dot_q8_0_q8_0), the tile's queries at once where the CPU
+		// has the batched kernels (w.q holds the queries as they are).
+		w.kv.SetQueries(kt, w.q, M, hd)
+		for p0 := from; p0 < to; p0 += bs {
+			kb, _ := c.Block(layer, seq, p0)
+			w.kv.DotTile(kb[it.g*bs*krb:], min(p0+bs, to)-p0, w.sc[p0-from:], lds)
 		}
 	} else {
 		for p0 := from; p0 < to; p0 += bs {

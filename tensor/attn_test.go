@@ -193,3 +193,39 @@ func TestExpSum(t *testing.T) {
 		}
 	}
 }
+
+// KVScratch.DotTile gives, bit for bit, what SetQuery and Dot give for each
+// query alone, for every cache type, head size and tile shape.
+func TestKVDotTile(t *testing.T) {
+	r := rand.New(rand.NewSource(5))
+	for _, typ := range []gguf.Type{gguf.TypeQ8_0, gguf.TypeF16, gguf.TypeF32} {
+		for _, d := range []int{32, 64, 96, 128} {
+			for _, M := range []int{1, 2, 3, 4, 5, 8, 9, 16} {
+				for _, nk := range []int{1, 7, 32} {
+					rb := KVRowBytes(typ, d)
+					k := make([]byte, nk*rb)
+					for j := 0; j < nk; j++ {
+						StoreKV(typ, randF32s(r, d), k[j*rb:(j+1)*rb])
+					}
+					q := randF32s(r, M*d)
+					lds := nk + 2
+					got := make([]float32, M*lds)
+					var s KVScratch
+					s.SetQueries(typ, q, M, d)
+					s.DotTile(k, nk, got, lds)
+					for m := 0; m < M; m++ {
+						var one KVScratch
+						one.SetQuery(typ, q[m*d:(m+1)*d])
+						want := make([]float32, nk)
+						one.Dot(k, want)
+						for j := range want {
+							if math.Float32bits(got[m*lds+j]) != math.Float32bits(want[j]) {
+								t.Fatalf("%v d %d M %d nk %d: query %d key %d = %v, alone %v", typ, d, M, nk, m, j, got[m*lds+j], want[j])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}

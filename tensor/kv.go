@@ -60,9 +60,10 @@ func StoreKV(t gguf.Type, src []float32, dst []byte) {
 // KVScratch is one attention worker's scratch space: a query converted for
 // the keys' type.
 type KVScratch struct {
-	t gguf.Type
-	q []float32 // the query (F32 keys)
-	a act       // the query as llama.cpp converts it for F16 or Q8_0 keys
+	t    gguf.Type
+	q    []float32 // the query (F32 keys)
+	a    act       // the query as llama.cpp converts it for F16 or Q8_0 keys
+	m, d int       // SetQueries' count and length
 }
 
 // SetQuery makes q the query that Dot multiplies keys of type t with. For
@@ -90,4 +91,48 @@ func (s *KVScratch) Dot(k []byte, out []float32) {
 	}
 	rb := KVRowBytes(s.t, len(s.q))
 	kernels[s.t](k[:n*rb], n, &s.a, 0, out)
+}
+
+// SetQueries makes the M rows of q (each d long) the queries that DotTile
+// multiplies keys of type t with, each converted as SetQuery converts one.
+func (s *KVScratch) SetQueries(t gguf.Type, q []float32, M, d int) {
+	s.t, s.q = t, q[:M*d]
+	s.m, s.d = M, d
+	if t != gguf.TypeF32 {
+		s.a.prepare(vecDotKind(t), d, M)
+		s.a.quantize(q, 0, M*d)
+		s.a.transposeScales(M)
+		s.a.expandPairScales(M)
+	}
+}
+
+// DotTile sets out[m*lds+j] to query m's dot product with row j of k (nk
+// rows in SetQueries' type) for every query: bit for bit what Dot gives
+// for each query alone, with the weight kernels' batched forms where the
+// CPU has them (each key row read once for four queries or more).
+func (s *KVScratch) DotTile(k []byte, nk int, out []float32, lds int) {
+	if nk == 0 || s.m == 0 {
+		return
+	}
+	M, d := s.m, s.d
+	if s.t == gguf.TypeF32 {
+		for m := 0; m < M; m++ {
+			DotRows(s.q[m*d:(m+1)*d], F32s(k), d, out[m*lds:m*lds+nk])
+		}
+		return
+	}
+	k = k[:nk*KVRowBytes(s.t, d)]
+	c := 0
+	if dotN := kernelsN[s.t]; dotN != nil && M >= 4 {
+		c = M &^ 3
+		dotN(k, nk, &s.a, c, out, lds)
+	}
+	if dot4 := kernels4[s.t]; dot4 != nil {
+		for ; c+4 <= M; c += 4 {
+			dot4(k, nk, &s.a, c, out[c*lds:], lds)
+		}
+	}
+	for ; c < M; c++ {
+		kernels[s.t](k, nk, &s.a, c*d, out[c*lds:c*lds+nk])
+	}
 }
