@@ -140,6 +140,19 @@ func (e *Engine) Close() {
 // Context is the most positions one sequence may hold.
 func (e *Engine) Context() int { return e.opts.Context }
 
+// KVInfo describes an engine's KV cache.
+type KVInfo struct {
+	K, V             gguf.Type // the keys' and values' types
+	BytesPerPosition int64     // one cached position, every layer
+	Positions        int       // the most positions it holds (made on first use)
+}
+
+// KVInfo returns the KV cache's types and size.
+func (e *Engine) KVInfo() KVInfo {
+	kt, vt := e.cache.Types()
+	return KVInfo{K: kt, V: vt, BytesPerPosition: KVBytesPerTokenOf(e.Model.Config(), kt, vt), Positions: e.cache.Capacity()}
+}
+
 // PrefixCacheStats returns the prefix cache's hit, miss and eviction
 // counters and what it holds now (all zero with the cache off).
 func (e *Engine) PrefixCacheStats() PrefixCacheStats {

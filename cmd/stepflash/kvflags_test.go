@@ -1,10 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/stepflash/stepflash/engine"
+	"github.com/stepflash/stepflash/gguf"
 	"github.com/stepflash/stepflash/internal/testmodels"
+	"github.com/stepflash/stepflash/model"
 )
 
 // TestContextFlags: the KV cache and RoPE flags of run (and serve, which
@@ -41,5 +45,28 @@ func TestContextFlags(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want an error with %q", code, stderr, tc.err)
 			}
 		})
+	}
+}
+
+// TestServeLogsKV: serve's load line says what the KV cache takes, per
+// position from the model's shape and the cache types, and in all.
+func TestServeLogsKV(t *testing.T) {
+	path := testmodels.Path(t, "tiny-llama-F32.gguf")
+	m, f, err := model.Open(path, model.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := engine.KVBytesPerTokenOf(m.Config(), gguf.TypeF16, gguf.TypeQ8_0)
+	m.Close()
+	f.Close()
+	_, log, _ := startServe(t, "-m", path, "-c", "256", "--parallel", "2", "-ctk", "f16", "-ctv", "q8_0")
+	want := fmt.Sprintf("; KV cache F16/Q8_0: %.1f KiB a position, up to ", float64(per)/1024)
+	_, rest, ok := strings.Cut(log.String(), want)
+	if !ok {
+		t.Fatalf("serve log lacks %q:\n%s", want, log.String())
+	}
+	var mib float64
+	if _, err := fmt.Sscanf(rest, "%f MiB (made as used)", &mib); err != nil || mib*(1<<20) < float64(per*256*2) {
+		t.Errorf("the cache's whole size %.1f MiB (%v), want at least -c × --parallel positions (%d bytes)", mib, err, per*512)
 	}
 }

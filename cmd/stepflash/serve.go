@@ -660,8 +660,8 @@ func loadAll(ctx context.Context, specs []modelSpec, usingDefault bool, o *serve
 		if err := srv.AddModel(m); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "stepflash serve: loaded %s as %s (weights: %s; context %d, %d parallel, template: %s; effort %s)\n", path,
-			strings.Join(quoteAll(append([]string{m.Name}, m.Aliases...)), ", "), sm.weights, sm.context, firstPositive(spec.Parallel, o.parallel), sm.template,
+		fmt.Fprintf(stderr, "stepflash serve: loaded %s as %s (weights: %s; context %d, %d parallel; %s; template: %s; effort %s)\n", path,
+			strings.Join(quoteAll(append([]string{m.Name}, m.Aliases...)), ", "), sm.weights, sm.context, firstPositive(spec.Parallel, o.parallel), sm.kv, sm.template,
 			sm.policy)
 	}
 	return nil
@@ -713,6 +713,7 @@ type servedModel struct {
 	close    func()
 	weights  gguf.Loading
 	context  int
+	kv       string // the KV cache, described
 	template string // which chat template renders requests
 	policy   string // the effort policy, described
 }
@@ -731,7 +732,7 @@ func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Wri
 	}
 	name := cmp.Or(spec.Name, modelNameOf(path))
 	m := &server.Model{Name: name, Aliases: spec.Aliases, Backend: backend.Chain(lm.backend, o.recorded(name, o.backendMiddleware(prices, extra...)...)...)}
-	return &servedModel{model: m, close: lm.close, weights: lm.weights, context: lm.context, template: lm.template, policy: lm.policy}, nil
+	return &servedModel{model: m, close: lm.close, weights: lm.weights, context: lm.context, kv: lm.kv, template: lm.template, policy: lm.policy}, nil
 }
 
 // localModel is a loaded GGUF's bare local backend.
@@ -740,8 +741,16 @@ type localModel struct {
 	close    func()
 	weights  gguf.Loading
 	context  int
+	kv       string // the KV cache, described
 	template string // which chat template renders requests
 	policy   string // the effort policy, described
+}
+
+// describeKV says what a KV cache takes, as llama.cpp's load log does:
+// e.g. "KV cache F16/F16: 112.0 KiB a position, up to 448.0 MiB (made as used)".
+func describeKV(kv engine.KVInfo) string {
+	return fmt.Sprintf("KV cache %v/%v: %.1f KiB a position, up to %.1f MiB (made as used)", kv.K, kv.V,
+		float64(kv.BytesPerPosition)/1024, float64(kv.BytesPerPosition)*float64(kv.Positions)/(1<<20))
 }
 
 // loadLocal opens a GGUF, its tokenizer, chat template and engine, and
@@ -826,7 +835,7 @@ func loadLocal(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (
 		closeAll()
 		return nil, fmt.Errorf("%s (model %q): %w", path, name, err)
 	}
-	return &localModel{backend: b, close: closeAll, weights: l.file.Loaded(), context: eng.Context(), template: tmplName,
+	return &localModel{backend: b, close: closeAll, weights: l.file.Loaded(), context: eng.Context(), kv: describeKV(eng.KVInfo()), template: tmplName,
 		policy: policy.Describe(shape)}, nil
 }
 
