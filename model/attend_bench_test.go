@@ -54,12 +54,13 @@ func BenchmarkAttend(b *testing.B) {
 		threads  int
 	}{
 		{gguf.TypeF16, 1024, 64, 2},
+		{gguf.TypeF16, 1024, 64, 1},
 		{gguf.TypeF16, 1024, 1, 2},
 		{gguf.TypeF16, 4096, 1, 2},
 		{gguf.TypeF32, 1024, 64, 2},
 		{gguf.TypeQ8_0, 1024, 64, 2},
 	} {
-		b.Run(fmt.Sprintf("%v/d%d/n%d", tc.kt, tc.depth, tc.n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%v/d%d/n%d/t%d", tc.kt, tc.depth, tc.n, tc.threads), func(b *testing.B) {
 			cfg := &Config{NHead: 16, NHeadKV: 8, HeadDim: 128, HeadDimV: 128}
 			rnd := rand.New(rand.NewPCG(1, 2))
 			c := newTypedCache(rnd, tc.kt, tc.kt, cfg.NHeadKV, cfg.HeadDim, tc.depth+tc.n)
