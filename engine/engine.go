@@ -48,6 +48,9 @@ type Options struct {
 	// (the zero value's default), F16 or Q8_0, as llama.cpp's
 	// --cache-type-k/-v (CheckCacheTypes says what a model takes).
 	CacheTypeK, CacheTypeV gguf.Type
+	// Spec turns on speculative decoding (speculative.go); CheckSpec says
+	// what it takes.
+	Spec SpecOptions
 }
 
 // WithDefaults is opts with the defaults New applies for a model of cfg.
@@ -100,6 +103,7 @@ type Engine struct {
 	cache   *KVCache
 	logits  []float32
 	hidden  []float32 // hidden-state rows of the batch's embedding tokens
+	spec    specState // speculative decoding
 }
 
 // New makes an engine for a model and its tokenizer and starts its
@@ -110,6 +114,9 @@ func New(m model.Model, tok *tokenizer.Tokenizer, opts Options) *Engine {
 	if err := CheckCacheTypes(cfg, opts.CacheTypeK, opts.CacheTypeV); err != nil {
 		panic(err) // callers check first: a configuration error, not a request's
 	}
+	if err := CheckSpec(cfg, opts.Spec); err != nil {
+		panic(err)
+	}
 	kv := opts.KVTokens
 	if opts.CacheBytes > 0 {
 		kv += int(opts.CacheBytes / KVBytesPerTokenOf(cfg, opts.CacheTypeK, opts.CacheTypeV))
@@ -119,6 +126,10 @@ func New(m model.Model, tok *tokenizer.Tokenizer, opts Options) *Engine {
 		cache:      newKVCache(cfg, kv, DefaultBlockSize, opts.CacheBytes >= 0, opts.CacheTypeK, opts.CacheTypeV),
 		stepBudget: cfg.SpanCost(0, opts.BatchSize),
 		wake:       make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	e.spec.SpecOptions = opts.Spec.withDefaults()
+	if opts.Spec.Mode == SpecDraft {
+		e.spec.draft = newDrafter(opts.Spec.Draft, opts.KVTokens)
 	}
 	go e.loop()
 	return e
@@ -269,11 +280,16 @@ type Result struct {
 	QueueTime    time.Duration
 	PromptTime   time.Duration
 	DecodeTime   time.Duration
-	// Decoded is the number of forward passes of one token (generated tokens
-	// after the first, which comes from the prompt pass).
+	// Decoded is the number of generated tokens after the first (which
+	// comes from the prompt pass): one per decode pass, or up to one more
+	// per accepted draft token with speculative decoding.
 	Decoded int
 	// ReasoningTokens counts the generated tokens inside thinking blocks.
 	ReasoningTokens int
+	// DraftTokens is how many draft tokens speculative decoding proposed
+	// (and verified) for the request; AcceptedTokens how many of them
+	// were accepted. Both 0 without speculation.
+	DraftTokens, AcceptedTokens int
 	// Embedding is an embedding request's pooled hidden state (Request.Pooling).
 	Embedding []float32
 }

@@ -123,6 +123,25 @@ func (s *Sampler) sample(logits []float32, allow func(int32) bool) int32 {
 	if s.p.Greedy() {
 		return Argmax(logits)
 	}
+	c := s.candidates(logits, allow)
+	if c == nil {
+		return -1
+	}
+	r := s.rng.Float64()
+	cum := 0.0
+	for i := range c {
+		cum += c[i].p
+		if r < cum {
+			return c[i].id
+		}
+	}
+	return c[len(c)-1].id
+}
+
+// candidates is the distribution a non-greedy draw picks from: the tokens
+// the filters keep (those allow accepts, when it is set), largest first,
+// with their probabilities at the temperature; nil when allow accepts none.
+func (s *Sampler) candidates(logits []float32, allow func(int32) bool) []candidate {
 	c := s.cand[:0]
 	for i, l := range logits {
 		c = append(c, candidate{id: int32(i), logit: l})
@@ -166,20 +185,12 @@ func (s *Sampler) sample(logits []float32, allow func(int32) bool) int32 {
 			}
 		}
 		if len(kept) == 0 {
-			return -1
+			return nil
 		}
 		c = kept
 	}
 	softmaxCand(c, s.p.Temperature)
-	r := s.rng.Float64()
-	cum := 0.0
-	for i := range c {
-		cum += c[i].p
-		if r < cum {
-			return c[i].id
-		}
-	}
-	return c[len(c)-1].id
+	return c
 }
 
 // softmaxCand sets p of each candidate from logit/temp (c sorted, largest first).

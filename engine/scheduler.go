@@ -31,6 +31,9 @@ type sequence struct {
 	pooled    []float32 // an embedding's row (cls, last)
 	sum       []float64 // an embedding's sum of rows (mean)
 	pooledN   int       // hidden rows pooled
+	draft     []int32   // draft tokens proposed for this step (speculative.go)
+	dpast     int       // positions in the draft model's cache
+	noDraft   bool      // the draft model's cache had no room for s
 
 	cancelled atomic.Bool
 
@@ -147,6 +150,9 @@ func (e *Engine) admit() {
 		s.res.CachedTokens = s.past
 		s.res.QueueTime = s.started.Sub(s.submitted)
 		s.res.FinishReason = "length"
+		if e.spec.draft != nil {
+			e.spec.draft.admit(s, need)
+		}
 		e.running = append(e.running, s)
 	}
 }
@@ -175,6 +181,9 @@ func (e *Engine) retire(s *sequence, keep bool) {
 		}
 	}
 	e.cache.Retire(s.id, s.tokens, s.past, keep)
+	if e.spec.draft != nil {
+		e.spec.draft.free(s)
+	}
 }
 
 // step runs one forward pass over every running sequence: one token for
@@ -198,7 +207,9 @@ func (e *Engine) step() {
 	rows, hrows := 0, 0
 	var embeds [][]float32 // per batch token; set in b only when one is given
 	var hidden []bool      // per batch token; set in b only when one is wanted
-	add := func(s *sequence, from, to int, output bool) {
+	// add puts positions from..to-1 of s in the batch, the last outs of
+	// them with a logits row each; positions past s.tokens are its drafts.
+	add := func(s *sequence, from, to, outs int) {
 		sl := slot{s: s, n: to - from, row: -1, hrow: hrows}
 		for p := from; p < to; p++ {
 			h := s.wantsHidden(p)
@@ -216,16 +227,20 @@ func (e *Engine) step() {
 			if em != nil {
 				b.Embeds = embeds
 			}
-			b.Tokens = append(b.Tokens, s.tokens[p])
+			if p < len(s.tokens) {
+				b.Tokens = append(b.Tokens, s.tokens[p])
+			} else {
+				b.Tokens = append(b.Tokens, s.draft[p-len(s.tokens)])
+			}
 			b.Pos = append(b.Pos, p)
 			b.Seq = append(b.Seq, s.id)
-			b.Output = append(b.Output, output && p == to-1)
+			b.Output = append(b.Output, p >= to-outs)
 			b.ExpertsUsed = append(b.ExpertsUsed, s.req.ExpertsUsed)
 		}
 		budget -= to - from
-		if output {
+		if outs > 0 {
 			sl.row = rows
-			rows++
+			rows += outs
 		}
 		slots = append(slots, sl)
 	}
@@ -245,12 +260,20 @@ func (e *Engine) step() {
 	// of both the token budget and the compute budget (see stepCost).
 	cfg := e.Model.Config()
 	rec := stepRecord{Budget: e.stepBudget}
+	var decoding []*sequence
 	for _, s := range live {
 		if s.past == len(s.tokens)-1 && s.generated > 0 {
-			add(s, s.past, s.past+1, true)
-			rec.Cost += cfg.TokenCost(s.past)
-			rec.Decode = append(rec.Decode, s.id)
+			decoding = append(decoding, s)
 		}
+	}
+	e.proposeDrafts(decoding, budget) // speculative decoding: sets s.draft
+	for _, s := range decoding {
+		n := 1 + len(s.draft) // the next token's position, then one per draft
+		add(s, s.past, s.past+n, n)
+		for p := s.past; p < s.past+n; p++ {
+			rec.Cost += cfg.TokenCost(p)
+		}
+		rec.Decode = append(rec.Decode, s.id)
 	}
 	for _, s := range live {
 		if s.generated != 0 {
@@ -263,7 +286,7 @@ func (e *Engine) step() {
 		to := s.past + n
 		rec.Chunks = append(rec.Chunks, chunkRecord{Seq: s.id, From: s.past, N: n})
 		rec.Cost += cfg.SpanCost(s.past, to)
-		add(s, s.past, to, to == len(s.tokens) && s.req.Pooling == PoolNone)
+		add(s, s.past, to, boolInt(to == len(s.tokens) && s.req.Pooling == PoolNone))
 	}
 	if len(b.Tokens) == 0 {
 		return
@@ -320,17 +343,16 @@ func (e *Engine) step() {
 			}
 			continue
 		}
-		s.past = len(s.tokens)
-		e.mu.Lock()
-		e.cache.Commit(s.id, s.tokens, s.past)
-		e.mu.Unlock()
 		if s.generated == 0 {
 			s.res.PromptTime = now.Sub(s.started)
 			s.firstTok = now
-		} else {
-			s.res.Decoded++
 		}
-		if e.emit(s, e.logits[sl.row*vocab:(sl.row+1)*vocab]) {
+		// One row, or one per draft and one more (speculative.go).
+		done := e.emitRows(s, e.logits[sl.row*vocab:(sl.row+1+len(s.draft))*vocab], vocab)
+		e.mu.Lock()
+		e.cache.Commit(s.id, s.tokens, s.past)
+		e.mu.Unlock()
+		if done {
 			s.res.DecodeTime = now.Sub(s.firstTok)
 			e.mu.Lock()
 			e.retire(s, true)
@@ -343,8 +365,9 @@ func (e *Engine) step() {
 	}
 }
 
-// emit samples the next token of s from its logits and reports whether s is finished.
-func (e *Engine) emit(s *sequence, logits []float32) bool {
+// emit samples the next token of s from its logits, given the token drafted
+// there (-1: none), and returns it and whether s is finished.
+func (e *Engine) emit(s *sequence, logits []float32, draft int32) (int32, bool) {
 	id, forced := s.think.next()
 	switch {
 	case forced:
@@ -354,13 +377,15 @@ func (e *Engine) emit(s *sequence, logits []float32) bool {
 		if s.json.finished() {
 			s.push(Token{ID: -1})
 			s.res.FinishReason = "stop"
-			return true
+			return -1, true
 		}
 		if id = e.sampleJSON(s, logits); id < 0 {
 			s.push(Token{ID: -1})
 			s.res.FinishReason = "stop"
-			return true
+			return -1, true
 		}
+	case draft >= 0:
+		id = s.sampler.SampleDraft(logits, draft)
 	default:
 		id = s.sampler.Sample(logits)
 	}
@@ -375,7 +400,7 @@ func (e *Engine) emit(s *sequence, logits []float32) bool {
 	if eog {
 		s.res.FinishReason = "stop"
 		s.push(tok)
-		return true
+		return id, true
 	}
 	tok.Text = s.dec.Push(id)
 	if s.json != nil && !tok.Reasoning && !forced { // the hand-over's trailing newlines are not the answer
@@ -385,9 +410,9 @@ func (e *Engine) emit(s *sequence, logits []float32) bool {
 	s.push(tok)
 	if s.cancelled.Load() {
 		s.res.FinishReason = "cancelled"
-		return true
+		return id, true
 	}
-	return s.generated >= s.maxNew
+	return id, s.generated >= s.maxNew
 }
 
 // sampleJSON picks a token that keeps the answer a valid prefix of a JSON
