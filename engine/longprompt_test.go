@@ -79,7 +79,7 @@ func TestLongPromptBesideDecoders(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e := New(m, tok, Options{Context: 2048, Parallel: 5, BatchSize: 64, CacheBytes: -1})
+	e := New(m, tok, Options{Context: 2048, Parallel: 6, BatchSize: 64, CacheBytes: -1})
 	defer e.Close()
 	var mu sync.Mutex
 	var steps []stepRecord
@@ -115,11 +115,26 @@ func TestLongPromptBesideDecoders(t *testing.T) {
 		res, err := e.Generate(context.Background(), longReq, nil)
 		done <- outcome{res, err}
 	}()
-	var got outcome
-	select {
-	case got = <-done:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("the long prompt did not finish within 2 minutes")
+	// A short request that arrives during the long prefill (sequence 5).
+	for e.QueueDepth() > 0 || func() bool { e.mu.Lock(); defer e.mu.Unlock(); return len(e.running) < 5 }() {
+		time.Sleep(time.Millisecond)
+	}
+	late := make(chan outcome, 1)
+	go func() {
+		res, err := e.Generate(context.Background(), Request{Prompt: tok.Encode("Late", true, true), MaxTokens: 2, IgnoreEOS: true}, nil)
+		late <- outcome{res, err}
+	}()
+	var got, gotLate outcome
+	for range 2 {
+		select {
+		case got = <-done:
+		case gotLate = <-late:
+		case <-time.After(2 * time.Minute):
+			t.Fatal("the long prompt or the late short one did not finish within 2 minutes")
+		}
+	}
+	if gotLate.err != nil {
+		t.Fatal(gotLate.err)
 	}
 	cancel()
 	waitGroup(t, &ended, "decoders' end after cancel")
@@ -137,9 +152,15 @@ func TestLongPromptBesideDecoders(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	const longID = 4
+	const longID, lateID = 4, 5
 	next, chunks, minChunk := 0, 0, len(long)
+	lateDone := -1 // the step that ran the late request's last prompt position
 	for i, st := range steps {
+		for _, c := range st.Chunks {
+			if c.Seq == lateID && c.From+c.N == len(tok.Encode("Late", true, true)) {
+				lateDone = i
+			}
+		}
 		if st.Budget != e.stepBudget || st.Budget != m.Config().SpanCost(0, 64) {
 			t.Fatalf("step %d: budget %v, want the cost of 64 prompt tokens from position 0", i, st.Budget)
 		}
@@ -160,21 +181,29 @@ func TestLongPromptBesideDecoders(t *testing.T) {
 		if next < len(long) { // not the last (the remainder)
 			minChunk = min(minChunk, c.N)
 		}
-		dec := slices.Clone(st.Decode)
+		dec := slices.DeleteFunc(slices.Clone(st.Decode), func(id int) bool { return id == lateID })
 		slices.Sort(dec)
 		if !slices.Equal(dec, []int{0, 1, 2, 3}) {
-			t.Errorf("step %d (long prompt at %d..%d): decoders %v, want one token of each of 0..3", i, c.From, c.From+c.N-1, st.Decode)
+			t.Errorf("step %d (long prompt at %d..%d): decoders %v, want one token of each of 0..3 (and of 5 once it decodes)", i, c.From, c.From+c.N-1, st.Decode)
 		}
 		if st.Cost > st.Budget && c.N > 1 {
 			t.Errorf("step %d (long prompt at %d..%d): cost %.4g exceeds the budget %.4g", i, c.From, c.From+c.N-1, st.Cost, st.Budget)
 		}
 		// The chunk is the longest that fits: one more position would not.
-		if next < len(long) && st.Cost+m.Config().TokenCost(next) <= st.Budget && len(st.Decode)+c.N < 64 {
+		if next < len(long) && st.Cost+m.Config().TokenCost(next) <= st.Budget && len(st.Decode)+c.N < 64 && len(st.Chunks) == 1 {
 			t.Errorf("step %d: the long prompt's chunk of %d at %d leaves room for more", i, c.N, c.From)
 		}
 	}
 	if next != len(long) {
 		t.Fatalf("the long prompt's chunks cover %d of its %d positions", next, len(long))
+	}
+	// The late short request did not wait for the whole long prefill: the
+	// budget the deep chunks leave took its prompt.
+	lastLong := slices.IndexFunc(steps, func(st stepRecord) bool {
+		return slices.ContainsFunc(st.Chunks, func(c chunkRecord) bool { return c.Seq == longID && c.From+c.N == len(long) })
+	})
+	if lateDone < 0 || lateDone >= lastLong {
+		t.Errorf("the late request's prompt ended in step %d, the long prompt in step %d: it waited for the long prefill", lateDone, lastLong)
 	}
 	// 60 tokens (64 less the 4 decoders) at first; at depth ~1,400 about
 	// 23 fit.

@@ -281,7 +281,10 @@ func (e *Engine) step() {
 		}
 		n := promptChunk(cfg, s.past, len(s.tokens), budget, e.stepBudget-rec.Cost, len(rec.Chunks) == 0)
 		if n == 0 {
-			break // the next prompt waits for the next step, as the later ones do
+			// Not one more position of this prompt fits, but a later one
+			// may be shallower (a short prompt beside a deep one): it
+			// takes what is left rather than waiting for the long one.
+			continue
 		}
 		to := s.past + n
 		rec.Chunks = append(rec.Chunks, chunkRecord{Seq: s.id, From: s.past, N: n})
@@ -491,7 +494,11 @@ func (s *sequence) pooledResult() []float32 {
 // is one chunk), at depth the chunks shrink so that a step takes about as
 // long as it does at depth 0. Decoding tokens are never dropped, and the
 // first waiting prompt always gets at least one position, so it advances
-// even when the decoders alone spend the budget.
+// even when the decoders alone spend the budget. What a deep prompt's
+// chunk leaves of the budget (less than one of its positions) goes to the
+// prompts after it, which are usually shallower: a short request that
+// arrives during a long prefill starts within a few steps instead of
+// waiting for the whole prefill, as it would behind a full token budget.
 //
 // How others do it: vLLM's scheduler (chunked prefill) spends
 // max_num_batched_tokens per step, decodes first and then prompt chunks
