@@ -34,6 +34,8 @@ type sequence struct {
 	draft     []int32   // draft tokens proposed for this step (speculative.go)
 	dpast     int       // positions in the draft model's cache
 	noDraft   bool      // the draft model's cache had no room for s
+	specIdle  int       // decode steps left without drafts (a back-off after misses)
+	specMiss  int       // the current back-off, in steps
 
 	cancelled atomic.Bool
 
@@ -257,7 +259,7 @@ func (e *Engine) step() {
 	}
 	// Decoding sequences first: each needs one token, and they must not
 	// starve. Then prompt chunks, as many positions as fit in what is left
-	// of both the token budget and the compute budget (see stepCost).
+	// of both the token budget and the compute budget (see promptChunk).
 	cfg := e.Model.Config()
 	rec := stepRecord{Budget: e.stepBudget}
 	var decoding []*sequence

@@ -244,11 +244,16 @@ func ngramDraft(toks []int32, nMin, nMax, k int) []int32 {
 }
 
 // specBudget is how many draft tokens s may propose this step: at most K,
-// none when the sequence cannot speculate, and few enough that every
+// none when the sequence cannot speculate or backs off after misses
+// (accepted), and few enough that every
 // draft could be accepted with a token to follow within maxNew (its KV
 // reservation).
 func (e *Engine) specBudget(s *sequence) int {
 	if e.spec.Mode == SpecOff || s.json != nil || s.req.Pooling != PoolNone || len(s.think.forced) > 0 {
+		return 0
+	}
+	if s.specIdle > 0 {
+		s.specIdle--
 		return 0
 	}
 	return max(0, min(e.spec.K, s.maxNew-s.generated-1))
@@ -274,6 +279,16 @@ func (e *Engine) accepted(s *sequence, drafted, n int) {
 	s.res.AcceptedTokens += n
 	e.spec.specDrafted.Add(int64(drafted))
 	e.spec.specAccepted.Add(int64(n))
+	// Back off after a step whose drafts all missed: each row costs a
+	// token's compute, which on a CPU is most of a decode step's time for
+	// a small model. 1, 2, 4, then 8 steps without drafts until a draft is
+	// accepted again.
+	if n == 0 {
+		s.specMiss = min(max(1, 2*s.specMiss), 8)
+		s.specIdle = s.specMiss
+	} else {
+		s.specMiss = 0
+	}
 	if e.spec.draft != nil {
 		// The draft cache holds the sequence's tokens, then the drafts it
 		// was fed; those past the accepted ones are stale.

@@ -402,3 +402,67 @@ func TestSpeculativeDraftModel(t *testing.T) {
 		t.Errorf("stories260K drafting for tiny-llama: %v, want a vocabulary mismatch", err)
 	}
 }
+
+// TestSpeculativeEdges: with n-gram speculation, thinking budgets (the
+// forced hand-over lands between verified rows), every max_tokens near a
+// step's draft count, and a JSON-constrained request (which does not
+// speculate) all emit plain greedy's tokens and finish reasons; and a
+// request that reuses, through the prefix cache, blocks a speculating
+// sequence committed (its generated positions included) gets plain's
+// tokens too, so no rejected draft's keys and values were committed.
+func TestSpeculativeEdges(t *testing.T) {
+	m, tok := openModel(t, thinkingModel(t), 2)
+	rep := "one two three four five, one two three four five, one two three four five, one two"
+	var reqs []Request
+	for _, budget := range []int{0, 3, 7, 12} {
+		reqs = append(reqs, Request{Prompt: tok.Encode(rep+"<think>", false, true), MaxTokens: 30, IgnoreEOS: true, Thinking: thinkingFor(tok, budget)})
+	}
+	for n := 1; n <= 7; n++ {
+		reqs = append(reqs, Request{Prompt: tok.Encode(rep, true, false), MaxTokens: n, IgnoreEOS: true, Logprobs: true})
+	}
+	reqs = append(reqs, Request{Prompt: tok.Encode(rep, true, false), MaxTokens: 20, JSONObject: true})
+	plain := New(m, tok, Options{Context: 256, Parallel: 4})
+	defer plain.Close()
+	spec := New(m, tok, Options{Context: 256, Parallel: 4, Spec: SpecOptions{Mode: SpecNgram, K: 5}})
+	defer spec.Close()
+	want := generateAll(t, plain, reqs, false)
+	for _, together := range []bool{false, true} {
+		got := generateAll(t, spec, reqs, together)
+		for i, r := range got {
+			if diff := sameTokens(r, want[i]); diff != "" || r.FinishReason != want[i].FinishReason || r.ReasoningTokens != want[i].ReasoningTokens {
+				t.Fatalf("together %v, request %d: %s; finish %q (want %q), reasoning %d (want %d)", together, i, diff, r.FinishReason, want[i].FinishReason, r.ReasoningTokens, want[i].ReasoningTokens)
+			}
+			if reqs[i].JSONObject && r.DraftTokens != 0 {
+				t.Errorf("a JSON-constrained request speculated %d tokens", r.DraftTokens)
+			}
+		}
+		if st := spec.SpecStats(); st.Accepted == 0 {
+			t.Fatalf("no draft accepted: %+v", st)
+		}
+	}
+	// The longest run's prompt and generated tokens, as a new prompt: its
+	// blocks come from the prefix cache.
+	long := Request{Prompt: tok.Encode(rep, true, false), MaxTokens: 70, IgnoreEOS: true}
+	first, err := spec.Generate(context.Background(), long, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.AcceptedTokens == 0 {
+		t.Fatalf("no draft accepted: %d drafted", first.DraftTokens)
+	}
+	again := Request{Prompt: append(slices.Clone(long.Prompt), ids(first)...), MaxTokens: 16, IgnoreEOS: true, Logprobs: true}
+	a, err := spec.Generate(context.Background(), again, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := plain.Generate(context.Background(), again, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.CachedTokens <= len(long.Prompt)+DefaultBlockSize {
+		t.Fatalf("%d positions reused of %d prompt and %d generated", a.CachedTokens, len(long.Prompt), len(first.Tokens))
+	}
+	if diff := sameTokens(a, b); diff != "" {
+		t.Fatalf("after reusing a speculating sequence's blocks: %s", diff)
+	}
+}
