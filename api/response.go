@@ -167,6 +167,12 @@ type PromptTokensDetails struct {
 // CompletionTokensDetails break down the completion tokens.
 type CompletionTokensDetails struct {
 	ReasoningTokens int `json:"reasoning_tokens"`
+	// AcceptedPredictionTokens and RejectedPredictionTokens are OpenAI's
+	// names for predicted tokens that did and did not appear in the
+	// answer: here speculative decoding's draft tokens (docs/speculative.md),
+	// absent when the model does not speculate.
+	AcceptedPredictionTokens int `json:"accepted_prediction_tokens,omitempty"`
+	RejectedPredictionTokens int `json:"rejected_prediction_tokens,omitempty"`
 }
 
 // CostDetails split the cost (USD) by price line.

@@ -247,7 +247,7 @@ func EffortEcho(a effort.Applied) api.EffortEcho {
 
 // collectUsage builds the usage of finished choices.
 func (j *job) collectUsage(results []*engine.Result) *api.Usage {
-	prompt, cached, completion, reasoning := 0, 0, 0, 0
+	prompt, cached, completion, reasoning, drafted, accepted := 0, 0, 0, 0, 0, 0
 	for i, toks := range j.prompts {
 		prompt += len(toks)
 		if r := results[i*j.sp.n]; r != nil {
@@ -264,8 +264,12 @@ func (j *job) collectUsage(results []*engine.Result) *api.Usage {
 			}
 		}
 		reasoning += r.ReasoningTokens
+		drafted += r.DraftTokens
+		accepted += r.AcceptedTokens
 	}
 	u := api.NewUsage(prompt, cached, completion, reasoning)
+	u.CompletionTokensDetails.AcceptedPredictionTokens = accepted
+	u.CompletionTokensDetails.RejectedPredictionTokens = drafted - accepted
 	u.PromptTokensDetails.ImageTokens = j.imageTokens
 	return u
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math"
@@ -37,9 +38,11 @@ type series struct {
 	count  uint64   // histogram
 }
 
-// gaugeFunc is a gauge whose values are read when /metrics is scraped.
+// gaugeFunc is a gauge (or, with typ "counter", a counter kept elsewhere)
+// whose values are read when /metrics is scraped.
 type gaugeFunc struct {
 	name, help string
+	typ        string // "" is a gauge
 	labels     []string
 	read       func() []sample
 }
@@ -116,7 +119,7 @@ func (m *metrics) write(w io.Writer) {
 	m.mu.Unlock()
 	var b strings.Builder
 	for _, g := range gauges {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n", g.name, g.help, g.name)
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", g.name, g.help, g.name, cmp.Or(g.typ, "gauge"))
 		for _, s := range g.read() {
 			fmt.Fprintf(&b, "%s%s %s\n", g.name, labelString(g.labels, s.labels, "", ""), num(s.value))
 		}
@@ -249,6 +252,20 @@ func newServerMetrics(s *Server) *serverMetrics {
 func (s *Server) Counter(name, help string, labels ...string) func(v float64, labelValues ...string) {
 	f := s.metrics.reg.counter(name, help, labels...)
 	return f.Add
+}
+
+// CounterFunc registers a counter on /metrics whose values read returns
+// at each scrape: a count kept elsewhere (an engine's, say), never falling.
+func (s *Server) CounterFunc(name, help string, read func() []GaugeSample, labels ...string) {
+	s.metrics.reg.mu.Lock()
+	defer s.metrics.reg.mu.Unlock()
+	s.metrics.reg.gauges = append(s.metrics.reg.gauges, gaugeFunc{name: name, help: help, typ: "counter", labels: labels, read: func() []sample {
+		var out []sample
+		for _, g := range read() {
+			out = append(out, sample{labels: g.Labels, value: g.Value})
+		}
+		return out
+	}})
 }
 
 // GaugeSample is one value of a gauge, with its label values.

@@ -57,6 +57,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	effortFlag := fs.String("effort", "", "reasoning effort tier: low, medium (default) or high (MoE: experts per token)")
 	prefixHit := fs.Float64("prefix-hit", 0, "instead of the prefill and decode tests, time to first token of a -p token prompt whose first share "+
 		"(e.g. 0.9) is in the prefix cache, against the same length cold: -r rounds of the pair")
+	specPrompt := fs.String("spec-prompt", "", "with --spec ngram or --draft FILE: instead of the prefill and decode tests, greedy decode of -n tokens after this prompt (@FILE reads a file; \"\": a built-in repetitive code snippet) with speculation and without, -r alternating rounds, and the drafts' acceptance")
 	probe := fs.Bool("probe", true, "after each decode run, time one read of the weights (up to 1 GiB) with the same threads: "+
 		"the memory speed that caps decode, reported with each run's share of that ceiling")
 	lc := loadgen.Config{APIKey: os.Getenv("STEP_API_KEY")}
@@ -140,7 +141,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	loadOnly := []string{"clients", "duration", "max-tokens", "prompt", "ignore-eos", "requests", "request-timeout", "rounds", "api-key",
 		"conversations", "turns", "long-prompt"}
 	modelOnly := []string{"p", "n", "r", "d", "effort", "cpuprofile", "t", "threads", "c", "ctx", "load", "probe", "prefix-hit",
-		"cache-type-k", "ctk", "cache-type-v", "ctv", "kv-memory", "rope-scaling", "rope-scale", "yarn-orig-ctx"}
+		"cache-type-k", "ctk", "cache-type-v", "ctv", "kv-memory", "rope-scaling", "rope-scale", "yarn-orig-ctx",
+		"spec", "spec-k", "spec-ngram-min", "spec-ngram-max", "draft", "spec-prompt"}
 	if len(lc.BaseURLs) > 0 {
 		for _, f := range modelOnly {
 			if set[f] {
@@ -184,7 +186,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		}
 		*nGen = 0
 	}
-	if mf.ctx == 0 {
+	if mf.ctx == 0 && !set["spec-prompt"] {
 		mf.ctx = *depth + max(*nPrompt, *nGen) + 1
 	}
 	fmt.Fprintln(stderr, tensor.KernelNotice())
@@ -224,6 +226,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if set["spec-prompt"] {
+		return benchSpec(l, mf, *specPrompt, *nGen, *runs, *asJSON, stdout, stderr)
 	}
 	if set["prefix-hit"] {
 		return benchPrefixHit(e, mf, *nPrompt, *prefixHit, *runs, *warmup, experts, applied, *asJSON, stdout)

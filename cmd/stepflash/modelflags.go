@@ -22,6 +22,7 @@ type modelFlags struct {
 	ctx     int
 	loading gguf.Loading
 	kvOptions
+	specFlags
 }
 
 // loadFlagHelp is the --load flag's help, shared by every command that loads
@@ -51,6 +52,7 @@ func (m *modelFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&m.ctx, "ctx", 0, "same as -c")
 	registerLoad(fs, &m.loading)
 	m.kvOptions.register(fs)
+	m.specFlags.register(fs)
 }
 
 // loaded is an opened model with its tokenizer and engine.
@@ -59,6 +61,9 @@ type loaded struct {
 	model  model.Model
 	tok    *tokenizer.Tokenizer
 	engine *engine.Engine
+	spec   specFlags // speculative decoding, as resolved
+	// closeDraft closes the draft model (speculative decoding), if any.
+	closeDraft func()
 }
 
 // template is the model's chat template, or the ChatML fallback when the
@@ -79,6 +84,9 @@ func (l *loaded) Close() {
 	if l.model != nil {
 		l.model.Close()
 	}
+	if l.closeDraft != nil {
+		l.closeDraft()
+	}
 	if l.file != nil {
 		l.file.Close()
 	}
@@ -88,13 +96,14 @@ func (m *modelFlags) load() (*loaded, error) {
 	if m.model == "" {
 		return nil, fmt.Errorf("no model: pass -m FILE.gguf")
 	}
-	return openModel(m.model, m.threads, m.loading, m.kvOptions, engine.Options{Context: m.ctx})
+	return openModel(m.model, m.threads, m.loading, m.kvOptions, engine.Options{Context: m.ctx}, m.specFlags)
 }
 
 // openModel opens a GGUF file, its tokenizer and an engine for it, with
-// kv's cache types and RoPE scaling, refusing a context the model or the
+// kv's cache types and RoPE scaling and spec's speculative decoding (a
+// draft model loaded and checked), refusing a context the model or the
 // machine cannot hold.
-func openModel(path string, threads int, load gguf.Loading, kv kvOptions, opts engine.Options) (*loaded, error) {
+func openModel(path string, threads int, load gguf.Loading, kv kvOptions, opts engine.Options, spec specFlags) (*loaded, error) {
 	if threads <= 0 {
 		return nil, fmt.Errorf("-t must be at least 1, got %d", threads)
 	}
@@ -119,6 +128,13 @@ func openModel(path string, threads int, load gguf.Loading, kv kvOptions, opts e
 	}
 	opts = engine.WithDefaults(mdl.Config(), opts)
 	if err := kv.checkContext(mdl.Config(), opts); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if l.spec, err = spec.resolved(); err == nil {
+		opts.Spec, l.closeDraft, err = spec.open(l.tok, mdl.Config(), threads, load)
+	}
+	if err != nil {
 		l.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

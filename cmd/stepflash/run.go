@@ -61,6 +61,10 @@ type runOutput struct {
 	Timings         struct {
 		PrefillTPS float64 `json:"prefill_tps"`
 		DecodeTPS  float64 `json:"decode_tps"`
+		// DraftTokens and AcceptedTokens count speculative decoding's
+		// proposed and accepted draft tokens (absent without --spec).
+		DraftTokens    *int `json:"draft_tokens,omitempty"`
+		AcceptedTokens *int `json:"accepted_tokens,omitempty"`
 	} `json:"timings"`
 }
 
@@ -167,8 +171,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	if !*asJSON {
 		fmt.Fprintln(stdout)
-		fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generated: %d tokens, %.1f tok/s; finish: %s; effort: %s\n",
-			len(ids), res.PrefillTPS(len(ids)), len(res.Tokens), res.DecodeTPS(), res.FinishReason, describeEffort(applied))
+		fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generated: %d tokens, %.1f tok/s; finish: %s; effort: %s%s\n",
+			len(ids), res.PrefillTPS(len(ids)), len(res.Tokens), res.DecodeTPS(), res.FinishReason, describeEffort(applied), describeDrafts(res))
 		return nil
 	}
 	out := runOutput{Model: mf.model, PromptTokens: ids, Tokens: []int32{}, TopLogprobs: [][]topLogprob{}, FinishReason: res.FinishReason,
@@ -186,6 +190,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	out.Timings.PrefillTPS = res.PrefillTPS(len(ids))
 	out.Timings.DecodeTPS = res.DecodeTPS()
+	if l.spec.mode != engine.SpecOff {
+		out.Timings.DraftTokens, out.Timings.AcceptedTokens = &res.DraftTokens, &res.AcceptedTokens
+	}
 	enc := json.NewEncoder(stdout)
 	return enc.Encode(out)
 }

@@ -68,6 +68,8 @@ type serveOptions struct {
 	regionOptions
 	httpOptions
 	kvOptions
+	specFlags
+	specEngines specEngines // the served engines, for /metrics
 }
 
 const serveUsage = `Usage: stepflash serve [-m MODEL [--alias NAME]...]... [--upstream URL[#MODEL]]... [flags]
@@ -231,6 +233,7 @@ func parseServe(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.Int64Var(&o.maxBody, "max-body", server.DefaultMaxBodyBytes, "request body limit in bytes")
 	fs.IntVar(&o.maxN, "max-n", 16, "largest n (choices per request)")
 	o.kvOptions.register(fs)
+	o.specFlags.register(fs)
 	fs.Int64Var(&o.cacheRAM, "cache-ram", 0, "MiB of KV memory per model added for the prefix cache (prompt prefixes kept for reuse), beyond the -c × --parallel positions whose unused part it fills anyway; -1: no prefix cache")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long running requests may finish (then streams end with an error event and [DONE]; waiting requests get a 503 at once)")
 	registerHTTPFlags(fs, &o.httpOptions)
@@ -371,6 +374,7 @@ func runServe(ctx context.Context, o *serveOptions, stderr io.Writer, onListen f
 	srv := server.New(server.Config{MaxBodyBytes: o.maxBody, MaxN: o.maxN, Logger: logger,
 		Middleware: []server.Middleware{authn.Middleware}, Guard: o.guard(listenAddrs(regions)...), Responses: responses})
 	serveBuildInfo(srv)
+	serveSpecMetrics(srv, &o.specEngines)
 	srv.ServeUsage(st) // GET /v1/usage: operator keys only, when keys are on (docs/dashboard.md)
 	if !o.noPlayground {
 		srv.ServePlayground()
@@ -656,6 +660,7 @@ func loadAll(ctx context.Context, specs []modelSpec, usingDefault bool, o *serve
 			return err
 		}
 		onClose(sm.close)
+		o.specEngines.add(sm.model.Name, sm.engine)
 		m := sm.model
 		if err := srv.AddModel(m); err != nil {
 			return err
@@ -716,6 +721,7 @@ type servedModel struct {
 	kv       string // the KV cache, described
 	template string // which chat template renders requests
 	policy   string // the effort policy, described
+	engine   *engine.Engine
 }
 
 // loadServedModel opens a GGUF, its tokenizer, chat template and engine,
@@ -732,7 +738,7 @@ func loadServedModel(path string, spec modelSpec, o *serveOptions, stderr io.Wri
 	}
 	name := cmp.Or(spec.Name, modelNameOf(path))
 	m := &server.Model{Name: name, Aliases: spec.Aliases, Backend: backend.Chain(lm.backend, o.recorded(name, o.backendMiddleware(prices, extra...)...)...)}
-	return &servedModel{model: m, close: lm.close, weights: lm.weights, context: lm.context, kv: lm.kv, template: lm.template, policy: lm.policy}, nil
+	return &servedModel{model: m, close: lm.close, weights: lm.weights, context: lm.context, kv: lm.kv, template: lm.template, policy: lm.policy, engine: lm.engine}, nil
 }
 
 // localModel is a loaded GGUF's bare local backend.
@@ -744,6 +750,7 @@ type localModel struct {
 	kv       string // the KV cache, described
 	template string // which chat template renders requests
 	policy   string // the effort policy, described
+	engine   *engine.Engine
 }
 
 // describeKV says what a KV cache takes, as llama.cpp's load log does:
@@ -757,11 +764,15 @@ func describeKV(kv engine.KVInfo) string {
 // makes its local backend.
 func loadLocal(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (*localModel, error) {
 	kv, err := spec.kvOptions(o.kvOptions)
+	var sf specFlags
+	if err == nil {
+		sf, err = spec.specFlags(o.specFlags)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("model %q: %w", cmp.Or(spec.Name, modelNameOf(path)), err)
 	}
 	l, err := openModel(path, o.threads, o.load, kv, engine.Options{Context: firstPositive(spec.Ctx, o.ctx), Parallel: firstPositive(spec.Parallel, o.parallel), QueueLimit: o.queue,
-		CacheBytes: o.cacheRAM << 20})
+		CacheBytes: o.cacheRAM << 20}, sf)
 	if err != nil {
 		return nil, err
 	}
@@ -835,7 +846,7 @@ func loadLocal(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (
 		closeAll()
 		return nil, fmt.Errorf("%s (model %q): %w", path, name, err)
 	}
-	return &localModel{backend: b, close: closeAll, weights: l.file.Loaded(), context: eng.Context(), kv: describeKV(eng.KVInfo()), template: tmplName,
+	return &localModel{backend: b, engine: eng, close: closeAll, weights: l.file.Loaded(), context: eng.Context(), kv: describeKV(eng.KVInfo()) + describeSpec(eng, l.spec), template: tmplName,
 		policy: policy.Describe(shape)}, nil
 }
 

@@ -48,6 +48,35 @@ type modelSpec struct {
 	// q8_0; default the --cache-type-k/-v flags').
 	CacheTypeK string `json:"cache_type_k,omitempty"`
 	CacheTypeV string `json:"cache_type_v,omitempty"`
+	// Spec, SpecK and Draft are the model's speculative decoding (off,
+	// ngram or draft), draft tokens per step and draft model (default the
+	// --spec, --spec-k and --draft flags'; docs/speculative.md).
+	Spec  string `json:"spec,omitempty"`
+	SpecK int    `json:"spec_k,omitempty"`
+	Draft string `json:"draft,omitempty"`
+}
+
+// specFlags is the model's speculative decoding: its own where it sets
+// it, else def (the flags').
+func (s *modelSpec) specFlags(def specFlags) (specFlags, error) {
+	out := def
+	if s.Spec != "" {
+		m, err := engine.ParseSpecMode(s.Spec)
+		if err != nil {
+			return out, err
+		}
+		out.mode, out.modeSet = m, true
+		if m != engine.SpecDraft && s.Draft == "" {
+			out.draft = ""
+		}
+	}
+	if s.SpecK != 0 {
+		out.k = s.SpecK
+	}
+	if s.Draft != "" {
+		out.draft = s.Draft
+	}
+	return out.resolved()
 }
 
 // kvOptions is the model's KV cache types: its own where it sets them,
@@ -166,6 +195,9 @@ func (s *modelSpec) checkTarget() error {
 		if _, err := s.kvOptions(kvOptions{}); err != nil {
 			return fmt.Errorf("\"cache_type_k\"/\"cache_type_v\": %w", err)
 		}
+		if _, err := s.specFlags(specFlags{}); err != nil {
+			return fmt.Errorf("\"spec\"/\"spec_k\"/\"draft\": %w", err)
+		}
 		return s.Effort.Check()
 	}
 	switch {
@@ -177,6 +209,8 @@ func (s *modelSpec) checkTarget() error {
 		return fmt.Errorf("\"effort\" sets a local model's compute; an upstream's is its own (the tier is passed on and echoed as unverified)")
 	case s.MMProj != "" || s.ChatTemplateFile != "" || s.Pooling != "" || s.CacheTypeK != "" || s.CacheTypeV != "":
 		return fmt.Errorf("\"mmproj\", \"chat_template_file\", \"pooling\" and \"cache_type_k/v\" apply to a local model; a model served by upstreams takes what its upstream takes")
+	case s.Spec != "" || s.SpecK != 0 || s.Draft != "":
+		return fmt.Errorf("\"spec\", \"spec_k\" and \"draft\" are engine settings; this model is served by upstreams")
 	case s.Ctx != 0 || s.Parallel != 0:
 		return fmt.Errorf("\"ctx\" and \"parallel\" are engine settings; this model is served by upstreams")
 	}
