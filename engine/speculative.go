@@ -80,7 +80,7 @@ func ParseSpecMode(s string) (SpecMode, error) {
 // SpecOptions configure speculative decoding.
 type SpecOptions struct {
 	Mode SpecMode
-	// K is the most draft tokens a sequence proposes per step (default 5).
+	// K is the most draft tokens a sequence proposes per step (default 3: on a CPU each verified row costs a good part of a decode step, docs/speculative.md).
 	K int
 	// NgramMin and NgramMax bound the length of the suffix looked up
 	// (defaults 1 and 3); longer suffixes are tried first.
@@ -92,7 +92,7 @@ type SpecOptions struct {
 
 func (o SpecOptions) withDefaults() SpecOptions {
 	if o.K <= 0 {
-		o.K = 5
+		o.K = 3
 	}
 	if o.NgramMax <= 0 {
 		o.NgramMax = 3

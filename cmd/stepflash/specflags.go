@@ -31,7 +31,7 @@ func (f *specFlags) register(fs *flag.FlagSet) {
 		f.mode, f.modeSet = m, true
 		return nil
 	})
-	fs.IntVar(&f.k, "spec-k", 0, "speculative decoding: the most draft tokens a sequence proposes per step (0: 5)")
+	fs.IntVar(&f.k, "spec-k", 0, "speculative decoding: the most draft tokens a sequence proposes per step (0: 3)")
 	fs.IntVar(&f.ngramMin, "spec-ngram-min", 0, "--spec ngram: the shortest suffix looked up (0: 1)")
 	fs.IntVar(&f.ngramMax, "spec-ngram-max", 0, "--spec ngram: the longest suffix looked up (0: 3)")
 	fs.StringVar(&f.draft, "draft", "", "draft model for speculative decoding: a smaller GGUF with the same vocabulary (implies --spec draft), as llama.cpp's -md")
