@@ -122,10 +122,13 @@ func TestAuthenticate(t *testing.T) {
 	c1, c1k := newKey(t, store, "cn", "carol")
 	e1, _ := newKey(t, store, "eu", "dave")
 	unknown, _ := Generate("global")
-	typo := g1[:20] + string("xy"[strings.IndexByte("xy", g1[20])+1:][:1]) + g1[21:]
-	if g1[20] == 'y' || g1[20] == 'x' {
-		typo = g1[:20] + "z" + g1[21:]
+	// One character of the key's random part changed (to another base62
+	// character), so its checksum no longer matches.
+	swap := byte('x')
+	if g1[20] == 'x' {
+		swap = 'y'
 	}
+	typo := g1[:20] + string(swap) + g1[21:]
 	a := New(Options{Store: store, Regions: []Region{{Name: "global", Port: 1111}, {Name: "cn", BaseURL: "https://cn.example.com/v1"}}})
 	urls := serveRegions(t, a, "global", "cn")
 
