@@ -26,9 +26,16 @@ func (f fixedUniform) Uint64() uint64 { return uint64(f) }
 
 // drawn returns the probability of each token s can return for logits.
 func drawn(s *Sampler, logits []float32) map[int32]float64 {
+	return drawnBy(s, func() int32 { return s.Sample(logits) })
+}
+
+// drawnBy is the exact distribution of draw's token over the sampler's
+// uniform number u in [0, 1): draw runs with s's generator fixed to give
+// u, on a grid refined by bisection where the token changes.
+func drawnBy(s *Sampler, draw func() int32) map[int32]float64 {
 	at := func(u float64) int32 {
 		s.rng = rand.New(fixedUniform(uint64(u * (1 << 53))))
-		return s.Sample(logits)
+		return draw()
 	}
 	out := map[int32]float64{}
 	// split adds [a, b) where at(a) = ta and at(b) = tb, assuming a

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -18,32 +17,7 @@ import (
 // drawnDraft is drawn (sampler_exact_test.go) for SampleDraft with draft d:
 // the exact probability of each token it returns, read over its uniform.
 func drawnDraft(s *Sampler, logits []float32, d int32) map[int32]float64 {
-	at := func(u float64) int32 {
-		s.rng = rand.New(fixedUniform(uint64(u * (1 << 53))))
-		return s.SampleDraft(logits, d)
-	}
-	out := map[int32]float64{}
-	var split func(a, b float64, ta, tb int32)
-	split = func(a, b float64, ta, tb int32) {
-		if ta == tb || b-a < 1e-14 {
-			out[ta] += b - a
-			return
-		}
-		m := (a + b) / 2
-		tm := at(m)
-		split(a, m, ta, tm)
-		split(m, b, tm, tb)
-	}
-	const grid = 4096
-	last := math.Nextafter(1, 0)
-	ta := at(0)
-	for i := 0; i < grid; i++ {
-		a, b := float64(i)/grid, float64(i+1)/grid
-		tb := at(min(b, last))
-		split(a, b, ta, tb)
-		ta = tb
-	}
-	return out
+	return drawnBy(s, func() int32 { return s.SampleDraft(logits, d) })
 }
 
 // TestSampleDraftExact checks the speculative sampling rule exactly: for
