@@ -13,16 +13,33 @@ import (
 	"github.com/stepflash/stepflash/engine"
 	"github.com/stepflash/stepflash/media"
 	"github.com/stepflash/stepflash/tokenizer"
+	"github.com/stepflash/stepflash/vision"
 )
 
-// Vision is what the local backend needs of a vision encoder (package
-// vision, adapted where the model is loaded): the prompt pieces that take
-// an image's place.
+// Vision is what the local backend needs of a vision encoder (a
+// VisionEncoder): the prompt pieces that take an image's place.
 type Vision interface {
 	// Encode returns the segments that replace one image in the prompt,
 	// in order: text (tokenized with special tokens) or embeddings (one
 	// prompt position each).
 	Encode(img image.Image) ([]ImageSegment, error)
+}
+
+// VisionEncoder adapts a vision projector (package vision) to Vision:
+// the image prepared, encoded and laid out as its segments.
+type VisionEncoder struct{ Encoder *vision.Encoder }
+
+// Encode prepares, encodes and lays out one image.
+func (v VisionEncoder) Encode(img image.Image) ([]ImageSegment, error) {
+	segs, err := v.Encoder.Embed(img)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ImageSegment, len(segs))
+	for i, s := range segs {
+		out[i] = ImageSegment{Text: s.Text, Embeds: s.Embeddings}
+	}
+	return out, nil
 }
 
 // ImageSegment is a piece of an image's expansion in the prompt.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"image"
 	"io"
 	"net/http"
 	"os"
@@ -126,21 +125,6 @@ func chromium() string {
 	return ""
 }
 
-// visionEncoder adapts a vision.Encoder to local.Vision, as serve does.
-type visionEncoder struct{ e *vision.Encoder }
-
-func (v visionEncoder) Encode(img image.Image) ([]local.ImageSegment, error) {
-	segs, err := v.e.Embed(img)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]local.ImageSegment, len(segs))
-	for i, s := range segs {
-		out[i] = local.ImageSegment{Text: s.Text, Embeds: s.Embeddings}
-	}
-	return out, nil
-}
-
 // playgroundVLMTemplate renders the trained VLM's raw prompt format (its
 // file has no template; ../shared/models/trained/vision/README.md).
 const playgroundVLMTemplate = `{%- for m in messages %}<|im_start|>User:{% if m.content is string %}{{ m.content }}{% else %}{% for p in m.content %}{{ p.text }}{% endfor %}{% endif %}<end_of_utterance>
@@ -162,7 +146,7 @@ func vlmModel(t *testing.T) *server.Model {
 	e := engine.New(l.Model, l.Tok, engine.Options{Context: 512})
 	t.Cleanup(e.Close)
 	return testserve.LocalModel(t, "vlm", nil, local.Model{Engine: e, Tok: l.Tok, Config: l.Model.Config(), Template: tmpl,
-		Vision: visionEncoder{enc}, Images: media.New(media.Options{})})
+		Vision: local.VisionEncoder{Encoder: enc}, Images: media.New(media.Options{})})
 }
 
 // reply is what the page shows of its last assistant message.

@@ -834,7 +834,7 @@ func loadLocal(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (
 			return nil, fmt.Errorf("model %q: %w", name, err)
 		default:
 			closeAll = func() { enc.Close(); l.Close() }
-			lm.Vision, lm.Images = visionAdapter{enc}, o.images
+			lm.Vision, lm.Images = local.VisionEncoder{Encoder: enc}, o.images
 			tmplName += "; vision: " + mmproj
 			if beside {
 				tmplName += " (found beside the model)"

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"image"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,22 +14,6 @@ import (
 	"github.com/stepflash/stepflash/media"
 	"github.com/stepflash/stepflash/vision"
 )
-
-// visionAdapter is a vision encoder as the local backend needs it.
-type visionAdapter struct{ e *vision.Encoder }
-
-// Encode prepares, encodes and lays out one image.
-func (a visionAdapter) Encode(img image.Image) ([]local.ImageSegment, error) {
-	segs, err := a.e.Embed(img)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]local.ImageSegment, len(segs))
-	for i, s := range segs {
-		out[i] = local.ImageSegment{Text: s.Text, Embeds: s.Embeddings}
-	}
-	return out, nil
-}
 
 // openVision opens a vision projector (--mmproj) for a text model of width
 // textWidth.
@@ -69,7 +52,7 @@ func runImages(prompt string, files []string, enc *vision.Encoder) (string, []lo
 		if err != nil {
 			return "", nil, fmt.Errorf("--image %s: %w", f, err)
 		}
-		segs, err := visionAdapter{enc}.Encode(img)
+		segs, err := local.VisionEncoder{Encoder: enc}.Encode(img)
 		if err != nil {
 			return "", nil, fmt.Errorf("--image %s: %w", f, err)
 		}
