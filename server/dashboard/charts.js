@@ -83,16 +83,21 @@ const Charts = (() => {
   // line draws one line per series; a null value is a gap (no mark).
   // opts: {buckets, interval, series: [{name, values}], fmt, minMax}: a
   // count chart gives minMax 4, so that its ticks are whole numbers.
+  // showEmpty replaces a chart with a note that the range has no requests.
+  function showEmpty(host) {
+    host.replaceChildren();
+    const p = document.createElement("p");
+    p.className = "empty";
+    p.textContent = "no requests in this range";
+    host.appendChild(p);
+  }
+
   function line(host, opts) {
     const fmt = opts.fmt || String;
     let max = 0;
     for (const s of opts.series) for (const v of s.values) if (v != null) max = Math.max(max, v);
     if (!opts.series.some((s) => s.values.some((v) => v != null))) {
-      host.replaceChildren();
-      const p = document.createElement("p");
-      p.className = "empty";
-      p.textContent = "no requests in this range";
-      host.appendChild(p);
+      showEmpty(host);
       return;
     }
     const {svg, x, y} = frame(host, opts.buckets, opts.interval, niceMax(Math.max(max, opts.minMax || 0)), fmt);
@@ -118,11 +123,7 @@ const Charts = (() => {
     const sums = opts.buckets.map((_, i) => opts.series.reduce((a, s) => a + (s.values[i] || 0), 0));
     const max = Math.max(0, ...sums);
     if (max === 0) {
-      host.replaceChildren();
-      const p = document.createElement("p");
-      p.className = "empty";
-      p.textContent = "no requests in this range";
-      host.appendChild(p);
+      showEmpty(host);
       return;
     }
     const {svg, x, y, step} = frame(host, opts.buckets, opts.interval, niceMax(Math.max(max, opts.minMax || 0)), fmt);
