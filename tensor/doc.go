@@ -64,6 +64,14 @@
 // one instruction (the Q6_K high bits), with a shift-and-mask variant for
 // AVX-512 CPUs without it.
 //
+// Where Go's simd/archsimd lacks an instruction, Go assembly sits behind
+// the same function boundary, with a CPU check at init and the same
+// bit-exactness tests: F16C's VCVTPH2PS (f16cvt_amd64.s) and AVX-512 VNNI's
+// VPDPBUSD (vnni_amd64.s), which computes the batched Q8_0/Q4_0/Q5_0
+// products (vnni_amd64.go: activations biased to unsigned bytes, each
+// lane starting at -128·Σx, so the integer sums are exact and the float
+// steps stay the generic ones).
+//
 // DotRows and AxpyRows do many attention dots / weighted value rows per
 // call, bit-identical to loops of Dot and Axpy.
 //

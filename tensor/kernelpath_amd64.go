@@ -5,16 +5,22 @@ package tensor
 import "simd/archsimd"
 
 // kernelPath follows the choice made in simd_amd64.go's init: the AVX2
-// kernels need AVX2, the AVX-512 ones AVX-512 as well, and the Q6_K decode
-// kernel that wins with GFNI needs AVX512GFNI too.
+// kernels need AVX2, the AVX-512 ones AVX-512 as well, the Q6_K decode
+// kernel that wins with GFNI needs AVX512GFNI too, and the batched Q8_0,
+// Q4_0 and Q5_0 kernels with VPDPBUSD need AVX512VNNI.
 func kernelPath() string {
 	switch {
 	case !hasSIMD:
 		return "pure Go (CPU lacks AVX2)"
-	case archsimd.X86.AVX512() && archsimd.X86.AVX512GFNI():
-		return "SIMD (AVX-512, GFNI)"
 	case archsimd.X86.AVX512():
-		return "SIMD (AVX-512)"
+		p := "SIMD (AVX-512"
+		if archsimd.X86.AVX512GFNI() {
+			p += ", GFNI"
+		}
+		if archsimd.X86.AVX512VNNI() {
+			p += ", VNNI"
+		}
+		return p + ")"
 	}
 	return "SIMD (AVX2)"
 }

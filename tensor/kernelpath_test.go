@@ -17,6 +17,9 @@ func TestKernelPathReport(t *testing.T) {
 		"avx512":      "SIMD (AVX-512)",
 		"avx2":        "SIMD (AVX2)",
 	}
+	if want, ok := words[name]; ok && strings.HasPrefix(name, "avx512") && vnniInCPUInfo(t) {
+		words[name] = strings.TrimSuffix(want, ")") + ", VNNI)"
+	}
 	if want, ok := words[name]; ok {
 		if path != want || notice != "kernels: "+want {
 			t.Errorf("name %q: path %q, notice %q; want %q", name, path, notice, want)
@@ -63,4 +66,20 @@ func TestKernelPathReport(t *testing.T) {
 		t.Errorf("SIMD build: kernels %q, but /proc/cpuinfo says AVX2 %v", name, avx2)
 	}
 	t.Logf("%s (%s): %s", name, path, notice)
+}
+
+// vnniInCPUInfo reports the kernel's avx512_vnni flag (false where
+// /proc/cpuinfo cannot be read).
+func vnniInCPUInfo(t *testing.T) bool {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		t.Logf("no /proc/cpuinfo: %v", err)
+		return false
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if f == "avx512_vnni" {
+			return true
+		}
+	}
+	return false
 }

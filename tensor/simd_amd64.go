@@ -112,6 +112,13 @@ func init() {
 	addVariantN(gguf.TypeQ5_0, "avx512tile", avx512, mmQ5_0AVX512)
 	addVariantN(gguf.TypeQ4_1, "avx512tile", avx512, mmQ4_1AVX512)
 	addVariantN(gguf.TypeQ5_1, "avx512tile", avx512, mmQ5_1AVX512)
+	// VPDPBUSD (Go assembly: archsimd lacks it) for the signed formats;
+	// registered after their avx512tile kernels, it wins where the CPU has
+	// AVX-512 VNNI.
+	vnni := avx512 && archsimd.X86.AVX512VNNI()
+	addVariantN(gguf.TypeQ8_0, "avx512vnni", vnni, mmQ8_0VNNI)
+	addVariantN(gguf.TypeQ4_0, "avx512vnni", vnni, mmQ4_0VNNI)
+	addVariantN(gguf.TypeQ5_0, "avx512vnni", vnni, mmQ5_0VNNI)
 	if !hasSIMD {
 		return
 	}

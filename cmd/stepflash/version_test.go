@@ -48,10 +48,15 @@ func wantKernels(t *testing.T) string {
 		return "pure Go (CPU lacks AVX2)"
 	case !(has["avx512f"] && has["avx512cd"] && has["avx512bw"] && has["avx512dq"] && has["avx512vl"]):
 		return "SIMD (AVX2)"
-	case !has["gfni"]:
-		return "SIMD (AVX-512)"
 	}
-	return "SIMD (AVX-512, GFNI)"
+	p := "SIMD (AVX-512"
+	if has["gfni"] {
+		p += ", GFNI"
+	}
+	if has["avx512_vnni"] {
+		p += ", VNNI"
+	}
+	return p + ")"
 }
 
 func TestVersionCommand(t *testing.T) {
