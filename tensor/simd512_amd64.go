@@ -309,8 +309,7 @@ func dot4Q4_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 			acc1 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, st))
 			acc2 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, 2*st))
 			acc3 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, 3*st))
-			isum := reduce4(acc0.GetLo().Add(acc0.GetHi()), acc1.GetLo().Add(acc1.GetHi()),
-				acc2.GetLo().Add(acc2.GetHi()), acc3.GetLo().Add(acc3.GetHi()))
+			isum := transposeSum4(acc0, acc1, acc2, acc3)
 			mins, bo := e.GetHi(), b*32
 			imin := reduce4x4(mins.DotProductPairs(bsumPairs(pbs, bo)), mins.DotProductPairs(bsumPairs(pbs, bo+sb)),
 				mins.DotProductPairs(bsumPairs(pbs, bo+2*sb)), mins.DotProductPairs(bsumPairs(pbs, bo+3*sb)))
@@ -326,6 +325,74 @@ func dot4Q4_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 	}
 	// Return with the upper state clean (see doc.go): the caller's Go
 	// code may run legacy-SSE instructions next.
+	archsimd.ClearAVXUpperBits()
+}
+
+// dot8Q4_KAVX512 is dot4Q4_KAVX512 for vectors j0..j0+7: each block's
+// scales and quants are decoded once for eight vectors. The float steps of
+// vectors j0..j0+3 run in the low half of 256-bit values and those of
+// j0+4..j0+7 in the high half: per lane the same operations in the same
+// order as dot4Q4_KAVX512's.
+func dot8Q4_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride int) {
+	nb := a.cols / qkK
+	rb := nb * bytesQ4_K
+	w = w[:nrows*rb]
+	out = out[:7*ostride+nrows]
+	e0 := j0 * a.cols
+	qs := a.qsP[e0 : e0+8*a.cols]
+	bsums := a.bsums[e0/16 : (e0+8*a.cols)/16]
+	d4 := a.d4[j0/4*nb*4 : (j0/4+2)*nb*4]
+	pw, py, pbs, pd := ptr(w), ptr(qs), ptr(bsums), ptr(d4)
+	st, sb, sd := a.cols, a.cols/16*2, nb*16
+	mask := archsimd.BroadcastUint8x64(0x0f)
+	i0 := archsimd.LoadInt8x64(&k4Idx512[0])
+	i1 := archsimd.LoadInt8x64(&k4Idx512[1])
+	i2 := archsimd.LoadInt8x64(&k4Idx512[2])
+	i3 := archsimd.LoadInt8x64(&k4Idx512[3])
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var sum8 f32x8
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ4_K)
+			e := q4KScaleE(unsafe.Add(p, 4))
+			scv := e.SetHi(e.GetLo())
+			sc := archsimd.Int16x32{}.SetLo(scv).SetHi(scv).AsInt8x64()
+			s0, s1 := sc.PermuteOrZeroGrouped(i0).AsInt16x32(), sc.PermuteOrZeroGrouped(i1).AsInt16x32()
+			s2, s3 := sc.PermuteOrZeroGrouped(i2).AsInt16x32(), sc.PermuteOrZeroGrouped(i3).AsInt16x32()
+			lo01, hi01, lo23, hi23 := q4KUnpack512(unsafe.Add(p, 16), mask)
+			y := unsafe.Add(py, b*qkK)
+			acc0 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, y)
+			acc1 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, st))
+			acc2 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, 2*st))
+			acc3 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, 3*st))
+			// Widened at once: a 128-bit value live across the next dots
+			// would be spilled with legacy-SSE MOVUPS (see doc.go).
+			isum := archsimd.Int32x8{}.SetLo(transposeSum4(acc0, acc1, acc2, acc3))
+			acc0 = q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, 4*st))
+			acc1 = q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, 5*st))
+			acc2 = q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, 6*st))
+			acc3 = q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, 7*st))
+			isum = isum.SetHi(transposeSum4(acc0, acc1, acc2, acc3))
+			// The mins' dots for vectors k and k+4 in the two 128-bit
+			// halves (a 128-bit value live across them would be spilled
+			// with legacy-SSE MOVUPS, see doc.go).
+			mins, bo := e.SetLo(e.GetHi()), b*32
+			bp := func(k int) archsimd.Int16x16 {
+				return archsimd.Int16x16{}.SetLo(bsumPairs(pbs, bo+k*sb)).SetHi(bsumPairs(pbs, bo+(k+4)*sb))
+			}
+			imin := mins.DotProductPairs(bp(0)).AddPairsGrouped(mins.DotProductPairs(bp(1))).
+				AddPairsGrouped(mins.DotProductPairs(bp(2)).AddPairsGrouped(mins.DotProductPairs(bp(3))))
+			dy := f32x8{}.SetLo(archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))).
+				SetHi(archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, sd+16*b))))
+			d := dy.Mul(archsimd.BroadcastFloat32x8(f16ToF32(ldU16(p, 0))))
+			dmin := dy.Mul(archsimd.BroadcastFloat32x8(f16ToF32(ldU16(p, 2))))
+			sum8 = sum8.Add(d.Mul(isum.ConvertToFloat32()))
+			sum8 = sum8.Sub(dmin.Mul(imin.ConvertToFloat32()))
+		}
+		store4(sum8.GetLo(), out, r, ostride)
+		store4(sum8.GetHi(), out[4*ostride:], r, ostride)
+	}
+	// Return with the upper state clean (see doc.go).
 	archsimd.ClearAVXUpperBits()
 }
 
@@ -879,6 +946,71 @@ func dot4Q6_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 	archsimd.ClearAVXUpperBits()
 }
 
+// dot8Q6_KAVX512 is dot4Q6_KAVX512 for vectors j0..j0+7 (see
+// dot8Q4_KAVX512): each half block is decoded once for eight vectors, and
+// the float steps of vectors j0+4..j0+7 run in the high half of 256-bit
+// values.
+func dot8Q6_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride int) {
+	nb := a.cols / qkK
+	rb := nb * bytesQ6_K
+	w = w[:nrows*rb]
+	out = out[:7*ostride+nrows]
+	e0 := j0 * a.cols
+	qs := a.qs[e0 : e0+8*a.cols]
+	bsums := a.bsums[e0/16 : (e0+8*a.cols)/16]
+	d4 := a.d4[j0/4*nb*4 : (j0/4+2)*nb*4]
+	pw, py, pbs, pd := ptr(w), ptr(qs), ptr(bsums), ptr(d4)
+	st, sb, sd := a.cols, a.cols/16*2, nb*16
+	m4 := archsimd.BroadcastUint8x64(0x0f)
+	m30 := archsimd.BroadcastUint8x64(0x30)
+	shlA := archsimd.LoadUint16x32(&q6ShlA)
+	shrB := archsimd.LoadUint16x32(&q6ShrB)
+	for r := 0; r < nrows; r++ {
+		pr := unsafe.Add(pw, r*rb)
+		var sum8 f32x8
+		for b := 0; b < nb; b++ {
+			p := unsafe.Add(pr, b*bytesQ6_K)
+			y := unsafe.Add(py, b*qkK)
+			sc16 := archsimd.LoadInt8x16((*[16]int8)(unsafe.Add(p, 192))).ExtendToInt16()
+			sc := archsimd.Int16x32{}.SetLo(sc16)
+			bo := b * 32
+			bias := func(k int) archsimd.Int32x8 {
+				return archsimd.Int32x8{}.Sub(ldI16(pbs, bo+k*sb).DotProductPairs(sc16).ShiftAllLeft(5))
+			}
+			acc0, acc1, acc2, acc3 := bias(0), bias(1), bias(2), bias(3)
+			acc4, acc5, acc6, acc7 := bias(4), bias(5), bias(6), bias(7)
+			for n := 0; n < 2; n++ {
+				xq, yq := q6Half512(p, n, m4, m30, shlA, shrB)
+				sx := sc.Permute(archsimd.LoadUint16x32(&q6Idx512[2*n]))
+				sy := sc.Permute(archsimd.LoadUint16x32(&q6Idx512[2*n+1]))
+				o := 128 * n
+				dot := func(k int) archsimd.Int32x8 {
+					v := xq.DotProductPairsSaturated(ldI8x64(y, k*st+o)).DotProductPairs(sx).Add(yq.DotProductPairsSaturated(ldI8x64(y, k*st+o+64)).DotProductPairs(sy))
+					return v.GetLo().Add(v.GetHi())
+				}
+				acc0 = acc0.Add(dot(0))
+				acc1 = acc1.Add(dot(1))
+				acc2 = acc2.Add(dot(2))
+				acc3 = acc3.Add(dot(3))
+				acc4 = acc4.Add(dot(4))
+				acc5 = acc5.Add(dot(5))
+				acc6 = acc6.Add(dot(6))
+				acc7 = acc7.Add(dot(7))
+			}
+			isum := archsimd.Int32x8{}.SetLo(reduce4(acc0, acc1, acc2, acc3))
+			isum = isum.SetHi(reduce4(acc4, acc5, acc6, acc7))
+			dy := f32x8{}.SetLo(archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, 16*b)))).
+				SetHi(archsimd.LoadFloat32x4((*[4]float32)(unsafe.Add(pd, sd+16*b))))
+			d := dy.Mul(archsimd.BroadcastFloat32x8(f16ToF32(ldU16(p, 208))))
+			sum8 = sum8.Add(d.Mul(isum.ConvertToFloat32()))
+		}
+		store4(sum8.GetLo(), out, r, ostride)
+		store4(sum8.GetHi(), out[4*ostride:], r, ostride)
+	}
+	// Return with the upper state clean (see doc.go).
+	archsimd.ClearAVXUpperBits()
+}
+
 // q5KUnpack512 is q4KUnpack512 plus the fifth bits from the 32-byte qh at h
 // (ch: q5KShiftH). The shifts of the fifth bits to bit 4 are 16-bit: the
 // bits that cross a byte boundary land outside the 0x10 mask; the right
@@ -1022,8 +1154,7 @@ func dot4Q5_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 			acc1 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, st))
 			acc2 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, 2*st))
 			acc3 := q4KDot512(lo01, hi01, lo23, hi23, s0, s1, s2, s3, unsafe.Add(y, 3*st))
-			isum := reduce4(acc0.GetLo().Add(acc0.GetHi()), acc1.GetLo().Add(acc1.GetHi()),
-				acc2.GetLo().Add(acc2.GetHi()), acc3.GetLo().Add(acc3.GetHi()))
+			isum := transposeSum4(acc0, acc1, acc2, acc3)
 			mins, bo := e.GetHi(), 16*b
 			ld8 := func(off int) archsimd.Int16x8 { return archsimd.LoadInt16x8((*[8]int16)(unsafe.Add(pbs, off))) }
 			imin := reduce4x4(mins.DotProductPairs(ld8(bo)), mins.DotProductPairs(ld8(bo+sb)),

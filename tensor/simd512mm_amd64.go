@@ -19,13 +19,22 @@ import (
 // the rows' sub-block scales (VPMADDWD). The float steps of kAcc then run on
 // the 16 row lanes (the same operations in the same order per row as the
 // generic kernels). The repacking costs about as much as a few vectors'
-// products, so the kernels want batches of tileMinVecs vectors or more.
+// products, so the kernels want large batches: below tileMinVecsQ4K and
+// tileMinVecsQ6K vectors the eight- and four-vector kernels (dot4Rows) are
+// faster.
 
 // tileRows is the number of weight rows in a repacked group.
 const tileRows = 16
 
-// tileMinVecs is the batch size from which the repacking kernels pay.
-const tileMinVecs = 24
+// The batch sizes from which the repacking kernels pay, measured on 1024×1024
+// weights in cache (BenchmarkKernels' shape) against dot4Rows with the
+// eight-vector kernels: ns per block and vector at 16/24/32/48/64 vectors,
+// Q4_K tiled 7.8/6.3/5.4/4.5/4.2 vs 4.8/4.7/4.7/4.7/4.8, Q6_K tiled
+// 7.8/6.2/5.3/4.6/4.4 vs 5.4/5.5/5.7/5.8/5.8 (2026-12-07, Xeon VM).
+const (
+	tileMinVecsQ4K = 40
+	tileMinVecsQ6K = 32
+)
 
 // kPack is one repacked group of 16 rows of nb blocks (rows past the end of
 // the matrix are zero).
@@ -125,6 +134,28 @@ func storeRows16(v archsimd.Float32x16, out []float32, r0, nr int) {
 	copy(out[r0:r0+nr], o[:nr])
 }
 
+// dot4Rows runs a four-vector kernel over ncols vectors (a multiple of 4)
+// a block of rows at a time, so that the batch's vector groups all pass
+// over a block while it is in the L1/L2 cache: group by group over all the
+// rows, a batch of 16 decoding sequences read the weights from memory four
+// times a step. dot8, if not nil, does eight vectors from j0 and is used
+// while eight are left.
+func dot4Rows(dot4, dot8 rows4Func, w []byte, rb, nrows int, a *act, ncols int, out []float32, ostride int) {
+	rblk := max(1, rowBlockBytes/rb)
+	for r0 := 0; r0 < nrows; r0 += rblk {
+		r1 := min(r0+rblk, nrows)
+		for j := 0; j < ncols; {
+			if dot8 != nil && j+8 <= ncols {
+				dot8(w[r0*rb:r1*rb], r1-r0, a, j, out[j*ostride+r0:], ostride)
+				j += 8
+				continue
+			}
+			dot4(w[r0*rb:r1*rb], r1-r0, a, j, out[j*ostride+r0:], ostride)
+			j += 4
+		}
+	}
+}
+
 // tileSet holds the repacked groups and the vector sums of a tiled product.
 type tileSet struct {
 	packs []kPack
@@ -190,13 +221,11 @@ func tiledK(nrows, cols, ncols int, out []float32, ostride int, pack func(r0, nr
 
 func mmQ4_KAVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
 	nb := a.cols / qkK
-	if ncols < tileMinVecs {
-		for j := 0; j < ncols; j += 4 {
-			dot4Q4_KAVX512(w, nrows, a, j, out[j*ostride:], ostride)
-		}
+	rb := nb * bytesQ4_K
+	if ncols < tileMinVecsQ4K {
+		dot4Rows(dot4Q4_KAVX512, dot8Q4_KAVX512, w, rb, nrows, a, ncols, out, ostride)
 		return
 	}
-	rb := nb * bytesQ4_K
 	w = w[:nrows*rb]
 	out = out[:(ncols-1)*ostride+nrows]
 	qs := a.qs[:ncols*a.cols]
@@ -310,13 +339,11 @@ func packQ6K(w []byte, rb, r0, nr, nb int, pk *kPack) {
 
 func mmQ6_KAVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
 	nb := a.cols / qkK
-	if ncols < tileMinVecs {
-		for j := 0; j < ncols; j += 4 {
-			dot4Q6_KAVX512(w, nrows, a, j, out[j*ostride:], ostride)
-		}
+	rb := nb * bytesQ6_K
+	if ncols < tileMinVecsQ6K {
+		dot4Rows(dot4Q6_KAVX512, dot8Q6_KAVX512, w, rb, nrows, a, ncols, out, ostride)
 		return
 	}
-	rb := nb * bytesQ6_K
 	w = w[:nrows*rb]
 	out = out[:(ncols-1)*ostride+nrows]
 	qs := a.qs[:ncols*a.cols]

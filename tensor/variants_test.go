@@ -22,10 +22,12 @@ func TestKernelVariantsBitExact(t *testing.T) {
 				cols = 800 // an odd number of blocks
 			}
 			// Groups of four rows and a partial one; for the batched
-			// kernels, more vectors than tileMinVecs and a partial 16-row group.
+			// kernels, more vectors than tileMinVecsQ4K/Q6K (the tiles, not
+			// the eight- and four-vector kernels they use below it) and a
+			// partial 16-row group.
 			nrows, nvec := 7, 8
 			if v.rowsN != nil {
-				nrows, nvec = 19, 28
+				nrows, nvec = 19, 44
 			}
 			var w []byte
 			for r := 0; r < nrows; r++ {
