@@ -282,6 +282,7 @@ model                              m                   m
 requests ok / failed               3 / 3               2 / 1               
 completion tokens (from)           31 (usage+chunks)   22 (usage+chunks)   
 aggregate tok/s                    13.4                8.9                 
+  tok/s by round                   17.8 9.0            17.8 0.0            
   ratio to the last                1.51x               1.00x               
 TTFT p50 / p95 / p99 ms            7.0 / 12.3 / 12.3   7.0 / 12.3 / 12.3   
 per-stream decode tok/s (median)   33.3                22.9                

@@ -387,6 +387,15 @@ func Print(w io.Writer, c Config, results []*Result) {
 		return fmt.Sprintf("%d (%s)", r.CompletionTokens, cmp.Or(r.TokensFrom, "none"))
 	})
 	row("aggregate tok/s", func(r *Result) string { return fmt.Sprintf("%.1f", r.AggregateTPS) })
+	if c.Rounds > 1 {
+		row("  tok/s by round", func(r *Result) string {
+			parts := make([]string, len(r.RoundsTPS))
+			for i, v := range r.RoundsTPS {
+				parts[i] = fmt.Sprintf("%.1f", v)
+			}
+			return strings.Join(parts, " ")
+		})
+	}
 	if len(results) > 1 {
 		row("  ratio to the last", func(r *Result) string {
 			if r.AggregateRatio == nil {
