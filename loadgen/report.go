@@ -388,13 +388,7 @@ func Print(w io.Writer, c Config, results []*Result) {
 	})
 	row("aggregate tok/s", func(r *Result) string { return fmt.Sprintf("%.1f", r.AggregateTPS) })
 	if c.Rounds > 1 {
-		row("  tok/s by round", func(r *Result) string {
-			parts := make([]string, len(r.RoundsTPS))
-			for i, v := range r.RoundsTPS {
-				parts[i] = fmt.Sprintf("%.1f", v)
-			}
-			return strings.Join(parts, " ")
-		})
+		row("  tok/s by round", func(r *Result) string { return byRound(r.RoundsTPS) })
 	}
 	if len(results) > 1 {
 		row("  ratio to the last", func(r *Result) string {
@@ -410,13 +404,7 @@ func Print(w io.Writer, c Config, results []*Result) {
 	row("per-stream decode tok/s (median)", func(r *Result) string { return fmt.Sprintf("%.1f", r.DecodeTPSMedian) })
 	row("ITL p50 / p99 ms", func(r *Result) string { return fmt.Sprintf("%.1f / %.1f", r.ITLP50MS, r.ITLP99MS) })
 	if c.Rounds > 1 {
-		row("  ITL p99 ms by round", func(r *Result) string {
-			parts := make([]string, len(r.RoundsITLP99MS))
-			for i, v := range r.RoundsITLP99MS {
-				parts[i] = fmt.Sprintf("%.1f", v)
-			}
-			return strings.Join(parts, " ")
-		})
+		row("  ITL p99 ms by round", func(r *Result) string { return byRound(r.RoundsITLP99MS) })
 	}
 	if c.LongPrompt > 0 {
 		row(fmt.Sprintf("%d-token prompts ok / failed", c.LongPrompt), func(r *Result) string {
@@ -462,4 +450,13 @@ func Print(w io.Writer, c Config, results []*Result) {
 			fmt.Fprintf(w, "error (%s): %s\n", r.BaseURL, e)
 		}
 	}
+}
+
+// byRound formats one figure per round, space-separated.
+func byRound(vs []float64) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = fmt.Sprintf("%.1f", v)
+	}
+	return strings.Join(parts, " ")
 }
