@@ -81,6 +81,9 @@ func init() {
 	avx512 := hasSIMD && archsimd.X86.AVX512()
 	addVariant(gguf.TypeF32, "avx2", hasSIMD, dotF32SIMD)
 	addVariant(gguf.TypeF16, "avx2", hasSIMD, dotF16SIMD)
+	// F16C's VCVTPH2PS (Go assembly) where the CPU has it: f16mm_amd64.go.
+	addVariant(gguf.TypeF16, "f16c", hasF16C, dotF16C)
+	addVariantN(gguf.TypeF16, "f16c", hasF16C, mmF16C)
 	addVariant(gguf.TypeBF16, "avx2", hasSIMD, dotBF16SIMD)
 	addVariant(gguf.TypeQ8_0, "avx2", hasSIMD, dotQ8_0SIMD)
 	addVariant(gguf.TypeQ4_0, "avx2", hasSIMD, dotQ4_0SIMD)
