@@ -451,6 +451,53 @@ func nibblePair(p0, p1 unsafe.Pointer, mask archsimd.Uint8x64) archsimd.Uint8x64
 	return archsimd.Uint8x64{}.SetLo(u8x32{}.SetLo(v0).SetHi(h0)).SetHi(u8x32{}.SetLo(v1).SetHi(h1)).And(mask)
 }
 
+// pair32Consts are blockPair32's constants, made once per kernel call.
+type pair32Consts struct {
+	mask             archsimd.Uint8x64
+	eight, sixteen   archsimd.Int8x64
+	h10              archsimd.Int8x64
+	shuf             archsimd.Int8x32
+	bitmask, allOnes archsimd.Uint8x32
+}
+
+func newPair32Consts() pair32Consts {
+	return pair32Consts{
+		mask:    archsimd.BroadcastUint8x64(0x0f),
+		eight:   archsimd.BroadcastInt8x64(8),
+		sixteen: archsimd.BroadcastInt8x64(16),
+		h10:     archsimd.BroadcastInt8x64(0x10),
+		shuf:    archsimd.LoadInt8x32(&bitShuf),
+		bitmask: archsimd.BroadcastUint64x4(0x7fbfdfeff7fbfdfe).AsUint8x32(),
+		allOnes: archsimd.BroadcastUint8x32(0xff),
+	}
+}
+
+// blockPair32 returns the 64 quants of blocks b and b+1 of a 32-element
+// block format f (bpb bytes a block) whose block b starts at p, in element
+// order: signed values for Q8_0, Q4_0 and Q5_0, unsigned bytes (0..31) for
+// Q4_1 and Q5_1. The constants are its callers' loop invariants (k: see
+// pair32Consts), passed as values: read through a pointer, Go 1.26 fused
+// the Q5 formats' Or(And(load)) into a VPTERNLOGD with a memory operand
+// that its assembler rejects.
+func blockPair32(f int, p unsafe.Pointer, bpb int, k pair32Consts) archsimd.Int8x64 {
+	switch f {
+	case fmtQ4_0:
+		return nibblePair(unsafe.Add(p, 2), unsafe.Add(p, 2+bpb), k.mask).AsInt8x64().Sub(k.eight)
+	case fmtQ5_0:
+		hb := archsimd.Int8x64{}.SetLo(bits32(unsafe.Add(p, 2), k.shuf, k.bitmask, k.allOnes)).SetHi(bits32(unsafe.Add(p, 2+bpb), k.shuf, k.bitmask, k.allOnes))
+		// (q | h<<4) - 16. Not q | (h ? 0 : 0xf0) as in the AVX2 kernel: Go
+		// 1.26 fuses a 512-bit x.Or(y.AndNot(z)) into a VPTERNLOGD with
+		// the AndNot operands swapped (computes z &^ y).
+		return nibblePair(unsafe.Add(p, 6), unsafe.Add(p, 6+bpb), k.mask).AsInt8x64().Or(hb.And(k.h10)).Sub(k.sixteen)
+	case fmtQ4_1:
+		return nibblePair(unsafe.Add(p, 4), unsafe.Add(p, 4+bpb), k.mask).AsInt8x64()
+	case fmtQ5_1:
+		hb := archsimd.Int8x64{}.SetLo(bits32(unsafe.Add(p, 4), k.shuf, k.bitmask, k.allOnes)).SetHi(bits32(unsafe.Add(p, 4+bpb), k.shuf, k.bitmask, k.allOnes))
+		return nibblePair(unsafe.Add(p, 8), unsafe.Add(p, 8+bpb), k.mask).AsInt8x64().Or(hb.And(k.h10))
+	}
+	return ldQ8Pair(p)
+}
+
 // mm32Row4 computes one decoded row's (ax, neg: |x| and x<0 of each block
 // pair; dx: block scales) accumulators with activation vectors 0..3 at y
 // (cst bytes apart; expanded scales at dv, dst bytes apart) over np block
@@ -489,19 +536,19 @@ func mm32Row4(ax *[256][64]uint8, neg *[256]uint64, dx *[512]float32, np int, y 
 // expanded activation scales (act.expandPairScales).
 func mm32AVX512(f int, w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
 	nb := a.cols / qk
-	var bpb, qoff int // bytes per block, offset of the quants
+	var bpb int // bytes per block
 	var single rowsFunc
 	switch f {
 	case fmtQ8_0:
-		bpb, qoff, single = bytesQ8_0, 2, dotQ8_0SIMD
+		bpb, single = bytesQ8_0, dotQ8_0SIMD
 	case fmtQ4_0:
-		bpb, qoff, single = bytesQ4_0, 2, dotQ4_0SIMD
+		bpb, single = bytesQ4_0, dotQ4_0SIMD
 	case fmtQ5_0:
-		bpb, qoff, single = bytesQ5_0, 6, dotQ5_0SIMD
+		bpb, single = bytesQ5_0, dotQ5_0SIMD
 	case fmtQ4_1:
-		bpb, qoff, single = bytesQ4_1, 4, dotQ4_1SIMD
+		bpb, single = bytesQ4_1, dotQ4_1SIMD
 	case fmtQ5_1:
-		bpb, qoff, single = bytesQ5_1, 8, dotQ5_1SIMD
+		bpb, single = bytesQ5_1, dotQ5_1SIMD
 	}
 	if nb%2 != 0 || nb > 512 {
 		// Odd block counts need a half-width tail; not worth a special path.
@@ -525,38 +572,18 @@ func mm32AVX512(f int, w []byte, nrows int, a *act, ncols int, out []float32, os
 	pw, py, pd := ptr(w), ptr(qs), ptr(d16)
 	cst := a.cols      // bytes between activation vectors in qs
 	dst := np * 16 * 4 // bytes between vectors in d16
-	mask := archsimd.BroadcastUint8x64(0x0f)
-	sixteen := archsimd.BroadcastInt8x64(16)
-	h10 := archsimd.BroadcastInt8x64(0x10)
-	shuf := archsimd.LoadInt8x32(&bitShuf)
-	bitmask := archsimd.BroadcastUint64x4(0x7fbfdfeff7fbfdfe).AsUint8x32()
-	allOnes := archsimd.BroadcastUint8x32(0xff)
+	k := newPair32Consts()
 	var zero archsimd.Int8x64
 	var dx0, dx1, mx0, mx1 [512]float32
-	// load returns block pair (b, b+1) of the row at p as signed or unsigned
-	// bytes, |x| and the mask of negative x (unsigned formats: x and none).
+	// load returns block pair (b, b+1) of the row at p as |x| and the mask
+	// of negative x (unsigned formats: x and none).
 	load := func(p unsafe.Pointer) (archsimd.Uint8x64, archsimd.Mask8x64) {
-		var x archsimd.Int8x64
-		switch f {
-		case fmtQ8_0:
-			x = ldQ8Pair(p)
-		case fmtQ4_0:
-			x = nibblePair(unsafe.Add(p, 2), unsafe.Add(p, 2+bpb), mask).AsInt8x64().Sub(archsimd.BroadcastInt8x64(8))
-		case fmtQ5_0:
-			hb := archsimd.Int8x64{}.SetLo(bits32(unsafe.Add(p, 2), shuf, bitmask, allOnes)).SetHi(bits32(unsafe.Add(p, 2+bpb), shuf, bitmask, allOnes))
-			// (q | h<<4) - 16. Not q | (h ? 0 : 0xf0) as in the AVX2 kernel: Go
-			// 1.26 fuses a 512-bit x.Or(y.AndNot(z)) into a VPTERNLOGD with
-			// the AndNot operands swapped (computes z &^ y).
-			x = nibblePair(unsafe.Add(p, 6), unsafe.Add(p, 6+bpb), mask).AsInt8x64().Or(hb.And(h10)).Sub(sixteen)
-		case fmtQ4_1:
-			return nibblePair(unsafe.Add(p, 4), unsafe.Add(p, 4+bpb), mask), zero.Less(zero)
-		case fmtQ5_1:
-			hb := archsimd.Int8x64{}.SetLo(bits32(unsafe.Add(p, 4), shuf, bitmask, allOnes)).SetHi(bits32(unsafe.Add(p, 4+bpb), shuf, bitmask, allOnes))
-			return nibblePair(unsafe.Add(p, 8), unsafe.Add(p, 8+bpb), mask).AsInt8x64().Or(hb.And(h10)).AsUint8x64(), zero.Less(zero)
+		x := blockPair32(f, p, bpb, k)
+		if !signed {
+			return x.AsUint8x64(), zero.Less(zero)
 		}
 		return x.Abs().AsUint8x64(), x.Less(zero)
 	}
-	_ = qoff
 	// The row pair's unpacked quants, decoded once for all vectors.
 	var ax [2][256][64]uint8
 	var neg [2][256]uint64

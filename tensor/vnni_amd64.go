@@ -96,28 +96,10 @@ func mm32VNNI(f int, w []byte, nrows int, a *act, ncols int, out []float32, ostr
 	dst := np * 16 * 4 // bytes between vectors in d16
 	s := vnniPool.Get().(*vnniScratch)
 	defer vnniPool.Put(s)
-	mask := archsimd.BroadcastUint8x64(0x0f)
-	eight := archsimd.BroadcastInt8x64(8)
-	sixteen := archsimd.BroadcastInt8x64(16)
-	h10 := archsimd.BroadcastInt8x64(0x10)
-	shuf := archsimd.LoadInt8x32(&bitShuf)
-	bitmask := archsimd.BroadcastUint64x4(0x7fbfdfeff7fbfdfe).AsUint8x32()
-	allOnes := archsimd.BroadcastUint8x32(0xff)
+	pc := newPair32Consts()
 	ones8 := archsimd.BroadcastUint8x64(1)
 	ones16 := archsimd.BroadcastInt16x32(1)
 	var zero32 archsimd.Int32x16
-	// quants returns block pair (b, b+1) of a row at p (block b's start) as
-	// signed bytes in element order.
-	quants := func(p unsafe.Pointer) archsimd.Int8x64 {
-		switch f {
-		case fmtQ4_0:
-			return nibblePair(unsafe.Add(p, 2), unsafe.Add(p, 2+bpb), mask).AsInt8x64().Sub(eight)
-		case fmtQ5_0:
-			hb := archsimd.Int8x64{}.SetLo(bits32(unsafe.Add(p, 2), shuf, bitmask, allOnes)).SetHi(bits32(unsafe.Add(p, 2+bpb), shuf, bitmask, allOnes))
-			return nibblePair(unsafe.Add(p, 6), unsafe.Add(p, 6+bpb), mask).AsInt8x64().Or(hb.And(h10)).Sub(sixteen)
-		}
-		return ldQ8Pair(p)
-	}
 	var res [16]float32
 	// Groups of rows are decoded a chunk at a time (records of up to
 	// vnniChunkBytes, kept in the L2 cache) and each four vectors pass over
@@ -148,7 +130,7 @@ func mm32VNNI(f int, w []byte, nrows int, a *act, ncols int, out []float32, ostr
 			for p := 0; p < np; p++ {
 				for i := range rows {
 					o := unsafe.Add(rec, (4*p+i)*vnniRecBytes)
-					x := quants(unsafe.Add(rows[i], 2*p*bpb))
+					x := blockPair32(f, unsafe.Add(rows[i], 2*p*bpb), bpb, pc)
 					x.Store((*[64]int8)(o))
 					sum := ones8.DotProductPairsSaturated(x).DotProductPairs(ones16)
 					zero32.Sub(sum.ShiftAllLeft(7)).Store((*[16]int32)(unsafe.Add(o, 64)))
