@@ -199,3 +199,11 @@ func BenchmarkAttentionRows(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkBatchKernels compares, for the K-quants, the repacking tile
+// kernels with the eight- and four-vector kernels (dot4Rows) at the batch
+// sizes around tileMinVecsQ4K/Q6K, on 1024×1024 weights in cache: ns per
+// block and vector.
+func BenchmarkBatchKernels(b *testing.B) {
+	batchKernels(b)
+}

@@ -30,7 +30,8 @@ const tileRows = 16
 // weights in cache (BenchmarkKernels' shape) against dot4Rows with the
 // eight-vector kernels: ns per block and vector at 16/24/32/48/64 vectors,
 // Q4_K tiled 7.8/6.3/5.4/4.5/4.2 vs 4.8/4.7/4.7/4.7/4.8, Q6_K tiled
-// 7.8/6.2/5.3/4.6/4.4 vs 5.4/5.5/5.7/5.8/5.8 (2026-12-07, Xeon VM).
+// 7.8/6.2/5.3/4.6/4.4 vs 5.4/5.5/5.7/5.8/5.8 (2026-12-07, Xeon VM;
+// BenchmarkBatchKernels).
 const (
 	tileMinVecsQ4K = 40
 	tileMinVecsQ6K = 32
@@ -220,12 +221,17 @@ func tiledK(nrows, cols, ncols int, out []float32, ostride int, pack func(r0, nr
 }
 
 func mmQ4_KAVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
-	nb := a.cols / qkK
-	rb := nb * bytesQ4_K
 	if ncols < tileMinVecsQ4K {
-		dot4Rows(dot4Q4_KAVX512, dot8Q4_KAVX512, w, rb, nrows, a, ncols, out, ostride)
+		dot4Rows(dot4Q4_KAVX512, dot8Q4_KAVX512, w, a.cols/qkK*bytesQ4_K, nrows, a, ncols, out, ostride)
 		return
 	}
+	mmQ4_KTiled(w, nrows, a, ncols, out, ostride)
+}
+
+// mmQ4_KTiled is mmQ4_KAVX512's repacking path (any ncols a multiple of 4).
+func mmQ4_KTiled(w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
+	nb := a.cols / qkK
+	rb := nb * bytesQ4_K
 	w = w[:nrows*rb]
 	out = out[:(ncols-1)*ostride+nrows]
 	qs := a.qs[:ncols*a.cols]
@@ -338,12 +344,17 @@ func packQ6K(w []byte, rb, r0, nr, nb int, pk *kPack) {
 }
 
 func mmQ6_KAVX512(w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
-	nb := a.cols / qkK
-	rb := nb * bytesQ6_K
 	if ncols < tileMinVecsQ6K {
-		dot4Rows(dot4Q6_KAVX512, dot8Q6_KAVX512, w, rb, nrows, a, ncols, out, ostride)
+		dot4Rows(dot4Q6_KAVX512, dot8Q6_KAVX512, w, a.cols/qkK*bytesQ6_K, nrows, a, ncols, out, ostride)
 		return
 	}
+	mmQ6_KTiled(w, nrows, a, ncols, out, ostride)
+}
+
+// mmQ6_KTiled is mmQ6_KAVX512's repacking path (any ncols a multiple of 4).
+func mmQ6_KTiled(w []byte, nrows int, a *act, ncols int, out []float32, ostride int) {
+	nb := a.cols / qkK
+	rb := nb * bytesQ6_K
 	w = w[:nrows*rb]
 	out = out[:(ncols-1)*ostride+nrows]
 	qs := a.qs[:ncols*a.cols]
