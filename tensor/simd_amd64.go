@@ -306,7 +306,14 @@ func dotBF16SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	w = w[:nrows*2*n]
 	out = out[:nrows]
 	pw0, px := ptr(w), ptr(x)
-	for r := range out {
+	nrows = len(out)
+	q := streamRows(nrows)
+	for k := 0; k < 4*q; k++ {
+		// Rows in four streams, as the four-row kernels read them.
+		r := k&3*q + k>>2
+		if r >= nrows {
+			continue
+		}
 		pw := unsafe.Add(pw0, 2*n*r)
 		var acc0, acc1, acc2, acc3 f32x8
 		i := 0
@@ -342,7 +349,13 @@ func dotQ8_0SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	ds := a.d[e0/qk : e0/qk+nb]
 	pw, py := ptr(w), ptr(qs)
 	ones := archsimd.BroadcastInt16x16(1)
-	for r := 0; r < nrows; r++ {
+	q := streamRows(nrows)
+	for k := 0; k < 4*q; k++ {
+		// Rows in four streams, as the four-row kernels read them.
+		r := k&3*q + k>>2
+		if r >= nrows {
+			continue
+		}
 		pr := unsafe.Add(pw, r*rb)
 		var acc0, acc1 f32x8
 		b := 0
@@ -404,7 +417,13 @@ func dotQ4_0SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	ones := archsimd.BroadcastInt16x16(1)
 	mask := archsimd.BroadcastUint8x32(0x0f)
 	eight := archsimd.BroadcastInt8x32(8)
-	for r := 0; r < nrows; r++ {
+	q := streamRows(nrows)
+	for k := 0; k < 4*q; k++ {
+		// Rows in four streams, as the four-row kernels read them.
+		r := k&3*q + k>>2
+		if r >= nrows {
+			continue
+		}
 		pr := unsafe.Add(pw, r*rb)
 		var acc0, acc1 f32x8
 		for b := 0; b < nb; b++ {
@@ -435,7 +454,13 @@ func dotQ5_0SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	shuf := archsimd.LoadInt8x32(&bitShuf)
 	bitmask := archsimd.BroadcastUint64x4(0x7fbfdfeff7fbfdfe).AsUint8x32()
 	allOnes := archsimd.BroadcastUint8x32(0xff)
-	for r := 0; r < nrows; r++ {
+	q := streamRows(nrows)
+	for k := 0; k < 4*q; k++ {
+		// Rows in four streams, as the four-row kernels read them.
+		r := k&3*q + k>>2
+		if r >= nrows {
+			continue
+		}
 		pr := unsafe.Add(pw, r*rb)
 		var acc0, acc1 f32x8
 		for b := 0; b < nb; b++ {
@@ -464,7 +489,13 @@ func dotQ4_1SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	pw, py := ptr(w), ptr(qs)
 	ones := archsimd.BroadcastInt16x16(1)
 	mask := archsimd.BroadcastUint8x32(0x0f)
-	for r := 0; r < nrows; r++ {
+	q := streamRows(nrows)
+	for k := 0; k < 4*q; k++ {
+		// Rows in four streams, as the four-row kernels read them.
+		r := k&3*q + k>>2
+		if r >= nrows {
+			continue
+		}
 		pr := unsafe.Add(pw, r*rb)
 		var acc0, acc1 f32x8
 		var summs f32x8
@@ -500,7 +531,13 @@ func dotQ5_1SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	shuf := archsimd.LoadInt8x32(&bitShuf)
 	bitmask := archsimd.BroadcastUint64x4(0x7fbfdfeff7fbfdfe).AsUint8x32()
 	allOnes := archsimd.BroadcastUint8x32(0xff)
-	for r := 0; r < nrows; r++ {
+	q := streamRows(nrows)
+	for k := 0; k < 4*q; k++ {
+		// Rows in four streams, as the four-row kernels read them.
+		r := k&3*q + k>>2
+		if r >= nrows {
+			continue
+		}
 		pr := unsafe.Add(pw, r*rb)
 		var acc0, acc1 f32x8
 		var summs f32x8
@@ -616,7 +653,13 @@ func dotQ4_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	mask := archsimd.BroadcastUint8x32(0x0f)
 	i0, i1, i2, i3 := archsimd.LoadInt8x32(&k4Idx[0]), archsimd.LoadInt8x32(&k4Idx[1]), archsimd.LoadInt8x32(&k4Idx[2]), archsimd.LoadInt8x32(&k4Idx[3])
 	i4, i5, i6, i7 := archsimd.LoadInt8x32(&k4Idx[4]), archsimd.LoadInt8x32(&k4Idx[5]), archsimd.LoadInt8x32(&k4Idx[6]), archsimd.LoadInt8x32(&k4Idx[7])
-	for r := 0; r < nrows; r++ {
+	q := streamRows(nrows)
+	for k := 0; k < 4*q; k++ {
+		// Rows in four streams, as the four-row kernels read them.
+		r := k&3*q + k>>2
+		if r >= nrows {
+			continue
+		}
 		pr := unsafe.Add(pw, r*rb)
 		// The row's sum as float32 bits between the scalar loops: a float32
 		// live across the vector loop is spilled with legacy-SSE MOVSS.
@@ -672,7 +715,13 @@ func dot4Q4_KSIMD(w []byte, nrows int, a *act, j0 int, out []float32, ostride in
 	pw, py, pbs, pd := ptr(w), ptr(qs), ptr(bsums), ptr(d4)
 	st, sb := a.cols, a.cols/16*2 // byte strides between vectors in qs and bsums
 	mask := archsimd.BroadcastUint8x32(0x0f)
-	for r := 0; r < nrows; r++ {
+	q := streamRows(nrows)
+	for k := 0; k < 4*q; k++ {
+		// Rows in four streams, as the four-row kernels read them.
+		r := k&3*q + k>>2
+		if r >= nrows {
+			continue
+		}
 		pr := unsafe.Add(pw, r*rb)
 		// sum4 is carried in the low half of a 256-bit value: Go spills and
 		// moves 128-bit values in X0-X15 with legacy-SSE MOVUPS (see doc.go).
@@ -728,7 +777,13 @@ func dotQ6_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	m4 := archsimd.BroadcastUint8x32(0x0f)
 	m30 := archsimd.BroadcastUint8x32(0x30)
-	for r := 0; r < nrows; r++ {
+	q := streamRows(nrows)
+	for k := 0; k < 4*q; k++ {
+		// Rows in four streams, as the four-row kernels read them.
+		r := k&3*q + k>>2
+		if r >= nrows {
+			continue
+		}
 		pr := unsafe.Add(pw, r*rb)
 		// The row's sum as float32 bits between the scalar loops: a float32
 		// live across the vector loop is spilled with legacy-SSE MOVSS.
@@ -800,7 +855,13 @@ func dot4Q6_KSIMD(w []byte, nrows int, a *act, j0 int, out []float32, ostride in
 	st, sb := a.cols, a.cols/16*2
 	m4 := archsimd.BroadcastUint8x32(0x0f)
 	m30 := archsimd.BroadcastUint8x32(0x30)
-	for r := 0; r < nrows; r++ {
+	q := streamRows(nrows)
+	for k := 0; k < 4*q; k++ {
+		// Rows in four streams, as the four-row kernels read them.
+		r := k&3*q + k>>2
+		if r >= nrows {
+			continue
+		}
 		pr := unsafe.Add(pw, r*rb)
 		// sum4 is carried in the low half of a 256-bit value: Go spills and
 		// moves 128-bit values in X0-X15 with legacy-SSE MOVUPS (see doc.go).
@@ -882,7 +943,13 @@ func dotQ5_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	mask := archsimd.BroadcastUint8x32(0x0f)
 	m10 := archsimd.BroadcastUint8x32(0x10)
-	for r := 0; r < nrows; r++ {
+	q := streamRows(nrows)
+	for k := 0; k < 4*q; k++ {
+		// Rows in four streams, as the four-row kernels read them.
+		r := k&3*q + k>>2
+		if r >= nrows {
+			continue
+		}
 		pr := unsafe.Add(pw, r*rb)
 		// The row's sum as float32 bits between the scalar loops: a float32
 		// live across the vector loop is spilled with legacy-SSE MOVSS.
@@ -947,7 +1014,13 @@ func dotQ3_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	m3 := archsimd.BroadcastUint8x32(3)
 	m4 := archsimd.BroadcastUint8x32(4)
-	for r := 0; r < nrows; r++ {
+	q := streamRows(nrows)
+	for k := 0; k < 4*q; k++ {
+		// Rows in four streams, as the four-row kernels read them.
+		r := k&3*q + k>>2
+		if r >= nrows {
+			continue
+		}
 		pr := unsafe.Add(pw, r*rb)
 		// The row's sum as float32 bits between the scalar loops: a float32
 		// live across the vector loop is spilled with legacy-SSE MOVSS.
@@ -997,7 +1070,13 @@ func dotQ2_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	m3 := archsimd.BroadcastUint8x32(3)
-	for r := 0; r < nrows; r++ {
+	q := streamRows(nrows)
+	for k := 0; k < 4*q; k++ {
+		// Rows in four streams, as the four-row kernels read them.
+		r := k&3*q + k>>2
+		if r >= nrows {
+			continue
+		}
 		pr := unsafe.Add(pw, r*rb)
 		// The row's sum as float32 bits between the scalar loops: a float32
 		// live across the vector loop is spilled with legacy-SSE MOVSS.
