@@ -303,13 +303,7 @@ func dot4Q4_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 	i1 := archsimd.LoadInt8x64(&k4Idx512[1])
 	i2 := archsimd.LoadInt8x64(&k4Idx512[2])
 	i3 := archsimd.LoadInt8x64(&k4Idx512[3])
-	q := streamRows(nrows)
-	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
-		if r >= nrows {
-			continue
-		}
+	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
 		// sum4 is carried in the low half of a 256-bit value: Go spills and
 		// moves 128-bit values in X0-X15 with legacy-SSE MOVUPS (see doc.go).
@@ -373,13 +367,7 @@ func dot8Q4_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 	i1 := archsimd.LoadInt8x64(&k4Idx512[1])
 	i2 := archsimd.LoadInt8x64(&k4Idx512[2])
 	i3 := archsimd.LoadInt8x64(&k4Idx512[3])
-	q := streamRows(nrows)
-	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
-		if r >= nrows {
-			continue
-		}
+	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
 		var sum8 f32x8
 		for b := 0; b < nb; b++ {
@@ -966,13 +954,7 @@ func dot4Q6_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 	m30 := archsimd.BroadcastUint8x64(0x30)
 	shlA := archsimd.LoadUint16x32(&q6ShlA)
 	shrB := archsimd.LoadUint16x32(&q6ShrB)
-	q := streamRows(nrows)
-	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
-		if r >= nrows {
-			continue
-		}
+	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
 		// sum4 is carried in the low half of a 256-bit value: Go spills and
 		// moves 128-bit values in X0-X15 with legacy-SSE MOVUPS (see doc.go).
@@ -1034,13 +1016,7 @@ func dot8Q6_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 	m30 := archsimd.BroadcastUint8x64(0x30)
 	shlA := archsimd.LoadUint16x32(&q6ShlA)
 	shrB := archsimd.LoadUint16x32(&q6ShrB)
-	q := streamRows(nrows)
-	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
-		if r >= nrows {
-			continue
-		}
+	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
 		var sum8 f32x8
 		for b := 0; b < nb; b++ {
@@ -1211,13 +1187,7 @@ func dot4Q5_KAVX512(w []byte, nrows int, a *act, j0 int, out []float32, ostride 
 	mask := archsimd.BroadcastUint8x64(0x0f)
 	m10 := archsimd.BroadcastUint8x64(0x10)
 	ch := archsimd.LoadUint16x32(&q5KShiftH)
-	q := streamRows(nrows)
-	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
-		if r >= nrows {
-			continue
-		}
+	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
 		// sum4 is carried in the low half of a 256-bit value: Go spills and
 		// moves 128-bit values in X0-X15 with legacy-SSE MOVUPS (see doc.go).

@@ -715,13 +715,7 @@ func dot4Q4_KSIMD(w []byte, nrows int, a *act, j0 int, out []float32, ostride in
 	pw, py, pbs, pd := ptr(w), ptr(qs), ptr(bsums), ptr(d4)
 	st, sb := a.cols, a.cols/16*2 // byte strides between vectors in qs and bsums
 	mask := archsimd.BroadcastUint8x32(0x0f)
-	q := streamRows(nrows)
-	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
-		if r >= nrows {
-			continue
-		}
+	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
 		// sum4 is carried in the low half of a 256-bit value: Go spills and
 		// moves 128-bit values in X0-X15 with legacy-SSE MOVUPS (see doc.go).
@@ -855,13 +849,7 @@ func dot4Q6_KSIMD(w []byte, nrows int, a *act, j0 int, out []float32, ostride in
 	st, sb := a.cols, a.cols/16*2
 	m4 := archsimd.BroadcastUint8x32(0x0f)
 	m30 := archsimd.BroadcastUint8x32(0x30)
-	q := streamRows(nrows)
-	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
-		if r >= nrows {
-			continue
-		}
+	for r := 0; r < nrows; r++ {
 		pr := unsafe.Add(pw, r*rb)
 		// sum4 is carried in the low half of a 256-bit value: Go spills and
 		// moves 128-bit values in X0-X15 with legacy-SSE MOVUPS (see doc.go).
