@@ -85,3 +85,42 @@ func BenchmarkAttend(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAttendLayers: one decoding token's attention over every layer
+// of a Qwen3-0.6B-shaped model (28 layers, 8 KV heads of 128) with an F16
+// cache 4,096 deep: 448 MiB of cached rows, more than the caches hold, so
+// it measures how fast attention reads the cache from memory (GB/s); b.N
+// tokens.
+func BenchmarkAttendLayers(b *testing.B) {
+	const layers, depth = 28, 4096
+	cfg := &Config{NHead: 16, NHeadKV: 8, HeadDim: 128, HeadDimV: 128}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	// Two blocks of random rows, copied into every layer's own blocks.
+	src := newTypedCache(rnd, gguf.TypeF16, gguf.TypeF16, cfg.NHeadKV, cfg.HeadDim, 64)
+	cs := make([]*typedCache, layers)
+	for l := range cs {
+		c := &typedCache{bs: src.bs, heads: src.heads, hd: src.hd, kt: src.kt, vt: src.vt}
+		for p := 0; p <= depth; p += c.bs {
+			c.k = append(c.k, append([]byte(nil), src.k[p/c.bs%2]...))
+			c.v = append(c.v, append([]byte(nil), src.v[p/c.bs%2]...))
+		}
+		cs[l] = c
+	}
+	pool := tensor.NewPool(2)
+	defer pool.Close()
+	r := &runner{cfg: cfg, pool: pool, n: 1}
+	r.q = make([]float32, cfg.NHead*cfg.HeadDim)
+	for i := range r.q {
+		r.q[i] = float32(rnd.NormFloat64())
+	}
+	r.att = make([]float32, cfg.NHead*cfg.HeadDimV)
+	batch := &Batch{Pos: []int{depth}, Seq: []int{0}}
+	b.ResetTimer()
+	for b.Loop() {
+		for l, c := range cs {
+			r.attend(l, c, batch)
+		}
+	}
+	bytes := float64(layers * (depth + 1) * cfg.NHeadKV * 2 * tensor.KVRowBytes(gguf.TypeF16, cfg.HeadDim))
+	b.ReportMetric(bytes*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+}

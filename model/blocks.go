@@ -166,6 +166,18 @@ type attnWork struct {
 	q, sc, out, kbuf, vbuf []float32
 	cnt, bcnt              []int
 	kv                     tensor.KVScratch
+	blocks                 [tensor.KVStreams][]byte
+}
+
+// kvRun returns how many cache blocks from position p0 on go through
+// tensor.KVBlocksF32 side by side: the full blocks below to, at most
+// tensor.KVStreams; 0 when the block at p0 is partial or the type is F32
+// (whose rows are used in place).
+func kvRun(t gguf.Type, p0, to, bs int) int {
+	if t == gguf.TypeF32 {
+		return 0
+	}
+	return min((to-p0)/bs, tensor.KVStreams)
 }
 
 var workPool = sync.Pool{New: func() any { return new(attnWork) }}
@@ -485,11 +497,25 @@ func (r *runner) attendTile(w *attnWork, layer int, c Cache, b *Batch, it attnIt
 			w.kv.DotTile(kb[it.g*bs*krb:], min(p0+bs, to)-p0, w.sc[p0-from:], lds)
 		}
 	} else {
-		for p0 := from; p0 < to; p0 += bs {
+		for p0 := from; p0 < to; {
+			if nb := kvRun(kt, p0, to, bs); nb > 0 {
+				blocks := w.blocks[:nb]
+				for i := range blocks {
+					kb, _ := c.Block(layer, seq, p0+i*bs)
+					blocks[i] = kb[it.g*bs*krb:]
+				}
+				k := tensor.KVBlocksF32(kt, blocks, bs, hd, &w.kbuf)
+				for i := range blocks {
+					tensor.AttnScores(w.q, M, hd, k[i*bs*hd:], bs, w.sc[p0+i*bs-from:], lds)
+				}
+				p0 += nb * bs
+				continue
+			}
 			nk := min(p0+bs, to) - p0
 			kb, _ := c.Block(layer, seq, p0)
 			k := tensor.KVRowsF32(kt, kb[it.g*bs*krb:], nk, hd, &w.kbuf)
 			tensor.AttnScores(w.q, M, hd, k, nk, w.sc[p0-from:], lds)
+			p0 += bs
 		}
 	}
 	for m, cm := range cnt {
@@ -507,14 +533,30 @@ func (r *runner) attendTile(w *attnWork, layer int, c Cache, b *Batch, it attnIt
 		}
 	}
 	clear(w.out)
-	for p0 := from; p0 < to; p0 += bs {
-		nk := min(p0+bs, to) - p0
-		for m, cm := range cnt {
-			bcnt[m] = min(max(cm-(p0-from), 0), nk)
+	for p0 := from; p0 < to; {
+		var v []float32
+		nb := kvRun(vt, p0, to, bs)
+		if nb > 0 {
+			blocks := w.blocks[:nb]
+			for i := range blocks {
+				_, vb := c.Block(layer, seq, p0+i*bs)
+				blocks[i] = vb[it.g*bs*vrb:]
+			}
+			v = tensor.KVBlocksF32(vt, blocks, bs, hdv, &w.vbuf)
+		} else {
+			nb = 1
+			_, vb := c.Block(layer, seq, p0)
+			v = tensor.KVRowsF32(vt, vb[it.g*bs*vrb:], min(p0+bs, to)-p0, hdv, &w.vbuf)
 		}
-		_, vb := c.Block(layer, seq, p0)
-		v := tensor.KVRowsF32(vt, vb[it.g*bs*vrb:], nk, hdv, &w.vbuf)
-		tensor.AttnPV(w.sc[p0-from:], lds, bcnt, v, hdv, w.out)
+		// The blocks' value rows are added in position order, as one
+		// block at a time would add them.
+		for i := 0; i < nb; i, p0 = i+1, p0+bs {
+			nk := min(p0+bs, to) - p0
+			for m, cm := range cnt {
+				bcnt[m] = min(max(cm-(p0-from), 0), nk)
+			}
+			tensor.AttnPV(w.sc[p0-from:], lds, bcnt, v[i*bs*hdv:], hdv, w.out)
+		}
 	}
 	for m := range cnt {
 		t, h := ta+m/group, it.g*group+m%group

@@ -20,6 +20,8 @@ type attnVariant struct {
 	scores func(q []float32, M, d int, k []float32, nk int, s []float32, lds int)
 	pv     func(p []float32, ldp int, cnt []int, v []float32, dv int, out []float32)
 	cvtF16 func(h []byte, out []float32)
+	// cvtF16Blocks, if set, replaces cvtF16BlocksImpl.
+	cvtF16Blocks func(hs [][]byte, m int, out []float32)
 }
 
 var hasF16C = hasSIMD && cpuHasF16C()
@@ -28,6 +30,8 @@ var attnVariants = []attnVariant{
 	{name: "avx2", ok: hasSIMD, scores: attnScoresAVX2, pv: attnPVAVX2},
 	{name: "avx512", ok: hasSIMD && archsimd.X86.AVX512(), scores: attnScoresAVX512, pv: attnPVAVX512},
 	{name: "f16c", ok: hasF16C, cvtF16: cvtF16F16C},
+	// cvtF16Blocks converts 16 values per instruction (EVEX VCVTPH2PS).
+	{name: "f16c-avx512", ok: hasF16C && hasSIMD && archsimd.X86.AVX512(), cvtF16Blocks: cvtF16BlocksAVX512},
 }
 
 func init() {
@@ -40,6 +44,9 @@ func init() {
 		}
 		if v.cvtF16 != nil {
 			cvtF16Impl = v.cvtF16
+		}
+		if v.cvtF16Blocks != nil {
+			cvtF16BlocksImpl = v.cvtF16Blocks
 		}
 	}
 	if hasSIMD {
@@ -59,6 +66,22 @@ func cvtF16F16C(h []byte, out []float32) {
 	for i := n8; i < n; i++ {
 		out[i] = f16ToF32(le16(h[2*i:]))
 	}
+}
+
+// cvtF16BlocksAVX512 is cvtF16BlocksGeneric reading the blocks side by
+// side (cvtF16Blocks) when m is a multiple of 32, as a cache block of a
+// head size of 32, 64, 128 or 256 is.
+func cvtF16BlocksAVX512(hs [][]byte, m int, out []float32) {
+	if m%32 != 0 || m == 0 {
+		cvtF16BlocksGeneric(hs, m, out)
+		return
+	}
+	var ps [kvStreams]*byte
+	for i, h := range hs {
+		ps[i] = &h[:2*m][0]
+	}
+	out = out[:len(hs)*m]
+	cvtF16Blocks(&out[0], &ps, len(hs), m)
 }
 
 // reduce8 folds eight 8-lane sums at once, each in hsum8's order, into

@@ -155,6 +155,82 @@ func TestKVRowsF32(t *testing.T) {
 
 // ExpSum in use gives the generic kernel's results, and those are the
 // softmax's numerator and denominator.
+// KVBlocksF32 gives each block exactly what KVRowsF32 gives it alone, for
+// every conversion variant, one to KVStreams blocks, every binary16 value,
+// block sizes that the side-by-side kernel takes and ones it hands back to
+// the block-by-block loop, and Q8_0 blocks.
+func TestKVBlocksF32(t *testing.T) {
+	impls := map[string]func([][]byte, int, []float32){"generic": cvtF16BlocksGeneric, "active": cvtF16BlocksImpl}
+	for _, v := range attnVariants {
+		if v.ok && v.cvtF16Blocks != nil {
+			impls[v.name] = v.cvtF16Blocks
+		}
+	}
+	defer func(f func([][]byte, int, []float32)) { cvtF16BlocksImpl = f }(cvtF16BlocksImpl)
+	r := rand.New(rand.NewSource(5))
+	for name, f := range impls {
+		cvtF16BlocksImpl = f
+		for _, tc := range []struct {
+			typ     gguf.Type
+			rows, n int
+		}{
+			{gguf.TypeF16, 32, 128}, // 4,096 values a block: with 4 blocks, 2^14 of the 2^16
+			{gguf.TypeF16, 128, 128},
+			{gguf.TypeF16, 3, 32},
+			{gguf.TypeF16, 5, 24}, // 120 values: not a multiple of 32
+			{gguf.TypeF16, 1, 8},
+			{gguf.TypeQ8_0, 7, 64},
+		} {
+			for k := 1; k <= KVStreams; k++ {
+				rb := KVRowBytes(tc.typ, tc.n)
+				kvs := make([][]byte, k)
+				for i := range kvs {
+					kvs[i] = make([]byte, tc.rows*rb+3) // a longer slice: only rows*rb bytes count
+					if tc.typ == gguf.TypeF16 {
+						for j := 0; j+1 < len(kvs[i]); j += 2 {
+							h := uint16(r.Intn(1 << 16))
+							kvs[i][j], kvs[i][j+1] = byte(h), byte(h>>8)
+						}
+					} else {
+						for row := 0; row < tc.rows; row++ {
+							StoreKV(tc.typ, randF32s(r, tc.n), kvs[i][row*rb:])
+						}
+					}
+				}
+				var buf, one []float32
+				got := KVBlocksF32(tc.typ, kvs, tc.rows, tc.n, &buf)
+				m := tc.rows * tc.n
+				if len(got) != k*m {
+					t.Fatalf("%s %v %dx%d k=%d: %d values, want %d", name, tc.typ, tc.rows, tc.n, k, len(got), k*m)
+				}
+				for i, kv := range kvs {
+					want := KVRowsF32(tc.typ, kv, tc.rows, tc.n, &one)
+					for j, w := range want {
+						g := got[i*m+j]
+						if math.Float32bits(g) != math.Float32bits(w) && !(math.IsNaN(float64(g)) && math.IsNaN(float64(w))) {
+							t.Fatalf("%s %v %dx%d k=%d: block %d value %d is %v, want %v", name, tc.typ, tc.rows, tc.n, k, i, j, g, w)
+						}
+					}
+				}
+			}
+		}
+	}
+	for _, bad := range []struct {
+		typ gguf.Type
+		k   int
+	}{{gguf.TypeF32, 1}, {gguf.TypeF16, 0}, {gguf.TypeF16, KVStreams + 1}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("KVBlocksF32 of %d %v blocks did not panic", bad.k, bad.typ)
+				}
+			}()
+			var buf []float32
+			KVBlocksF32(bad.typ, make([][]byte, bad.k), 1, 32, &buf)
+		}()
+	}
+}
+
 func TestExpSum(t *testing.T) {
 	r := rand.New(rand.NewSource(11))
 	for _, n := range []int{1, 5, 8, 9, 16, 31, 64, 1000, 1024} {

@@ -13,3 +13,11 @@ func cpuid1ECX() uint32
 // cpuHasF16C reports CPUID leaf 1's F16C bit (ECX bit 29); VCVTPH2PS also
 // needs the AVX state the OS enables, which hasSIMD (AVX2) already implies.
 func cpuHasF16C() bool { return cpuid1ECX()&(1<<29) != 0 }
+
+// cvtF16Blocks converts k blocks of m binary16 values (m a positive
+// multiple of 32, 1 <= k <= kvStreams) from srcs[i] to dst[i*m:] with
+// AVX-512's VCVTPH2PS on 16 values, reading the blocks side by side
+// (f16cvt_amd64.s).
+//
+//go:noescape
+func cvtF16Blocks(dst *float32, srcs *[kvStreams]*byte, k, m int)

@@ -44,3 +44,36 @@ TEXT ·cpuid1ECX(SB), NOSPLIT, $0-4
 	CPUID
 	MOVL CX, ret+0(FP)
 	RET
+
+// func cvtF16Blocks(dst *float32, srcs *[kvStreams]*byte, k, m int)
+// Converts k blocks of m binary16 values (m a positive multiple of 32,
+// 1 <= k <= kvStreams), srcs[i] to dst[i*m:], 32 values of each block in
+// turn: the blocks are read side by side, k streams at once.
+TEXT ·cvtF16Blocks(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ srcs+8(FP), SI
+	MOVQ k+16(FP), R12
+	MOVQ m+24(FP), CX
+	MOVQ CX, DX
+	SHLQ $2, DX // bytes between the blocks in dst
+	XORQ BX, BX // offset into every source
+next32:
+	MOVQ DI, AX
+	MOVQ R12, R13
+	MOVQ SI, R14
+block:
+	MOVQ (R14), R8
+	VCVTPH2PS (R8)(BX*1), Z0
+	VCVTPH2PS 32(R8)(BX*1), Z1
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	ADDQ DX, AX
+	ADDQ $8, R14
+	DECQ R13
+	JNZ  block
+	ADDQ $64, BX
+	ADDQ $128, DI
+	SUBQ $32, CX
+	JNZ  next32
+	VZEROUPPER
+	RET
