@@ -80,11 +80,13 @@ func addVariant(t gguf.Type, name string, ok bool, f rowsFunc) {
 func init() {
 	avx512 := hasSIMD && archsimd.X86.AVX512()
 	addVariant(gguf.TypeF32, "avx2", hasSIMD, dotF32SIMD)
+	addVariantN(gguf.TypeF32, "avx2", hasSIMD, mmF32)
 	addVariant(gguf.TypeF16, "avx2", hasSIMD, dotF16SIMD)
 	// F16C's VCVTPH2PS (Go assembly) where the CPU has it: f16mm_amd64.go.
 	addVariant(gguf.TypeF16, "f16c", hasF16C, dotF16C)
 	addVariantN(gguf.TypeF16, "f16c", hasF16C, mmF16C)
 	addVariant(gguf.TypeBF16, "avx2", hasSIMD, dotBF16SIMD)
+	addVariantN(gguf.TypeBF16, "avx2", hasSIMD, mmBF16)
 	addVariant(gguf.TypeQ8_0, "avx2", hasSIMD, dotQ8_0SIMD)
 	addVariant(gguf.TypeQ4_0, "avx2", hasSIMD, dotQ4_0SIMD)
 	addVariant(gguf.TypeQ4_1, "avx2", hasSIMD, dotQ4_1SIMD)

@@ -4,6 +4,7 @@ package tensor
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"simd/archsimd"
@@ -37,6 +38,40 @@ func TestF16Vectors(t *testing.T) {
 			for i, v := range out16 {
 				if want := f16ToF32(uint16(h + i)); math.Float32bits(v) != math.Float32bits(want) {
 					t.Fatalf("f16x16(%#04x) = %#08x, want %#08x", h+i, math.Float32bits(v), math.Float32bits(want))
+				}
+			}
+		}
+	}
+}
+
+// mmF32Rows gives every cell exactly dotF32Ptr's value, with the register
+// tiles and without, for row and vector counts that leave partial tiles and
+// lengths with and without a tail past the last multiple of 32.
+func TestMmF32Rows(t *testing.T) {
+	defer func(v bool) { useF32Tile = v }(useF32Tile)
+	r := rand.New(rand.NewPCG(41, 42))
+	for _, tile := range []bool{false, true} {
+		if tile && !(hasSIMD && archsimd.X86.AVX512()) {
+			t.Log("no AVX-512: the tiles are not checked")
+			continue
+		}
+		useF32Tile = tile
+		for _, n := range []int{8, 32, 40, 96, 1000, 1024} {
+			for _, nr := range []int{1, 2, 3, 6} {
+				for _, ncols := range []int{1, 3, 4, 5, 9} {
+					rows, xs := randFloats(r, nr*n), randFloats(r, ncols*n)
+					ostride := nr + 3
+					out := make([]float32, ncols*ostride)
+					mmF32Rows(rows, nr, xs, ncols, n, out, ostride)
+					for j := 0; j < ncols; j++ {
+						for i := 0; i < nr; i++ {
+							row, x := rows[i*n:(i+1)*n], xs[j*n:(j+1)*n]
+							want := dotF32Ptr(ptr(row), ptr(x), row, x, n)
+							if got := out[j*ostride+i]; math.Float32bits(got) != math.Float32bits(want) {
+								t.Fatalf("tile %v n %d rows %d vectors %d: row %d vector %d = %v, want %v", tile, n, nr, ncols, i, j, got, want)
+							}
+						}
+					}
 				}
 			}
 		}

@@ -1,0 +1,96 @@
+//go:build goexperiment.simd && amd64
+
+#include "textflag.h"
+
+// One cell's 32 lanes (A: elements 0-15 of every 32, B: 16-31) finished as
+// dotF32Ptr finishes its four 8-lane accumulators acc0..acc3 (A = acc0|acc1,
+// B = acc2|acc3): (acc0+acc1) + (acc2+acc3), then hsum8, stored at dst.
+#define FINISH(za, zb, ya, yb, xa, dst) \
+	VEXTRACTF64X4 $1, za, Y26; \
+	VADDPS        Y26, ya, ya; \
+	VEXTRACTF64X4 $1, zb, Y27; \
+	VADDPS        Y27, yb, yb; \
+	VADDPS        yb, ya, ya; \
+	VEXTRACTF32X4 $1, ya, X26; \
+	VADDPS        X26, xa, xa; \
+	VPERMILPS     $0xEE, xa, X26; \
+	VADDPS        X26, xa, xa; \
+	VPERMILPS     $0x55, xa, X26; \
+	VADDSS        X26, xa, xa; \
+	VMOVSS        xa, dst
+
+// Products of the two rows' 32 elements (Z16-Z19) with one vector's
+// (loaded into Z20, Z21 from base+AX), added to that vector's four
+// accumulators: multiply, then add, each rounded (no FMA), as dotF32Ptr.
+#define VEC(base, a0, b0, a1, b1) \
+	VMOVUPS (base)(AX*1), Z20; \
+	VMOVUPS 64(base)(AX*1), Z21; \
+	VMULPS  Z20, Z16, Z22; \
+	VMULPS  Z21, Z17, Z23; \
+	VMULPS  Z20, Z18, Z24; \
+	VMULPS  Z21, Z19, Z25; \
+	VADDPS  Z22, a0, a0; \
+	VADDPS  Z23, b0, b0; \
+	VADDPS  Z24, a1, a1; \
+	VADDPS  Z25, b1, b1
+
+// func f32Tile2x4(r *float32, x *float32, stride, n32 int, out *float32, ostride int)
+// The dots of rows r and r+stride bytes with the vectors x, x+stride,
+// x+2·stride, x+3·stride over their first n32 elements (n32 a positive
+// multiple of 32), each summed in dotF32Ptr's lanes and order: row i times
+// vector j goes to out + j·ostride + 4i (bytes).
+TEXT ·f32Tile2x4(SB), NOSPLIT, $0-48
+	MOVQ r+0(FP), SI
+	MOVQ x+8(FP), R8
+	MOVQ stride+16(FP), DX
+	MOVQ n32+24(FP), CX
+	SHLQ $2, CX
+	LEAQ (SI)(DX*1), DI
+	LEAQ (R8)(DX*1), R9
+	LEAQ (R9)(DX*1), R10
+	LEAQ (R10)(DX*1), R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	XORQ AX, AX
+loop:
+	VMOVUPS (SI)(AX*1), Z16
+	VMOVUPS 64(SI)(AX*1), Z17
+	VMOVUPS (DI)(AX*1), Z18
+	VMOVUPS 64(DI)(AX*1), Z19
+	VEC(R8, Z0, Z1, Z2, Z3)
+	VEC(R9, Z4, Z5, Z6, Z7)
+	VEC(R10, Z8, Z9, Z10, Z11)
+	VEC(R11, Z12, Z13, Z14, Z15)
+	ADDQ $128, AX
+	CMPQ AX, CX
+	JLT  loop
+
+	MOVQ out+32(FP), BX
+	MOVQ ostride+40(FP), DX
+	FINISH(Z0, Z1, Y0, Y1, X0, (BX))
+	FINISH(Z2, Z3, Y2, Y3, X2, 4(BX))
+	ADDQ DX, BX
+	FINISH(Z4, Z5, Y4, Y5, X4, (BX))
+	FINISH(Z6, Z7, Y6, Y7, X6, 4(BX))
+	ADDQ DX, BX
+	FINISH(Z8, Z9, Y8, Y9, X8, (BX))
+	FINISH(Z10, Z11, Y10, Y11, X10, 4(BX))
+	ADDQ DX, BX
+	FINISH(Z12, Z13, Y12, Y13, X12, (BX))
+	FINISH(Z14, Z15, Y14, Y15, X14, 4(BX))
+	VZEROUPPER
+	RET
