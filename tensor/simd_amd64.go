@@ -101,6 +101,8 @@ func init() {
 	addVariant(gguf.TypeQ5_K, "avx2", hasSIMD, dotQ5_KSIMD)
 	addVariant(gguf.TypeQ5_K, "avx512", avx512, dotQ5_KAVX512)
 	addVariant4(gguf.TypeQ5_K, "avx512x4", avx512, dot4Q5_KAVX512)
+	addVariant4(gguf.TypeQ2_K, "avx512x4", avx512, dot4Q2_KAVX512)
+	addVariant4(gguf.TypeQ3_K, "avx512x4", avx512, dot4Q3_KAVX512)
 	addVariant(gguf.TypeQ6_K, "avx2", hasSIMD, dotQ6_KSIMD)
 	addVariant(gguf.TypeQ6_K, "avx512", avx512, dotQ6_KAVX512Shift)
 	// dotQ6_KAVX512 unpacks the high bits with GF2P8AFFINEQB; registered
