@@ -14,6 +14,12 @@ func cpuid1ECX() uint32
 // needs the AVX state the OS enables, which hasSIMD (AVX2) already implies.
 func cpuHasF16C() bool { return cpuid1ECX()&(1<<29) != 0 }
 
+func cpuid0EBX() uint32
+
+// cpuIsIntel reports whether CPUID's vendor string starts "Genu"
+// (GenuineIntel).
+func cpuIsIntel() bool { return cpuid0EBX() == 0x756e6547 }
+
 // cvtF16Blocks converts k blocks of m binary16 values (m a positive
 // multiple of 32, 1 <= k <= kvStreams) from srcs[i] to dst[i*m:] with
 // AVX-512's VCVTPH2PS on 16 values, reading the blocks side by side

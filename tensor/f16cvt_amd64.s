@@ -77,3 +77,11 @@ block:
 	JNZ  next32
 	VZEROUPPER
 	RET
+
+// func cpuid0EBX() uint32
+TEXT ·cpuid0EBX(SB), NOSPLIT, $0-4
+	XORL AX, AX
+	XORL CX, CX
+	CPUID
+	MOVL BX, ret+0(FP)
+	RET

@@ -3,6 +3,7 @@
 package tensor
 
 import (
+	"os"
 	"simd/archsimd"
 	"unsafe"
 )
@@ -93,13 +94,13 @@ func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	var accs [4][kChunk]archsimd.Int32x16
 	var ms [4][kChunk]archsimd.Int32x4
 	var dms [kChunk][4]uint32
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for g := 0; g < q; g++ {
-		// A group's rows come from four streams q rows apart (see
-		// streamRows); rows past the end repeat the last row, their
-		// results dropped.
-		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*rb), unsafe.Add(pw, min(q+g, nrows-1)*rb),
-			unsafe.Add(pw, min(2*q+g, nrows-1)*rb), unsafe.Add(pw, min(3*q+g, nrows-1)*rb)}
+		// A group's rows come from four streams ls rows apart, or are
+		// consecutive (see streamRows); rows past the end repeat the
+		// last row, their results dropped.
+		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*gs*rb), unsafe.Add(pw, min(ls+g*gs, nrows-1)*rb),
+			unsafe.Add(pw, min(2*ls+g*gs, nrows-1)*rb), unsafe.Add(pw, min(3*ls+g*gs, nrows-1)*rb)}
 		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
 		// MOVUPS from X15, here after the vector work of the last group.
 		var sum8 f32x8
@@ -115,7 +116,7 @@ func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 			q4KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]))
 			kFinish4(&accs, &ms, &dms, ds[b0:b0+n], &sum8)
 		}
-		storeStreams4(sum8.GetLo(), out, g, q, nrows)
+		storeStreams4(sum8.GetLo(), out, g*gs, ls, nrows)
 	}
 	// Return with the upper state clean (see doc.go): the caller's Go
 	// code may run legacy-SSE instructions next.
@@ -245,18 +246,42 @@ func f16x16(h archsimd.Uint32x16) archsimd.Float32x16 {
 // deintIdx moves the even uint16 elements to the low half.
 var deintIdx = [8]uint16{0, 2, 4, 6, 1, 3, 5, 7}
 
-// streamRows returns the rows per stream when a single-vector kernel
-// reads its nrows rows as four sequential streams, rows [0,q), [q,2q),
-// [2q,3q) and [3q,nrows), taking one row of each in turn. Decode reads every
-// weight from memory once per token, and a quantized kernel's compute per
-// byte leaves one stream's misses waiting: with four, the prefetchers keep
-// more lines in flight. On the Xeon VM of BENCHMARKS.md, one thread's Q4_K
-// kernel over 256 MiB went from 8.5 to 10.2 GB/s, and decode on bench-dense
-// Q4_K_M / Q8_0 / BF16 and bench-moe gained 16-32%. Rows are independent,
-// so results do not change. The F32 and F16 (F16C) kernels keep one
-// stream: their light compute already reads near memory speed, and four
-// streams measured 2-7% slower there.
-func streamRows(nrows int) int { return (nrows + 3) / 4 }
+// streamRows says in which order a single-vector kernel reads its nrows
+// rows, four at a time: q groups, and lane i of group g reads row
+// i*ls + g*gs (a row past the end stands for the last one, its result
+// dropped). Decode reads every weight from memory once per token, and a
+// quantized kernel's compute per byte can leave one sequential stream's
+// misses waiting. With rowStreams4 the rows are read as four streams,
+// [0,q), [q,2q), [2q,3q) and [3q,nrows), one row of each in turn (ls = q,
+// gs = 1): on the Intel Xeon VM of BENCHMARKS.md one thread's Q4_K kernel
+// over 256 MiB went from 8.5 to 10.2 GB/s, and decode on bench-dense
+// Q4_K_M / Q8_0 / BF16 and bench-moe gained 16-32%. On the AMD EPYC VM the
+// same order made decode 12% (Q4_K_M) and 32% (Q8_0) slower, so there the
+// rows are read in order (ls = 1, gs = 4). Rows are independent: either
+// order gives the same bits. The F32 and F16 (F16C) kernels always read in
+// order: their light compute already reads near memory speed, and four
+// streams measured 2-7% slower there on the Xeon.
+func streamRows(nrows int) (q, ls, gs int) {
+	q = (nrows + 3) / 4
+	if rowStreams4 {
+		return q, q, 1
+	}
+	return q, 1, 4
+}
+
+// rowStreams4 selects streamRows' four-stream order: on Intel CPUs, unless
+// the environment variable STEPFLASH_ROW_STREAMS says 1 (in order) or 4.
+var rowStreams4 = rowStreamsDefault()
+
+func rowStreamsDefault() bool {
+	switch os.Getenv("STEPFLASH_ROW_STREAMS") {
+	case "1":
+		return false
+	case "4":
+		return true
+	}
+	return cpuIsIntel()
+}
 
 // storeStreams4 stores lane i of v to out[i*q+g] for the rows below nrows
 // (streamRows), lane by lane through integer registers: a zeroed array and
@@ -726,13 +751,13 @@ func dotQ6_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	var accs [4][kChunk]archsimd.Int32x16
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for g := 0; g < q; g++ {
-		// A group's rows come from four streams q rows apart (see
-		// streamRows); rows past the end repeat the last row, their
-		// results dropped.
-		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*rb), unsafe.Add(pw, min(q+g, nrows-1)*rb),
-			unsafe.Add(pw, min(2*q+g, nrows-1)*rb), unsafe.Add(pw, min(3*q+g, nrows-1)*rb)}
+		// A group's rows come from four streams ls rows apart, or are
+		// consecutive (see streamRows); rows past the end repeat the
+		// last row, their results dropped.
+		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*gs*rb), unsafe.Add(pw, min(ls+g*gs, nrows-1)*rb),
+			unsafe.Add(pw, min(2*ls+g*gs, nrows-1)*rb), unsafe.Add(pw, min(3*ls+g*gs, nrows-1)*rb)}
 		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
 		// MOVUPS from X15, here after the vector work of the last group.
 		var sum8 f32x8
@@ -748,7 +773,7 @@ func dotQ6_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 			q6KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3])
 			kFinish4d(&accs, &ps, b0*bytesQ6_K+208, bytesQ6_K, ds[b0:b0+n], &sum8)
 		}
-		storeStreams4(sum8.GetLo(), out, g, q, nrows)
+		storeStreams4(sum8.GetLo(), out, g*gs, ls, nrows)
 	}
 	// Return with the upper state clean (see doc.go): the caller's Go
 	// code may run legacy-SSE instructions next.
@@ -771,13 +796,13 @@ func dotQ6_KAVX512Shift(w []byte, nrows int, a *act, e0 int, out []float32) {
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	var accs [4][kChunk]archsimd.Int32x16
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for g := 0; g < q; g++ {
-		// A group's rows come from four streams q rows apart (see
-		// streamRows); rows past the end repeat the last row, their
-		// results dropped.
-		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*rb), unsafe.Add(pw, min(q+g, nrows-1)*rb),
-			unsafe.Add(pw, min(2*q+g, nrows-1)*rb), unsafe.Add(pw, min(3*q+g, nrows-1)*rb)}
+		// A group's rows come from four streams ls rows apart, or are
+		// consecutive (see streamRows); rows past the end repeat the
+		// last row, their results dropped.
+		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*gs*rb), unsafe.Add(pw, min(ls+g*gs, nrows-1)*rb),
+			unsafe.Add(pw, min(2*ls+g*gs, nrows-1)*rb), unsafe.Add(pw, min(3*ls+g*gs, nrows-1)*rb)}
 		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
 		// MOVUPS from X15, here after the vector work of the last group.
 		var sum8 f32x8
@@ -793,7 +818,7 @@ func dotQ6_KAVX512Shift(w []byte, nrows int, a *act, e0 int, out []float32) {
 			q6KChunk512Shift(unsafe.Add(ps[3], o), y, bs, n, &accs[3])
 			kFinish4d(&accs, &ps, b0*bytesQ6_K+208, bytesQ6_K, ds[b0:b0+n], &sum8)
 		}
-		storeStreams4(sum8.GetLo(), out, g, q, nrows)
+		storeStreams4(sum8.GetLo(), out, g*gs, ls, nrows)
 	}
 	// Return with the upper state clean (see doc.go): the caller's Go
 	// code may run legacy-SSE instructions next.
@@ -1093,13 +1118,13 @@ func dotQ5_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	var accs [4][kChunk]archsimd.Int32x16
 	var ms [4][kChunk]archsimd.Int32x4
 	var dms [kChunk][4]uint32
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for g := 0; g < q; g++ {
-		// A group's rows come from four streams q rows apart (see
-		// streamRows); rows past the end repeat the last row, their
-		// results dropped.
-		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*rb), unsafe.Add(pw, min(q+g, nrows-1)*rb),
-			unsafe.Add(pw, min(2*q+g, nrows-1)*rb), unsafe.Add(pw, min(3*q+g, nrows-1)*rb)}
+		// A group's rows come from four streams ls rows apart, or are
+		// consecutive (see streamRows); rows past the end repeat the
+		// last row, their results dropped.
+		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*gs*rb), unsafe.Add(pw, min(ls+g*gs, nrows-1)*rb),
+			unsafe.Add(pw, min(2*ls+g*gs, nrows-1)*rb), unsafe.Add(pw, min(3*ls+g*gs, nrows-1)*rb)}
 		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
 		// MOVUPS from X15, here after the vector work of the last group.
 		var sum8 f32x8
@@ -1112,7 +1137,7 @@ func dotQ5_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 			q5KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]))
 			kFinish4(&accs, &ms, &dms, ds[b0:b0+n], &sum8)
 		}
-		storeStreams4(sum8.GetLo(), out, g, q, nrows)
+		storeStreams4(sum8.GetLo(), out, g*gs, ls, nrows)
 	}
 	// Return with the upper state clean (see doc.go): the caller's Go
 	// code may run legacy-SSE instructions next.
@@ -1265,13 +1290,13 @@ func dotQ2_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	var accs [4][kChunk]archsimd.Int32x16
 	var ms [4][kChunk]archsimd.Int32x4
 	var dms [kChunk][4]uint32
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for g := 0; g < q; g++ {
-		// A group's rows come from four streams q rows apart (see
-		// streamRows); rows past the end repeat the last row, their
-		// results dropped.
-		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*rb), unsafe.Add(pw, min(q+g, nrows-1)*rb),
-			unsafe.Add(pw, min(2*q+g, nrows-1)*rb), unsafe.Add(pw, min(3*q+g, nrows-1)*rb)}
+		// A group's rows come from four streams ls rows apart, or are
+		// consecutive (see streamRows); rows past the end repeat the
+		// last row, their results dropped.
+		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*gs*rb), unsafe.Add(pw, min(ls+g*gs, nrows-1)*rb),
+			unsafe.Add(pw, min(2*ls+g*gs, nrows-1)*rb), unsafe.Add(pw, min(3*ls+g*gs, nrows-1)*rb)}
 		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
 		// MOVUPS from X15, here after the vector work of the last group.
 		var sum8 f32x8
@@ -1284,7 +1309,7 @@ func dotQ2_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 			q2KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]))
 			kFinish4(&accs, &ms, &dms, ds[b0:b0+n], &sum8)
 		}
-		storeStreams4(sum8.GetLo(), out, g, q, nrows)
+		storeStreams4(sum8.GetLo(), out, g*gs, ls, nrows)
 	}
 	// Return with the upper state clean (see doc.go): the caller's Go
 	// code may run legacy-SSE instructions next.
@@ -1345,13 +1370,13 @@ func dotQ3_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	var accs [4][kChunk]archsimd.Int32x16
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for g := 0; g < q; g++ {
-		// A group's rows come from four streams q rows apart (see
-		// streamRows); rows past the end repeat the last row, their
-		// results dropped.
-		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*rb), unsafe.Add(pw, min(q+g, nrows-1)*rb),
-			unsafe.Add(pw, min(2*q+g, nrows-1)*rb), unsafe.Add(pw, min(3*q+g, nrows-1)*rb)}
+		// A group's rows come from four streams ls rows apart, or are
+		// consecutive (see streamRows); rows past the end repeat the
+		// last row, their results dropped.
+		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*gs*rb), unsafe.Add(pw, min(ls+g*gs, nrows-1)*rb),
+			unsafe.Add(pw, min(2*ls+g*gs, nrows-1)*rb), unsafe.Add(pw, min(3*ls+g*gs, nrows-1)*rb)}
 		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
 		// MOVUPS from X15, here after the vector work of the last group.
 		var sum8 f32x8
@@ -1364,7 +1389,7 @@ func dotQ3_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 			q3KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3])
 			kFinish4d(&accs, &ps, b0*bytesQ3_K+108, bytesQ3_K, ds[b0:b0+n], &sum8)
 		}
-		storeStreams4(sum8.GetLo(), out, g, q, nrows)
+		storeStreams4(sum8.GetLo(), out, g*gs, ls, nrows)
 	}
 	// Return with the upper state clean (see doc.go): the caller's Go
 	// code may run legacy-SSE instructions next.

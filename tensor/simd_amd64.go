@@ -311,10 +311,10 @@ func dotBF16SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	out = out[:nrows]
 	pw0, px := ptr(w), ptr(x)
 	nrows = len(out)
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
+		// Rows in the four-row kernels' order (streamRows).
+		r := k&3*ls + k>>2*gs
 		if r >= nrows {
 			continue
 		}
@@ -353,10 +353,10 @@ func dotQ8_0SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	ds := a.d[e0/qk : e0/qk+nb]
 	pw, py := ptr(w), ptr(qs)
 	ones := archsimd.BroadcastInt16x16(1)
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
+		// Rows in the four-row kernels' order (streamRows).
+		r := k&3*ls + k>>2*gs
 		if r >= nrows {
 			continue
 		}
@@ -421,10 +421,10 @@ func dotQ4_0SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	ones := archsimd.BroadcastInt16x16(1)
 	mask := archsimd.BroadcastUint8x32(0x0f)
 	eight := archsimd.BroadcastInt8x32(8)
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
+		// Rows in the four-row kernels' order (streamRows).
+		r := k&3*ls + k>>2*gs
 		if r >= nrows {
 			continue
 		}
@@ -458,10 +458,10 @@ func dotQ5_0SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	shuf := archsimd.LoadInt8x32(&bitShuf)
 	bitmask := archsimd.BroadcastUint64x4(0x7fbfdfeff7fbfdfe).AsUint8x32()
 	allOnes := archsimd.BroadcastUint8x32(0xff)
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
+		// Rows in the four-row kernels' order (streamRows).
+		r := k&3*ls + k>>2*gs
 		if r >= nrows {
 			continue
 		}
@@ -493,10 +493,10 @@ func dotQ4_1SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	pw, py := ptr(w), ptr(qs)
 	ones := archsimd.BroadcastInt16x16(1)
 	mask := archsimd.BroadcastUint8x32(0x0f)
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
+		// Rows in the four-row kernels' order (streamRows).
+		r := k&3*ls + k>>2*gs
 		if r >= nrows {
 			continue
 		}
@@ -535,10 +535,10 @@ func dotQ5_1SIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	shuf := archsimd.LoadInt8x32(&bitShuf)
 	bitmask := archsimd.BroadcastUint64x4(0x7fbfdfeff7fbfdfe).AsUint8x32()
 	allOnes := archsimd.BroadcastUint8x32(0xff)
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
+		// Rows in the four-row kernels' order (streamRows).
+		r := k&3*ls + k>>2*gs
 		if r >= nrows {
 			continue
 		}
@@ -657,10 +657,10 @@ func dotQ4_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	mask := archsimd.BroadcastUint8x32(0x0f)
 	i0, i1, i2, i3 := archsimd.LoadInt8x32(&k4Idx[0]), archsimd.LoadInt8x32(&k4Idx[1]), archsimd.LoadInt8x32(&k4Idx[2]), archsimd.LoadInt8x32(&k4Idx[3])
 	i4, i5, i6, i7 := archsimd.LoadInt8x32(&k4Idx[4]), archsimd.LoadInt8x32(&k4Idx[5]), archsimd.LoadInt8x32(&k4Idx[6]), archsimd.LoadInt8x32(&k4Idx[7])
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
+		// Rows in the four-row kernels' order (streamRows).
+		r := k&3*ls + k>>2*gs
 		if r >= nrows {
 			continue
 		}
@@ -775,10 +775,10 @@ func dotQ6_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	m4 := archsimd.BroadcastUint8x32(0x0f)
 	m30 := archsimd.BroadcastUint8x32(0x30)
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
+		// Rows in the four-row kernels' order (streamRows).
+		r := k&3*ls + k>>2*gs
 		if r >= nrows {
 			continue
 		}
@@ -935,10 +935,10 @@ func dotQ5_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	mask := archsimd.BroadcastUint8x32(0x0f)
 	m10 := archsimd.BroadcastUint8x32(0x10)
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
+		// Rows in the four-row kernels' order (streamRows).
+		r := k&3*ls + k>>2*gs
 		if r >= nrows {
 			continue
 		}
@@ -1006,10 +1006,10 @@ func dotQ3_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	m3 := archsimd.BroadcastUint8x32(3)
 	m4 := archsimd.BroadcastUint8x32(4)
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
+		// Rows in the four-row kernels' order (streamRows).
+		r := k&3*ls + k>>2*gs
 		if r >= nrows {
 			continue
 		}
@@ -1062,10 +1062,10 @@ func dotQ2_KSIMD(w []byte, nrows int, a *act, e0 int, out []float32) {
 	ds := a.d[e0/qkK : e0/qkK+nb]
 	pw, py, pbs := ptr(w), ptr(qs), ptr(bsums)
 	m3 := archsimd.BroadcastUint8x32(3)
-	q := streamRows(nrows)
+	q, ls, gs := streamRows(nrows)
 	for k := 0; k < 4*q; k++ {
-		// Rows in four streams, as the four-row kernels read them.
-		r := k&3*q + k>>2
+		// Rows in the four-row kernels' order (streamRows).
+		r := k&3*ls + k>>2*gs
 		if r >= nrows {
 			continue
 		}

@@ -77,3 +77,14 @@ func TestMmF32Rows(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelVariantsRowOrders runs TestKernelVariantsBitExact's check with
+// the single-vector kernels reading rows in the order this CPU does not use
+// by default (streamRows): both orders must give the generic kernels' bits.
+func TestKernelVariantsRowOrders(t *testing.T) {
+	def := rowStreams4
+	t.Cleanup(func() { rowStreams4 = def })
+	rowStreams4 = !def
+	t.Logf("four streams: %v (default %v)", rowStreams4, def)
+	checkKernelVariants(t)
+}

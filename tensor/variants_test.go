@@ -9,7 +9,12 @@ import (
 // TestKernelVariantsBitExact checks every SIMD kernel variant the CPU can run
 // (also those a faster variant replaces in the dispatch table) against the
 // pure-Go kernel, bit for bit. kernelVariants is empty in pure-Go builds.
-func TestKernelVariantsBitExact(t *testing.T) {
+func TestKernelVariantsBitExact(t *testing.T) { checkKernelVariants(t) }
+
+// checkKernelVariants is TestKernelVariantsBitExact's check, also run with
+// the other row order (TestKernelVariantsRowOrders).
+func checkKernelVariants(t *testing.T) {
+	t.Helper()
 	rng := rand.New(rand.NewPCG(19, 20))
 	checked := 0
 	for _, v := range kernelVariants {
