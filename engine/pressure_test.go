@@ -148,6 +148,11 @@ func gate(t *testing.T, h *held, what string, done func(r *sequence) bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not seen within %v", what, pressureTimeout)
 		}
+		// With the batch standing still, give the other goroutines
+		// (a cancelled request's Generate, which must run twice before it
+		// returns) the CPU before the next token: on a loaded 2-core
+		// machine a spin here let the running request end first.
+		time.Sleep(100 * time.Microsecond)
 		h.s.mu.Unlock()
 		h.s.mu.Lock()
 	}
