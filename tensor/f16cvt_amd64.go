@@ -8,17 +8,19 @@ package tensor
 //go:noescape
 func cvtF16x8(dst *float32, src *byte, n int)
 
-func cpuid1ECX() uint32
-
 // cpuHasF16C reports CPUID leaf 1's F16C bit (ECX bit 29); VCVTPH2PS also
 // needs the AVX state the OS enables, which hasSIMD (AVX2) already implies.
-func cpuHasF16C() bool { return cpuid1ECX()&(1<<29) != 0 }
-
-func cpuid0EBX() uint32
+func cpuHasF16C() bool {
+	_, _, ecx, _ := cpuid(1, 0)
+	return ecx&(1<<29) != 0
+}
 
 // cpuIsIntel reports whether CPUID's vendor string starts "Genu"
 // (GenuineIntel).
-func cpuIsIntel() bool { return cpuid0EBX() == 0x756e6547 }
+func cpuIsIntel() bool {
+	_, ebx, _, _ := cpuid(0, 0)
+	return ebx == 0x756e6547
+}
 
 // cvtF16Blocks converts k blocks of m binary16 values (m a positive
 // multiple of 32, 1 <= k <= kvStreams) from srcs[i] to dst[i*m:] with

@@ -37,14 +37,6 @@ done:
 	VZEROUPPER
 	RET
 
-// func cpuid1ECX() uint32
-TEXT ·cpuid1ECX(SB), NOSPLIT, $0-4
-	MOVL $1, AX
-	XORL CX, CX
-	CPUID
-	MOVL CX, ret+0(FP)
-	RET
-
 // func cvtF16Blocks(dst *float32, srcs *[kvStreams]*byte, k, m int)
 // Converts k blocks of m binary16 values (m a positive multiple of 32,
 // 1 <= k <= kvStreams), srcs[i] to dst[i*m:], 32 values of each block in
@@ -76,12 +68,4 @@ block:
 	SUBQ $32, CX
 	JNZ  next32
 	VZEROUPPER
-	RET
-
-// func cpuid0EBX() uint32
-TEXT ·cpuid0EBX(SB), NOSPLIT, $0-4
-	XORL AX, AX
-	XORL CX, CX
-	CPUID
-	MOVL BX, ret+0(FP)
 	RET

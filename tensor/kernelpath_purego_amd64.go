@@ -2,9 +2,9 @@
 
 package tensor
 
-// cpuid and xgetbv are in kernelpath_purego_amd64.s: a pure-Go build cannot
-// import simd/archsimd, and the standard library exports no CPU features.
-func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
+// xgetbv is in kernelpath_purego_amd64.s (cpuid in cpuid_amd64.s): a pure-Go
+// build cannot import simd/archsimd, and the standard library exports no CPU
+// features.
 func xgetbv() (eax, edx uint32)
 
 // cpuHasAVX2 is the check archsimd.X86.AVX2 (and Go's internal/cpu) makes:
