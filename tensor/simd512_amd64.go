@@ -96,11 +96,7 @@ func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	var dms [kChunk][4]uint32
 	q, ls, gs := streamRows(nrows)
 	for g := 0; g < q; g++ {
-		// A group's rows come from four streams ls rows apart, or are
-		// consecutive (see streamRows); rows past the end repeat the
-		// last row, their results dropped.
-		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*gs*rb), unsafe.Add(pw, min(ls+g*gs, nrows-1)*rb),
-			unsafe.Add(pw, min(2*ls+g*gs, nrows-1)*rb), unsafe.Add(pw, min(3*ls+g*gs, nrows-1)*rb)}
+		ps := groupRows(pw, g, ls, gs, nrows, rb)
 		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
 		// MOVUPS from X15, here after the vector work of the last group.
 		var sum8 f32x8
@@ -281,6 +277,15 @@ func rowStreamsDefault() bool {
 		return true
 	}
 	return cpuIsIntel()
+}
+
+// groupRows returns the starts of group g's four rows (streamRows: lane i
+// reads row i*ls + g*gs), rb bytes a row from pw; rows past the end repeat
+// the last row, their results dropped.
+func groupRows(pw unsafe.Pointer, g, ls, gs, nrows, rb int) [4]unsafe.Pointer {
+	r := g * gs
+	return [4]unsafe.Pointer{unsafe.Add(pw, r*rb), unsafe.Add(pw, min(ls+r, nrows-1)*rb),
+		unsafe.Add(pw, min(2*ls+r, nrows-1)*rb), unsafe.Add(pw, min(3*ls+r, nrows-1)*rb)}
 }
 
 // storeStreams4 stores lane i of v to out[i*q+g] for the rows below nrows
@@ -753,11 +758,7 @@ func dotQ6_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	var accs [4][kChunk]archsimd.Int32x16
 	q, ls, gs := streamRows(nrows)
 	for g := 0; g < q; g++ {
-		// A group's rows come from four streams ls rows apart, or are
-		// consecutive (see streamRows); rows past the end repeat the
-		// last row, their results dropped.
-		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*gs*rb), unsafe.Add(pw, min(ls+g*gs, nrows-1)*rb),
-			unsafe.Add(pw, min(2*ls+g*gs, nrows-1)*rb), unsafe.Add(pw, min(3*ls+g*gs, nrows-1)*rb)}
+		ps := groupRows(pw, g, ls, gs, nrows, rb)
 		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
 		// MOVUPS from X15, here after the vector work of the last group.
 		var sum8 f32x8
@@ -798,11 +799,7 @@ func dotQ6_KAVX512Shift(w []byte, nrows int, a *act, e0 int, out []float32) {
 	var accs [4][kChunk]archsimd.Int32x16
 	q, ls, gs := streamRows(nrows)
 	for g := 0; g < q; g++ {
-		// A group's rows come from four streams ls rows apart, or are
-		// consecutive (see streamRows); rows past the end repeat the
-		// last row, their results dropped.
-		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*gs*rb), unsafe.Add(pw, min(ls+g*gs, nrows-1)*rb),
-			unsafe.Add(pw, min(2*ls+g*gs, nrows-1)*rb), unsafe.Add(pw, min(3*ls+g*gs, nrows-1)*rb)}
+		ps := groupRows(pw, g, ls, gs, nrows, rb)
 		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
 		// MOVUPS from X15, here after the vector work of the last group.
 		var sum8 f32x8
@@ -1120,11 +1117,7 @@ func dotQ5_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	var dms [kChunk][4]uint32
 	q, ls, gs := streamRows(nrows)
 	for g := 0; g < q; g++ {
-		// A group's rows come from four streams ls rows apart, or are
-		// consecutive (see streamRows); rows past the end repeat the
-		// last row, their results dropped.
-		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*gs*rb), unsafe.Add(pw, min(ls+g*gs, nrows-1)*rb),
-			unsafe.Add(pw, min(2*ls+g*gs, nrows-1)*rb), unsafe.Add(pw, min(3*ls+g*gs, nrows-1)*rb)}
+		ps := groupRows(pw, g, ls, gs, nrows, rb)
 		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
 		// MOVUPS from X15, here after the vector work of the last group.
 		var sum8 f32x8
@@ -1292,11 +1285,7 @@ func dotQ2_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	var dms [kChunk][4]uint32
 	q, ls, gs := streamRows(nrows)
 	for g := 0; g < q; g++ {
-		// A group's rows come from four streams ls rows apart, or are
-		// consecutive (see streamRows); rows past the end repeat the
-		// last row, their results dropped.
-		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*gs*rb), unsafe.Add(pw, min(ls+g*gs, nrows-1)*rb),
-			unsafe.Add(pw, min(2*ls+g*gs, nrows-1)*rb), unsafe.Add(pw, min(3*ls+g*gs, nrows-1)*rb)}
+		ps := groupRows(pw, g, ls, gs, nrows, rb)
 		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
 		// MOVUPS from X15, here after the vector work of the last group.
 		var sum8 f32x8
@@ -1372,11 +1361,7 @@ func dotQ3_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	var accs [4][kChunk]archsimd.Int32x16
 	q, ls, gs := streamRows(nrows)
 	for g := 0; g < q; g++ {
-		// A group's rows come from four streams ls rows apart, or are
-		// consecutive (see streamRows); rows past the end repeat the
-		// last row, their results dropped.
-		ps := [4]unsafe.Pointer{unsafe.Add(pw, g*gs*rb), unsafe.Add(pw, min(ls+g*gs, nrows-1)*rb),
-			unsafe.Add(pw, min(2*ls+g*gs, nrows-1)*rb), unsafe.Add(pw, min(3*ls+g*gs, nrows-1)*rb)}
+		ps := groupRows(pw, g, ls, gs, nrows, rb)
 		// 256 bits, lanes 0-3 used: a zero Float32x4 is a legacy-SSE
 		// MOVUPS from X15, here after the vector work of the last group.
 		var sum8 f32x8
