@@ -252,8 +252,9 @@ var deintIdx = [8]uint16{0, 2, 4, 6, 1, 3, 5, 7}
 // gs = 1): on the Intel Xeon VM of BENCHMARKS.md one thread's Q4_K kernel
 // over 256 MiB went from 8.5 to 10.2 GB/s, and decode on bench-dense
 // Q4_K_M / Q8_0 / BF16 and bench-moe gained 16-32%. On the AMD EPYC VM the
-// same order made decode 12% (Q4_K_M) and 32% (Q8_0) slower, so there the
-// rows are read in order (ls = 1, gs = 4). Rows are independent: either
+// same order made bench-dense Q8_0 decode 24% slower (50.2 -> 38.2 tok/s;
+// Q4_K_M within noise), so there the rows are read in order (ls = 1,
+// gs = 4). Rows are independent: either
 // order gives the same bits. The F32 and F16 (F16C) kernels always read in
 // order: their light compute already reads near memory speed, and four
 // streams measured 2-7% slower there on the Xeon.
