@@ -19,6 +19,7 @@ type ChatCompletion struct {
 	Envelope
 	Choices   []ChatChoice `json:"choices"`
 	Usage     *Usage       `json:"usage"`
+	Timings   *Timings     `json:"timings,omitempty"`
 	Stepflash *Extension   `json:"stepflash,omitempty"`
 }
 
@@ -73,7 +74,9 @@ type ChatCompletionChunk struct {
 	Choices []ChunkChoice `json:"choices"`
 	// Usage is null on every chunk but the last when the client asked for
 	// usage (stream_options.include_usage); absent otherwise.
-	Usage     *Usage     `json:"usage,omitempty"`
+	Usage *Usage `json:"usage,omitempty"`
+	// Timings rides on the last chunk, beside the usage.
+	Timings   *Timings   `json:"timings,omitempty"`
 	Stepflash *Extension `json:"stepflash,omitempty"`
 }
 
@@ -226,6 +229,7 @@ type Completion struct {
 	Envelope
 	Choices   []CompletionChoice `json:"choices"`
 	Usage     *Usage             `json:"usage,omitempty"`
+	Timings   *Timings           `json:"timings,omitempty"`
 	Stepflash *Extension         `json:"stepflash,omitempty"`
 }
 
@@ -325,4 +329,46 @@ func (c *Completion) FinishReasons() []string {
 		}
 	}
 	return out
+}
+
+// Timings is llama-server's "timings" object: how long a request's prompt
+// pass and its generation took. The local engine reports it on every chat
+// and legacy completion (a stream: on its last chunk, beside the usage);
+// an upstream's is passed through when it sends one (llama-server does).
+// The fields mean what llama-server's do: PromptN prompt tokens computed
+// (CacheN more were reused from the prefix cache) in PromptMS, up to the
+// first token; PredictedN tokens generated, the first included, with
+// PredictedMS the time from the first token to the last (so PredictedN-1
+// decode steps). Several choices or prompts add up their token counts and
+// take the longest time, since they run side by side in one batch.
+type Timings struct {
+	CacheN              int     `json:"cache_n"`
+	PromptN             int     `json:"prompt_n"`
+	PromptMS            float64 `json:"prompt_ms"`
+	PromptPerTokenMS    float64 `json:"prompt_per_token_ms"`
+	PromptPerSecond     float64 `json:"prompt_per_second"`
+	PredictedN          int     `json:"predicted_n"`
+	PredictedMS         float64 `json:"predicted_ms"`
+	PredictedPerTokenMS float64 `json:"predicted_per_token_ms"`
+	PredictedPerSecond  float64 `json:"predicted_per_second"`
+	// DraftN is how many draft tokens speculative decoding proposed and
+	// DraftNAccepted how many were accepted; absent without speculation.
+	DraftN         int `json:"draft_n,omitempty"`
+	DraftNAccepted int `json:"draft_n_accepted,omitempty"`
+}
+
+// NewTimings fills the per-token and per-second fields from the counts and
+// times (in milliseconds); a zero count or time leaves its rates 0.
+func NewTimings(cached, promptN int, promptMS float64, predictedN int, predictedMS float64) *Timings {
+	t := &Timings{CacheN: cached, PromptN: promptN, PromptMS: promptMS, PredictedN: predictedN, PredictedMS: predictedMS}
+	t.PromptPerTokenMS, t.PromptPerSecond = rates(promptN, promptMS)
+	t.PredictedPerTokenMS, t.PredictedPerSecond = rates(predictedN, predictedMS)
+	return t
+}
+
+func rates(n int, ms float64) (perToken, perSecond float64) {
+	if n <= 0 || ms <= 0 {
+		return 0, 0
+	}
+	return ms / float64(n), 1e3 * float64(n) / ms
 }

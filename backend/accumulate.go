@@ -10,7 +10,7 @@ import (
 // ChatAccumulator joins the chunks of a chat completion stream into the
 // non-streamed response: content, reasoning and tool-call fragments
 // concatenated per choice, log-probabilities in order, the last finish
-// reason, usage and the stepflash extension.
+// reason, usage, timings and the stepflash extension.
 type ChatAccumulator struct {
 	head
 	choices map[int]*chatChoice
@@ -21,10 +21,12 @@ type head struct {
 	fingerprint string
 	ext         *api.Extension
 	usage       *api.Usage
+	timings     *api.Timings
 }
 
-// take records a chunk's fingerprint, extension and usage (the last of each).
-func (h *head) take(fp string, ext *api.Extension, u *api.Usage) {
+// take records a chunk's fingerprint, extension, usage and timings (the
+// last of each).
+func (h *head) take(fp string, ext *api.Extension, u *api.Usage, t *api.Timings) {
 	if fp != "" {
 		h.fingerprint = fp
 	}
@@ -33,6 +35,9 @@ func (h *head) take(fp string, ext *api.Extension, u *api.Usage) {
 	}
 	if u != nil {
 		h.usage = u
+	}
+	if t != nil {
+		h.timings = t
 	}
 }
 
@@ -53,7 +58,7 @@ func (a *ChatAccumulator) Add(ch *api.ChatCompletionChunk) {
 	if a.choices == nil {
 		a.choices = map[int]*chatChoice{}
 	}
-	a.take(ch.SystemFingerprint, ch.Stepflash, ch.Usage)
+	a.take(ch.SystemFingerprint, ch.Stepflash, ch.Usage, ch.Timings)
 	for i := range ch.Choices {
 		c := &ch.Choices[i]
 		acc := a.choices[c.Index]
@@ -108,7 +113,7 @@ func (a *ChatAccumulator) Add(ch *api.ChatCompletionChunk) {
 // choice made tool calls and wrote no text; ID, Created and Model are left
 // for the caller.
 func (a *ChatAccumulator) Response() *api.ChatCompletion {
-	resp := &api.ChatCompletion{Envelope: api.Envelope{Object: "chat.completion", SystemFingerprint: a.fingerprint}, Usage: a.usage, Stepflash: a.ext,
+	resp := &api.ChatCompletion{Envelope: api.Envelope{Object: "chat.completion", SystemFingerprint: a.fingerprint}, Usage: a.usage, Timings: a.timings, Stepflash: a.ext,
 		Choices: []api.ChatChoice{}}
 	for _, i := range sortedKeys(a.choices) {
 		c := a.choices[i]
@@ -146,7 +151,7 @@ func (a *CompletionAccumulator) Add(ch *api.Completion) {
 	if a.choices == nil {
 		a.choices = map[int]*textChoice{}
 	}
-	a.take(ch.SystemFingerprint, ch.Stepflash, ch.Usage)
+	a.take(ch.SystemFingerprint, ch.Stepflash, ch.Usage, ch.Timings)
 	for i := range ch.Choices {
 		c := &ch.Choices[i]
 		acc := a.choices[c.Index]
@@ -176,7 +181,7 @@ func (a *CompletionAccumulator) Add(ch *api.Completion) {
 // Response is the non-streamed response; ID, Created and Model are left for
 // the caller.
 func (a *CompletionAccumulator) Response() *api.Completion {
-	resp := &api.Completion{Envelope: api.Envelope{Object: "text_completion", SystemFingerprint: a.fingerprint}, Usage: a.usage, Stepflash: a.ext,
+	resp := &api.Completion{Envelope: api.Envelope{Object: "text_completion", SystemFingerprint: a.fingerprint}, Usage: a.usage, Timings: a.timings, Stepflash: a.ext,
 		Choices: []api.CompletionChoice{}}
 	for _, i := range sortedKeys(a.choices) {
 		c := a.choices[i]

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/stepflash/stepflash/api"
 	"github.com/stepflash/stepflash/chat"
@@ -274,6 +275,34 @@ func (j *job) collectUsage(results []*engine.Result) *api.Usage {
 	return u
 }
 
+// collectTimings builds llama-server's timings of finished choices: token
+// counts add up, and the times are the longest choice's, since the choices
+// run side by side in one batch.
+func (j *job) collectTimings(results []*engine.Result) *api.Timings {
+	cached, computed, predicted, drafted, accepted := 0, 0, 0, 0, 0
+	var prompt, decode time.Duration
+	for i, r := range results {
+		if r == nil {
+			continue
+		}
+		for _, t := range r.Tokens {
+			if t.ID >= 0 {
+				predicted++
+			}
+		}
+		cached += r.CachedTokens
+		computed += len(j.prompts[i/j.sp.n]) - r.CachedTokens
+		prompt, decode = max(prompt, r.PromptTime), max(decode, r.DecodeTime)
+		drafted += r.DraftTokens
+		accepted += r.AcceptedTokens
+	}
+	t := api.NewTimings(cached, computed, ms(prompt), predicted, ms(decode))
+	t.DraftN, t.DraftNAccepted = drafted, accepted
+	return t
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
 // stream runs the job and emits its chunks. Nothing is emitted before the
 // first token of some choice, so that an error before it (queue full,
 // context too long) is still the request's answer.
@@ -381,11 +410,11 @@ func (j *job) stream(ctx context.Context, emitChat func(*api.ChatCompletionChunk
 			}
 		}
 	}
-	usage := j.collectUsage(results)
+	usage, timings := j.collectUsage(results), j.collectTimings(results)
 	if j.isChat {
-		return emitChat(&api.ChatCompletionChunk{Envelope: api.Envelope{Object: "chat.completion.chunk", SystemFingerprint: fp}, Choices: []api.ChunkChoice{}, Usage: usage, Stepflash: j.ext()})
+		return emitChat(&api.ChatCompletionChunk{Envelope: api.Envelope{Object: "chat.completion.chunk", SystemFingerprint: fp}, Choices: []api.ChunkChoice{}, Usage: usage, Timings: timings, Stepflash: j.ext()})
 	}
-	return emitText(&api.Completion{Envelope: api.Envelope{Object: "text_completion", SystemFingerprint: fp}, Choices: []api.CompletionChoice{}, Usage: usage, Stepflash: j.ext()})
+	return emitText(&api.Completion{Envelope: api.Envelope{Object: "text_completion", SystemFingerprint: fp}, Choices: []api.CompletionChoice{}, Usage: usage, Timings: timings, Stepflash: j.ext()})
 }
 
 func (j *job) echoText(choice int) string {

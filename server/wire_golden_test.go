@@ -25,8 +25,8 @@ type wireCase struct {
 	name, method, path, body string
 }
 
-// normalizers replace what changes from run to run (ids, timestamps) with
-// fixed text; everything else in a response must match byte for byte.
+// normalizers replace what changes from run to run (ids, timestamps, the
+// timings' milliseconds and rates) with fixed text; everything else in a response must match byte for byte.
 var normalizers = []struct {
 	re   *regexp.Regexp
 	with string
@@ -34,6 +34,7 @@ var normalizers = []struct {
 	{regexp.MustCompile(`"id":"(chatcmpl|cmpl)-[A-Za-z0-9]{24}"`), `"id":"${1}-ID"`},
 	{regexp.MustCompile(`"created":\d+`), `"created":0`},
 	{regexp.MustCompile(`"call_[A-Za-z0-9]{24}"`), `"call_ID"`},
+	{regexp.MustCompile(`"(prompt_ms|prompt_per_token_ms|prompt_per_second|predicted_ms|predicted_per_token_ms|predicted_per_second)":[-+.0-9eE]+`), `"${1}":0`},
 }
 
 // pinnedHeaders are the response headers the golden files record.

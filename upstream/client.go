@@ -70,8 +70,8 @@ func (f *Failure) Unwrap() error { return f.Err }
 
 // Chat sends a chat request upstream and emits its chunks, normalised.
 func (c *Client) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit func(*api.ChatCompletionChunk) error) error {
-	return relay(c, ctx, "/chat/completions", req, req.ReasoningEffort, emit, func(fp string, choices []upChoice, usage *api.Usage, ext *api.Extension) (*api.ChatCompletionChunk, error) {
-		out := &api.ChatCompletionChunk{Envelope: api.Envelope{Object: "chat.completion.chunk", SystemFingerprint: fp}, Usage: usage, Stepflash: ext}
+	return relay(c, ctx, "/chat/completions", req, req.ReasoningEffort, emit, func(fp string, choices []upChoice, usage *api.Usage, tm *api.Timings, ext *api.Extension) (*api.ChatCompletionChunk, error) {
+		out := &api.ChatCompletionChunk{Envelope: api.Envelope{Object: "chat.completion.chunk", SystemFingerprint: fp}, Usage: usage, Timings: tm, Stepflash: ext}
 		out.Choices = []api.ChunkChoice{}
 		for _, uc := range choices {
 			cc, err := uc.chat()
@@ -87,8 +87,8 @@ func (c *Client) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit 
 // Complete sends a legacy completion request upstream and emits its chunks,
 // normalised.
 func (c *Client) Complete(ctx context.Context, req *api.CompletionRequest, emit func(*api.Completion) error) error {
-	return relay(c, ctx, "/completions", req, req.ReasoningEffort, emit, func(fp string, choices []upChoice, usage *api.Usage, ext *api.Extension) (*api.Completion, error) {
-		out := &api.Completion{Envelope: api.Envelope{Object: "text_completion", SystemFingerprint: fp}, Usage: usage, Stepflash: ext}
+	return relay(c, ctx, "/completions", req, req.ReasoningEffort, emit, func(fp string, choices []upChoice, usage *api.Usage, tm *api.Timings, ext *api.Extension) (*api.Completion, error) {
+		out := &api.Completion{Envelope: api.Envelope{Object: "text_completion", SystemFingerprint: fp}, Usage: usage, Timings: tm, Stepflash: ext}
 		out.Choices = []api.CompletionChoice{}
 		for _, uc := range choices {
 			cc, err := uc.text()
@@ -103,10 +103,11 @@ func (c *Client) Complete(ctx context.Context, req *api.CompletionRequest, emit 
 
 // relay sends req to path and emits the upstream's chunks, made
 // from their normalised parts by build: the first carries the stepflash object, and
-// a last one with no choices carries the usage (the upstream's, normalised)
-// and the stepflash object again.
+// a last one with no choices carries the usage (the upstream's, normalised),
+// the upstream's timings when it sent them (llama-server does) and the
+// stepflash object again.
 func relay[C any](c *Client, ctx context.Context, path string, req any, requested *string, emit func(C) error,
-	build func(fp string, choices []upChoice, usage *api.Usage, ext *api.Extension) (C, error)) error {
+	build func(fp string, choices []upChoice, usage *api.Usage, tm *api.Timings, ext *api.Extension) (C, error)) error {
 	body, ext, err := c.body(req, requested)
 	if err != nil {
 		return err
@@ -118,6 +119,7 @@ func relay[C any](c *Client, ctx context.Context, path string, req any, requeste
 	defer resp.Body.Close()
 	first := ext
 	var usage *api.Usage
+	var timings *api.Timings
 	fp := ""
 	err = c.read(ctx, resp.Body, func(ch *upChunk) error {
 		if ch.SystemFingerprint != nil {
@@ -126,10 +128,13 @@ func relay[C any](c *Client, ctx context.Context, path string, req any, requeste
 		if ch.Usage != nil {
 			usage = ch.Usage.normalize()
 		}
+		if ch.Timings != nil {
+			timings = ch.Timings
+		}
 		if len(ch.Choices) == 0 {
 			return nil
 		}
-		out, err := build(fp, ch.Choices, nil, first)
+		out, err := build(fp, ch.Choices, nil, nil, first)
 		if err != nil {
 			return c.protocolFailure(fmt.Sprintf("a chunk's logprobs do not parse: %v", err))
 		}
@@ -139,7 +144,7 @@ func relay[C any](c *Client, ctx context.Context, path string, req any, requeste
 	if err != nil {
 		return err
 	}
-	last, _ := build(fp, nil, c.usageOrZero(usage), ext)
+	last, _ := build(fp, nil, c.usageOrZero(usage), timings, ext)
 	return emit(last)
 }
 

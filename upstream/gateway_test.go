@@ -69,11 +69,13 @@ var (
 	idRE      = regexp.MustCompile(`"id":"(chatcmpl|cmpl)-[A-Za-z0-9]{24}"`)
 	createdRE = regexp.MustCompile(`"created":\d+`)
 	callRE    = regexp.MustCompile(`"call_[A-Za-z0-9]{24}"`)
+	// timeRE matches the timings' milliseconds and rates (their counts stay).
+	timeRE = regexp.MustCompile(`"(prompt_ms|prompt_per_token_ms|prompt_per_second|predicted_ms|predicted_per_token_ms|predicted_per_second)":[-+.0-9eE]+`)
 )
 
 // canonical renders a response for comparison: the status, the effort
 // header, and each JSON document of the body (the whole body, or each SSE
-// event) with ids and times normalised and the stepflash object (which
+// event) with ids, times and the timings' durations normalised and the stepflash object (which
 // names the backend) removed.
 func canonical(t *testing.T, resp *http.Response) string {
 	t.Helper()
@@ -85,6 +87,7 @@ func canonical(t *testing.T, resp *http.Response) string {
 	b = idRE.ReplaceAll(b, []byte(`"id":"ID"`))
 	b = createdRE.ReplaceAll(b, []byte(`"created":0`))
 	b = callRE.ReplaceAll(b, []byte(`"call_ID"`))
+	b = timeRE.ReplaceAll(b, []byte(`"${1}":0`))
 	var out strings.Builder
 	out.WriteString(resp.Status + " " + resp.Header.Get("X-Reasoning-Effort") + " " + resp.Header.Get("Content-Type") + "\n")
 	docs := [][]byte{b}

@@ -13,6 +13,7 @@ type upChunk struct {
 	SystemFingerprint *string         `json:"system_fingerprint"`
 	Choices           []upChoice      `json:"choices"`
 	Usage             *upUsage        `json:"usage"`
+	Timings           *api.Timings    `json:"timings"`
 	Error             json.RawMessage `json:"error"`
 }
 
