@@ -29,6 +29,8 @@ var hasF16C = hasSIMD && cpuHasF16C()
 var attnVariants = []attnVariant{
 	{name: "avx2", ok: hasSIMD, scores: attnScoresAVX2, pv: attnPVAVX2},
 	{name: "avx512", ok: hasSIMD && archsimd.X86.AVX512(), scores: attnScoresAVX512, pv: attnPVAVX512},
+	// Whole tiles in Go assembly (attntile_amd64.s), the rest as avx512.
+	{name: "avx512-tile", ok: hasSIMD && archsimd.X86.AVX512(), scores: attnScoresAsm, pv: attnPVAsm},
 	{name: "f16c", ok: hasF16C, cvtF16: cvtF16F16C},
 	// cvtF16Blocks converts 16 values per instruction (EVEX VCVTPH2PS).
 	{name: "f16c-avx512", ok: hasF16C && hasSIMD && archsimd.X86.AVX512(), cvtF16Blocks: cvtF16BlocksAVX512},
@@ -110,6 +112,96 @@ func store2x4(r f32x8, p0, p1 unsafe.Pointer) {
 		*(*uint64)(p1) = u.GetHi().GetElem(0)
 		*(*uint64)(unsafe.Add(p1, 8)) = u.GetHi().GetElem(1)
 	}
+}
+
+// attnScoresTile computes the scores of two queries (q, q+stride bytes)
+// against eight keys (k, k+stride, ..., k+7·stride) over their first d16
+// elements (a positive multiple of 16) in dot16's lanes and order: query i
+// by key j to s + i·lds + 4j bytes (attntile_amd64.s).
+//
+//go:noescape
+func attnScoresTile(q, k *float32, stride, d16 int, s *float32, lds int)
+
+// attnPVTile adds, for the four queries with weights at p + i·ldp and 64
+// output elements at y + i·ldy (bytes), weight j times the value row at v +
+// j·ldv for j = 0, ..., c-1 (c > 0) in order, as AttnPV
+// (attntile_amd64.s).
+//
+//go:noescape
+func attnPVTile(p *float32, ldp int, v *float32, ldv, c int, y *float32, ldy int)
+
+// attnPVTile2 is attnPVTile for two queries and 128 output elements each.
+//
+//go:noescape
+func attnPVTile2(p *float32, ldp int, v *float32, ldv, c int, y *float32, ldy int)
+
+// attnScoresAsm is attnScoresAVX512 with its tiles of two queries by eight
+// keys in Go assembly, which keeps all sixteen sums in registers (Go gives
+// archsimd code 15); the remaining keys and queries go to attnScoresAVX512.
+// Every score is summed in the same order either way.
+func attnScoresAsm(q []float32, M, d int, k []float32, nk int, s []float32, lds int) {
+	if d%16 != 0 || M < 2 || nk < 8 {
+		attnScoresAVX512(q, M, d, k, nk, s, lds)
+		return
+	}
+	nk8, m := nk&^7, 0
+	for ; m+2 <= M; m += 2 {
+		for j := 0; j < nk8; j += 8 {
+			attnScoresTile(&q[m*d], &k[j*d], 4*d, d, &s[m*lds+j], 4*lds)
+		}
+	}
+	if nk8 < nk {
+		attnScoresAVX512(q, m, d, k[nk8*d:], nk-nk8, s[nk8:], lds)
+	}
+	if m < M {
+		attnScoresAVX512(q[m*d:], M-m, d, k, nk, s[m*lds:], lds)
+	}
+}
+
+// attnPVAsm is attnPVAVX512 with the rows that four queries share added
+// by attnPVTile, 64 elements at a time (two queries with 128-element
+// multiples: attnPVTile2, the decoding case); each query's rows past the
+// shared count follow in order (onePart), and the last queries go to
+// attnPVAVX512.
+func attnPVAsm(p []float32, ldp int, cnt []int, v []float32, dv int, out []float32) {
+	M := len(cnt)
+	if dv%64 != 0 || M < 2 || (M < 4 && dv%128 != 0) {
+		attnPVAVX512(p, ldp, cnt, v, dv, out)
+		return
+	}
+	pp, pv, po := ptr(p), ptr(v), ptr(out)
+	m := 0
+	for ; m+4 <= M; m += 4 {
+		c := min(cnt[m], cnt[m+1], cnt[m+2], cnt[m+3])
+		if c > 0 {
+			for i := 0; i < dv; i += 64 {
+				attnPVTile(&p[m*ldp], 4*ldp, &v[i], 4*dv, c, &out[m*dv+i], 4*dv)
+			}
+		}
+		for r := m; r < m+4; r++ {
+			if cnt[r] > c {
+				onePart(pp, pv, po, ldp, dv, r, c, cnt[r], 0)
+			}
+		}
+	}
+	if m+2 <= M && dv%128 == 0 {
+		c := min(cnt[m], cnt[m+1])
+		if c > 0 {
+			for i := 0; i < dv; i += 128 {
+				attnPVTile2(&p[m*ldp], 4*ldp, &v[i], 4*dv, c, &out[m*dv+i], 4*dv)
+			}
+		}
+		for r := m; r < m+2; r++ {
+			if cnt[r] > c {
+				onePart(pp, pv, po, ldp, dv, r, c, cnt[r], 0)
+			}
+		}
+		m += 2
+	}
+	if m < M {
+		attnPVAVX512(p[m*ldp:], ldp, cnt[m:], v, dv, out[m*dv:])
+	}
+	archsimd.ClearAVXUpperBits()
 }
 
 func fold16(a archsimd.Float32x16) f32x8 { return a.GetLo().Add(a.GetHi()) }
