@@ -15,7 +15,7 @@ const DefaultBlockSize = 32
 // KVCache is a paged key/value cache: each sequence owns a table of
 // fixed-size blocks drawn from a shared pool, so memory follows the tokens
 // actually held rather than the context length of every slot. Block storage
-// is allocated on first use. Blocks carry reference counts: with the prefix
+// is allocated on first use, outside the Go heap (kvarena.go). Blocks carry reference counts: with the prefix
 // cache on (prefixcache.go), a full block of computed positions is
 // registered under the hash chain of its tokens and shared read-only by
 // every sequence whose prompt starts the same way, and when no sequence
@@ -31,6 +31,8 @@ type KVCache struct {
 	// Blocks are made on first use: ids len(refs)..maxBlocks-1 are yet
 	// to be, so a large budget costs nothing until it is used.
 	seqs map[int]*seqBlocks
+	// arena holds the blocks' memory, off the Go heap (kvarena.go).
+	arena *kvArena
 
 	prefix prefixCache
 }
@@ -65,6 +67,7 @@ func newKVCache(cfg *model.Config, maxTokens, blockSize int, prefix bool, kt, vt
 		vBlock: cfg.NHeadKV * blockSize * tensor.KVRowBytes(vt, cfg.HeadDimV),
 		k:      make([][][]byte, cfg.NLayer), v: make([][][]byte, cfg.NLayer), seqs: map[int]*seqBlocks{},
 	}
+	c.arena = newKVArena(c)
 	c.prefix.init(prefix)
 	return c
 }
@@ -172,8 +175,8 @@ func (c *KVCache) alloc() int {
 		c.refs = append(c.refs, 0)
 		c.prefix.grow()
 		for l := 0; l < c.layers; l++ {
-			c.k[l] = append(c.k[l], make([]byte, c.kBlock))
-			c.v[l] = append(c.v[l], make([]byte, c.vBlock))
+			c.k[l] = append(c.k[l], c.arena.alloc(c.kBlock))
+			c.v[l] = append(c.v[l], c.arena.alloc(c.vBlock))
 		}
 	default:
 		id = c.prefix.evict()
