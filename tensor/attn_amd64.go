@@ -5,6 +5,7 @@ package tensor
 import (
 	"math"
 	"simd/archsimd"
+	"slices"
 	"unsafe"
 )
 
@@ -171,32 +172,27 @@ func attnPVAsm(p []float32, ldp int, cnt []int, v []float32, dv int, out []float
 	}
 	pp, pv, po := ptr(p), ptr(v), ptr(out)
 	m := 0
-	for ; m+4 <= M; m += 4 {
-		c := min(cnt[m], cnt[m+1], cnt[m+2], cnt[m+3])
+	// tiles adds the rows that the q queries from m share, width elements
+	// at a time, then each one's own rows, and moves m past them.
+	tiles := func(q, width int, kernel func(p *float32, ldp int, v *float32, ldv, c int, y *float32, ldy int)) {
+		c := slices.Min(cnt[m : m+q])
 		if c > 0 {
-			for i := 0; i < dv; i += 64 {
-				attnPVTile(&p[m*ldp], 4*ldp, &v[i], 4*dv, c, &out[m*dv+i], 4*dv)
+			for i := 0; i < dv; i += width {
+				kernel(&p[m*ldp], 4*ldp, &v[i], 4*dv, c, &out[m*dv+i], 4*dv)
 			}
 		}
-		for r := m; r < m+4; r++ {
+		for r := m; r < m+q; r++ {
 			if cnt[r] > c {
 				onePart(pp, pv, po, ldp, dv, r, c, cnt[r], 0)
 			}
 		}
+		m += q
+	}
+	for m+4 <= M {
+		tiles(4, 64, attnPVTile)
 	}
 	if m+2 <= M && dv%128 == 0 {
-		c := min(cnt[m], cnt[m+1])
-		if c > 0 {
-			for i := 0; i < dv; i += 128 {
-				attnPVTile2(&p[m*ldp], 4*ldp, &v[i], 4*dv, c, &out[m*dv+i], 4*dv)
-			}
-		}
-		for r := m; r < m+2; r++ {
-			if cnt[r] > c {
-				onePart(pp, pv, po, ldp, dv, r, c, cnt[r], 0)
-			}
-		}
-		m += 2
+		tiles(2, 128, attnPVTile2)
 	}
 	if m < M {
 		attnPVAVX512(p[m*ldp:], ldp, cnt[m:], v, dv, out[m*dv:])
