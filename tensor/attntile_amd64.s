@@ -1,6 +1,7 @@
 //go:build goexperiment.simd && amd64
 
 #include "textflag.h"
+#include "zero_amd64.h"
 
 // The register-tiled attention kernels (attnScoresTile, attnPVTile): Go's
 // register allocator gives archsimd code 15 vector registers, and tiles
@@ -48,22 +49,7 @@ TEXT ·attnScoresTile(SB), NOSPLIT, $0-48
 	LEAQ (R12)(DX*1), R13
 	LEAQ (R13)(DX*1), BX
 	ADDQ BX, DX
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
+	ZERO_Z0_Z15
 	XORQ AX, AX
 scores:
 	VMOVUPS (SI)(AX*1), Z16

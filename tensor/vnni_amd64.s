@@ -1,6 +1,7 @@
 //go:build goexperiment.simd && amd64
 
 #include "textflag.h"
+#include "zero_amd64.h"
 
 // The 4×4 tile of the 32-element block formats with AVX-512 VNNI's
 // VPDPBUSD, which Go's simd/archsimd does not offer (see vnni_amd64.go for
@@ -65,22 +66,7 @@ TEXT ·vnniTile4x4(SB), NOSPLIT, $0-56
 	MOVQ res+48(FP), R12
 	MOVL    $0x80808080, R13
 	VPBROADCASTD R13, Z29
-	VPXORD  Z0, Z0, Z0
-	VPXORD  Z1, Z1, Z1
-	VPXORD  Z2, Z2, Z2
-	VPXORD  Z3, Z3, Z3
-	VPXORD  Z4, Z4, Z4
-	VPXORD  Z5, Z5, Z5
-	VPXORD  Z6, Z6, Z6
-	VPXORD  Z7, Z7, Z7
-	VPXORD  Z8, Z8, Z8
-	VPXORD  Z9, Z9, Z9
-	VPXORD  Z10, Z10, Z10
-	VPXORD  Z11, Z11, Z11
-	VPXORD  Z12, Z12, Z12
-	VPXORD  Z13, Z13, Z13
-	VPXORD  Z14, Z14, Z14
-	VPXORD  Z15, Z15, Z15
+	ZERO_Z0_Z15
 	TESTQ   R11, R11
 	JLE     done
 
