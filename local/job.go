@@ -246,8 +246,12 @@ func EffortEcho(a effort.Applied) api.EffortEcho {
 	return api.EffortEcho{Requested: a.Requested, Applied: string(a.Level), ExpertsPerToken: a.ExpertsPerToken, ThinkingBudget: &budget}
 }
 
-// collectUsage builds the usage of finished choices.
-func (j *job) collectUsage(results []*engine.Result) *api.Usage {
+// collect builds the usage and llama-server's timings of finished
+// choices. The usage counts each prompt once (cached tokens as its first
+// choice found them); the timings count what every choice computed, and
+// take the longest choice's times, since the choices run side by side in
+// one batch.
+func (j *job) collect(results []*engine.Result) (*api.Usage, *api.Timings) {
 	prompt, cached, completion, reasoning, drafted, accepted := 0, 0, 0, 0, 0, 0
 	for i, toks := range j.prompts {
 		prompt += len(toks)
@@ -255,7 +259,9 @@ func (j *job) collectUsage(results []*engine.Result) *api.Usage {
 			cached += r.CachedTokens
 		}
 	}
-	for _, r := range results {
+	allCached, computed := 0, 0
+	var promptTime, decodeTime time.Duration
+	for i, r := range results {
 		if r == nil {
 			continue
 		}
@@ -267,38 +273,17 @@ func (j *job) collectUsage(results []*engine.Result) *api.Usage {
 		reasoning += r.ReasoningTokens
 		drafted += r.DraftTokens
 		accepted += r.AcceptedTokens
+		allCached += r.CachedTokens
+		computed += len(j.prompts[i/j.sp.n]) - r.CachedTokens
+		promptTime, decodeTime = max(promptTime, r.PromptTime), max(decodeTime, r.DecodeTime)
 	}
 	u := api.NewUsage(prompt, cached, completion, reasoning)
 	u.CompletionTokensDetails.AcceptedPredictionTokens = accepted
 	u.CompletionTokensDetails.RejectedPredictionTokens = drafted - accepted
 	u.PromptTokensDetails.ImageTokens = j.imageTokens
-	return u
-}
-
-// collectTimings builds llama-server's timings of finished choices: token
-// counts add up, and the times are the longest choice's, since the choices
-// run side by side in one batch.
-func (j *job) collectTimings(results []*engine.Result) *api.Timings {
-	cached, computed, predicted, drafted, accepted := 0, 0, 0, 0, 0
-	var prompt, decode time.Duration
-	for i, r := range results {
-		if r == nil {
-			continue
-		}
-		for _, t := range r.Tokens {
-			if t.ID >= 0 {
-				predicted++
-			}
-		}
-		cached += r.CachedTokens
-		computed += len(j.prompts[i/j.sp.n]) - r.CachedTokens
-		prompt, decode = max(prompt, r.PromptTime), max(decode, r.DecodeTime)
-		drafted += r.DraftTokens
-		accepted += r.AcceptedTokens
-	}
-	t := api.NewTimings(cached, computed, ms(prompt), predicted, ms(decode))
+	t := api.NewTimings(allCached, computed, ms(promptTime), completion, ms(decodeTime))
 	t.DraftN, t.DraftNAccepted = drafted, accepted
-	return t
+	return u, t
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -410,7 +395,7 @@ func (j *job) stream(ctx context.Context, emitChat func(*api.ChatCompletionChunk
 			}
 		}
 	}
-	usage, timings := j.collectUsage(results), j.collectTimings(results)
+	usage, timings := j.collect(results)
 	if j.isChat {
 		return emitChat(&api.ChatCompletionChunk{Envelope: api.Envelope{Object: "chat.completion.chunk", SystemFingerprint: fp}, Choices: []api.ChunkChoice{}, Usage: usage, Timings: timings, Stepflash: j.ext()})
 	}
