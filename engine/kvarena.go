@@ -26,9 +26,9 @@ const kvChunkBytes = 64 << 20
 // kvMappedBytes counts the bytes of all live arenas' chunks (for the tests).
 var kvMappedBytes atomic.Int64
 
-// newKVArena returns an arena whose chunks are unmapped once owner is
-// unreachable (owner must not be reachable from the arena).
-func newKVArena[T any](owner *T) *kvArena {
+// newKVArena returns an arena whose chunks are unmapped once the cache
+// that owns it is unreachable.
+func newKVArena(owner *KVCache) *kvArena {
 	a := &kvArena{}
 	runtime.AddCleanup(owner, (*kvArena).release, a)
 	return a
