@@ -16,15 +16,15 @@ import (
 type kvArena struct {
 	chunks [][]byte
 	rest   []byte // the unused end of the last chunk
+	// mapped is the bytes of the chunks, 0 once released (atomic: the
+	// release runs on the runtime's cleanup goroutine; for the tests).
+	mapped atomic.Int64
 }
 
 // kvChunkBytes is the size of a chunk (larger for a larger block). Mapped
 // memory takes no physical pages until written, so a small model's cache
 // costs only the blocks it fills.
 const kvChunkBytes = 64 << 20
-
-// kvMappedBytes counts the bytes of all live arenas' chunks (for the tests).
-var kvMappedBytes atomic.Int64
 
 // newKVArena returns an arena whose chunks are unmapped once the cache
 // that owns it is unreachable.
@@ -39,7 +39,7 @@ func (a *kvArena) alloc(n int) []byte {
 	step := (n + 63) &^ 63
 	if len(a.rest) < step {
 		c := mapChunk(max(kvChunkBytes, step))
-		kvMappedBytes.Add(int64(len(c)))
+		a.mapped.Add(int64(len(c)))
 		a.chunks = append(a.chunks, c)
 		a.rest = c
 	}
@@ -50,7 +50,7 @@ func (a *kvArena) alloc(n int) []byte {
 
 func (a *kvArena) release() {
 	for _, c := range a.chunks {
-		kvMappedBytes.Add(-int64(len(c)))
+		a.mapped.Add(-int64(len(c)))
 		unmapChunk(c)
 	}
 	a.chunks, a.rest = nil, nil
