@@ -48,6 +48,7 @@ type act struct {
 	kind  actKind
 	cols  int
 	f     []float32 // actF32, actF16, actBF16 (rounded values)
+	h     []uint16  // actBF16 with packBF16: the bfloat16 bits of f
 	qs    []int8    // Q8 kinds
 	d     []float32 // Q8 kinds: per-block scale (fp16-rounded for Q8_0/Q8_1)
 	s     []float32 // actQ8_1: fp16(d * sum(qs)) per block
@@ -90,8 +91,13 @@ func (a *act) prepare(kind actKind, cols, n int) {
 	a.kind, a.cols = kind, cols
 	total := cols * n
 	switch kind {
-	case actF32, actF16, actBF16:
+	case actF32, actF16:
 		a.f = grow(a.f, total)
+	case actBF16:
+		a.f = grow(a.f, total)
+		if packBF16 {
+			a.h = grow(a.h, total)
+		}
 	case actQ8_0:
 		a.qs = grow(a.qs, total)
 		a.d = grow(a.d, total/qk)
@@ -116,6 +122,11 @@ func (a *act) prepare(kind actKind, cols, n int) {
 // pairs the AVX-512 K-quant kernels multiply together (elements j and j+64
 // of each 128) are one contiguous 64-byte load. Set at init by SIMD builds.
 var permuteQ8K bool
+
+// packBF16 makes actBF16 activations also keep h, their bfloat16 bits, for
+// the AVX512_BF16 batch kernel (bf16dp_amd64.go). Set at init by SIMD builds
+// on CPUs that have it.
+var packBF16 bool
 
 // permuteBlockK writes the qsP order of one 256-block.
 func permuteBlockK(dst, src []int8) {
@@ -150,6 +161,13 @@ func (a *act) quantize(x []float32, lo, hi int) {
 			a.f[i] = roundF16(x[i])
 		}
 	case actBF16:
+		if packBF16 {
+			for i := lo; i < hi; i++ {
+				a.h[i] = f32ToBF16(x[i])
+				a.f[i] = bf16ToF32(a.h[i])
+			}
+			break
+		}
 		for i := lo; i < hi; i++ {
 			a.f[i] = roundBF16(x[i])
 		}

@@ -19,12 +19,13 @@
 // always compiled. Builds with GOEXPERIMENT=simd on amd64 add simd/archsimd
 // kernels (simd_amd64.go: AVX2; simd512_amd64.go: AVX-512), registered at init
 // for the CPU's features; other builds and CPUs use the pure-Go code. The SIMD
-// and pure-Go kernels give bit-identical results: integer block sums are
-// exact, and the float steps use the same operations in the same order — the
-// pure-Go code reproduces the SIMD lane layout (documented beside each generic
-// kernel) and never lets the compiler fuse a multiply and an add (explicit
-// float32 conversions). The tests check every SIMD variant the CPU can run
-// against the pure-Go kernel, bit for bit.
+// and pure-Go kernels give bit-identical results (BF16 on AVX512_BF16 CPUs
+// excepted, see below): integer block sums are exact, and the float steps
+// use the same operations in the same order — the pure-Go code reproduces
+// the SIMD lane layout (documented beside each generic kernel) and never lets
+// the compiler fuse a multiply and an add (explicit float32 conversions). The
+// tests check every SIMD variant the CPU can run against the pure-Go kernel,
+// bit for bit.
 //
 // # The pure-Go path
 //
@@ -75,6 +76,20 @@
 // registers, finished in dotF32Ptr's order), which a Go-compiled tile could
 // not match: archsimd code with that many live vectors ran no faster than
 // one dot at a time.
+//
+// The exception: BF16 weights on CPUs with AVX512_BF16 (bf16dp_amd64.go)
+// are multiplied with VDPBF16PS, bfloat16 weights by the activations'
+// bfloat16 bits, which adds pairs of exact products into 16 float32 lanes
+// and flushes denormals, at twice the float32 tile's multiply-adds per
+// instruction (bench-dense BF16 prefill doubled; BENCHMARKS.md). Issue 15
+// allows this where mirroring the SIMD order in pure Go is not worth it: the
+// rounding differs from the generic kernel's 32-lane order by at most a
+// float32 summation bound (approxBound in the tests, which hold every such
+// kernel to it). Decode, batches and leftovers all sum a row's products the
+// same way, so on such a CPU a result does not depend on the batch it is in
+// (speculative decoding stays greedy-exact); pure-Go builds and CPUs without
+// the instruction keep the bit-exact float path, so a BF16 model's outputs
+// there and on an AVX512_BF16 CPU can differ in the last bits.
 //
 // DotRows and AxpyRows do many attention dots / weighted value rows per
 // call, bit-identical to loops of Dot and Axpy.

@@ -7,12 +7,13 @@ import "github.com/stepflash/stepflash/gguf"
 // Pure-Go builds have no SIMD kernel variants.
 
 type kernelVariant struct {
-	typ   gguf.Type
-	name  string
-	ok    bool
-	rows  rowsFunc
-	rows4 rows4Func
-	rowsN rowsNFunc
+	typ    gguf.Type
+	name   string
+	ok     bool
+	rows   rowsFunc
+	rows4  rows4Func
+	rowsN  rowsNFunc
+	approx bool
 }
 
 var kernelVariants []kernelVariant

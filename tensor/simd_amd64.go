@@ -26,6 +26,9 @@ type kernelVariant struct {
 	rows  rowsFunc
 	rows4 rows4Func // or a 4-vector kernel
 	rowsN rowsNFunc // or a whole-batch kernel
+	// approx: results within a rounding bound of the generic kernel's
+	// instead of bit-identical (mmBF16DP only; see doc.go).
+	approx bool
 }
 
 var kernelVariants []kernelVariant
@@ -87,6 +90,12 @@ func init() {
 	addVariantN(gguf.TypeF16, "f16c", hasF16C, mmF16C)
 	addVariant(gguf.TypeBF16, "avx2", hasSIMD, dotBF16SIMD)
 	addVariantN(gguf.TypeBF16, "avx2", hasSIMD, mmBF16)
+	// AVX512_BF16's VDPBF16PS (Go assembly; not bit-exact): bf16dp_amd64.go.
+	addVariant(gguf.TypeBF16, "avx512bf16", hasBF16DP, dotBF16DP)
+	kernelVariants[len(kernelVariants)-1].approx = true
+	addVariantN(gguf.TypeBF16, "avx512bf16", hasBF16DP, mmBF16DP)
+	kernelVariants[len(kernelVariants)-1].approx = true
+	packBF16 = hasBF16DP
 	addVariant(gguf.TypeQ8_0, "avx2", hasSIMD, dotQ8_0SIMD)
 	addVariant(gguf.TypeQ4_0, "avx2", hasSIMD, dotQ4_0SIMD)
 	addVariant(gguf.TypeQ4_1, "avx2", hasSIMD, dotQ4_1SIMD)

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/stepflash/stepflash/gguf"
 )
 
 // TestKernelVariantsBitExact checks every SIMD kernel variant the CPU can run
@@ -62,6 +64,12 @@ func checkKernelVariants(t *testing.T) {
 				out := all[j*nrows : (j+1)*nrows]
 				for r, got := range out {
 					want := genericKernels[v.typ](w[r*rb:(r+1)*rb], &a, j*cols)
+					if v.approx {
+						if bound := approxBound(v.typ, w[r*rb:(r+1)*rb], a.f[j*cols:(j+1)*cols]); math.Abs(float64(got)-float64(want)) > bound {
+							t.Fatalf("%v/%s cols %d vec %d row %d: %v, generic %v: differ by more than %g", v.typ, v.name, cols, j, r, got, want, bound)
+						}
+						continue
+					}
 					if math.Float32bits(got) != math.Float32bits(want) {
 						t.Fatalf("%v/%s cols %d vec %d row %d: %v != generic %v", v.typ, v.name, cols, j, r, got, want)
 					}
@@ -71,6 +79,26 @@ func checkKernelVariants(t *testing.T) {
 		checked++
 	}
 	t.Logf("%d kernel variants checked", checked)
+}
+
+// approxBound bounds how far an approx (not bit-exact) variant's dot of the
+// BF16 row w with the rounded activations x may fall from the generic
+// kernel's: both sum exact products in float32, the generic kernel in 32
+// lanes of n/32 additions, VDPBF16PS in 16 lanes of n/16, each reduced
+// across lanes after, so each is within (n/16+5)·2⁻²⁴·Σ|wᵢxᵢ| of the exact
+// sum (first order); twice the sum of the two, plus n products of the
+// smallest normal for the denormals VDPBF16PS flushes. A tile that pairs
+// the wrong elements, or drops or repeats a block, misses it by far.
+func approxBound(typ gguf.Type, w []byte, x []float32) float64 {
+	if typ != gguf.TypeBF16 {
+		panic("approxBound: " + typ.String())
+	}
+	var abs float64
+	for i, xi := range x {
+		abs += math.Abs(float64(bf16ToF32(le16(w[2*i:]))) * float64(xi))
+	}
+	n := float64(len(x))
+	return 2*(2*(n/16+5))*0x1p-24*abs + n*0x1p-126
 }
 
 // TestVecVariantsBitExact checks every SIMD Dot, Axpy, DotRows and AxpyRows

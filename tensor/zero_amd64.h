@@ -1,5 +1,5 @@
 // ZERO_Z0_Z15 clears the sixteen accumulators Z0-Z15 of the register-tiled
-// kernels (f32tile_amd64.s, attntile_amd64.s, vnni_amd64.s).
+// kernels (f32tile_amd64.s, attntile_amd64.s, vnni_amd64.s, bf16dp_amd64.s).
 #define ZERO_Z0_Z15 \
 	VPXORD Z0, Z0, Z0; \
 	VPXORD Z1, Z1, Z1; \
