@@ -36,11 +36,21 @@ func vecDotKind(t gguf.Type) actKind {
 	return actF32
 }
 
-// Block quantizers; SIMD builds replace them at init.
+// Activation converters; SIMD builds replace them at init.
 var (
 	quantQ8_0Impl = quantizeBlockQ8_0
 	quantQ8_KImpl = quantizeBlockQ8_K
+	roundF16Rows  = roundF16RowsGeneric
 )
+
+// roundF16RowsGeneric sets dst[i] = roundF16(src[i]) (roundF16Rows, which
+// SIMD builds replace with F16C's conversions on CPUs that have them).
+func roundF16RowsGeneric(dst, src []float32) {
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] = roundF16(src[i])
+	}
+}
 
 // act holds n quantized activation vectors of cols elements each, stored
 // back to back (vector j starts at element j*cols).
@@ -157,9 +167,7 @@ func (a *act) quantize(x []float32, lo, hi int) {
 	case actF32:
 		copy(a.f[lo:hi], x[lo:hi])
 	case actF16:
-		for i := lo; i < hi; i++ {
-			a.f[i] = roundF16(x[i])
-		}
+		roundF16Rows(a.f[lo:hi], x[lo:hi])
 	case actBF16:
 		if packBF16 {
 			for i := lo; i < hi; i++ {

@@ -8,6 +8,24 @@ package tensor
 //go:noescape
 func cvtF16x8(dst *float32, src *byte, n int)
 
+// roundF16x8 sets dst[i] = roundF16(src[i]) for n values (n a positive
+// multiple of 8) with F16C's VCVTPS2PH and VCVTPH2PS (f16cvt_amd64.s).
+//
+//go:noescape
+func roundF16x8(dst, src *float32, n int)
+
+// roundF16RowsF16C is roundF16Rows with roundF16x8.
+func roundF16RowsF16C(dst, src []float32) {
+	src = src[:len(dst)]
+	n8 := len(dst) &^ 7
+	if n8 > 0 {
+		roundF16x8(&dst[0], &src[0], n8)
+	}
+	for i := n8; i < len(dst); i++ {
+		dst[i] = roundF16(src[i])
+	}
+}
+
 // cpuHasF16C reports CPUID leaf 1's F16C bit (ECX bit 29); VCVTPH2PS also
 // needs the AVX state the OS enables, which hasSIMD (AVX2) already implies.
 func cpuHasF16C() bool {

@@ -69,3 +69,22 @@ block:
 	JNZ  next32
 	VZEROUPPER
 	RET
+
+// func roundF16x8(dst, src *float32, n int)
+// Rounds n float32 values (n a positive multiple of 8) to the nearest
+// binary16 value (ties to even: VCVTPS2PH's immediate 0) and back, at dst.
+TEXT ·roundF16x8(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+loop:
+	VMOVUPS   (SI), Y0
+	VCVTPS2PH $0, Y0, X1
+	VCVTPH2PS X1, Y1
+	VMOVUPS   Y1, (DI)
+	ADDQ      $32, SI
+	ADDQ      $32, DI
+	SUBQ      $8, CX
+	JNZ       loop
+	VZEROUPPER
+	RET

@@ -154,6 +154,9 @@ func init() {
 	mulImpl = mulSIMD
 	expImpl = expSIMD
 	swigluImpl = swigluSIMD
+	if hasF16C {
+		roundF16Rows = roundF16RowsF16C
+	}
 	if avx512 {
 		permuteQ8K = true
 		quantQ8_0Impl = quantQ8_0SIMD

@@ -44,6 +44,32 @@ func TestF16Vectors(t *testing.T) {
 	}
 }
 
+// TestRoundF16Rows checks F16C's rounding of activations to binary16
+// against roundF16, bit for bit, on every float32 whose low 12 bits are one
+// of a few patterns (ties, just above and below them; all exponents, both
+// signs, infinities and NaNs) and at lengths around the 8-value steps.
+func TestRoundF16Rows(t *testing.T) {
+	if !hasF16C {
+		t.Skip("no F16C")
+	}
+	var src []float32
+	for hi := uint32(0); hi < 1<<20; hi++ {
+		for _, lo := range []uint32{0, 1, 0x7ff, 0x800, 0x801, 0xfff} {
+			src = append(src, math.Float32frombits(hi<<12|lo))
+		}
+	}
+	for _, n := range []int{len(src), 7, 8, 9, 17} {
+		got := make([]float32, n)
+		roundF16RowsF16C(got, src[len(src)-n:])
+		for i, v := range got {
+			x := src[len(src)-n+i]
+			if want := roundF16(x); math.Float32bits(v) != math.Float32bits(want) {
+				t.Fatalf("roundF16Rows(%#08x) = %#08x, want %#08x", math.Float32bits(x), math.Float32bits(v), math.Float32bits(want))
+			}
+		}
+	}
+}
+
 // mmF32Rows gives every cell exactly dotF32Ptr's value, with the register
 // tiles and without, for row and vector counts that leave partial tiles and
 // lengths with and without a tail past the last multiple of 32.
