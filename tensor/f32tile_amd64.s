@@ -35,22 +35,48 @@
 	VADDPS  Z24, a1, a1; \
 	VADDPS  Z25, b1, b1
 
-// func f32Tile2x4(r *float32, x *float32, stride, n32 int, out *float32, ostride int)
+// func f32Tile2x4(r *float32, x *float32, stride, n32 int, out *float32, ostride int, acc *[256]float32, mode int)
 // The dots of rows r and r+stride bytes with the vectors x, x+stride,
 // x+2·stride, x+3·stride over their first n32 elements (n32 a positive
-// multiple of 32), each summed in dotF32Ptr's lanes and order: row i times
-// vector j goes to out + j·ostride + 4i (bytes).
-TEXT ·f32Tile2x4(SB), NOSPLIT, $0-48
+// multiple of 32), each summed in dotF32Ptr's lanes and order. The sixteen
+// accumulators start from acc (mode bit 0, tileLoad) or zero; with mode bit
+// 1 (tileFinish) each cell is finished and row i times vector j goes to
+// out + j·ostride + 4i (bytes), else the accumulators are stored to acc for
+// the next stretch of the same dots.
+TEXT ·f32Tile2x4(SB), NOSPLIT, $0-64
 	MOVQ r+0(FP), SI
 	MOVQ x+8(FP), R8
 	MOVQ stride+16(FP), DX
 	MOVQ n32+24(FP), CX
+	MOVQ acc+48(FP), R12
+	MOVQ mode+56(FP), R13
 	SHLQ $2, CX
 	LEAQ (SI)(DX*1), DI
 	LEAQ (R8)(DX*1), R9
 	LEAQ (R9)(DX*1), R10
 	LEAQ (R10)(DX*1), R11
+	TESTQ $1, R13
+	JZ    zero
+	VMOVUPS (R12), Z0
+	VMOVUPS 64(R12), Z1
+	VMOVUPS 128(R12), Z2
+	VMOVUPS 192(R12), Z3
+	VMOVUPS 256(R12), Z4
+	VMOVUPS 320(R12), Z5
+	VMOVUPS 384(R12), Z6
+	VMOVUPS 448(R12), Z7
+	VMOVUPS 512(R12), Z8
+	VMOVUPS 576(R12), Z9
+	VMOVUPS 640(R12), Z10
+	VMOVUPS 704(R12), Z11
+	VMOVUPS 768(R12), Z12
+	VMOVUPS 832(R12), Z13
+	VMOVUPS 896(R12), Z14
+	VMOVUPS 960(R12), Z15
+	JMP   start
+zero:
 	ZERO_Z0_Z15
+start:
 	XORQ AX, AX
 loop:
 	VMOVUPS (SI)(AX*1), Z16
@@ -65,6 +91,8 @@ loop:
 	CMPQ AX, CX
 	JLT  loop
 
+	TESTQ $2, R13
+	JZ    save
 	MOVQ out+32(FP), BX
 	MOVQ ostride+40(FP), DX
 	FINISH(Z0, Z1, Y0, Y1, X0, (BX))
@@ -78,5 +106,25 @@ loop:
 	ADDQ DX, BX
 	FINISH(Z12, Z13, Y12, Y13, X12, (BX))
 	FINISH(Z14, Z15, Y14, Y15, X14, 4(BX))
+	VZEROUPPER
+	RET
+
+save:
+	VMOVUPS Z0, (R12)
+	VMOVUPS Z1, 64(R12)
+	VMOVUPS Z2, 128(R12)
+	VMOVUPS Z3, 192(R12)
+	VMOVUPS Z4, 256(R12)
+	VMOVUPS Z5, 320(R12)
+	VMOVUPS Z6, 384(R12)
+	VMOVUPS Z7, 448(R12)
+	VMOVUPS Z8, 512(R12)
+	VMOVUPS Z9, 576(R12)
+	VMOVUPS Z10, 640(R12)
+	VMOVUPS Z11, 704(R12)
+	VMOVUPS Z12, 768(R12)
+	VMOVUPS Z13, 832(R12)
+	VMOVUPS Z14, 896(R12)
+	VMOVUPS Z15, 960(R12)
 	VZEROUPPER
 	RET

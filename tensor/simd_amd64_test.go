@@ -72,7 +72,8 @@ func TestRoundF16Rows(t *testing.T) {
 
 // mmF32Rows gives every cell exactly dotF32Ptr's value, with the register
 // tiles and without, for row and vector counts that leave partial tiles and
-// lengths with and without a tail past the last multiple of 32.
+// lengths with and without a tail past the last multiple of 32, shorter and
+// longer than a stretch of f32TileK.
 func TestMmF32Rows(t *testing.T) {
 	defer func(v bool) { useF32Tile = v }(useF32Tile)
 	r := rand.New(rand.NewPCG(41, 42))
@@ -82,7 +83,7 @@ func TestMmF32Rows(t *testing.T) {
 			continue
 		}
 		useF32Tile = tile
-		for _, n := range []int{8, 32, 40, 96, 1000, 1024} {
+		for _, n := range []int{8, 32, 40, 96, 1000, 1024, 1056, 2100, 3072} {
 			for _, nr := range []int{1, 2, 3, 6} {
 				for _, ncols := range []int{1, 3, 4, 5, 9} {
 					rows, xs := randFloats(r, nr*n), randFloats(r, ncols*n)
