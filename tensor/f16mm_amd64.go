@@ -24,7 +24,9 @@ import (
 
 var f16ScratchPool = sync.Pool{New: func() any { return new([]float32) }}
 
-// dotF16C is dotF16SIMD with F16C conversion, one row at a time.
+// dotF16C is dotF16SIMD with F16C conversion, one row at a time: with
+// AVX-512 straight from the row in the dot's loop (dotF16Row), else into a
+// scratch row first.
 func dotF16C(w []byte, nrows int, a *act, e0 int, out []float32) {
 	n := a.cols
 	if n%8 != 0 {
@@ -34,6 +36,12 @@ func dotF16C(w []byte, nrows int, a *act, e0 int, out []float32) {
 	x := a.f[e0 : e0+n]
 	w = w[:nrows*2*n]
 	out = out[:nrows]
+	if useF32Tile && n%32 == 0 {
+		for r := range out {
+			out[r] = dotF16Row(&w[2*n*r], &x[0], n)
+		}
+		return
+	}
 	sp := f16ScratchPool.Get().(*[]float32)
 	buf := grow(*sp, n)
 	for r := range out {
@@ -43,6 +51,13 @@ func dotF16C(w []byte, nrows int, a *act, e0 int, out []float32) {
 	*sp = buf
 	f16ScratchPool.Put(sp)
 }
+
+// dotF16Row is one F16 row's dot with x over its first n32 elements (a
+// positive multiple of 32), converted with VCVTPH2PS inside the loop, in
+// dotF32Ptr's lanes and order (f32tile_amd64.s; AVX-512).
+//
+//go:noescape
+func dotF16Row(w *byte, x *float32, n32 int) float32
 
 // mmF16C multiplies nrows F16 rows with vectors 0..ncols-1 into
 // out[j*ostride + r]: a block of rows is converted once for all vectors

@@ -128,3 +128,31 @@ save:
 	VMOVUPS Z15, 960(R12)
 	VZEROUPPER
 	RET
+
+// func dotF16Row(w *byte, x *float32, n32 int) float32
+// One F16 row's dot with x over the first n32 elements (a positive multiple
+// of 32) in dotF32Ptr's lanes and order: each 32 elements converted exactly
+// with VCVTPH2PS straight from the row, multiplied and added (no FMA) into
+// the two accumulators of 16 lanes that FINISH reduces as dotF32Ptr does.
+TEXT ·dotF16Row(SB), NOSPLIT, $0-28
+	MOVQ   w+0(FP), SI
+	MOVQ   x+8(FP), R8
+	MOVQ   n32+16(FP), CX
+	SHLQ   $1, CX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	XORQ   AX, AX
+rowloop:
+	VCVTPH2PS (SI)(AX*1), Z16
+	VCVTPH2PS 32(SI)(AX*1), Z17
+	VMULPS    (R8)(AX*2), Z16, Z16
+	VMULPS    64(R8)(AX*2), Z17, Z17
+	VADDPS    Z16, Z0, Z0
+	VADDPS    Z17, Z1, Z1
+	ADDQ      $64, AX
+	CMPQ      AX, CX
+	JLT       rowloop
+
+	FINISH(Z0, Z1, Y0, Y1, X0, ret+24(FP))
+	VZEROUPPER
+	RET

@@ -6,8 +6,9 @@ import "simd/archsimd"
 
 // kernelPath follows the choice made in simd_amd64.go's init: the AVX2
 // kernels need AVX2, the AVX-512 ones AVX-512 as well, the Q6_K decode
-// kernel that wins with GFNI needs AVX512GFNI too, and the batched Q8_0,
-// Q4_0 and Q5_0 kernels with VPDPBUSD need AVX512VNNI.
+// kernel that wins with GFNI needs AVX512GFNI too, the batched Q8_0,
+// Q4_0 and Q5_0 kernels with VPDPBUSD need AVX512VNNI, and the BF16 kernels
+// with VDPBF16PS need AVX512_BF16 (hasBF16DP).
 func kernelPath() string {
 	switch {
 	case !hasSIMD:
@@ -19,6 +20,9 @@ func kernelPath() string {
 		}
 		if archsimd.X86.AVX512VNNI() {
 			p += ", VNNI"
+		}
+		if hasBF16DP {
+			p += ", BF16"
 		}
 		return p + ")"
 	}

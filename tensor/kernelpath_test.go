@@ -17,8 +17,11 @@ func TestKernelPathReport(t *testing.T) {
 		"avx512":      "SIMD (AVX-512)",
 		"avx2":        "SIMD (AVX2)",
 	}
-	if want, ok := words[name]; ok && strings.HasPrefix(name, "avx512") && vnniInCPUInfo(t) {
+	if want, ok := words[name]; ok && strings.HasPrefix(name, "avx512") && cpuInfoHas(t, "avx512_vnni") {
 		words[name] = strings.TrimSuffix(want, ")") + ", VNNI)"
+	}
+	if want, ok := words[name]; ok && strings.HasPrefix(name, "avx512") && cpuInfoHas(t, "avx512_bf16") {
+		words[name] = strings.TrimSuffix(want, ")") + ", BF16)"
 	}
 	if want, ok := words[name]; ok {
 		if path != want || notice != "kernels: "+want {
@@ -68,16 +71,16 @@ func TestKernelPathReport(t *testing.T) {
 	t.Logf("%s (%s): %s", name, path, notice)
 }
 
-// vnniInCPUInfo reports the kernel's avx512_vnni flag (false where
-// /proc/cpuinfo cannot be read).
-func vnniInCPUInfo(t *testing.T) bool {
+// cpuInfoHas reports whether the kernel lists flag in /proc/cpuinfo (false
+// where it cannot be read).
+func cpuInfoHas(t *testing.T, flag string) bool {
 	b, err := os.ReadFile("/proc/cpuinfo")
 	if err != nil {
 		t.Logf("no /proc/cpuinfo: %v", err)
 		return false
 	}
 	for _, f := range strings.Fields(string(b)) {
-		if f == "avx512_vnni" {
+		if f == flag {
 			return true
 		}
 	}
