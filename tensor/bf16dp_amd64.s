@@ -44,6 +44,21 @@
 	VADDSS        X24, x, x; \
 	VMOVSS        x, dst
 
+// The rows' 32 values at offset AX: rows 0-3 (SI, DI, R9, R10) into Z20-Z23.
+#define LOAD_ROWS \
+	VMOVDQU32 (SI)(AX*1), Z20; \
+	VMOVDQU32 (DI)(AX*1), Z21; \
+	VMOVDQU32 (R9)(AX*1), Z22; \
+	VMOVDQU32 (R10)(AX*1), Z23
+
+// One vector's four dots (rows 0-3: accumulators a, b, c, d) to the four
+// float32s at BX.
+#define HSUM4(a, ay, ax, b, by, bx, c, cy, cx, d, dy, dx) \
+	HSUM(a, ay, ax, (BX)); \
+	HSUM(b, by, bx, 4(BX)); \
+	HSUM(c, cy, cx, 8(BX)); \
+	HSUM(d, dy, dx, 12(BX))
+
 // func bf16Tile4x4(r *uint16, rstride uintptr, x *uint16, xstride uintptr, n32 int, out *float32, ostride uintptr)
 // The dots of the bfloat16 rows r + i·rstride bytes (i = 0..3) with the
 // bfloat16 vectors x + j·xstride bytes (j = 0..3) over their first n32
@@ -69,10 +84,7 @@ loop:
 	VMOVDQU32 (R11)(AX*1), Z17
 	VMOVDQU32 (R12)(AX*1), Z18
 	VMOVDQU32 (R13)(AX*1), Z19
-	VMOVDQU32 (SI)(AX*1), Z20
-	VMOVDQU32 (DI)(AX*1), Z21
-	VMOVDQU32 (R9)(AX*1), Z22
-	VMOVDQU32 (R10)(AX*1), Z23
+	LOAD_ROWS
 	DP_ROW0
 	DP_ROW1
 	DP_ROW2
@@ -83,25 +95,13 @@ loop:
 
 	MOVQ out+40(FP), BX
 	MOVQ ostride+48(FP), DX
-	HSUM(Z0, Y0, X0, (BX))
-	HSUM(Z4, Y4, X4, 4(BX))
-	HSUM(Z8, Y8, X8, 8(BX))
-	HSUM(Z12, Y12, X12, 12(BX))
+	HSUM4(Z0, Y0, X0, Z4, Y4, X4, Z8, Y8, X8, Z12, Y12, X12)
 	ADDQ DX, BX
-	HSUM(Z1, Y1, X1, (BX))
-	HSUM(Z5, Y5, X5, 4(BX))
-	HSUM(Z9, Y9, X9, 8(BX))
-	HSUM(Z13, Y13, X13, 12(BX))
+	HSUM4(Z1, Y1, X1, Z5, Y5, X5, Z9, Y9, X9, Z13, Y13, X13)
 	ADDQ DX, BX
-	HSUM(Z2, Y2, X2, (BX))
-	HSUM(Z6, Y6, X6, 4(BX))
-	HSUM(Z10, Y10, X10, 8(BX))
-	HSUM(Z14, Y14, X14, 12(BX))
+	HSUM4(Z2, Y2, X2, Z6, Y6, X6, Z10, Y10, X10, Z14, Y14, X14)
 	ADDQ DX, BX
-	HSUM(Z3, Y3, X3, (BX))
-	HSUM(Z7, Y7, X7, 4(BX))
-	HSUM(Z11, Y11, X11, 8(BX))
-	HSUM(Z15, Y15, X15, 12(BX))
+	HSUM4(Z3, Y3, X3, Z7, Y7, X7, Z11, Y11, X11, Z15, Y15, X15)
 	VZEROUPPER
 	RET
 
@@ -124,10 +124,7 @@ TEXT ·bf16Tile4x1(SB), NOSPLIT, $0-40
 	XORQ AX, AX
 loop1:
 	VMOVDQU32 (R8)(AX*1), Z16
-	VMOVDQU32 (SI)(AX*1), Z20
-	VMOVDQU32 (DI)(AX*1), Z21
-	VMOVDQU32 (R9)(AX*1), Z22
-	VMOVDQU32 (R10)(AX*1), Z23
+	LOAD_ROWS
 	DP_R0V0
 	DP_R1V0
 	DP_R2V0
@@ -137,10 +134,7 @@ loop1:
 	JLT  loop1
 
 	MOVQ out+32(FP), BX
-	HSUM(Z0, Y0, X0, (BX))
-	HSUM(Z4, Y4, X4, 4(BX))
-	HSUM(Z8, Y8, X8, 8(BX))
-	HSUM(Z12, Y12, X12, 12(BX))
+	HSUM4(Z0, Y0, X0, Z4, Y4, X4, Z8, Y8, X8, Z12, Y12, X12)
 	VZEROUPPER
 	RET
 
