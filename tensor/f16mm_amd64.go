@@ -36,7 +36,7 @@ func dotF16C(w []byte, nrows int, a *act, e0 int, out []float32) {
 	x := a.f[e0 : e0+n]
 	w = w[:nrows*2*n]
 	out = out[:nrows]
-	if useF32Tile && n%32 == 0 {
+	if hasAVX512 && n%32 == 0 {
 		for r := range out {
 			out[r] = dotF16Row(&w[2*n*r], &x[0], n)
 		}
@@ -166,9 +166,13 @@ const f32TileK = 1024
 
 var tileAccPool = sync.Pool{New: func() any { return new([][256]float32) }}
 
-// useF32Tile says whether mmF32Rows uses f32Tile2x4 (AVX-512; a variable
+// hasAVX512 says whether the CPU runs the AVX-512 assembly of this file
+// (f32Tile2x4, dotF16Row).
+var hasAVX512 = hasSIMD && archsimd.X86.AVX512()
+
+// useF32Tile says whether mmF32Rows uses f32Tile2x4 (hasAVX512; a variable
 // for the tests).
-var useF32Tile = hasSIMD && archsimd.X86.AVX512()
+var useF32Tile = hasAVX512
 
 // mmF32Rows sets out[j*ostride+r] = dotF32Ptr(row r, vector j) for the nr
 // rows of n floats in rows and the ncols vectors of n floats in xs. With
