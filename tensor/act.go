@@ -134,7 +134,7 @@ func (a *act) prepare(kind actKind, cols, n int) {
 var permuteQ8K bool
 
 // packBF16 makes actBF16 activations also keep h, their bfloat16 bits, for
-// the AVX512_BF16 batch kernel (bf16dp_amd64.go). Set at init by SIMD builds
+// the AVX512_BF16 kernels (bf16dp_amd64.go). Set at init by SIMD builds
 // on CPUs that have it.
 var packBF16 bool
 
