@@ -56,6 +56,9 @@ func wantKernels(t *testing.T) string {
 	if has["avx512_vnni"] {
 		p += ", VNNI"
 	}
+	if has["avx512_bf16"] {
+		p += ", BF16"
+	}
 	return p + ")"
 }
 
