@@ -1,7 +1,7 @@
 //go:build goexperiment.simd && amd64
 
 #include "textflag.h"
-#include "zero_amd64.h"
+#include "tile_amd64.h"
 
 // The register-tiled attention kernels (attnScoresTile, attnPVTile): Go's
 // register allocator gives archsimd code 15 vector registers, and tiles
@@ -118,30 +118,15 @@ TEXT ·attnPVTile(SB), NOSPLIT, $0-56
 	LEAQ (DI)(DX*1), R11
 	LEAQ (R11)(DX*1), R12
 	LEAQ (BX)(R10*1), R13
-	VMOVUPS (BX), Z0
-	VMOVUPS 64(BX), Z1
-	VMOVUPS 128(BX), Z2
-	VMOVUPS 192(BX), Z3
-	VMOVUPS (R13), Z4
-	VMOVUPS 64(R13), Z5
-	VMOVUPS 128(R13), Z6
-	VMOVUPS 192(R13), Z7
+	LOAD4(BX, Z0, Z1, Z2, Z3)
+	LOAD4(R13, Z4, Z5, Z6, Z7)
 	LEAQ (R13)(R10*1), AX
-	VMOVUPS (AX), Z8
-	VMOVUPS 64(AX), Z9
-	VMOVUPS 128(AX), Z10
-	VMOVUPS 192(AX), Z11
+	LOAD4(AX, Z8, Z9, Z10, Z11)
 	ADDQ R10, AX
-	VMOVUPS (AX), Z12
-	VMOVUPS 64(AX), Z13
-	VMOVUPS 128(AX), Z14
-	VMOVUPS 192(AX), Z15
+	LOAD4(AX, Z12, Z13, Z14, Z15)
 	XORQ AX, AX
 pv:
-	VMOVUPS      (R8), Z16
-	VMOVUPS      64(R8), Z17
-	VMOVUPS      128(R8), Z18
-	VMOVUPS      192(R8), Z19
+	LOAD4(R8, Z16, Z17, Z18, Z19)
 	VBROADCASTSS (SI)(AX*1), Z20
 	VBROADCASTSS (DI)(AX*1), Z21
 	VBROADCASTSS (R11)(AX*1), Z22
@@ -155,24 +140,12 @@ pv:
 	CMPQ AX, CX
 	JLT  pv
 
-	VMOVUPS Z0, (BX)
-	VMOVUPS Z1, 64(BX)
-	VMOVUPS Z2, 128(BX)
-	VMOVUPS Z3, 192(BX)
-	VMOVUPS Z4, (R13)
-	VMOVUPS Z5, 64(R13)
-	VMOVUPS Z6, 128(R13)
-	VMOVUPS Z7, 192(R13)
-	LEAQ    (R13)(R10*1), AX
-	VMOVUPS Z8, (AX)
-	VMOVUPS Z9, 64(AX)
-	VMOVUPS Z10, 128(AX)
-	VMOVUPS Z11, 192(AX)
-	ADDQ    R10, AX
-	VMOVUPS Z12, (AX)
-	VMOVUPS Z13, 64(AX)
-	VMOVUPS Z14, 128(AX)
-	VMOVUPS Z15, 192(AX)
+	STORE4(BX, Z0, Z1, Z2, Z3)
+	STORE4(R13, Z4, Z5, Z6, Z7)
+	LEAQ (R13)(R10*1), AX
+	STORE4(AX, Z8, Z9, Z10, Z11)
+	ADDQ R10, AX
+	STORE4(AX, Z12, Z13, Z14, Z15)
 	VZEROUPPER
 	RET
 
@@ -196,26 +169,6 @@ pv:
 	VADDPS Z27, f, f; \
 	VADDPS Z28, g, g; \
 	VADDPS Z29, h, h
-
-#define LOAD8(base, a, b, c, d, e, f, g, h) \
-	VMOVUPS (base), a; \
-	VMOVUPS 64(base), b; \
-	VMOVUPS 128(base), c; \
-	VMOVUPS 192(base), d; \
-	VMOVUPS 256(base), e; \
-	VMOVUPS 320(base), f; \
-	VMOVUPS 384(base), g; \
-	VMOVUPS 448(base), h
-
-#define STORE8(base, a, b, c, d, e, f, g, h) \
-	VMOVUPS a, (base); \
-	VMOVUPS b, 64(base); \
-	VMOVUPS c, 128(base); \
-	VMOVUPS d, 192(base); \
-	VMOVUPS e, 256(base); \
-	VMOVUPS f, 320(base); \
-	VMOVUPS g, 384(base); \
-	VMOVUPS h, 448(base)
 
 // func attnPVTile2(p *float32, ldp int, v *float32, ldv, c int, y *float32, ldy int)
 // attnPVTile for two queries and 128 output elements each.

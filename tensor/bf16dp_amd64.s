@@ -1,7 +1,7 @@
 //go:build goexperiment.simd && amd64
 
 #include "textflag.h"
-#include "zero_amd64.h"
+#include "tile_amd64.h"
 
 // AVX512_BF16's VDPBF16PS zacc, zrow, zvec (Intel operand order: zacc +=
 // the products of zrow's and zvec's 32 bfloat16 values, pairs summed into 16

@@ -1,7 +1,7 @@
 //go:build goexperiment.simd && amd64
 
 #include "textflag.h"
-#include "zero_amd64.h"
+#include "tile_amd64.h"
 
 // The 4×4 tile of the 32-element block formats with AVX-512 VNNI's
 // VPDPBUSD, which Go's simd/archsimd does not offer (see vnni_amd64.go for
