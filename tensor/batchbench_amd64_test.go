@@ -59,3 +59,28 @@ func batchKernels(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFloatTile measures mmF32Rows, the float batches' register tile,
+// on one block of rows as mmConverted hands it over (64 Ki floats, in the L2
+// cache) by 512 vectors, at row lengths 1,024, 2,048 and 3,072 (bench-dense's
+// q/k/v/gate/up, attention output and down projections): GMAC/s on one core.
+//
+//	GOEXPERIMENT=simd go test ./tensor -run XXX -bench FloatTile -benchtime 30x
+func BenchmarkFloatTile(b *testing.B) {
+	if !useF32Tile {
+		b.Skip("the float tile needs AVX-512")
+	}
+	for _, n := range []int{1024, 2048, 3072} {
+		b.Run(fmt.Sprintf("n%d", n), func(b *testing.B) {
+			const nv = 512
+			rng := rand.New(rand.NewPCG(1, 2))
+			nr := convBlockFloats / n
+			rows, xs := randFloats(rng, nr*n), randFloats(rng, nv*n)
+			out := make([]float32, nv*nr)
+			for b.Loop() {
+				mmF32Rows(rows, nr, xs, nv, n, out, nr)
+			}
+			b.ReportMetric(float64(nr*n*nv)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
+		})
+	}
+}

@@ -161,7 +161,7 @@ const (
 // are longer: four vectors' stretches (16 KiB) stay in the L1 cache while
 // every row pair of a block passes them. Whole rows of 2,048 and 3,072
 // elements did not fit beside the rows' stream and ran at 32-34 GMAC/s on
-// one EPYC core, against 49 at 1,024.
+// one EPYC core, against 49 at 1,024 (BenchmarkFloatTile; BENCHMARKS.md).
 const f32TileK = 1024
 
 var tileAccPool = sync.Pool{New: func() any { return new([][256]float32) }}
