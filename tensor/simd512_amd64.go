@@ -1273,6 +1273,13 @@ func dup32(p unsafe.Pointer) archsimd.Uint16x32 {
 // dotQ2_KAVX512 works on groups of four rows, as dotQ4_KAVX512 (the float
 // steps in kFinish4: Q2_K's d and dmin are one uint32 at 80).
 func dotQ2_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
+	dotQ2_K512(w, nrows, a, e0, out, false)
+}
+
+// dotQ2_K512 is dotQ2_KAVX512 with the block loop in q2KChunkVNNI if vnni,
+// else in q2KChunk512 (a branch, not a func value: that would move the
+// accumulators to the heap).
+func dotQ2_K512(w []byte, nrows int, a *act, e0 int, out []float32, vnni bool) {
 	nb := a.cols / qkK
 	rb := nb * bytesQ2_K
 	w = w[:nrows*rb]
@@ -1293,10 +1300,17 @@ func dotQ2_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 		for b0 := 0; b0 < nb; b0 += kChunk {
 			n := min(kChunk, nb-b0)
 			o, y, bs := b0*bytesQ2_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 32*b0)
-			q2KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]))
-			q2KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]))
-			q2KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]))
-			q2KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]))
+			if vnni {
+				q2KChunkVNNI(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]), &q23VNNI)
+				q2KChunkVNNI(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]), &q23VNNI)
+				q2KChunkVNNI(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]), &q23VNNI)
+				q2KChunkVNNI(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]), &q23VNNI)
+			} else {
+				q2KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]))
+				q2KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]))
+				q2KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]))
+				q2KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]))
+			}
 			kFinish4(&accs, &ms, &dms, ds[b0:b0+n], &sum8)
 		}
 		storeStreams4(sum8.GetLo(), out, g*gs, ls, nrows)
@@ -1351,6 +1365,12 @@ func init() {
 // dotQ3_KAVX512 works on groups of four rows, as dotQ6_KAVX512 (the float
 // steps in kFinish4d).
 func dotQ3_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
+	dotQ3_K512(w, nrows, a, e0, out, false)
+}
+
+// dotQ3_K512 is dotQ3_KAVX512 with the block loop in q3KChunkVNNI if vnni,
+// else in q3KChunk512 (see dotQ2_K512).
+func dotQ3_K512(w []byte, nrows int, a *act, e0 int, out []float32, vnni bool) {
 	nb := a.cols / qkK
 	rb := nb * bytesQ3_K
 	w = w[:nrows*rb]
@@ -1369,10 +1389,17 @@ func dotQ3_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 		for b0 := 0; b0 < nb; b0 += kChunk {
 			n := min(kChunk, nb-b0)
 			o, y, bs := b0*bytesQ3_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 32*b0)
-			q3KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0])
-			q3KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1])
-			q3KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2])
-			q3KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3])
+			if vnni {
+				q3KChunkVNNI(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &q23VNNI)
+				q3KChunkVNNI(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &q23VNNI)
+				q3KChunkVNNI(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &q23VNNI)
+				q3KChunkVNNI(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &q23VNNI)
+			} else {
+				q3KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0])
+				q3KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1])
+				q3KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2])
+				q3KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3])
+			}
 			kFinish4d(&accs, &ps, b0*bytesQ3_K+108, bytesQ3_K, ds[b0:b0+n], &sum8)
 		}
 		storeStreams4(sum8.GetLo(), out, g*gs, ls, nrows)

@@ -105,6 +105,10 @@ func init() {
 	addVariant(gguf.TypeQ2_K, "avx512", avx512, dotQ2_KAVX512)
 	addVariant(gguf.TypeQ3_K, "avx2", hasSIMD, dotQ3_KSIMD)
 	addVariant(gguf.TypeQ3_K, "avx512", avx512, dotQ3_KAVX512)
+	// GFNI and VPDPWSSD in Go assembly (q23vnni_amd64.go); registered
+	// last, they win where the CPU has both.
+	addVariant(gguf.TypeQ2_K, "avx512vnni", hasQ23VNNI, dotQ2_KVNNI)
+	addVariant(gguf.TypeQ3_K, "avx512vnni", hasQ23VNNI, dotQ3_KVNNI)
 	addVariant(gguf.TypeQ4_K, "avx2", hasSIMD, dotQ4_KSIMD)
 	addVariant(gguf.TypeQ4_K, "avx512", avx512, dotQ4_KAVX512)
 	addVariant(gguf.TypeQ5_K, "avx2", hasSIMD, dotQ5_KSIMD)
