@@ -83,6 +83,12 @@ const kChunk = 16
 // float steps of kAcc run on the four rows' lanes together (the same
 // operations in the same order per row).
 func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
+	dotQ4_K512(w, nrows, a, e0, out, false)
+}
+
+// dotQ4_K512 is dotQ4_KAVX512 with the block loop in q4KChunkVNNI if vnni,
+// else in q4KChunk512 (see dotQ2_K512).
+func dotQ4_K512(w []byte, nrows int, a *act, e0 int, out []float32, vnni bool) {
 	nb := a.cols / qkK
 	rb := nb * bytesQ4_K
 	w = w[:nrows*rb]
@@ -106,10 +112,17 @@ func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 			// with wide loads just after their stores (a store-forwarding
 			// stall per group).
 			o, y, bs := b0*bytesQ4_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 16*b0)
-			q4KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]))
-			q4KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]))
-			q4KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]))
-			q4KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]))
+			if vnni {
+				q4KChunkVNNI(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]), &kVNNI)
+				q4KChunkVNNI(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]), &kVNNI)
+				q4KChunkVNNI(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]), &kVNNI)
+				q4KChunkVNNI(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]), &kVNNI)
+			} else {
+				q4KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]))
+				q4KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]))
+				q4KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]))
+				q4KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]))
+			}
 			kFinish4(&accs, &ms, &dms, ds[b0:b0+n], &sum8)
 		}
 		storeStreams4(sum8.GetLo(), out, g*gs, ls, nrows)
@@ -1301,10 +1314,10 @@ func dotQ2_K512(w []byte, nrows int, a *act, e0 int, out []float32, vnni bool) {
 			n := min(kChunk, nb-b0)
 			o, y, bs := b0*bytesQ2_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 32*b0)
 			if vnni {
-				q2KChunkVNNI(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]), &q23VNNI)
-				q2KChunkVNNI(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]), &q23VNNI)
-				q2KChunkVNNI(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]), &q23VNNI)
-				q2KChunkVNNI(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]), &q23VNNI)
+				q2KChunkVNNI(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]), &kVNNI)
+				q2KChunkVNNI(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]), &kVNNI)
+				q2KChunkVNNI(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]), &kVNNI)
+				q2KChunkVNNI(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]), &kVNNI)
 			} else {
 				q2KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]))
 				q2KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]))
@@ -1390,10 +1403,10 @@ func dotQ3_K512(w []byte, nrows int, a *act, e0 int, out []float32, vnni bool) {
 			n := min(kChunk, nb-b0)
 			o, y, bs := b0*bytesQ3_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 32*b0)
 			if vnni {
-				q3KChunkVNNI(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &q23VNNI)
-				q3KChunkVNNI(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &q23VNNI)
-				q3KChunkVNNI(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &q23VNNI)
-				q3KChunkVNNI(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &q23VNNI)
+				q3KChunkVNNI(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &kVNNI)
+				q3KChunkVNNI(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &kVNNI)
+				q3KChunkVNNI(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &kVNNI)
+				q3KChunkVNNI(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &kVNNI)
 			} else {
 				q3KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0])
 				q3KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1])

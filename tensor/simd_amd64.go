@@ -105,12 +105,13 @@ func init() {
 	addVariant(gguf.TypeQ2_K, "avx512", avx512, dotQ2_KAVX512)
 	addVariant(gguf.TypeQ3_K, "avx2", hasSIMD, dotQ3_KSIMD)
 	addVariant(gguf.TypeQ3_K, "avx512", avx512, dotQ3_KAVX512)
-	// GFNI and VPDPWSSD in Go assembly (q23vnni_amd64.go); registered
+	// GFNI and VPDPWSSD in Go assembly (kvnni_amd64.go); registered
 	// last, they win where the CPU has both.
-	addVariant(gguf.TypeQ2_K, "avx512vnni", hasQ23VNNI, dotQ2_KVNNI)
-	addVariant(gguf.TypeQ3_K, "avx512vnni", hasQ23VNNI, dotQ3_KVNNI)
+	addVariant(gguf.TypeQ2_K, "avx512vnni", hasKVNNI, dotQ2_KVNNI)
+	addVariant(gguf.TypeQ3_K, "avx512vnni", hasKVNNI, dotQ3_KVNNI)
 	addVariant(gguf.TypeQ4_K, "avx2", hasSIMD, dotQ4_KSIMD)
 	addVariant(gguf.TypeQ4_K, "avx512", avx512, dotQ4_KAVX512)
+	addVariant(gguf.TypeQ4_K, "avx512vnni", hasKVNNI, dotQ4_KVNNI)
 	addVariant(gguf.TypeQ5_K, "avx2", hasSIMD, dotQ5_KSIMD)
 	addVariant(gguf.TypeQ5_K, "avx512", avx512, dotQ5_KAVX512)
 	addVariant4(gguf.TypeQ5_K, "avx512x4", avx512, dot4Q5_KAVX512)

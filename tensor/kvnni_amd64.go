@@ -7,8 +7,8 @@ import (
 	"unsafe"
 )
 
-// The Q2_K and Q3_K decode kernels' block loops in Go assembly
-// (q23vnni_amd64.s), for CPUs with AVX-512 VNNI and GFNI; archsimd has no
+// The Q2_K, Q3_K and Q4_K decode kernels' block loops in Go assembly
+// (kvnni_amd64.s), for CPUs with AVX-512 VNNI and GFNI; archsimd has no
 // VNNI. In a Q2_K file these two formats are most of decode's time (the
 // attention output, value and down projections are Q3_K), and decode there
 // is compute-bound: q2KChunk512 and q3KChunk512 spend most of their
@@ -20,10 +20,13 @@ import (
 // Each block's int32 lanes hold other partial sums than the archsimd
 // chunks', but the same total, and the float steps (kFinish4, kFinish4d)
 // are shared, so results are bit-identical (TestKernelVariantsBitExact).
+// Q4_K, the bulk of a Q4_K_M file's decode, gains less (its archsimd loop
+// keeps its vectors in registers): the fused scale multiply-add and one
+// GF2P8AFFINEQB for each high nibble (was a shift and a mask).
 
-// q23VNNIConsts holds the assembly's constant vectors, in the order it
+// kVNNIConsts holds the assembly's constant vectors, in the order it
 // loads them into Z16-Z25.
-type q23VNNIConsts struct {
+type kVNNIConsts struct {
 	// quant[h] takes a chunk's 2-bit quants: bits (0,1) of each byte in the
 	// first 256 bits and (2,3) in the second for h = 0, (4,5) and (6,7) for
 	// h = 1.
@@ -33,9 +36,13 @@ type q23VNNIConsts struct {
 	high [4][8]uint64
 	// idx[c] is q6Idx512[c]: each int16 product's 16-element group.
 	idx [4][32]uint16
+	// k4 is k4Byte512 (Q4_K's scale bytes to int16 lanes), then q4KSA,
+	// q4KKA, q4KSC and q4KKC (q4KScalesVec's shifts and masks).
+	k4  [4][64]int8
+	k4s [4][4]int32
 }
 
-var q23VNNI q23VNNIConsts
+var kVNNI kVNNIConsts
 
 func init() {
 	// Output bit o takes input bit j: bit j of the matrix's byte 7-o.
@@ -47,32 +54,54 @@ func init() {
 		}
 		for h := 0; h < 2; h++ {
 			s := 4*h + 2*half
-			q23VNNI.quant[h][i] = bit(0, s) | bit(1, s+1)
+			kVNNI.quant[h][i] = bit(0, s) | bit(1, s+1)
 		}
 		for c := 0; c < 4; c++ {
-			q23VNNI.high[c][i] = bit(2, 4*(c/2)+2*(c%2)+half)
+			kVNNI.high[c][i] = bit(2, 4*(c/2)+2*(c%2)+half)
 		}
 	}
-	// As q6Idx512, which is not set yet: this file's init runs first.
-	for c := range q23VNNI.idx {
-		for i := range q23VNNI.idx[c] {
-			q23VNNI.idx[c][i] = uint16(4*c + i/8)
+	// As q6Idx512 and k4Byte512, which are not set yet: this file's init
+	// runs first.
+	for c := range kVNNI.idx {
+		for i := range kVNNI.idx[c] {
+			kVNNI.idx[c][i] = uint16(4*c + i/8)
 		}
 	}
+	for p := 0; p < 2; p++ {
+		for h := 0; h < 2; h++ {
+			for i := 0; i < 64; i += 2 {
+				j := 4*p + h
+				if i >= 32 {
+					j += 2
+				}
+				kVNNI.k4[2*p+h][i], kVNNI.k4[2*p+h][i+1] = int8(j), -1
+			}
+		}
+	}
+	kVNNI.k4s = [4][4]int32{q4KSA, q4KKA, q4KSC, q4KKC}
 }
 
-// hasQ23VNNI says whether the CPU runs q2KChunkVNNI and q3KChunkVNNI.
-var hasQ23VNNI = hasSIMD && archsimd.X86.AVX512() && archsimd.X86.AVX512VNNI() && archsimd.X86.AVX512GFNI()
+// hasKVNNI says whether the CPU runs q2KChunkVNNI and q3KChunkVNNI.
+var hasKVNNI = hasSIMD && archsimd.X86.AVX512() && archsimd.X86.AVX512VNNI() && archsimd.X86.AVX512GFNI()
 
 // q3KChunkVNNI is q3KChunk512 (n >= 0 blocks) with the constants at k.
 //
 //go:noescape
-func q3KChunkVNNI(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, k *q23VNNIConsts)
+func q3KChunkVNNI(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, k *kVNNIConsts)
 
 // q2KChunkVNNI is q2KChunk512 (n >= 0 blocks) with the constants at k.
 //
 //go:noescape
-func q2KChunkVNNI(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, m *[kChunk]archsimd.Int32x4, dm unsafe.Pointer, k *q23VNNIConsts)
+func q2KChunkVNNI(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, m *[kChunk]archsimd.Int32x4, dm unsafe.Pointer, k *kVNNIConsts)
+
+// q4KChunkVNNI is q4KChunk512 (n >= 0 blocks) with the constants at k.
+//
+//go:noescape
+func q4KChunkVNNI(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, m *[kChunk]archsimd.Int32x4, dm unsafe.Pointer, k *kVNNIConsts)
+
+func dotQ4_KVNNI(w []byte, nrows int, a *act, e0 int, out []float32) {
+	dotQ4_K512(w, nrows, a, e0, out, true)
+}
 
 func dotQ2_KVNNI(w []byte, nrows int, a *act, e0 int, out []float32) {
 	dotQ2_K512(w, nrows, a, e0, out, true)

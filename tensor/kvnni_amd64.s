@@ -2,11 +2,11 @@
 
 #include "textflag.h"
 
-// The block loops of the Q2_K and Q3_K decode kernels with GFNI and AVX-512
-// VNNI (see q23vnni_amd64.go for why and what they compute).
+// The block loops of the Q2_K, Q3_K and Q4_K decode kernels with GFNI and AVX-512
+// VNNI (see kvnni_amd64.go for why and what they compute).
 //
 // Registers: SI the weight block, DI the activation block, R8 its block
-// sums, R9 the block's acc entry, CX the blocks left; Z16/Z17 the bit
+// sums, R9 the block's acc entry, CX the blocks left. Q2_K and Q3_K: Z16/Z17 the bit
 // matrices that take the 2-bit quants of a 64-element chunk's two halves
 // (shifts 0,2 and 4,6), Z18-Z21 those that take Q3_K's hmask bits to bit 2
 // (chunks 0-3), Z22-Z25 the chunks' scale indices, Z26 zero, Z27 bytes 32;
@@ -28,7 +28,7 @@
 	VGF2P8AFFINEQB $0, GH, Z2, Z9; \
 	VPORD          Z9, U, U
 
-// LOADCONSTS fills Z16-Z25 from the q23VNNIConsts at AX, Z26 and Z27.
+// LOADCONSTS fills Z16-Z25 from the kVNNIConsts at AX, Z26 and Z27.
 #define LOADCONSTS \
 	VMOVDQU64 0(AX), Z16; \
 	VMOVDQU64 64(AX), Z17; \
@@ -44,7 +44,7 @@
 	MOVL      $0x20, DX; \
 	VPBROADCASTB DX, Z27
 
-// func q3KChunkVNNI(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, k *q23VNNIConsts)
+// func q3KChunkVNNI(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, k *kVNNIConsts)
 TEXT ·q3KChunkVNNI(SB), NOSPLIT, $0-48
 	MOVQ p+0(FP), SI
 	MOVQ y+8(FP), DI
@@ -115,7 +115,7 @@ q3loop:
 q3done:
 	RET
 
-// func q2KChunkVNNI(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, m *[kChunk]archsimd.Int32x4, dm unsafe.Pointer, k *q23VNNIConsts)
+// func q2KChunkVNNI(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, m *[kChunk]archsimd.Int32x4, dm unsafe.Pointer, k *kVNNIConsts)
 TEXT ·q2KChunkVNNI(SB), NOSPLIT, $0-64
 	MOVQ p+0(FP), SI
 	MOVQ y+8(FP), DI
@@ -168,4 +168,84 @@ q2loop:
 	JNZ  q2loop
 
 q2done:
+	RET
+
+// Q4_K's constants (after idx in kVNNIConsts): Z16-Z19 the scale shuffles
+// k4Byte512, X22-X25 q4KScalesVec's shifts and masks, Z20 the bit matrix
+// that takes a byte's high nibble, Z21 bytes 0x0f.
+#define Q4CHUNK(U, OFF, IDX) \
+	VPMADDUBSW OFF(DI), U, U; \
+	VPSHUFB    IDX, Z2, Z5; \
+	VPDPWSSD   Z5, U, Z6
+
+// func q4KChunkVNNI(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, m *[kChunk]archsimd.Int32x4, dm unsafe.Pointer, k *kVNNIConsts)
+TEXT ·q4KChunkVNNI(SB), NOSPLIT, $0-64
+	MOVQ p+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ bs+16(FP), R8
+	MOVQ n+24(FP), CX
+	MOVQ acc+32(FP), R9
+	MOVQ m+40(FP), R10
+	MOVQ dm+48(FP), R11
+	MOVQ k+56(FP), AX
+	VMOVDQU64 640(AX), Z16
+	VMOVDQU64 704(AX), Z17
+	VMOVDQU64 768(AX), Z18
+	VMOVDQU64 832(AX), Z19
+	VMOVDQU32 896(AX), X22
+	VMOVDQU32 912(AX), X23
+	VMOVDQU32 928(AX), X24
+	VMOVDQU32 944(AX), X25
+	// Output bit o takes input bit o+4 (o = 0..3): bytes 7-o of the matrix.
+	MOVQ $0x1020408000000000, DX
+	VPBROADCASTQ DX, Z20
+	MOVL $0x0f, DX
+	VPBROADCASTB DX, Z21
+	TESTQ CX, CX
+	JLE  q4done
+
+q4loop:
+	// q4KScalesVec: scales 0-7 in bytes 0-7 of X1, mins 0-7 in 8-15.
+	VMOVDQU   4(SI), X0
+	VPSHUFD   $0xaa, X0, X1
+	VPSRLVD   X24, X1, X1
+	VPANDD    X25, X1, X1
+	VPSHUFD   $0x50, X0, X2
+	VPSRLVD   X22, X2, X2
+	VPANDD    X23, X2, X2
+	VPORD     X2, X1, X1
+	VPBROADCASTQ X1, Z2
+
+	VMOVDQU64 16(SI), Z3
+	VPANDD    Z21, Z3, Z4
+	VPMADDUBSW 0(DI), Z4, Z4
+	VPSHUFB   Z16, Z2, Z5
+	VPMADDWD  Z5, Z4, Z6
+	VGF2P8AFFINEQB $0, Z20, Z3, Z4
+	Q4CHUNK(Z4, 64, Z17)
+	VMOVDQU64 80(SI), Z3
+	VPANDD    Z21, Z3, Z4
+	Q4CHUNK(Z4, 128, Z18)
+	VGF2P8AFFINEQB $0, Z20, Z3, Z4
+	Q4CHUNK(Z4, 192, Z19)
+	VMOVDQU32 Z6, (R9)
+
+	// The mins' dot with the pair sums, in four lanes.
+	VPSHUFD   $0xee, X1, X7
+	VPMOVZXBW X7, X7
+	VPMADDWD  (R8), X7, X7
+	VMOVDQU   X7, (R10)
+	MOVL      (SI), AX
+	MOVL      AX, (R11)
+
+	ADDQ $144, SI
+	ADDQ $256, DI
+	ADDQ $16, R8
+	ADDQ $64, R9
+	ADDQ $16, R10
+	ADDQ $16, R11
+	DECQ CX
+	JNZ  q4loop
+
+q4done:
 	RET
