@@ -71,9 +71,9 @@
 // VPDPBUSD (vnni_amd64.s), which computes the batched Q8_0/Q4_0/Q5_0
 // products (vnni_amd64.go: activations biased to unsigned bytes, each
 // lane starting at -128·Σx, so the integer sums are exact and the float
-// steps stay the generic ones), VPDPWSSD with GFNI in the Q2_K, Q3_K and
-// Q4_K decode kernels' block loops (kvnni_amd64.s: same block totals,
-// shared float steps), and the float batches' register tiles
+// steps stay the generic ones), VPDPWSSD with GFNI in the K-quant decode
+// kernels' block loops (kvnni_amd64.s: same block totals, shared float
+// steps), and the float batches' register tiles
 // (f32tile_amd64.s: two rows by four vectors, 32 lanes a cell in two zmm
 // registers, finished in dotF32Ptr's order), which a Go-compiled tile could
 // not match: archsimd code with that many live vectors ran no faster than

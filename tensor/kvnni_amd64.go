@@ -7,7 +7,8 @@ import (
 	"unsafe"
 )
 
-// The Q2_K, Q3_K and Q4_K decode kernels' block loops in Go assembly
+// The K-quant decode kernels' block loops (Q2_K, Q3_K, Q4_K, Q6_K) in Go
+// assembly
 // (kvnni_amd64.s), for CPUs with AVX-512 VNNI and GFNI; archsimd has no
 // VNNI. In a Q2_K file these two formats are most of decode's time (the
 // attention output, value and down projections are Q3_K), and decode there
@@ -20,9 +21,10 @@ import (
 // Each block's int32 lanes hold other partial sums than the archsimd
 // chunks', but the same total, and the float steps (kFinish4, kFinish4d)
 // are shared, so results are bit-identical (TestKernelVariantsBitExact).
-// Q4_K, the bulk of a Q4_K_M file's decode, gains less (its archsimd loop
-// keeps its vectors in registers): the fused scale multiply-add and one
-// GF2P8AFFINEQB for each high nibble (was a shift and a mask).
+// Q4_K and Q6_K, the bulk of a Q4_K_M file's decode, gain less (their
+// archsimd loops keep their vectors in registers): the fused scale
+// multiply-add and one GF2P8AFFINEQB for each high nibble (was a shift and
+// a mask).
 
 // kVNNIConsts holds the assembly's constant vectors, in the order it
 // loads them into Z16-Z25.
@@ -40,6 +42,8 @@ type kVNNIConsts struct {
 	// q4KKA, q4KSC and q4KKC (q4KScalesVec's shifts and masks).
 	k4  [4][64]int8
 	k4s [4][4]int32
+	// q6 is q6GFx and q6GFz: Q6_K's qh bit pairs to bits 4-5.
+	q6 [2][8]uint64
 }
 
 var kVNNI kVNNIConsts
@@ -79,6 +83,14 @@ func init() {
 		}
 	}
 	kVNNI.k4s = [4][4]int32{q4KSA, q4KKA, q4KSC, q4KKC}
+	for i := 0; i < 8; i++ {
+		j := 0
+		if i >= 4 {
+			j = 2
+		}
+		kVNNI.q6[0][i] = bit(4, j) | bit(5, j+1)
+		kVNNI.q6[1][i] = bit(4, j+4) | bit(5, j+5)
+	}
 }
 
 // hasKVNNI says whether the CPU runs q2KChunkVNNI and q3KChunkVNNI.
@@ -101,6 +113,15 @@ func q4KChunkVNNI(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16
 
 func dotQ4_KVNNI(w []byte, nrows int, a *act, e0 int, out []float32) {
 	dotQ4_K512(w, nrows, a, e0, out, true)
+}
+
+// q6KChunkVNNI is q6KChunk512 (n >= 0 blocks) with the constants at k.
+//
+//go:noescape
+func q6KChunkVNNI(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, k *kVNNIConsts)
+
+func dotQ6_KVNNI(w []byte, nrows int, a *act, e0 int, out []float32) {
+	dotQ6_K512(w, nrows, a, e0, out, true)
 }
 
 func dotQ2_KVNNI(w []byte, nrows int, a *act, e0 int, out []float32) {

@@ -2,7 +2,7 @@
 
 #include "textflag.h"
 
-// The block loops of the Q2_K, Q3_K and Q4_K decode kernels with GFNI and AVX-512
+// The block loops of the Q2_K, Q3_K, Q4_K and Q6_K decode kernels with GFNI and AVX-512
 // VNNI (see kvnni_amd64.go for why and what they compute).
 //
 // Registers: SI the weight block, DI the activation block, R8 its block
@@ -248,4 +248,69 @@ q4loop:
 	JNZ  q4loop
 
 q4done:
+	RET
+
+// Q6_K's constants: Z16/Z17 the bit matrices of q6GFx and q6GFz, Z22-Z25
+// the scale indices (as Q2_K/Q3_K), Z20 the high-nibble matrix, Z21 bytes
+// 0x0f, Z26 zero. Z2 holds the half's 32 qh bytes in both 256-bit halves,
+// Z3 its 64 ql bytes.
+
+// Q6HALF adds half N's two chunks (quants at OFF(SI), qh at QH(SI),
+// activations at Y(DI)) to Z6: x = ql&15 | qh pair<<4 (VPTERNLOGD
+// 0xf8: A | B&C), z = ql>>4 | next qh pair<<4.
+#define Q6HALF(OFF, QH, Y, IDX0, IDX1) \
+	VMOVDQU64       OFF(SI), Z3; \
+	VBROADCASTI64X4 QH(SI), Z2; \
+	VGF2P8AFFINEQB  $0, Z16, Z2, Z4; \
+	VPTERNLOGD      $0xf8, Z21, Z3, Z4; \
+	VPMADDUBSW      Y(DI), Z4, Z4; \
+	VPERMW          Z1, IDX0, Z8; \
+	VPDPWSSD        Z8, Z4, Z6; \
+	VGF2P8AFFINEQB  $0, Z17, Z2, Z4; \
+	VGF2P8AFFINEQB  $0, Z20, Z3, Z9; \
+	VPORD           Z9, Z4, Z4; \
+	VPMADDUBSW      Y+64(DI), Z4, Z4; \
+	VPERMW          Z1, IDX1, Z8; \
+	VPDPWSSD        Z8, Z4, Z6
+
+// func q6KChunkVNNI(p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, k *kVNNIConsts)
+TEXT ·q6KChunkVNNI(SB), NOSPLIT, $0-48
+	MOVQ p+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ bs+16(FP), R8
+	MOVQ n+24(FP), CX
+	MOVQ acc+32(FP), R9
+	MOVQ k+40(FP), AX
+	VMOVDQU64 960(AX), Z16
+	VMOVDQU64 1024(AX), Z17
+	VMOVDQU64 384(AX), Z22
+	VMOVDQU64 448(AX), Z23
+	VMOVDQU64 512(AX), Z24
+	VMOVDQU64 576(AX), Z25
+	MOVQ $0x1020408000000000, DX
+	VPBROADCASTQ DX, Z20
+	MOVL $0x0f, DX
+	VPBROADCASTB DX, Z21
+	VPXORD Z26, Z26, Z26
+	TESTQ CX, CX
+	JLE  q6done
+
+q6loop:
+	// The -32 offset: acc starts at -32·Σ scale·block sum.
+	VPMOVSXBW 192(SI), Y1
+	VPMADDWD  (R8), Y1, Y5
+	VPSLLD    $5, Y5, Y5
+	VPSUBD    Z5, Z26, Z6
+	Q6HALF(0, 128, 0, Z22, Z23)
+	Q6HALF(64, 160, 128, Z24, Z25)
+	VMOVDQU32 Z6, (R9)
+
+	ADDQ $210, SI
+	ADDQ $256, DI
+	ADDQ $32, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ  q6loop
+
+q6done:
 	RET

@@ -761,6 +761,12 @@ func q6Half512(p unsafe.Pointer, n int, m4, m30 archsimd.Uint8x64, shlA, shrB ar
 
 // dotQ6_KAVX512 works on groups of four rows, as dotQ4_KAVX512.
 func dotQ6_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
+	dotQ6_K512(w, nrows, a, e0, out, false)
+}
+
+// dotQ6_K512 is dotQ6_KAVX512 with the block loop in q6KChunkVNNI if vnni,
+// else in q6KChunk512 (see dotQ2_K512).
+func dotQ6_K512(w []byte, nrows int, a *act, e0 int, out []float32, vnni bool) {
 	nb := a.cols / qkK
 	rb := nb * bytesQ6_K
 	w = w[:nrows*rb]
@@ -782,10 +788,17 @@ func dotQ6_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 			// with wide loads just after their stores (a store-forwarding
 			// stall per group).
 			o, y, bs := b0*bytesQ6_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 32*b0)
-			q6KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0])
-			q6KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1])
-			q6KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2])
-			q6KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3])
+			if vnni {
+				q6KChunkVNNI(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &kVNNI)
+				q6KChunkVNNI(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &kVNNI)
+				q6KChunkVNNI(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &kVNNI)
+				q6KChunkVNNI(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &kVNNI)
+			} else {
+				q6KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0])
+				q6KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1])
+				q6KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2])
+				q6KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3])
+			}
 			kFinish4d(&accs, &ps, b0*bytesQ6_K+208, bytesQ6_K, ds[b0:b0+n], &sum8)
 		}
 		storeStreams4(sum8.GetLo(), out, g*gs, ls, nrows)

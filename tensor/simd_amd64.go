@@ -122,6 +122,7 @@ func init() {
 	// dotQ6_KAVX512 unpacks the high bits with GF2P8AFFINEQB; registered
 	// last, it wins where the CPU has GFNI.
 	addVariant(gguf.TypeQ6_K, "avx512gfni", avx512 && archsimd.X86.AVX512GFNI(), dotQ6_KAVX512)
+	addVariant(gguf.TypeQ6_K, "avx512vnni", hasKVNNI, dotQ6_KVNNI)
 	addVariant4(gguf.TypeQ4_K, "avx2x4", hasSIMD, dot4Q4_KSIMD)
 	addVariant4(gguf.TypeQ4_K, "avx512x4", avx512, dot4Q4_KAVX512)
 	addVariantN(gguf.TypeQ4_K, "avx512tile", avx512, mmQ4_KAVX512)
