@@ -131,3 +131,39 @@ func dotQ2_KVNNI(w []byte, nrows int, a *act, e0 int, out []float32) {
 func dotQ3_KVNNI(w []byte, nrows int, a *act, e0 int, out []float32) {
 	dotQ3_K512(w, nrows, a, e0, out, true)
 }
+
+// q2KChunk runs q2KChunkVNNI if vnni, else q2KChunk512.
+func q2KChunk(vnni bool, p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, m *[kChunk]archsimd.Int32x4, dm unsafe.Pointer) {
+	if vnni {
+		q2KChunkVNNI(p, y, bs, n, acc, m, dm, &kVNNI)
+	} else {
+		q2KChunk512(p, y, bs, n, acc, m, dm)
+	}
+}
+
+// q3KChunk runs q3KChunkVNNI if vnni, else q3KChunk512.
+func q3KChunk(vnni bool, p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16) {
+	if vnni {
+		q3KChunkVNNI(p, y, bs, n, acc, &kVNNI)
+	} else {
+		q3KChunk512(p, y, bs, n, acc)
+	}
+}
+
+// q4KChunk runs q4KChunkVNNI if vnni, else q4KChunk512.
+func q4KChunk(vnni bool, p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16, m *[kChunk]archsimd.Int32x4, dm unsafe.Pointer) {
+	if vnni {
+		q4KChunkVNNI(p, y, bs, n, acc, m, dm, &kVNNI)
+	} else {
+		q4KChunk512(p, y, bs, n, acc, m, dm)
+	}
+}
+
+// q6KChunk runs q6KChunkVNNI if vnni, else q6KChunk512.
+func q6KChunk(vnni bool, p, y, bs unsafe.Pointer, n int, acc *[kChunk]archsimd.Int32x16) {
+	if vnni {
+		q6KChunkVNNI(p, y, bs, n, acc, &kVNNI)
+	} else {
+		q6KChunk512(p, y, bs, n, acc)
+	}
+}

@@ -86,8 +86,7 @@ func dotQ4_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	dotQ4_K512(w, nrows, a, e0, out, false)
 }
 
-// dotQ4_K512 is dotQ4_KAVX512 with the block loop in q4KChunkVNNI if vnni,
-// else in q4KChunk512 (see dotQ2_K512).
+// dotQ4_K512 is dotQ4_KAVX512 with the block loop in q4KChunkVNNI if vnni.
 func dotQ4_K512(w []byte, nrows int, a *act, e0 int, out []float32, vnni bool) {
 	nb := a.cols / qkK
 	rb := nb * bytesQ4_K
@@ -112,17 +111,10 @@ func dotQ4_K512(w []byte, nrows int, a *act, e0 int, out []float32, vnni bool) {
 			// with wide loads just after their stores (a store-forwarding
 			// stall per group).
 			o, y, bs := b0*bytesQ4_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 16*b0)
-			if vnni {
-				q4KChunkVNNI(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]), &kVNNI)
-				q4KChunkVNNI(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]), &kVNNI)
-				q4KChunkVNNI(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]), &kVNNI)
-				q4KChunkVNNI(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]), &kVNNI)
-			} else {
-				q4KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]))
-				q4KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]))
-				q4KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]))
-				q4KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]))
-			}
+			q4KChunk(vnni, unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]))
+			q4KChunk(vnni, unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]))
+			q4KChunk(vnni, unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]))
+			q4KChunk(vnni, unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]))
 			kFinish4(&accs, &ms, &dms, ds[b0:b0+n], &sum8)
 		}
 		storeStreams4(sum8.GetLo(), out, g*gs, ls, nrows)
@@ -764,8 +756,7 @@ func dotQ6_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	dotQ6_K512(w, nrows, a, e0, out, false)
 }
 
-// dotQ6_K512 is dotQ6_KAVX512 with the block loop in q6KChunkVNNI if vnni,
-// else in q6KChunk512 (see dotQ2_K512).
+// dotQ6_K512 is dotQ6_KAVX512 with the block loop in q6KChunkVNNI if vnni.
 func dotQ6_K512(w []byte, nrows int, a *act, e0 int, out []float32, vnni bool) {
 	nb := a.cols / qkK
 	rb := nb * bytesQ6_K
@@ -788,17 +779,10 @@ func dotQ6_K512(w []byte, nrows int, a *act, e0 int, out []float32, vnni bool) {
 			// with wide loads just after their stores (a store-forwarding
 			// stall per group).
 			o, y, bs := b0*bytesQ6_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 32*b0)
-			if vnni {
-				q6KChunkVNNI(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &kVNNI)
-				q6KChunkVNNI(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &kVNNI)
-				q6KChunkVNNI(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &kVNNI)
-				q6KChunkVNNI(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &kVNNI)
-			} else {
-				q6KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0])
-				q6KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1])
-				q6KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2])
-				q6KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3])
-			}
+			q6KChunk(vnni, unsafe.Add(ps[0], o), y, bs, n, &accs[0])
+			q6KChunk(vnni, unsafe.Add(ps[1], o), y, bs, n, &accs[1])
+			q6KChunk(vnni, unsafe.Add(ps[2], o), y, bs, n, &accs[2])
+			q6KChunk(vnni, unsafe.Add(ps[3], o), y, bs, n, &accs[3])
 			kFinish4d(&accs, &ps, b0*bytesQ6_K+208, bytesQ6_K, ds[b0:b0+n], &sum8)
 		}
 		storeStreams4(sum8.GetLo(), out, g*gs, ls, nrows)
@@ -1302,9 +1286,9 @@ func dotQ2_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	dotQ2_K512(w, nrows, a, e0, out, false)
 }
 
-// dotQ2_K512 is dotQ2_KAVX512 with the block loop in q2KChunkVNNI if vnni,
-// else in q2KChunk512 (a branch, not a func value: that would move the
-// accumulators to the heap).
+// dotQ2_K512 is dotQ2_KAVX512 with the block loop in q2KChunkVNNI if vnni
+// (a flag, not the loop as a func value: that would move the accumulators
+// to the heap).
 func dotQ2_K512(w []byte, nrows int, a *act, e0 int, out []float32, vnni bool) {
 	nb := a.cols / qkK
 	rb := nb * bytesQ2_K
@@ -1326,17 +1310,10 @@ func dotQ2_K512(w []byte, nrows int, a *act, e0 int, out []float32, vnni bool) {
 		for b0 := 0; b0 < nb; b0 += kChunk {
 			n := min(kChunk, nb-b0)
 			o, y, bs := b0*bytesQ2_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 32*b0)
-			if vnni {
-				q2KChunkVNNI(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]), &kVNNI)
-				q2KChunkVNNI(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]), &kVNNI)
-				q2KChunkVNNI(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]), &kVNNI)
-				q2KChunkVNNI(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]), &kVNNI)
-			} else {
-				q2KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]))
-				q2KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]))
-				q2KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]))
-				q2KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]))
-			}
+			q2KChunk(vnni, unsafe.Add(ps[0], o), y, bs, n, &accs[0], &ms[0], unsafe.Pointer(&dms[0][0]))
+			q2KChunk(vnni, unsafe.Add(ps[1], o), y, bs, n, &accs[1], &ms[1], unsafe.Pointer(&dms[0][1]))
+			q2KChunk(vnni, unsafe.Add(ps[2], o), y, bs, n, &accs[2], &ms[2], unsafe.Pointer(&dms[0][2]))
+			q2KChunk(vnni, unsafe.Add(ps[3], o), y, bs, n, &accs[3], &ms[3], unsafe.Pointer(&dms[0][3]))
 			kFinish4(&accs, &ms, &dms, ds[b0:b0+n], &sum8)
 		}
 		storeStreams4(sum8.GetLo(), out, g*gs, ls, nrows)
@@ -1394,8 +1371,7 @@ func dotQ3_KAVX512(w []byte, nrows int, a *act, e0 int, out []float32) {
 	dotQ3_K512(w, nrows, a, e0, out, false)
 }
 
-// dotQ3_K512 is dotQ3_KAVX512 with the block loop in q3KChunkVNNI if vnni,
-// else in q3KChunk512 (see dotQ2_K512).
+// dotQ3_K512 is dotQ3_KAVX512 with the block loop in q3KChunkVNNI if vnni.
 func dotQ3_K512(w []byte, nrows int, a *act, e0 int, out []float32, vnni bool) {
 	nb := a.cols / qkK
 	rb := nb * bytesQ3_K
@@ -1415,17 +1391,10 @@ func dotQ3_K512(w []byte, nrows int, a *act, e0 int, out []float32, vnni bool) {
 		for b0 := 0; b0 < nb; b0 += kChunk {
 			n := min(kChunk, nb-b0)
 			o, y, bs := b0*bytesQ3_K, unsafe.Add(py, b0*qkK), unsafe.Add(pbs, 32*b0)
-			if vnni {
-				q3KChunkVNNI(unsafe.Add(ps[0], o), y, bs, n, &accs[0], &kVNNI)
-				q3KChunkVNNI(unsafe.Add(ps[1], o), y, bs, n, &accs[1], &kVNNI)
-				q3KChunkVNNI(unsafe.Add(ps[2], o), y, bs, n, &accs[2], &kVNNI)
-				q3KChunkVNNI(unsafe.Add(ps[3], o), y, bs, n, &accs[3], &kVNNI)
-			} else {
-				q3KChunk512(unsafe.Add(ps[0], o), y, bs, n, &accs[0])
-				q3KChunk512(unsafe.Add(ps[1], o), y, bs, n, &accs[1])
-				q3KChunk512(unsafe.Add(ps[2], o), y, bs, n, &accs[2])
-				q3KChunk512(unsafe.Add(ps[3], o), y, bs, n, &accs[3])
-			}
+			q3KChunk(vnni, unsafe.Add(ps[0], o), y, bs, n, &accs[0])
+			q3KChunk(vnni, unsafe.Add(ps[1], o), y, bs, n, &accs[1])
+			q3KChunk(vnni, unsafe.Add(ps[2], o), y, bs, n, &accs[2])
+			q3KChunk(vnni, unsafe.Add(ps[3], o), y, bs, n, &accs[3])
 			kFinish4d(&accs, &ps, b0*bytesQ3_K+108, bytesQ3_K, ds[b0:b0+n], &sum8)
 		}
 		storeStreams4(sum8.GetLo(), out, g*gs, ls, nrows)
