@@ -1,5 +1,5 @@
 // Macros shared by the register-tiled kernels (f32tile_amd64.s,
-// attntile_amd64.s, vnni_amd64.s, bf16dp_amd64.s).
+// attntile_amd64.s, vnni_amd64.s, bf16dp_amd64.s) and kvnni_amd64.s.
 
 // ZERO_Z0_Z15 clears the sixteen accumulators Z0-Z15.
 #define ZERO_Z0_Z15 \
