@@ -82,13 +82,12 @@ func loadViT(w *weights, cfg *Config) *ViT {
 	}
 	switch cfg.Activation {
 	case GELU:
-		v.act = gelu
+		v.act = tensor.GELU
 	case QuickGELU:
-		v.act = quickGELU
+		v.act = tensor.QuickGELU
 	default:
 		v.act = silu
 	}
-	actTables()
 	return v
 }
 
