@@ -1,8 +1,10 @@
 package model
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 
 	"github.com/stepflash/stepflash/gguf"
@@ -30,14 +32,31 @@ func (c *spanCache) Block(l, _, pos int) (k, v []byte) {
 // TestAttentionSpans: attention over a context split into spans worked on
 // separately and merged by their maxima gives the one-span softmax's
 // logits (to float32 rounding), in a prefill batch and token by token,
-// with the context past several spans.
+// with the context past several spans; also with a sliding window longer
+// than a span (Gemma 3's local layers), where a query's spans start late.
 func TestAttentionSpans(t *testing.T) {
-	m, f, err := Open(testmodels.Path(t, "tiny-qwen3-F32.gguf"), Options{Threads: 2})
+	gemma := filepath.Join(t.TempDir(), "tiny-gemma3-F32.gguf")
+	WriteTinyGemma3(t, gemma)
+	for _, tc := range []struct {
+		path   string
+		window int
+	}{{testmodels.Path(t, "tiny-qwen3-F32.gguf"), 0}, {gemma, 100}, {gemma, 33}} {
+		t.Run(fmt.Sprintf("%s/window=%d", filepath.Base(tc.path), tc.window), func(t *testing.T) {
+			testAttentionSpans(t, tc.path, tc.window)
+		})
+	}
+}
+
+func testAttentionSpans(t *testing.T, path string, window int) {
+	m, f, err := Open(path, Options{Threads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	defer m.Close()
+	if g, ok := m.(*Gemma3); ok {
+		g.Window = window
+	}
 	cfg := m.Config()
 	r := rand.New(rand.NewPCG(9, 9))
 	toks := make([]int32, 300)

@@ -106,6 +106,16 @@ type runner struct {
 	rope RopeType
 	// ropeFreq, when set, divides each rotation frequency (llama3 rope_freqs).
 	ropeFreq []float32
+	// local, when set, is the RoPE of the sliding-window layers (Gemma 3:
+	// its own base, unscaled); attention with attnOpts.local uses it.
+	local *localRope
+	// embedScale, when not 0, multiplies the token embeddings (not the
+	// Batch.Embeds rows): Gemma's √NEmbd.
+	embedScale float32
+	// attnScale multiplies the attention scores (0: 1/√HeadDim).
+	attnScale float32
+	// softcap, when not 0, caps the logits at ±softcap: softcap·tanh(x/softcap).
+	softcap float32
 
 	n        int       // tokens in the current batch
 	x        []float32 // residual stream [n][NEmbd]
@@ -115,8 +125,11 @@ type runner struct {
 	att      []float32 // attention output [n][QDim]
 	gate, up []float32 // [n][NFF or ExpertFF]
 	cos, sin []float32 // [n][RopeDims/2]
+	cosL     []float32 // the local RoPE's tables (runner.local)
+	sinL     []float32
 	part     []float32 // attention spans' parts: [item][max, sum, acc (HeadDimV)]
 	spans    []int     // attention: per token, its first span's item index (÷ NHead)
+	first    []int     // attention: per token, the index of its first span
 	items    []attnItem
 	// MoE scratch
 	route   []float32 // router probabilities [n][NExpert]
@@ -164,7 +177,7 @@ type attnItem struct{ t0, t1, g, sp int }
 // blocks converted to float32.
 type attnWork struct {
 	q, sc, out, kbuf, vbuf []float32
-	cnt, bcnt              []int
+	cnt, bcnt, off         []int
 	kv                     tensor.KVScratch
 	blocks                 [tensor.KVStreams][]byte
 }
@@ -237,6 +250,12 @@ func (r *runner) begin(b *Batch, logits []float32) error {
 	return nil
 }
 
+// localRope is the RoPE of sliding-window layers where it differs from the
+// model's (Gemma 3: base rope.freq_base_swa, no position scaling).
+type localRope struct {
+	Base, Scale float32
+}
+
 // ropeTables computes cos/sin of every rotation angle for the batch positions,
 // as ggml does: theta_i = pos * base^(-2i/d), built by repeated float32
 // products, divided by llama 3's rope_freqs, times the position scale
@@ -244,27 +263,38 @@ func (r *runner) begin(b *Batch, logits []float32) error {
 // ramp and the magnitude scaled (ggml's rope_yarn).
 func (r *runner) ropeTables(b *Batch) {
 	c := r.cfg
+	r.cos, r.sin = r.ropeTable(b, c.RopeBase, c.RopeScale, r.cos, r.sin)
+	if r.local != nil {
+		r.cosL, r.sinL = r.ropeTable(b, r.local.Base, r.local.Scale, r.cosL, r.sinL)
+	}
+}
+
+// ropeTable fills cos and sin (grown to the batch) for one RoPE base and
+// position scale; the rest of the scaling (YaRN's mix and magnitude) is
+// the model's, as ggml_rope_ext takes them for every layer.
+func (r *runner) ropeTable(b *Batch, base, pscale float32, cos, sin []float32) ([]float32, []float32) {
+	c := r.cfg
 	half := c.RopeDims / 2
-	r.cos = grow(r.cos, r.n*half)
-	r.sin = grow(r.sin, r.n*half)
-	scale := float32(math.Pow(float64(c.RopeBase), -2.0/float64(c.RopeDims)))
+	cos = grow(cos, r.n*half)
+	sin = grow(sin, r.n*half)
+	scale := float32(math.Pow(float64(base), -2.0/float64(c.RopeDims)))
 	ext := c.Rope.ExtFactor
 	mscale := c.Rope.YarnAttn * c.Rope.AttnFactor
 	var low, high float32
 	if ext != 0 {
-		low, high = yarnCorrDims(c.RopeDims, c.Rope.OrigCtx, c.RopeBase, c.Rope.BetaFast, c.Rope.BetaSlow)
-		mscale *= 1 + 0.1*logf(1/c.RopeScale)
+		low, high = yarnCorrDims(c.RopeDims, c.Rope.OrigCtx, base, c.Rope.BetaFast, c.Rope.BetaSlow)
+		mscale *= 1 + 0.1*logf(1/pscale)
 	}
 	for t := 0; t < r.n; t++ {
 		theta := float32(b.Pos[t])
-		cs, sn := r.cos[t*half:(t+1)*half], r.sin[t*half:(t+1)*half]
+		cs, sn := cos[t*half:(t+1)*half], sin[t*half:(t+1)*half]
 		for i := 0; i < half; i++ {
 			th := theta
 			if r.ropeFreq != nil {
 				th /= r.ropeFreq[i]
 			}
 			extrap := th
-			th *= c.RopeScale
+			th *= pscale
 			if ext != 0 {
 				mix := yarnRamp(low, high, i) * ext
 				th = th*(1-mix) + extrap*mix
@@ -274,6 +304,7 @@ func (r *runner) ropeTables(b *Batch) {
 			theta *= scale
 		}
 	}
+	return cos, sin
 }
 
 // yarnCorrDims is ggml_rope_yarn_corr_dims: the first and last rotary
@@ -295,7 +326,8 @@ func yarnRamp(low, high float32, i int) float32 {
 
 func logf(x float32) float32 { return float32(math.Log(float64(x))) }
 
-// embed looks up the token embeddings into the residual stream.
+// embed looks up the token embeddings into the residual stream (times
+// embedScale when set; given Batch.Embeds rows are used as they are).
 func (r *runner) embed(e tensor.Matrix, b *Batch) {
 	d := r.cfg.NEmbd
 	for t, tok := range b.Tokens {
@@ -304,6 +336,9 @@ func (r *runner) embed(e tensor.Matrix, b *Batch) {
 			continue
 		}
 		e.DequantizeRow(int(tok), r.x[t*d:(t+1)*d])
+		if r.embedScale != 0 {
+			tensor.Scale(r.x[t*d:(t+1)*d], r.embedScale)
+		}
 	}
 }
 
@@ -318,12 +353,23 @@ func (r *runner) norm(w []float32) {
 // residual adds the sub-block output tmp to the residual stream.
 func (r *runner) residual() { tensor.Add(r.x[:r.n*r.cfg.NEmbd], r.tmp[:r.n*r.cfg.NEmbd]) }
 
-// applyRope rotates every head of rows (n rows of heads*HeadDim) by its token's position.
-func (r *runner) applyRope(rows []float32, heads int) {
+// postNorm sets tmp = RMSNorm(tmp) ⊙ w, row by row (Gemma's norms after
+// each sub-block, before the residual add).
+func (r *runner) postNorm(w []float32) {
+	d := r.cfg.NEmbd
+	for t := 0; t < r.n; t++ {
+		x := r.tmp[t*d : (t+1)*d]
+		tensor.RMSNorm(x, x, w, r.cfg.RMSEps)
+	}
+}
+
+// applyRope rotates every head of rows (n rows of heads*HeadDim) by its
+// token's position, with the tables cos and sin.
+func (r *runner) applyRope(rows []float32, heads int, cos, sin []float32) {
 	c := r.cfg
 	hd, half := c.HeadDim, c.RopeDims/2
 	for t := 0; t < r.n; t++ {
-		cs, sn := r.cos[t*half:(t+1)*half], r.sin[t*half:(t+1)*half]
+		cs, sn := cos[t*half:(t+1)*half], sin[t*half:(t+1)*half]
 		for h := 0; h < heads; h++ {
 			x := rows[(t*heads+h)*hd : (t*heads+h+1)*hd]
 			if r.rope == RopeNeox {
@@ -352,21 +398,40 @@ func (r *runner) headNorm(rows []float32, heads int, w []float32) {
 	}
 }
 
+// attnOpts are an attention block's variations.
+type attnOpts struct {
+	qk *QKNorm // per-head RMSNorm of queries and keys before RoPE (Qwen3, Gemma 3)
+	// window, when not 0, limits each query to the keys of its last
+	// window positions (its own included): sliding-window attention.
+	window int
+	local  bool      // RoPE with the runner's local tables
+	post   []float32 // RMSNorm weights of the output before the residual add (Gemma)
+}
+
 // attention runs causal multi-head attention with grouped KV heads on h and
 // adds the projected result to the residual stream. Keys and values of the
 // batch are stored in the cache first, so tokens see earlier tokens of their
 // own sequence in the same batch.
 func (r *runner) attention(layer int, a *Attention, qk *QKNorm, c Cache, b *Batch) {
+	r.attentionWith(layer, a, c, b, attnOpts{qk: qk})
+}
+
+// attentionWith is attention with the variations of o.
+func (r *runner) attentionWith(layer int, a *Attention, c Cache, b *Batch, o attnOpts) {
 	cfg := r.cfg
 	n, hd := r.n, cfg.HeadDim
 	kvDim := cfg.KVDim()
 	tensor.MatMulMany(r.pool, []tensor.Matrix{a.Q, a.K, a.V}, r.h, n, [][]float32{r.q[:n*cfg.QDim()], r.k[:n*kvDim], r.v[:n*cfg.VDim()]})
-	if qk != nil {
-		r.headNorm(r.q, cfg.NHead, qk.Q)
-		r.headNorm(r.k, cfg.NHeadKV, qk.K)
+	if o.qk != nil {
+		r.headNorm(r.q, cfg.NHead, o.qk.Q)
+		r.headNorm(r.k, cfg.NHeadKV, o.qk.K)
 	}
-	r.applyRope(r.q, cfg.NHead)
-	r.applyRope(r.k, cfg.NHeadKV)
+	cos, sin := r.cos, r.sin
+	if o.local && r.local != nil {
+		cos, sin = r.cosL, r.sinL
+	}
+	r.applyRope(r.q, cfg.NHead, cos, sin)
+	r.applyRope(r.k, cfg.NHeadKV, cos, sin)
 
 	// Store the batch's keys and values, head by head, in the cache's types.
 	bs := c.BlockSize()
@@ -385,14 +450,30 @@ func (r *runner) attention(layer int, a *Attention, qk *QKNorm, c Cache, b *Batc
 		}
 	}
 
-	r.attend(layer, c, b)
+	r.attendWindow(layer, c, b, o.window)
 	tensor.MatMul(r.pool, a.O, r.att, n, r.tmp)
+	if o.post != nil {
+		r.postNorm(o.post)
+	}
 	r.residual()
+}
+
+// keyFrom is the first key position a query at pos attends to with a
+// sliding window of window positions (0: no window).
+func keyFrom(pos, window int) int {
+	if window <= 0 {
+		return 0
+	}
+	return max(0, pos-window+1)
 }
 
 // attend sets r.att from the batch's queries (r.q) and the cached keys
 // and values of their sequences.
-func (r *runner) attend(layer int, c Cache, b *Batch) {
+func (r *runner) attend(layer int, c Cache, b *Batch) { r.attendWindow(layer, c, b, 0) }
+
+// attendWindow is attend with each query limited to the keys of its last
+// window positions when window > 0 (spans wholly before that are skipped).
+func (r *runner) attendWindow(layer int, c Cache, b *Batch, window int) {
 	cfg := r.cfg
 	n, hd, hdv := r.n, cfg.HeadDim, cfg.HeadDimV
 	// Each (token, head) attends over its positions in spans of at most
@@ -406,15 +487,23 @@ func (r *runner) attend(layer int, c Cache, b *Batch) {
 	// all of them (tensor.KVRowsF32) and multiplied as a tile
 	// (tensor.AttnScores, tensor.AttnPV), each query's result still its
 	// own.
+	// A sliding window starts a query's spans later: token t's spans are
+	// first[t] .. Pos[t]/attnSpan.
 	group := cfg.NHead / cfg.NHeadKV
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	scale := r.attnScale
+	if scale == 0 {
+		scale = float32(1 / math.Sqrt(float64(hd)))
+	}
 	if cap(r.spans) < n+1 {
 		r.spans = make([]int, n+1)
+		r.first = make([]int, n)
 	}
 	spans := r.spans[:n+1] // item offsets: token t's (t, h, span) parts start at spans[t]*NHead
+	first := r.first[:n]
 	spans[0] = 0
 	for t := 0; t < n; t++ {
-		spans[t+1] = spans[t] + (b.Pos[t]+attnSpan)/attnSpan
+		first[t] = keyFrom(b.Pos[t], window) / attnSpan
+		spans[t+1] = spans[t] + b.Pos[t]/attnSpan - first[t] + 1
 	}
 	multi := spans[n] > n // some token has more than one span
 	if multi {
@@ -427,7 +516,7 @@ func (r *runner) attend(layer int, c Cache, b *Batch) {
 		for t1 < n && t1-t0 < tile && b.Seq[t1] == b.Seq[t0] && b.Pos[t1] == b.Pos[t1-1]+1 {
 			t1++
 		}
-		for sp := 0; sp < (b.Pos[t1-1]+attnSpan)/attnSpan; sp++ {
+		for sp := first[t0]; sp <= b.Pos[t1-1]/attnSpan; sp++ {
 			for g := 0; g < cfg.NHeadKV; g++ {
 				items = append(items, attnItem{t0: t0, t1: t1, g: g, sp: sp})
 			}
@@ -438,7 +527,7 @@ func (r *runner) attend(layer int, c Cache, b *Batch) {
 	r.pool.For(len(items), func(lo, hi int) {
 		w := workPool.Get().(*attnWork)
 		for _, it := range items[lo:hi] {
-			r.attendTile(w, layer, c, b, it, spans, group, scale)
+			r.attendTile(w, layer, c, b, it, spans, first, window, group, scale)
 		}
 		workPool.Put(w)
 	})
@@ -459,31 +548,42 @@ func (r *runner) attend(layer int, c Cache, b *Batch) {
 
 // attendTile works one attention item: the scores of its queries against
 // the span's keys, their softmax (or, for a token with several spans, the
-// span's part for mergeSpans), and the weighted sum of the values.
-func (r *runner) attendTile(w *attnWork, layer int, c Cache, b *Batch, it attnItem, spans []int, group int, scale float32) {
+// span's part for mergeSpans), and the weighted sum of the values. With a
+// sliding window, keys before a query's window get weight 0.
+func (r *runner) attendTile(w *attnWork, layer int, c Cache, b *Batch, it attnItem, spans, first []int, window, group int, scale float32) {
 	cfg := r.cfg
 	hd, hdv := cfg.HeadDim, cfg.HeadDimV
 	bs := c.BlockSize()
 	kt, vt := c.Types()
 	krb, vrb := tensor.KVRowBytes(kt, hd), tensor.KVRowBytes(vt, hdv)
 	from := it.sp * attnSpan
-	ta := it.t0 // the first token with a position in this span
+	ta := it.t0 // the tokens [ta, tb) have this span among theirs
 	for b.Pos[ta] < from {
 		ta++
 	}
-	to := min(from+attnSpan, b.Pos[it.t1-1]+1)
+	tb := ta
+	for tb < it.t1 && first[tb] <= it.sp {
+		tb++
+	}
+	if tb == ta {
+		return
+	}
+	to := min(from+attnSpan, b.Pos[tb-1]+1)
 	lds := to - from
-	M := (it.t1 - ta) * group
+	// The first block any of the tokens needs (ta's window starts first).
+	kfrom := max(from, keyFrom(b.Pos[ta], window)) / bs * bs
+	M := (tb - ta) * group
 	w.q = grow(w.q, M*hd)
 	w.sc = grow(w.sc, M*lds)
 	w.out = grow(w.out, M*hdv)
 	if cap(w.cnt) < M {
-		w.cnt, w.bcnt = make([]int, M), make([]int, M)
+		w.cnt, w.bcnt, w.off = make([]int, M), make([]int, M), make([]int, M)
 	}
-	cnt, bcnt := w.cnt[:M], w.bcnt[:M]
+	cnt, bcnt, off := w.cnt[:M], w.bcnt[:M], w.off[:M]
 	for m := range cnt {
 		t, h := ta+m/group, it.g*group+m%group
 		cnt[m] = min(b.Pos[t]+1, from+attnSpan) - from
+		off[m] = max(keyFrom(b.Pos[t], window)-from, 0)
 		tensor.KVQuery(kt, r.q[(t*cfg.NHead+h)*hd:(t*cfg.NHead+h+1)*hd], w.q[m*hd:(m+1)*hd])
 	}
 	seq := b.Seq[it.t0]
@@ -492,12 +592,12 @@ func (r *runner) attendTile(w *attnWork, layer int, c Cache, b *Batch, it attnIt
 		// vec_dot_q8_0_q8_0), the tile's queries at once where the CPU
 		// has the batched kernels (w.q holds the queries as they are).
 		w.kv.SetQueries(kt, w.q, M, hd)
-		for p0 := from; p0 < to; p0 += bs {
+		for p0 := kfrom; p0 < to; p0 += bs {
 			kb, _ := c.Block(layer, seq, p0)
 			w.kv.DotTile(kb[it.g*bs*krb:], min(p0+bs, to)-p0, w.sc[p0-from:], lds)
 		}
 	} else {
-		for p0 := from; p0 < to; {
+		for p0 := kfrom; p0 < to; {
 			if nb := kvRun(kt, p0, to, bs); nb > 0 {
 				blocks := w.blocks[:nb]
 				for i := range blocks {
@@ -520,6 +620,8 @@ func (r *runner) attendTile(w *attnWork, layer int, c Cache, b *Batch, it attnIt
 	}
 	for m, cm := range cnt {
 		row := w.sc[m*lds : m*lds+cm]
+		clear(row[:off[m]]) // before the window: weight 0
+		row = row[off[m]:]
 		tensor.Scale(row, scale)
 		t, h := ta+m/group, it.g*group+m%group
 		mx, sum := tensor.ExpSum(row)
@@ -528,12 +630,12 @@ func (r *runner) attendTile(w *attnWork, layer int, c Cache, b *Batch, it attnIt
 		} else {
 			// A span's part: its maximum, its sum of exp(s - max) and the
 			// values weighted by those, merged by mergeSpans.
-			part := r.part[(spans[t]*cfg.NHead+h*nsp+it.sp)*(hdv+2):][:2]
+			part := r.part[(spans[t]*cfg.NHead+h*nsp+it.sp-first[t])*(hdv+2):][:2]
 			part[0], part[1] = mx, float32(sum)
 		}
 	}
 	clear(w.out)
-	for p0 := from; p0 < to; {
+	for p0 := kfrom; p0 < to; {
 		var v []float32
 		nb := kvRun(vt, p0, to, bs)
 		if nb > 0 {
@@ -562,7 +664,7 @@ func (r *runner) attendTile(w *attnWork, layer int, c Cache, b *Batch, it attnIt
 		t, h := ta+m/group, it.g*group+m%group
 		dst := r.att[(t*cfg.NHead+h)*hdv : (t*cfg.NHead+h+1)*hdv]
 		if nsp := spans[t+1] - spans[t]; nsp > 1 {
-			dst = r.part[(spans[t]*cfg.NHead+h*nsp+it.sp)*(hdv+2)+2:][:hdv]
+			dst = r.part[(spans[t]*cfg.NHead+h*nsp+it.sp-first[t])*(hdv+2)+2:][:hdv]
 		}
 		copy(dst, w.out[m*hdv:(m+1)*hdv])
 	}
@@ -598,12 +700,20 @@ func (r *runner) ffn(mlp *MLP, moe *MoE, b *Batch) {
 }
 
 // mlp runs the SwiGLU feed-forward block on h and adds it to the residual stream.
-func (r *runner) mlp(m *MLP) {
+func (r *runner) mlp(m *MLP) { r.mlpWith(m, tensor.SwiGLU, nil) }
+
+// mlpWith runs a gated feed-forward block on h, Down(act(Gate h, Up h)),
+// RMSNorms its output with post when set (Gemma), and adds it to the
+// residual stream.
+func (r *runner) mlpWith(m *MLP, act func(gate, up []float32), post []float32) {
 	n, ff := r.n, m.Gate.Rows
 	gate, up := r.gate[:n*ff], r.up[:n*ff]
 	tensor.MatMulMany(r.pool, []tensor.Matrix{m.Gate, m.Up}, r.h, n, [][]float32{gate, up})
-	tensor.SwiGLU(gate, up)
+	act(gate, up)
 	tensor.MatMul(r.pool, m.Down, gate, n, r.tmp)
+	if post != nil {
+		r.postNorm(post)
+	}
 	r.residual()
 }
 
@@ -746,5 +856,12 @@ func (r *runner) output(o *Output, b *Batch, logits []float32) error {
 		return nil
 	}
 	tensor.MatMul(r.pool, o.head(), r.h[:rows*d], rows, logits[:rows*r.cfg.NVocab])
+	if c := r.softcap; c != 0 {
+		// ggml: scale by 1/c, tanh, scale by c.
+		inv := 1 / c
+		for i, v := range logits[:rows*r.cfg.NVocab] {
+			logits[i] = float32(math.Tanh(float64(v*inv))) * c
+		}
+	}
 	return nil
 }

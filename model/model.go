@@ -1,4 +1,4 @@
-// Package model holds the transformer architectures (llama, qwen3, qwen3moe, …)
+// Package model holds the transformer architectures (llama, qwen3, qwen3moe, gemma3, …)
 // that run a batch of tokens through GGUF weights; each architecture is one
 // file that registers itself.
 package model

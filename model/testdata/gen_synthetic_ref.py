@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
-"""Regenerates tiny-mixtral-ref.json: what llama.cpp computes on the synthetic
-Mixtral-style model that model/mixtral_test.go writes.
+"""Records what llama.cpp computes on a synthetic model that a test of this package writes:
+tiny-mixtral-ref.json (model/mixtral_test.go) and tiny-gemma3-ref.json (model/gemma3_test.go).
 
-    STEPFLASH_WRITE_MIXTRAL=/tmp/tiny-mixtral-F32.gguf go test ./model -run Mixtral   # writes the model (test then fails: no ref yet)
+    STEPFLASH_WRITE_MIXTRAL=/tmp/tiny-mixtral-F32.gguf go test ./model -run Mixtral   # writes the model (then fails if the ref is stale)
     llama-server -m /tmp/tiny-mixtral-F32.gguf -t 2 -tb 2 -c 1024 -np 1 -fa off -ctk f32 -ctv f32 --seed 42 --port 8097 &
-    python3 gen_mixtral_ref.py /tmp/tiny-mixtral-F32.gguf http://127.0.0.1:8097 > tiny-mixtral-ref.json
+    python3 gen_synthetic_ref.py /tmp/tiny-mixtral-F32.gguf http://127.0.0.1:8097 > tiny-mixtral-ref.json
 
-Same request settings as ../shared/models/refs (greedy, n_probs 5, pre-sampling log-probs, F32 KV, no flash attention).
+    STEPFLASH_WRITE_GEMMA3=/tmp/tiny-gemma3-F32.gguf go test ./model -run Gemma3Refs
+    llama-server -m /tmp/tiny-gemma3-F32.gguf -t 2 -tb 2 -c 1024 -np 1 -fa off -ctk f32 -ctv f32 --seed 42 --port 8097 &
+    python3 gen_synthetic_ref.py /tmp/tiny-gemma3-F32.gguf http://127.0.0.1:8097 tiny-qwen3-F32.json > tiny-gemma3-ref.json
+
+The prompts are those of ../shared/models/refs/<third argument> (default tiny-qwen3moe-F32.json); same request settings as
+those refs (greedy, n_probs 5, pre-sampling log-probs, F32 KV, no flash attention).
 """
 import hashlib, json, math, sys, urllib.request
 
 model, base = sys.argv[1], sys.argv[2]
-refs = json.load(open(__file__.rsplit("/", 1)[0] + "/../../../shared/models/refs/tiny-qwen3moe-F32.json"))
+prompts = sys.argv[3] if len(sys.argv) > 3 else "tiny-qwen3moe-F32.json"
+refs = json.load(open(__file__.rsplit("/", 1)[0] + "/../../../shared/models/refs/" + prompts))
 
 def post(path, body):
     req = urllib.request.Request(base + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
