@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stepflash/stepflash/gguf"
+	"github.com/stepflash/stepflash/internal/synthmodels"
 	"github.com/stepflash/stepflash/internal/testmodels"
 )
 
@@ -36,7 +37,7 @@ func (c *spanCache) Block(l, _, pos int) (k, v []byte) {
 // than a span (Gemma 3's local layers), where a query's spans start late.
 func TestAttentionSpans(t *testing.T) {
 	gemma := filepath.Join(t.TempDir(), "tiny-gemma3-F32.gguf")
-	WriteTinyGemma3(t, gemma)
+	synthmodels.Gemma3(t, gemma)
 	for _, tc := range []struct {
 		path   string
 		window int

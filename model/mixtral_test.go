@@ -6,61 +6,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/stepflash/stepflash/engine"
-	"github.com/stepflash/stepflash/gguf"
-	"github.com/stepflash/stepflash/internal/testmodels"
+	"github.com/stepflash/stepflash/internal/synthmodels"
 	"github.com/stepflash/stepflash/model"
 	"github.com/stepflash/stepflash/tokenizer"
 )
-
-// writeTinyMixtral turns tiny-qwen3moe-F32 into a Mixtral-style model: the
-// llama architecture with routed experts (no q/k norms, adjacent-pair RoPE).
-// The output is deterministic; testdata/tiny-mixtral-ref.json records its
-// sha256 and what llama.cpp computes on it.
-func writeTinyMixtral(t testing.TB, dst string) {
-	src, err := gguf.Open(testmodels.Path(t, "tiny-qwen3moe-F32.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	w := gguf.NewWriter()
-	for _, kv := range src.KV {
-		key := kv.Key
-		var v any = kv.Value
-		switch {
-		case key == "general.architecture":
-			v = "llama"
-		case key == "general.name":
-			v = "tiny-mixtral"
-		case strings.HasPrefix(key, "qwen3moe."):
-			key = "llama." + strings.TrimPrefix(key, "qwen3moe.")
-			if key == "llama.expert_feed_forward_length" {
-				continue // llama reads the expert width from feed_forward_length
-			}
-			if key == "llama.feed_forward_length" {
-				v = uint32(64)
-			}
-		}
-		if err := w.AddKV(key, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range src.Tensors {
-		ti := &src.Tensors[i]
-		if strings.HasSuffix(ti.Name, "attn_q_norm.weight") || strings.HasSuffix(ti.Name, "attn_k_norm.weight") {
-			continue
-		}
-		if err := w.AddTensor(ti.Name, ti.Type, ti.Shape, src.TensorData(ti)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.WriteFile(dst); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestMixtralStyleLlamaMoE checks the llama architecture's MoE path against
 // llama.cpp on a synthetic Mixtral-style model.
@@ -69,7 +21,7 @@ func TestMixtralStyleLlamaMoE(t *testing.T) {
 	if p := os.Getenv("STEPFLASH_WRITE_MIXTRAL"); p != "" {
 		path = p // to regenerate the reference, see testdata/gen_synthetic_ref.py
 	}
-	writeTinyMixtral(t, path)
+	synthmodels.Mixtral(t, path)
 	checkSyntheticRef(t, path, "testdata/tiny-mixtral-ref.json", func(m model.Model) bool {
 		_, ok := m.(*model.Llama)
 		return ok && m.Config().NExpert == 8
