@@ -208,6 +208,12 @@ type Request struct {
 	// input. Every such position must lie in a CacheKeys range naming the
 	// image, so that the prefix cache never mistakes one image for another.
 	Embeds [][]float32
+	// Bidirectional marks prompt ranges whose positions attend to each
+	// other in both directions (and to everything before them): Gemma 3
+	// reads an image's embeddings so, as llama.cpp decodes them with
+	// causal attention off. A range is never split between forward passes.
+	// Sorted, not overlapping, inside the prompt.
+	Bidirectional []Span
 	// JSONObject constrains the answer (after any thinking block) to one
 	// JSON object (OpenAI response_format json_object); generation ends
 	// with an end-of-generation token when the object is complete.
@@ -222,6 +228,9 @@ type Request struct {
 	// prompt's final hidden states pooled this way (not normalised).
 	Pooling Pooling
 }
+
+// Span is a range [Start, End) of prompt positions.
+type Span struct{ Start, End int }
 
 // Pooling is how an embedding request reduces its prompt's final hidden
 // states (one per position) to one vector, as llama.cpp's pooling types.
@@ -339,6 +348,11 @@ func (e *Engine) Generate(ctx context.Context, req Request, onToken func(Token) 
 	for _, k := range req.CacheKeys {
 		if k.Start < 0 || k.End <= k.Start || k.End > n {
 			return nil, fmt.Errorf("engine: cache key positions [%d, %d) are not a range inside the prompt of %d tokens", k.Start, k.End, n)
+		}
+	}
+	for i, sp := range req.Bidirectional {
+		if sp.Start < 0 || sp.End <= sp.Start || sp.End > n || i > 0 && sp.Start < req.Bidirectional[i-1].End {
+			return nil, fmt.Errorf("engine: bidirectional range [%d, %d) is not a range inside the prompt of %d tokens after the one before it", sp.Start, sp.End, n)
 		}
 	}
 	if len(req.Embeds) > n {

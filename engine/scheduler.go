@@ -208,6 +208,7 @@ func (e *Engine) step() {
 	budget := e.opts.BatchSize
 	rows, hrows := 0, 0
 	var embeds [][]float32 // per batch token; set in b only when one is given
+	var keyEnd []int       // per batch token; set in b only when a sequence has bidirectional ranges
 	var hidden []bool      // per batch token; set in b only when one is wanted
 	// add puts positions from..to-1 of s in the batch, the last outs of
 	// them with a logits row each; positions past s.tokens are its drafts.
@@ -233,6 +234,15 @@ func (e *Engine) step() {
 				b.Tokens = append(b.Tokens, s.tokens[p])
 			} else {
 				b.Tokens = append(b.Tokens, s.draft[p-len(s.tokens)])
+			}
+			end := p
+			sp, bidi := s.bidirectionalAt(p)
+			if bidi {
+				end = sp.End - 1
+			}
+			keyEnd = append(keyEnd, end)
+			if bidi {
+				b.KeyEnd = keyEnd
 			}
 			b.Pos = append(b.Pos, p)
 			b.Seq = append(b.Seq, s.id)
@@ -288,7 +298,8 @@ func (e *Engine) step() {
 			// takes what is left rather than waiting for the long one.
 			continue
 		}
-		to := s.past + n
+		to := s.chunkEnd(s.past + n)
+		n = to - s.past
 		rec.Chunks = append(rec.Chunks, chunkRecord{Seq: s.id, From: s.past, N: n})
 		rec.Cost += cfg.SpanCost(s.past, to)
 		add(s, s.past, to, boolInt(to == len(s.tokens) && s.req.Pooling == PoolNone))
@@ -301,6 +312,9 @@ func (e *Engine) step() {
 	}
 	if b.Embeds != nil {
 		b.Embeds = embeds // the whole batch's, not the prefix seen when the first was set
+	}
+	if b.KeyEnd != nil {
+		b.KeyEnd = keyEnd
 	}
 	d := e.Model.Config().NEmbd
 	if b.Hidden != nil {
@@ -526,6 +540,31 @@ type stepRecord struct {
 // chunkRecord is one prompt chunk of a step: positions From..From+N-1 of
 // sequence Seq.
 type chunkRecord struct{ Seq, From, N int }
+
+// bidirectionalAt returns the request's bidirectional range holding
+// prompt position p, if any.
+func (s *sequence) bidirectionalAt(p int) (Span, bool) {
+	for _, sp := range s.req.Bidirectional {
+		if sp.Start <= p && p < sp.End {
+			return sp, true
+		}
+	}
+	return Span{}, false
+}
+
+// chunkEnd moves the end of a prompt chunk out of a bidirectional range,
+// whose positions must be computed together: back to its start when the
+// chunk begins before it, else (the chunk begins in it) on to its end,
+// past the token budget if need be.
+func (s *sequence) chunkEnd(to int) int {
+	if sp, ok := s.bidirectionalAt(to); ok && sp.Start < to {
+		if sp.Start > s.past {
+			return sp.Start
+		}
+		return sp.End
+	}
+	return to
+}
 
 // promptChunk is how many of positions from..end-1 of a prompt go into the
 // step: at most tokens (the step's token budget left) and as many as cost

@@ -23,7 +23,7 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 	}
 	j := &job{b: b, isChat: true, prompts: [][]int32{p.prompt}, sp: p.sp, effort: p.applied, chatSetup: p.setup, imageTokens: p.imageTokens}
 	j.base = b.engineRequest(p.sp, p.applied)
-	j.base.Embeds, j.base.CacheKeys = p.embeds, p.keys
+	j.base.Embeds, j.base.CacheKeys, j.base.Bidirectional = p.embeds, p.keys, p.bidirectional
 	j.base.JSONObject = req.ResponseFormat != nil && req.ResponseFormat.Type == "json_object"
 	j.base.JSONSchema = p.schema
 	if p.forcing && p.schema != nil {
@@ -38,15 +38,17 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 // the applied effort, the rendered and tokenized prompt (with any images'
 // embeddings) and the answer's constraints.
 type chatPrompt struct {
-	sp          sampling
-	applied     effort.Applied
-	setup       chatSetup
-	prompt      []int32
-	embeds      [][]float32
-	keys        []engine.CacheKey
-	imageTokens int
-	schema      *engine.Schema
-	forcing     bool
+	sp      sampling
+	applied effort.Applied
+	setup   chatSetup
+	prompt  []int32
+	embeds  [][]float32
+	keys    []engine.CacheKey
+	// bidirectional: image positions read with attention both ways (Gemma 3)
+	bidirectional []engine.Span
+	imageTokens   int
+	schema        *engine.Schema
+	forcing       bool
 }
 
 // prepareChat checks a chat request's parameters, renders its
@@ -143,37 +145,31 @@ func (b *Backend) prepareChat(ctx context.Context, req *api.ChatCompletionReques
 		}
 		text += setup.prefill
 	}
-	var prompt []int32
-	var embeds [][]float32
-	var keys []engine.CacheKey
-	imageTokens := 0
+	ip := &ImagePrompt{}
 	if len(images) > 0 {
 		encoded, e := b.loadImages(ctx, images)
 		if e != nil {
 			return nil, e
 		}
 		var err error
-		if prompt, embeds, keys, imageTokens, err = PromptWithImages(m.Tok, text, mediaMarker, false, encoded); err != nil {
+		if ip, err = PromptWithImages(m.Tok, text, mediaMarker, false, encoded); err != nil {
 			return nil, api.InvalidRequest(api.CodeInvalidValue, "messages", "The chat template did not place every image: %v (images are read in user messages only).", err)
 		}
 	} else {
-		prompt = m.Tok.Encode(text, false, true)
+		ip.Tokens = m.Tok.Encode(text, false, true)
 	}
-	if bos := m.Tok.BOS(); m.Tok.AddBOS() && bos >= 0 && (len(prompt) == 0 || prompt[0] != bos) {
-		prompt = append([]int32{bos}, prompt...)
-		if embeds != nil {
-			embeds = append([][]float32{nil}, embeds...)
-			for i := range keys {
-				keys[i].Start++
-				keys[i].End++
-			}
+	if bos := m.Tok.BOS(); m.Tok.AddBOS() && bos >= 0 && (len(ip.Tokens) == 0 || ip.Tokens[0] != bos) {
+		if ip.Embeds != nil {
+			ip.Prepend(bos)
+		} else {
+			ip.Tokens = append([]int32{bos}, ip.Tokens...)
 		}
 	}
 	// The template's end of turn (e.g. ChatML's <|im_end|>): a vocabulary
 	// without the special token writes it as plain text.
 	sp.stops = append(sp.stops, tmpl.EOTStrings()...)
-	return &chatPrompt{sp: sp, applied: applied, setup: setup, prompt: prompt, embeds: embeds, keys: keys,
-		imageTokens: imageTokens, schema: schema, forcing: forcing}, nil
+	return &chatPrompt{sp: sp, applied: applied, setup: setup, prompt: ip.Tokens, embeds: ip.Embeds, keys: ip.CacheKeys,
+		bidirectional: ip.Bidirectional, imageTokens: ip.ImageTokens, schema: schema, forcing: forcing}, nil
 }
 
 // toolCallSchema is the JSON Schema of a forced tool call's object in the

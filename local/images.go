@@ -37,7 +37,7 @@ func (v VisionEncoder) Encode(img image.Image) ([]ImageSegment, error) {
 	}
 	out := make([]ImageSegment, len(segs))
 	for i, s := range segs {
-		out[i] = ImageSegment{Text: s.Text, Embeds: s.Embeddings}
+		out[i] = ImageSegment{Text: s.Text, Embeds: s.Embeddings, Bidirectional: s.Bidirectional}
 	}
 	return out, nil
 }
@@ -46,6 +46,9 @@ func (v VisionEncoder) Encode(img image.Image) ([]ImageSegment, error) {
 type ImageSegment struct {
 	Text   string
 	Embeds [][]float32
+	// Bidirectional: the text model reads these embeddings with
+	// attention in both directions among them (Gemma 3).
+	Bidirectional bool
 }
 
 // ImageLoader fetches and decodes an image_url (a *media.Fetcher).
@@ -95,43 +98,67 @@ type EncodedImage struct {
 	Key string
 }
 
+// ImagePrompt is a prompt with images, ready for an engine request.
+type ImagePrompt struct {
+	Tokens []int32 // a placeholder token at each embedding position
+	// Embeds, CacheKeys (each image's positions keyed by its Key) and
+	// Bidirectional are the engine request's fields of the same names.
+	Embeds        [][]float32
+	CacheKeys     []engine.CacheKey
+	Bidirectional []engine.Span
+	ImageTokens   int // the positions the images' embeddings take
+}
+
+// Prepend puts tokens (text, no embeddings) before the prompt.
+func (p *ImagePrompt) Prepend(tokens ...int32) {
+	n := len(tokens)
+	p.Tokens = append(append([]int32(nil), tokens...), p.Tokens...)
+	p.Embeds = append(make([][]float32, n), p.Embeds...)
+	for i := range p.CacheKeys {
+		p.CacheKeys[i].Start += n
+		p.CacheKeys[i].End += n
+	}
+	for i := range p.Bidirectional {
+		p.Bidirectional[i].Start += n
+		p.Bidirectional[i].End += n
+	}
+}
+
 // PromptWithImages tokenizes text whose images stand as marker (one marker
 // per image, in order): the text between them as usual (special tokens
 // parsed; BOS first when bos and the vocabulary asks for it), each image
-// as its segments. It returns the prompt (a placeholder token at each
-// embedding position), the engine request's Embeds and CacheKeys (each
-// image's positions keyed by its Key), and the number of image positions.
-func PromptWithImages(tok *tokenizer.Tokenizer, text, marker string, bos bool, images []EncodedImage) ([]int32, [][]float32, []engine.CacheKey, int, error) {
+// as its segments.
+func PromptWithImages(tok *tokenizer.Tokenizer, text, marker string, bos bool, images []EncodedImage) (*ImagePrompt, error) {
 	pieces := strings.Split(text, marker)
 	if len(pieces)-1 != len(images) {
-		return nil, nil, nil, 0, fmt.Errorf("the prompt has %d image markers for %d images", len(pieces)-1, len(images))
+		return nil, fmt.Errorf("the prompt has %d image markers for %d images", len(pieces)-1, len(images))
 	}
-	var prompt []int32
-	var embeds [][]float32
-	var keys []engine.CacheKey
-	n := 0
+	p := &ImagePrompt{}
 	addText := func(s string, bos bool) {
 		ids := tok.Encode(s, bos, true)
-		prompt = append(prompt, ids...)
-		embeds = append(embeds, make([][]float32, len(ids))...)
+		p.Tokens = append(p.Tokens, ids...)
+		p.Embeds = append(p.Embeds, make([][]float32, len(ids))...)
 	}
 	addText(pieces[0], bos)
 	for i, img := range images {
-		start := len(prompt)
+		start := len(p.Tokens)
 		for _, s := range img.Segments {
 			if s.Text != "" {
 				addText(s.Text, false)
 			}
+			if s.Bidirectional && len(s.Embeds) > 0 {
+				p.Bidirectional = append(p.Bidirectional, engine.Span{Start: len(p.Tokens), End: len(p.Tokens) + len(s.Embeds)})
+			}
 			for _, e := range s.Embeds {
-				prompt = append(prompt, 0) // a placeholder: the embedding is the input
-				embeds = append(embeds, e)
-				n++
+				p.Tokens = append(p.Tokens, 0) // a placeholder: the embedding is the input
+				p.Embeds = append(p.Embeds, e)
+				p.ImageTokens++
 			}
 		}
-		keys = append(keys, engine.CacheKey{Start: start, End: len(prompt), Key: img.Key})
+		p.CacheKeys = append(p.CacheKeys, engine.CacheKey{Start: start, End: len(p.Tokens), Key: img.Key})
 		addText(pieces[i+1], false)
 	}
-	return prompt, embeds, keys, n, nil
+	return p, nil
 }
 
 // loadImages fetches, decodes and encodes a request's images.

@@ -210,7 +210,7 @@ func (r *runner) begin(b *Batch, logits []float32) error {
 		return fmt.Errorf("model: empty batch")
 	}
 	if len(b.Pos) != n || len(b.Seq) != n || (b.Output != nil && len(b.Output) != n) || (b.ExpertsUsed != nil && len(b.ExpertsUsed) != n) ||
-		(b.Embeds != nil && len(b.Embeds) != n) || (b.Hidden != nil && len(b.Hidden) != n) {
+		(b.Embeds != nil && len(b.Embeds) != n) || (b.Hidden != nil && len(b.Hidden) != n) || (b.KeyEnd != nil && len(b.KeyEnd) != n) {
 		return fmt.Errorf("model: batch fields have different lengths")
 	}
 	for i, e := range b.Embeds {
@@ -224,6 +224,9 @@ func (r *runner) begin(b *Batch, logits []float32) error {
 		}
 		if b.Pos[i] < 0 {
 			return fmt.Errorf("model: negative position %d at batch index %d", b.Pos[i], i)
+		}
+		if b.KeyEnd != nil && (b.KeyEnd[i] < b.Pos[i] || i > 0 && b.Seq[i] == b.Seq[i-1] && b.Pos[i] == b.Pos[i-1]+1 && b.KeyEnd[i] < b.KeyEnd[i-1]) {
+			return fmt.Errorf("model: key end %d at batch index %d is before its position %d or its predecessor's key end", b.KeyEnd[i], i, b.Pos[i])
 		}
 		if b.ExpertsUsed != nil && (b.ExpertsUsed[i] < 0 || b.ExpertsUsed[i] > c.NExpertUse && c.NExpert > 0) {
 			return fmt.Errorf("model: experts per token %d at batch index %d is outside 1..%d", b.ExpertsUsed[i], i, c.NExpertUse)
@@ -503,7 +506,7 @@ func (r *runner) attendWindow(layer int, c Cache, b *Batch, window int) {
 	spans[0] = 0
 	for t := 0; t < n; t++ {
 		first[t] = keyFrom(b.Pos[t], window) / attnSpan
-		spans[t+1] = spans[t] + b.Pos[t]/attnSpan - first[t] + 1
+		spans[t+1] = spans[t] + b.keyEnd(t)/attnSpan - first[t] + 1
 	}
 	multi := spans[n] > n // some token has more than one span
 	if multi {
@@ -516,7 +519,7 @@ func (r *runner) attendWindow(layer int, c Cache, b *Batch, window int) {
 		for t1 < n && t1-t0 < tile && b.Seq[t1] == b.Seq[t0] && b.Pos[t1] == b.Pos[t1-1]+1 {
 			t1++
 		}
-		for sp := first[t0]; sp <= b.Pos[t1-1]/attnSpan; sp++ {
+		for sp := first[t0]; sp <= b.keyEnd(t1-1)/attnSpan; sp++ {
 			for g := 0; g < cfg.NHeadKV; g++ {
 				items = append(items, attnItem{t0: t0, t1: t1, g: g, sp: sp})
 			}
@@ -558,7 +561,7 @@ func (r *runner) attendTile(w *attnWork, layer int, c Cache, b *Batch, it attnIt
 	krb, vrb := tensor.KVRowBytes(kt, hd), tensor.KVRowBytes(vt, hdv)
 	from := it.sp * attnSpan
 	ta := it.t0 // the tokens [ta, tb) have this span among theirs
-	for b.Pos[ta] < from {
+	for b.keyEnd(ta) < from {
 		ta++
 	}
 	tb := ta
@@ -568,7 +571,7 @@ func (r *runner) attendTile(w *attnWork, layer int, c Cache, b *Batch, it attnIt
 	if tb == ta {
 		return
 	}
-	to := min(from+attnSpan, b.Pos[tb-1]+1)
+	to := min(from+attnSpan, b.keyEnd(tb-1)+1)
 	lds := to - from
 	// The first block any of the tokens needs (ta's window starts first).
 	kfrom := max(from, keyFrom(b.Pos[ta], window)) / bs * bs
@@ -582,7 +585,7 @@ func (r *runner) attendTile(w *attnWork, layer int, c Cache, b *Batch, it attnIt
 	cnt, bcnt, off := w.cnt[:M], w.bcnt[:M], w.off[:M]
 	for m := range cnt {
 		t, h := ta+m/group, it.g*group+m%group
-		cnt[m] = min(b.Pos[t]+1, from+attnSpan) - from
+		cnt[m] = min(b.keyEnd(t)+1, from+attnSpan) - from
 		off[m] = max(keyFrom(b.Pos[t], window)-from, 0)
 		tensor.KVQuery(kt, r.q[(t*cfg.NHead+h)*hd:(t*cfg.NHead+h+1)*hd], w.q[m*hd:(m+1)*hd])
 	}

@@ -36,6 +36,21 @@ type Batch struct {
 	// HiddenOut in batch order. Nil wants none.
 	Hidden    []bool
 	HiddenOut []float32
+	// KeyEnd, when set, lets token i attend to the positions up to
+	// KeyEnd[i] (at least Pos[i]) of its sequence instead of up to Pos[i]:
+	// positions after its own must be in this batch, and KeyEnd must not
+	// decrease along a sequence's consecutive positions. Gemma 3 reads an
+	// image's embeddings this way (llama.cpp decodes them with causal
+	// attention off). Nil: causal.
+	KeyEnd []int
+}
+
+// keyEnd is the last position token i attends to.
+func (b *Batch) keyEnd(i int) int {
+	if b.KeyEnd == nil {
+		return b.Pos[i]
+	}
+	return b.KeyEnd[i]
 }
 
 // Len is the number of tokens in the batch.

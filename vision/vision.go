@@ -49,6 +49,10 @@ type Segment struct {
 	Embeddings [][]float32
 	// Picture is the index in Prepared.Pictures of an embeddings segment.
 	Picture int
+	// Bidirectional says the text model reads an embeddings segment with
+	// attention in both directions among its positions, as llama.cpp
+	// decodes Gemma 3's images (causal attention off).
+	Bidirectional bool
 }
 
 // Projector is one registered projector type: its preprocessing, its

@@ -128,6 +128,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	var ids []int32
 	var embeds [][]float32
 	var keys []engine.CacheKey
+	var bidi []engine.Span
 	var venc *vision.Encoder
 	if *mmproj != "" {
 		// Opened (and checked against the model) even with no --image.
@@ -144,14 +145,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		if prompt, encoded, err = runImages(prompt, images, enc); err != nil {
 			return err
 		}
-		if ids, embeds, keys, _, err = local.PromptWithImages(l.tok, prompt, runMarker, true, encoded); err != nil {
+		ip, err := local.PromptWithImages(l.tok, prompt, runMarker, true, encoded)
+		if err != nil {
 			return err
 		}
+		ids, embeds, keys, bidi = ip.Tokens, ip.Embeds, ip.CacheKeys, ip.Bidirectional
 	} else {
 		ids = l.tok.Encode(prompt, true, true)
 	}
 	req := engine.Request{Prompt: ids, MaxTokens: sf.nPredict, Sampling: sf.params(), TopLogprobs: sf.topLP, IgnoreEOS: *ignoreEOS,
-		Thinking: local.Thinking(l.tok, l.template().Thinking(), applied.ThinkingBudget), Embeds: embeds, CacheKeys: keys}
+		Thinking: local.Thinking(l.tok, l.template().Thinking(), applied.ThinkingBudget), Embeds: embeds, CacheKeys: keys, Bidirectional: bidi}
 	if applied.ExpertsPerToken != nil {
 		req.ExpertsUsed = *applied.ExpertsPerToken
 	}
