@@ -1,4 +1,4 @@
-// Package vision turns images into a language model's input embeddings: GGUF vision encoders (clip projectors as llama.cpp writes them; idefics3 first) and their preprocessing.
+// Package vision turns images into a language model's input embeddings: GGUF vision encoders (clip projectors as llama.cpp writes them: idefics3, gemma3) and their preprocessing.
 //
 // # Use
 //
@@ -26,16 +26,20 @@
 //
 // Projector types register themselves by their clip.projector_type name,
 // like the model package's architectures: each is one file whose init calls
-// Register with a Constructor. idefics3.go (SmolVLM, Idefics3) is the first:
-// the shared pre-norm ViT of vit.go, pixel shuffle and one linear layer,
-// with llama.cpp's llava-uhd-style slicing into a grid of image_size tiles
-// plus an overview. The next families fit the same mould:
+// Register with a Constructor.
 //
-//   - gemma3 (Gemma 3, SigLIP): the same vit.go encoder on one fixed-size
-//     picture (bilinear resize, no slices), then a 2-D average pool by
+//   - idefics3.go (SmolVLM, Idefics3): the shared pre-norm ViT of vit.go,
+//     pixel shuffle and one linear layer, with llama.cpp's llava-uhd-style
+//     slicing into a grid of image_size tiles plus an overview.
+//   - gemma3.go (Gemma 3, SigLIP): the same encoder on one picture (the
+//     image letterboxed as llama.cpp does), a 2-D average pool by
 //     clip.vision.projector.scale_factor, RMSNorm (mm.soft_emb_norm) and
 //     mm.input_projection; the layout is <start_of_image> embeddings
-//     <end_of_image>. One file: preprocessing, pool+projection, layout.
+//     <end_of_image>, the embeddings marked Segment.Bidirectional (the
+//     text model reads them with attention both ways, as llama.cpp does).
+//
+// The next family fits the same mould:
+//
 //   - qwen2vl / qwen25vl (Qwen2.5-VL): dynamic resolution (smart resize to
 //     multiples of patch_size*2, no slices), patches from two temporal
 //     frames, RMSNorm blocks with SwiGLU, 2-D RoPE on q and k (the head

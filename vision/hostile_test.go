@@ -87,6 +87,24 @@ func f32Tensor(shape ...uint64) *tensorSpec {
 	return &tensorSpec{gguf.TypeF32, shape, make([]byte, 4*n)}
 }
 
+// g3kv and g3t turn the tiny idefics3 projector into a gemma3 one (64 ->
+// 256), with more changes merged in.
+func g3kv(more map[string]any) map[string]any {
+	kv := map[string]any{"clip.projector_type": "gemma3", "clip.vision.projection_dim": uint32(256)}
+	for k, v := range more {
+		kv[k] = v
+	}
+	return kv
+}
+
+func g3t(more map[string]*tensorSpec) map[string]*tensorSpec {
+	ts := map[string]*tensorSpec{"mm.model.fc.weight": nil, "mm.soft_emb_norm.weight": f32Tensor(64), "mm.input_projection.weight": f32Tensor(256, 64)}
+	for k, v := range more {
+		ts[k] = v
+	}
+	return ts
+}
+
 // TestHostileMetadata loads the tiny projector with one piece of metadata
 // or one tensor broken at a time: each must fail with a clear error, never
 // panic.
@@ -98,7 +116,13 @@ func TestHostileMetadata(t *testing.T) {
 		want    string // in the error
 	}{
 		{"not clip", map[string]any{"general.architecture": "llama"}, nil, `"llama", want "clip"`},
-		{"unsupported projector", map[string]any{"clip.projector_type": "gemma3"}, nil, `projector type "gemma3" is not supported (supported: [idefics3])`},
+		{"unsupported projector", map[string]any{"clip.projector_type": "qwen25vl"}, nil, `projector type "qwen25vl" is not supported (supported: [gemma3 idefics3])`},
+		{"gemma3", g3kv(nil), g3t(nil), ""},
+		{"gemma3 without norm", g3kv(nil), g3t(map[string]*tensorSpec{"mm.soft_emb_norm.weight": nil}), `"mm.soft_emb_norm.weight" is missing`},
+		{"gemma3 projection transposed", g3kv(nil), g3t(map[string]*tensorSpec{"mm.input_projection.weight": f32Tensor(64, 256)}), "mm.input_projection.weight"},
+		{"gemma3 pool not dividing", g3kv(map[string]any{"clip.vision.projector.scale_factor": uint32(3)}), g3t(nil), "not a multiple of the pooling factor 3"},
+		{"gemma3 default pool", g3kv(map[string]any{"clip.vision.projector.scale_factor": nil}), g3t(nil), ""},
+		{"gemma3 no projection dim", g3kv(map[string]any{"clip.vision.projection_dim": nil}), g3t(map[string]*tensorSpec{"mm.input_projection.weight": nil}), "projection_dim is missing"},
 		{"no projector type", map[string]any{"clip.projector_type": nil}, nil, "projector_type is missing"},
 		{"no vision encoder", map[string]any{"clip.has_vision_encoder": false}, nil, "no vision encoder"},
 		{"image size zero", map[string]any{"clip.vision.image_size": uint32(0)}, nil, "must be positive"},

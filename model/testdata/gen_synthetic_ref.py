@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Records what llama.cpp computes on a synthetic model that a test of this package writes:
-tiny-mixtral-ref.json (model/mixtral_test.go) and tiny-gemma3-ref.json (model/gemma3_test.go).
+"""Records what llama.cpp computes on a synthetic model that a test writes (internal/synthmodels):
+tiny-mixtral-ref.json (model/mixtral_test.go), tiny-gemma3-ref.json (model/gemma3_test.go) and
+cmd/stepflash/testdata/tiny-gemma3-vlm-ref.json (cmd/stepflash/gemma3_vision_test.go). Every llama-server below also
+had -nr --no-webui (-nr: the AMX kernels die with SIGILL in the sandbox; F32 weights are not repacked anyway).
 
     STEPFLASH_WRITE_MIXTRAL=/tmp/tiny-mixtral-F32.gguf go test ./model -run Mixtral   # writes the model (then fails if the ref is stale)
     llama-server -m /tmp/tiny-mixtral-F32.gguf -t 2 -tb 2 -c 1024 -np 1 -fa off -ctk f32 -ctv f32 --seed 42 --port 8097 &
@@ -10,23 +12,45 @@ tiny-mixtral-ref.json (model/mixtral_test.go) and tiny-gemma3-ref.json (model/ge
     llama-server -m /tmp/tiny-gemma3-F32.gguf -t 2 -tb 2 -c 1024 -np 1 -fa off -ctk f32 -ctv f32 --seed 42 --port 8097 &
     python3 gen_synthetic_ref.py /tmp/tiny-gemma3-F32.gguf http://127.0.0.1:8097 tiny-qwen3-F32.json > tiny-gemma3-ref.json
 
+    STEPFLASH_WRITE_GEMMA3_VLM=/tmp/g3 go test ./cmd/stepflash -run Gemma3Vision   # writes both files into /tmp/g3
+    LLAMA_MEDIA_MARKER='<__media__>' llama-server -m /tmp/g3/tiny-gemma3-F32.gguf --mmproj /tmp/g3/tiny-gemma3-mmproj-F32.gguf \
+        -t 2 -tb 2 -c 1024 -np 1 -fa off -ctk f32 -ctv f32 --seed 42 --port 8097 &
+    python3 gen_synthetic_ref.py /tmp/g3/tiny-gemma3-F32.gguf http://127.0.0.1:8097 --mmproj /tmp/g3/tiny-gemma3-mmproj-F32.gguf \
+        ../../../shared/models/test-image-quadrants-64.png ../../cmd/stepflash/testdata/bands-48x20.png \
+        > ../../cmd/stepflash/testdata/tiny-gemma3-vlm-ref.json
+
 The prompts are those of ../shared/models/refs/<third argument> (default tiny-qwen3moe-F32.json); same request settings as
 those refs (greedy, n_probs 5, pre-sampling log-probs, F32 KV, no flash attention).
 """
-import hashlib, json, math, sys, urllib.request
+import base64, hashlib, json, math, os, sys, urllib.request
 
 model, base = sys.argv[1], sys.argv[2]
-prompts = sys.argv[3] if len(sys.argv) > 3 else "tiny-qwen3moe-F32.json"
-refs = json.load(open(__file__.rsplit("/", 1)[0] + "/../../../shared/models/refs/" + prompts))
+if len(sys.argv) > 4 and sys.argv[3] == "--mmproj":
+    # Image cases: each image with each prompt (<__media__> where it goes);
+    # the server runs with --mmproj and LLAMA_MEDIA_MARKER='<__media__>'.
+    mmproj, images = sys.argv[4], sys.argv[5:]
+    prompts = ["User: <__media__> Describe the image.", "<__media__>What colour is the top left corner?"]
+    todo = [{"name": f"{os.path.basename(im)}/{i}", "prompt": p, "image": im} for im in images for i, p in enumerate(prompts)]
+    n_predict = 16
+else:
+    mmproj = None
+    prompts = sys.argv[3] if len(sys.argv) > 3 else "tiny-qwen3moe-F32.json"
+    todo = json.load(open(__file__.rsplit("/", 1)[0] + "/../../../shared/models/refs/" + prompts))["runs"][0]["cases"]
+    n_predict = 24
 
 def post(path, body):
     req = urllib.request.Request(base + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
     return json.load(urllib.request.urlopen(req))
 
 cases = []
-for c in refs["runs"][0]["cases"]:
-    ids = post("/tokenize", {"content": c["prompt"], "add_special": True, "parse_special": True})["tokens"]
-    r = post("/completion", {"prompt": c["prompt"], "n_predict": 24, "temperature": 0.0, "top_k": 1, "top_p": 1.0,
+for c in todo:
+    prompt = c["prompt"]
+    if "image" in c:
+        ids = None  # the server does not tokenize images; the test checks the count of positions instead
+        prompt = {"prompt_string": c["prompt"], "multimodal_data": [base64.b64encode(open(c["image"], "rb").read()).decode()]}
+    else:
+        ids = post("/tokenize", {"content": c["prompt"], "add_special": True, "parse_special": True})["tokens"]
+    r = post("/completion", {"prompt": prompt, "n_predict": n_predict, "temperature": 0.0, "top_k": 1, "top_p": 1.0,
                              "min_p": 0.0, "repeat_penalty": 1.0, "seed": 42, "n_probs": 5, "post_sampling_probs": False,
                              "return_tokens": True, "cache_prompt": False})
     steps, margins = [], []
@@ -34,9 +58,14 @@ for c in refs["runs"][0]["cases"]:
         top = [{"id": t["id"], "logprob": t["logprob"]} for t in p["top_logprobs"]]
         steps.append({"id": p["id"], "top": top})
         margins.append(top[0]["logprob"] - top[1]["logprob"])
-    cases.append({"name": c["name"], "prompt": c["prompt"], "prompt_token_ids": ids, "generated_token_ids": r["tokens"],
-                  "steps": steps, "margins": margins})
-print(json.dumps({"model_sha256": hashlib.sha256(open(model, "rb").read()).hexdigest(),
+    case = {"name": c["name"], "prompt": c["prompt"], "prompt_token_ids": ids, "generated_token_ids": r["tokens"],
+            "steps": steps, "margins": margins}
+    if "image" in c:
+        case["image"] = os.path.basename(c["image"])
+        case["prompt_positions"] = r["timings"]["prompt_n"]
+    cases.append(case)
+sha = lambda f: hashlib.sha256(open(f, "rb").read()).hexdigest()
+print(json.dumps({"model_sha256": sha(model), **({"mmproj_sha256": sha(mmproj)} if mmproj else {}),
                   "llama_cpp_commit": "1fd6dfe9f3d4b69cce101d832339fbda2d14b056",
                   "server_flags": "-t 2 -tb 2 -c 1024 -np 1 -fa off -ctk f32 -ctv f32 --seed 42",
                   "cases": cases}, indent=1))
