@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -9,6 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 
 	"github.com/stepflash/stepflash/internal/synthmodels"
 	"github.com/stepflash/stepflash/internal/testmodels"
@@ -93,4 +98,74 @@ func TestRunGemma3Vision(t *testing.T) {
 		}
 	}
 	t.Logf("max |Δ log-prob| %.2g", worst)
+}
+
+// TestServeGemma3Vision: the same pair served, a chat with the image as a
+// data URL through the official SDK (a template rendering the ref's raw
+// prompt) gives llama.cpp's greedy answer and the log-prob of each of its
+// tokens, and counts the image's 16 positions in usage.
+func TestServeGemma3Vision(t *testing.T) {
+	dir := t.TempDir()
+	text, proj := filepath.Join(dir, "tiny-gemma3-F32.gguf"), filepath.Join(dir, "tiny-gemma3-mmproj-F32.gguf")
+	synthmodels.Gemma3(t, text)
+	synthmodels.Gemma3Projector(t, proj)
+	tmpl := filepath.Join(dir, "raw.jinja")
+	src := `{%- for m in messages %}User: {% for p in m.content %}{{ p.text }}{% endfor %}{% endfor %}`
+	if err := os.WriteFile(tmpl, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile("testdata/tiny-gemma3-vlm-ref.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref struct {
+		Cases []struct {
+			Prompt    string `json:"prompt"`
+			Image     string `json:"image"`
+			Positions int    `json:"prompt_positions"`
+			Steps     []struct {
+				ID  int32 `json:"id"`
+				Top []struct {
+					Logprob float64 `json:"logprob"`
+				} `json:"top"`
+			} `json:"steps"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		t.Fatal(err)
+	}
+	c := ref.Cases[2] // bands-48x20.png with "User: <__media__> Describe the image."
+	if c.Image != "bands-48x20.png" || c.Prompt != "User: <__media__> Describe the image." {
+		t.Fatalf("reference case 2 is %s %q", c.Image, c.Prompt)
+	}
+	png, err := os.ReadFile("testdata/bands-48x20.png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _, _ := startServe(t, "-m", text, "--mmproj", proj, "--chat-template-file", tmpl, "--alias", "g3", "--quiet", "-t", "2", "--data", t.TempDir())
+	client := openai.NewClient(option.WithBaseURL(base+"/v1"), option.WithAPIKey("none"), option.WithMaxRetries(0))
+	n := 6
+	resp, err := client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "g3", MaxTokens: openai.Int(int64(n)),
+		Temperature: openai.Float(0), Logprobs: openai.Bool(true),
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage([]openai.ChatCompletionContentPartUnionParam{
+			openai.ImageContentPart(openai.ChatCompletionContentPartImageImageURLParam{URL: "data:image/png;base64," + base64.StdEncoding.EncodeToString(png)}),
+			openai.TextContentPart(" Describe the image."),
+		})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp := resp.Choices[0].Logprobs.Content
+	var details struct {
+		ImageTokens int `json:"image_tokens"`
+	}
+	json.Unmarshal([]byte(resp.Usage.PromptTokensDetails.RawJSON()), &details)
+	if len(lp) != n || int(resp.Usage.PromptTokens) != c.Positions || details.ImageTokens != 16 {
+		t.Fatalf("%d tokens, %d prompt tokens (%s), usage details %s; want %d, %d and 16 image tokens", len(lp), resp.Usage.PromptTokens,
+			resp.Choices[0].Message.Content, resp.Usage.PromptTokensDetails.RawJSON(), n, c.Positions)
+	}
+	for i := range lp {
+		if d := math.Abs(lp[i].Logprob - c.Steps[i].Top[0].Logprob); d > 2e-4 {
+			t.Errorf("token %d %q: log-prob %.6f, llama.cpp's greedy token %d %.6f", i, lp[i].Token, lp[i].Logprob, c.Steps[i].ID, c.Steps[i].Top[0].Logprob)
+		}
+	}
 }
