@@ -114,14 +114,7 @@ func (m *Gemma3) Encode(pool *tensor.Pool, pics []*RGB) ([][][]float32, error) {
 		})
 		proj := make([]float32, len(batch)*nt*c.ProjectionDim)
 		tensor.MatMul(pool, m.Proj, pooled, len(batch)*nt, proj)
-		for b := range batch {
-			rows := make([][]float32, nt)
-			for t := range rows {
-				r := (b*nt + t) * c.ProjectionDim
-				rows[t] = proj[r : r+c.ProjectionDim : r+c.ProjectionDim]
-			}
-			out = append(out, rows)
-		}
+		out = appendPictures(out, proj, len(batch), nt, c.ProjectionDim)
 	}
 	return out, nil
 }

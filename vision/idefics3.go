@@ -141,16 +141,23 @@ func (m *Idefics3) Encode(pool *tensor.Pool, pics []*RGB) ([][][]float32, error)
 		}
 		proj := make([]float32, len(batch)*nt*c.ProjectionDim)
 		tensor.MatMul(pool, m.FC, sh, len(batch)*nt, proj)
-		for b := range batch {
-			rows := make([][]float32, nt)
-			for t := range rows {
-				r := (b*nt + t) * c.ProjectionDim
-				rows[t] = proj[r : r+c.ProjectionDim : r+c.ProjectionDim]
-			}
-			out = append(out, rows)
-		}
+		out = appendPictures(out, proj, len(batch), nt, c.ProjectionDim)
 	}
 	return out, nil
+}
+
+// appendPictures appends the embeddings of npics pictures, nt rows of dim
+// each in proj, one [][]float32 per picture (rows share proj's storage).
+func appendPictures(out [][][]float32, proj []float32, npics, nt, dim int) [][][]float32 {
+	for b := 0; b < npics; b++ {
+		rows := make([][]float32, nt)
+		for t := range rows {
+			r := (b*nt + t) * dim
+			rows[t] = proj[r : r+dim : r+dim]
+		}
+		out = append(out, rows)
+	}
+	return out
 }
 
 // Layout lays an idefics3 image out as libmtmd does: per slice

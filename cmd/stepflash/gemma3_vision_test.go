@@ -19,6 +19,40 @@ import (
 	"github.com/stepflash/stepflash/internal/testmodels"
 )
 
+// gemma3VLMRef is testdata/tiny-gemma3-vlm-ref.json: llama-server's greedy
+// steps on the synthetic Gemma 3 pair with an image.
+type gemma3VLMRef struct {
+	ModelSHA  string `json:"model_sha256"`
+	MMProjSHA string `json:"mmproj_sha256"`
+	Cases     []struct {
+		Name      string  `json:"name"`
+		Prompt    string  `json:"prompt"`
+		Image     string  `json:"image"`
+		Positions int     `json:"prompt_positions"`
+		Generated []int32 `json:"generated_token_ids"`
+		Steps     []struct {
+			ID  int32 `json:"id"`
+			Top []struct {
+				ID      int32   `json:"id"`
+				Logprob float64 `json:"logprob"`
+			} `json:"top"`
+		} `json:"steps"`
+	} `json:"cases"`
+}
+
+func loadGemma3VLMRef(t *testing.T) *gemma3VLMRef {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/tiny-gemma3-vlm-ref.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref gemma3VLMRef
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		t.Fatal(err)
+	}
+	return &ref
+}
+
 // TestRunGemma3Vision: `stepflash run --mmproj --image` on a synthetic
 // Gemma 3 pair (synthmodels.Gemma3 and Gemma3Projector) reproduces
 // llama.cpp's greedy tokens and top-5 log-probs
@@ -36,30 +70,7 @@ func TestRunGemma3Vision(t *testing.T) {
 	}
 	synthmodels.Gemma3(t, text)
 	synthmodels.Gemma3Projector(t, proj)
-	raw, err := os.ReadFile("testdata/tiny-gemma3-vlm-ref.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ref struct {
-		ModelSHA  string `json:"model_sha256"`
-		MMProjSHA string `json:"mmproj_sha256"`
-		Cases     []struct {
-			Name      string  `json:"name"`
-			Prompt    string  `json:"prompt"`
-			Image     string  `json:"image"`
-			Positions int     `json:"prompt_positions"`
-			Generated []int32 `json:"generated_token_ids"`
-			Steps     []struct {
-				Top []struct {
-					ID      int32   `json:"id"`
-					Logprob float64 `json:"logprob"`
-				} `json:"top"`
-			} `json:"steps"`
-		} `json:"cases"`
-	}
-	if err := json.Unmarshal(raw, &ref); err != nil {
-		t.Fatal(err)
-	}
+	ref := loadGemma3VLMRef(t)
 	for path, want := range map[string]string{text: ref.ModelSHA, proj: ref.MMProjSHA} {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -114,26 +125,7 @@ func TestServeGemma3Vision(t *testing.T) {
 	if err := os.WriteFile(tmpl, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile("testdata/tiny-gemma3-vlm-ref.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ref struct {
-		Cases []struct {
-			Prompt    string `json:"prompt"`
-			Image     string `json:"image"`
-			Positions int    `json:"prompt_positions"`
-			Steps     []struct {
-				ID  int32 `json:"id"`
-				Top []struct {
-					Logprob float64 `json:"logprob"`
-				} `json:"top"`
-			} `json:"steps"`
-		} `json:"cases"`
-	}
-	if err := json.Unmarshal(raw, &ref); err != nil {
-		t.Fatal(err)
-	}
+	ref := loadGemma3VLMRef(t)
 	c := ref.Cases[2] // bands-48x20.png with "User: <__media__> Describe the image."
 	if c.Image != "bands-48x20.png" || c.Prompt != "User: <__media__> Describe the image." {
 		t.Fatalf("reference case 2 is %s %q", c.Image, c.Prompt)
