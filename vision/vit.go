@@ -167,25 +167,57 @@ func (v *ViT) forward(pool *tensor.Pool, pics []*RGB) []float32 {
 
 // attention computes full (unmasked) multi-head attention within each
 // picture: out = softmax(q kᵀ / sqrt(d)) v per head, as ggml's soft_max_ext
-// with a scale.
+// with a scale. The keys and values are first laid out head by head
+// (contiguous rows, zero-padded to a multiple of 16 elements so that the
+// SIMD kernels take them: SigLIP's heads are 72 wide); then each job takes
+// a tile of one head's queries through the text model's attention kernels
+// (tensor.AttnScores, tensor.AttnPV), reading the head's keys once for the
+// whole tile. The zeros add nothing to the dot products.
 func (v *ViT) attention(pool *tensor.Pool, q, k, val, out []float32, npics int) {
 	c := v.cfg
 	e, np, nh, d := c.NEmbd, c.NPatches(), c.NHead, c.HeadDim()
+	dp := (d + 15) &^ 15
 	scale := float32(1 / math.Sqrt(float64(d)))
-	clear(out)
-	// One job per (picture, head, query).
-	pool.For(npics*nh*np, func(lo, hi int) {
-		scores := make([]float32, np)
+	kh, vh := make([]float32, npics*nh*np*dp), make([]float32, npics*nh*np*dp) // [pic][head][patch][dp]
+	pool.For(npics*np, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			pic, i := r/np, r%np
+			for h := 0; h < nh; h++ {
+				dst := ((pic*nh+h)*np + i) * dp
+				copy(kh[dst:dst+d], k[r*e+h*d:][:d])
+				copy(vh[dst:dst+d], val[r*e+h*d:][:d])
+			}
+		}
+	})
+	const tile = 16
+	tiles := (np + tile - 1) / tile
+	pool.For(npics*nh*tiles, func(lo, hi int) {
+		qt := make([]float32, tile*dp) // the padding stays zero
+		sc := make([]float32, tile*np)
+		ot := make([]float32, tile*dp)
+		cnt := make([]int, tile)
 		for job := lo; job < hi; job++ {
-			i := job % np
-			hd := (job / np) % nh
-			pic := job / (np * nh)
-			base := pic * np * e
-			qi := q[base+i*e+hd*d:][:d]
-			tensor.DotRows(qi, k[base+hd*d:], e, scores)
-			tensor.Scale(scores, scale)
-			tensor.Softmax(scores)
-			tensor.AxpyRows(scores, val[base+hd*d:], e, out[base+i*e+hd*d:][:d])
+			t0 := (job % tiles) * tile
+			h := (job / tiles) % nh
+			pic := job / (tiles * nh)
+			m := min(tile, np-t0)
+			for i := 0; i < m; i++ {
+				copy(qt[i*dp:i*dp+d], q[(pic*np+t0+i)*e+h*d:][:d])
+				cnt[i] = np
+			}
+			hk := kh[(pic*nh+h)*np*dp:][:np*dp]
+			hv := vh[(pic*nh+h)*np*dp:][:np*dp]
+			tensor.AttnScores(qt[:m*dp], m, dp, hk, np, sc, np)
+			for i := 0; i < m; i++ {
+				row := sc[i*np : (i+1)*np]
+				tensor.Scale(row, scale)
+				tensor.Softmax(row)
+			}
+			clear(ot[:m*dp])
+			tensor.AttnPV(sc, np, cnt[:m], hv, dp, ot)
+			for i := 0; i < m; i++ {
+				copy(out[(pic*np+t0+i)*e+h*d:][:d], ot[i*dp:i*dp+d])
+			}
 		}
 	})
 }
