@@ -159,11 +159,7 @@ func (b *Backend) prepareChat(ctx context.Context, req *api.ChatCompletionReques
 		ip.Tokens = m.Tok.Encode(text, false, true)
 	}
 	if bos := m.Tok.BOS(); m.Tok.AddBOS() && bos >= 0 && (len(ip.Tokens) == 0 || ip.Tokens[0] != bos) {
-		if ip.Embeds != nil {
-			ip.Prepend(bos)
-		} else {
-			ip.Tokens = append([]int32{bos}, ip.Tokens...)
-		}
+		ip.Prepend(bos)
 	}
 	// The template's end of turn (e.g. ChatML's <|im_end|>): a vocabulary
 	// without the special token writes it as plain text.

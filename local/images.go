@@ -113,7 +113,9 @@ type ImagePrompt struct {
 func (p *ImagePrompt) Prepend(tokens ...int32) {
 	n := len(tokens)
 	p.Tokens = append(append([]int32(nil), tokens...), p.Tokens...)
-	p.Embeds = append(make([][]float32, n), p.Embeds...)
+	if p.Embeds != nil {
+		p.Embeds = append(make([][]float32, n), p.Embeds...)
+	}
 	for i := range p.CacheKeys {
 		p.CacheKeys[i].Start += n
 		p.CacheKeys[i].End += n

@@ -61,6 +61,11 @@ func TestPromptWithImages(t *testing.T) {
 		len(p.Embeds) != len(p.Tokens) || p.Embeds[wantBidi[0].Start] == nil {
 		t.Errorf("after Prepend: keys %v, bidirectional %v, tokens %v", p.CacheKeys, p.Bidirectional, p.Tokens[:3])
 	}
+	text := &ImagePrompt{Tokens: []int32{5, 6}}
+	text.Prepend(1)
+	if !slices.Equal(text.Tokens, []int32{1, 5, 6}) || text.Embeds != nil {
+		t.Errorf("a text-only prompt after Prepend: tokens %v, embeds %v", text.Tokens, text.Embeds)
+	}
 	if _, err := PromptWithImages(tok, "x<M>", "<M>", false, images); err == nil {
 		t.Error("one marker for two images accepted")
 	}

@@ -104,7 +104,11 @@ func newGemma3(f *gguf.File, cfg *Config, pool *tensor.Pool) (Model, error) {
 		scale = float32(1 / math.Sqrt(float64(cfg.NEmbd/cfg.NHead)))
 	}
 	m.run = runner{cfg: cfg, pool: pool, rope: RopeNeox, attnScale: scale, softcap: softcap,
-		embedScale: float32(math.Sqrt(float64(cfg.NEmbd))), local: &localRope{Base: baseSWA, Scale: 1}}
+		embedScale: float32(math.Sqrt(float64(cfg.NEmbd)))}
+	if m.Window > 0 {
+		// Only local layers use these tables: without a window, none.
+		m.run.local = &localRope{Base: baseSWA, Scale: 1}
+	}
 	return m, nil
 }
 

@@ -138,6 +138,8 @@ func (v *ViT) forward(pool *tensor.Pool, pics []*RGB) []float32 {
 	cur := make([]float32, n*e)
 	q, k, val := make([]float32, n*e), make([]float32, n*e), make([]float32, n*e)
 	attn := make([]float32, n*e)
+	dp := (c.HeadDim() + 15) &^ 15
+	kh, vh := make([]float32, len(pics)*c.NHead*np*dp), make([]float32, len(pics)*c.NHead*np*dp) // attention's head-major keys and values
 	up := make([]float32, n*c.NFF)
 	for i := range v.Blocks {
 		b := &v.Blocks[i]
@@ -146,7 +148,7 @@ func (v *ViT) forward(pool *tensor.Pool, pics []*RGB) []float32 {
 		addBias(pool, q, b.QB)
 		addBias(pool, k, b.KB)
 		addBias(pool, val, b.VB)
-		v.attention(pool, q, k, val, attn, len(pics))
+		v.attention(pool, q, k, val, attn, kh, vh, len(pics))
 		tensor.MatMul(pool, b.O, attn, n, cur)
 		addBias(pool, cur, b.OB)
 		tensor.Add(h, cur)
@@ -173,12 +175,14 @@ func (v *ViT) forward(pool *tensor.Pool, pics []*RGB) []float32 {
 // a tile of one head's queries through the text model's attention kernels
 // (tensor.AttnScores, tensor.AttnPV), reading the head's keys once for the
 // whole tile. The zeros add nothing to the dot products.
-func (v *ViT) attention(pool *tensor.Pool, q, k, val, out []float32, npics int) {
+//
+// kh and vh are the head-major buffers ([pic][head][patch][dp], dp the
+// head size rounded up to 16): the padding must be zero, and stays so.
+func (v *ViT) attention(pool *tensor.Pool, q, k, val, out, kh, vh []float32, npics int) {
 	c := v.cfg
 	e, np, nh, d := c.NEmbd, c.NPatches(), c.NHead, c.HeadDim()
 	dp := (d + 15) &^ 15
 	scale := float32(1 / math.Sqrt(float64(d)))
-	kh, vh := make([]float32, npics*nh*np*dp), make([]float32, npics*nh*np*dp) // [pic][head][patch][dp]
 	pool.For(npics*np, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			pic, i := r/np, r%np
