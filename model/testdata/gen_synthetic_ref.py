@@ -19,6 +19,10 @@ had -nr --no-webui (-nr: the AMX kernels die with SIGILL in the sandbox; F32 wei
         ../../../shared/models/test-image-quadrants-64.png ../../cmd/stepflash/testdata/bands-48x20.png \
         > ../../cmd/stepflash/testdata/tiny-gemma3-vlm-ref.json
 
+cmd/stepflash/testdata/bands-48x20.png is a 48x20 RGB PNG written once with Go's image/png: four 12-pixel-wide
+bands (220,30,30), (30,200,40), (20,40,230), (240,220,20) left to right in rows 0-9, the same bands right to left in
+rows 10-19 (a non-square image, so that the letterbox is exercised).
+
 The prompts are those of ../shared/models/refs/<third argument> (default tiny-qwen3moe-F32.json); same request settings as
 those refs (greedy, n_probs 5, pre-sampling log-probs, F32 KV, no flash attention).
 """
