@@ -43,6 +43,13 @@ type Batch struct {
 	// image's embeddings this way (llama.cpp decodes them with causal
 	// attention off). Nil: causal.
 	KeyEnd []int
+	// RopePos, when set, gives token i its rotary positions section by
+	// section (M-RoPE as Qwen2-VL uses it: temporal, height, width, extra;
+	// Config.RopeSections says how many rotated pairs each section takes)
+	// in place of Pos[i] in every section. Pos[i] stays the token's cache
+	// position, which attention masks by. An image read with 2-D positions
+	// needs it; architectures without sections ignore it. Nil: Pos.
+	RopePos [][4]int
 }
 
 // keyEnd is the last position token i attends to.
