@@ -51,7 +51,7 @@ func newGemma3(f *gguf.File, cfg *Config) (Projector, error) {
 		return nil, fmt.Errorf("vision: gemma3: projection of %d x %d is too large", cfg.ProjectionDim, cfg.NEmbd)
 	}
 	w := &weights{f: f}
-	m := &Gemma3{cfg: cfg, vit: loadViT(w, cfg), Pool: k}
+	m := &Gemma3{cfg: cfg, vit: loadViT(w, cfg, vitSpec{}), Pool: k}
 	m.Norm = w.vector("mm.soft_emb_norm.weight", cfg.NEmbd, false)
 	p := w.vector(projName, cfg.NEmbd*cfg.ProjectionDim, false, cfg.ProjectionDim, cfg.NEmbd)
 	if w.err != nil {
@@ -85,6 +85,9 @@ func (m *Gemma3) Prepare(img *RGB) (*Prepared, error) {
 // Encode runs the ViT, the pooling, the norm and the projection.
 func (m *Gemma3) Encode(pool *tensor.Pool, pics []*RGB) ([][][]float32, error) {
 	c := m.cfg
+	if err := squarePictures(pics, c); err != nil {
+		return nil, err
+	}
 	e, k, side := c.NEmbd, m.Pool, c.PatchesPerSide()
 	ms, nt := side/k, m.TokensPerPicture()
 	inv := float32(k * k)

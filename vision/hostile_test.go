@@ -23,7 +23,13 @@ type tensorSpec struct {
 // parses it.
 func rewrite(t *testing.T, kv map[string]any, tensors map[string]*tensorSpec) *gguf.File {
 	t.Helper()
-	src, err := gguf.Open(testmodels.Path(t, tinyProjector))
+	return rewriteFile(t, testmodels.Path(t, tinyProjector), kv, tensors)
+}
+
+// rewriteFile is rewrite on the projector at path.
+func rewriteFile(t *testing.T, path string, kv map[string]any, tensors map[string]*tensorSpec) *gguf.File {
+	t.Helper()
+	src, err := gguf.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +122,7 @@ func TestHostileMetadata(t *testing.T) {
 		want    string // in the error
 	}{
 		{"not clip", map[string]any{"general.architecture": "llama"}, nil, `"llama", want "clip"`},
-		{"unsupported projector", map[string]any{"clip.projector_type": "qwen25vl"}, nil, `projector type "qwen25vl" is not supported (supported: [gemma3 idefics3])`},
+		{"unsupported projector", map[string]any{"clip.projector_type": "llama4"}, nil, `projector type "llama4" is not supported (supported: [gemma3 idefics3 qwen2.5vl_merger qwen2vl_merger])`},
 		{"gemma3", g3kv(nil), g3t(nil), ""},
 		{"gemma3 without norm", g3kv(nil), g3t(map[string]*tensorSpec{"mm.soft_emb_norm.weight": nil}), `"mm.soft_emb_norm.weight" is missing`},
 		{"gemma3 projection transposed", g3kv(nil), g3t(map[string]*tensorSpec{"mm.input_projection.weight": f32Tensor(64, 256)}), "mm.input_projection.weight"},

@@ -62,7 +62,7 @@ func newIdefics3(f *gguf.File, cfg *Config) (Projector, error) {
 		return nil, fmt.Errorf("vision: idefics3: clip.vision.projection_dim is missing or zero")
 	}
 	w := &weights{f: f}
-	m := &Idefics3{cfg: cfg, vit: loadViT(w, cfg)}
+	m := &Idefics3{cfg: cfg, vit: loadViT(w, cfg, vitSpec{})}
 	m.FC = w.matrix(fcName, cfg.ProjectionDim, cfg.NEmbd*s*s, false)
 	if w.err != nil {
 		return nil, w.err
@@ -117,6 +117,9 @@ const encodeBatch = 8
 // Encode runs the ViT, the pixel shuffle and the projection.
 func (m *Idefics3) Encode(pool *tensor.Pool, pics []*RGB) ([][][]float32, error) {
 	c := m.cfg
+	if err := squarePictures(pics, c); err != nil {
+		return nil, err
+	}
 	s, e := c.ScaleFactor, c.NEmbd
 	side, ms := c.PatchesPerSide(), c.PatchesPerSide()/c.ScaleFactor
 	nt, merged := m.TokensPerPicture(), e*s*s
@@ -144,6 +147,17 @@ func (m *Idefics3) Encode(pool *tensor.Pool, pics []*RGB) ([][][]float32, error)
 		out = appendPictures(out, proj, len(batch), nt, c.ProjectionDim)
 	}
 	return out, nil
+}
+
+// squarePictures checks that every picture is ImageSize x ImageSize, as the
+// fixed-resolution encoders take them.
+func squarePictures(pics []*RGB, c *Config) error {
+	for i, p := range pics {
+		if p == nil || p.W != c.ImageSize || p.H != c.ImageSize || len(p.Pix) != 3*p.W*p.H {
+			return fmt.Errorf("vision: %s: picture %d is not a %dx%d RGB picture", c.ProjectorType, i, c.ImageSize, c.ImageSize)
+		}
+	}
+	return nil
 }
 
 // appendPictures appends the embeddings of npics pictures, nt rows of dim

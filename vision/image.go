@@ -183,28 +183,31 @@ func (p *RGB) ResizeBicubic(w, h int) *RGB {
 	return out
 }
 
-// Letterbox fits p into a size x size picture as llama.cpp's resize with
-// PAD_CEIL does: scaled (bilinear, see ResizeBilinear) by the smaller of
-// the two side ratios, each side rounded up (float32 arithmetic) and at
-// most size, centred (offsets rounded down) on a background of pad. A
-// picture already of that size is copied.
-func (p *RGB) Letterbox(size int, pad [3]uint8) *RGB {
-	if p.W == size && p.H == size {
+// Letterbox fits p into a size x size picture: Fit(size, size, pad).
+func (p *RGB) Letterbox(size int, pad [3]uint8) *RGB { return p.Fit(size, size, pad) }
+
+// Fit fits p into a w x h picture as llama.cpp's resize with PAD_CEIL does:
+// scaled (bilinear, see ResizeBilinear) by the smaller of the two side
+// ratios, each side rounded up (float32 arithmetic) and at most w or h,
+// centred (offsets rounded down) on a background of pad. A picture already
+// of that size is copied.
+func (p *RGB) Fit(w, h int, pad [3]uint8) *RGB {
+	if p.W == w && p.H == h {
 		return p.clone()
 	}
-	scale := min(float32(size)/float32(p.W), float32(size)/float32(p.H))
-	nw := min(int(math.Ceil(float64(float32(p.W)*scale))), size)
-	nh := min(int(math.Ceil(float64(float32(p.H)*scale))), size)
+	scale := min(float32(w)/float32(p.W), float32(h)/float32(p.H))
+	nw := min(int(math.Ceil(float64(float32(p.W)*scale))), w)
+	nh := min(int(math.Ceil(float64(float32(p.H)*scale))), h)
 	scaled := p.ResizeBilinear(nw, nh)
-	out := NewRGB(size, size)
-	for y := 0; y < size; y++ {
-		for x := 0; x < size; x++ {
+	out := NewRGB(w, h)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
 			out.Set(x, y, pad)
 		}
 	}
-	ox, oy := (size-scaled.W)/2, (size-scaled.H)/2
+	ox, oy := (w-scaled.W)/2, (h-scaled.H)/2
 	for y := 0; y < scaled.H; y++ {
-		copy(out.Pix[3*((oy+y)*size+ox):][:3*scaled.W], scaled.Pix[3*y*scaled.W:][:3*scaled.W])
+		copy(out.Pix[3*((oy+y)*w+ox):][:3*scaled.W], scaled.Pix[3*y*scaled.W:][:3*scaled.W])
 	}
 	return out
 }

@@ -53,6 +53,11 @@ type Segment struct {
 	// attention in both directions among its positions, as llama.cpp
 	// decodes Gemma 3's images (causal attention off).
 	Bidirectional bool
+	// Rows and Cols, when set, say that the text model reads an
+	// embeddings segment with 2-D positions (M-RoPE, as Qwen2-VL): its
+	// embeddings are a Rows x Cols grid, row-major. Zero: one position
+	// after another.
+	Rows, Cols int
 }
 
 // Projector is one registered projector type: its preprocessing, its
@@ -60,11 +65,12 @@ type Segment struct {
 type Projector interface {
 	// Prepare converts and cuts an image into pictures.
 	Prepare(img *RGB) (*Prepared, error)
-	// Encode runs pictures (each Config.ImageSize square) through the
-	// encoder and the projector; out[i] holds picture i's embeddings,
-	// TokensPerPicture() rows of Config.ProjectionDim.
+	// Encode runs pictures (of the sizes Prepare makes, which it checks)
+	// through the encoder and the projector; out[i] holds picture i's
+	// embeddings, rows of Config.ProjectionDim.
 	Encode(pool *tensor.Pool, pics []*RGB) ([][][]float32, error)
-	// TokensPerPicture is the number of embeddings of one picture.
+	// TokensPerPicture is the number of embeddings of one picture; 0 when
+	// it depends on the image (dynamic resolution).
 	TokensPerPicture() int
 	// Layout interleaves the pictures' embeddings (embd[i] for
 	// p.Pictures[i]) with the text pieces the text model expects.
@@ -162,7 +168,7 @@ func (e *Encoder) Config() *Config { return e.cfg }
 func (e *Encoder) EmbeddingDim() int { return e.cfg.ProjectionDim }
 
 // TokensPerPicture is the number of embeddings (positions) one picture
-// takes.
+// takes; 0 when it depends on the image.
 func (e *Encoder) TokensPerPicture() int { return e.proj.TokensPerPicture() }
 
 // Prepare converts an image to RGB and cuts it into the pictures the
@@ -179,8 +185,8 @@ func (e *Encoder) Prepare(img image.Image) (*Prepared, error) {
 func (e *Encoder) Encode(p *Prepared) ([][][]float32, error) {
 	pics := make([]*RGB, len(p.Pictures))
 	for i, pic := range p.Pictures {
-		if pic.Image == nil || pic.Image.W != e.cfg.ImageSize || pic.Image.H != e.cfg.ImageSize || len(pic.Image.Pix) != 3*pic.Image.W*pic.Image.H {
-			return nil, fmt.Errorf("vision: picture %d is not a %dx%d RGB picture", i, e.cfg.ImageSize, e.cfg.ImageSize)
+		if pic.Image == nil || pic.Image.W <= 0 || pic.Image.H <= 0 || len(pic.Image.Pix) != 3*pic.Image.W*pic.Image.H {
+			return nil, fmt.Errorf("vision: picture %d is not an RGB picture", i)
 		}
 		pics[i] = pic.Image
 	}
