@@ -58,6 +58,7 @@ fuzz:
 	$(GO) test ./chat/internal/jinja -run '^$$' -fuzz '^FuzzTemplate$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./media -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	GOEXPERIMENT=simd $(GO) test ./vision -run '^$$' -fuzz '^FuzzPrepareEncode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	GOEXPERIMENT=simd $(GO) test ./vision -run '^$$' -fuzz '^FuzzPrepareEncodeQwen$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
 ## soak: 16 concurrent streaming clients against a real server for SOAKTIME (default 60s).
 SOAKTIME ?= 60s
