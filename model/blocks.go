@@ -25,6 +25,14 @@ type QKNorm struct {
 	K []float32 `gguf:"attn_k_norm"`
 }
 
+// QKVBias holds the biases some architectures add to the query, key and
+// value projections (Qwen2, Qwen2-VL); each is optional, as llama.cpp's.
+type QKVBias struct {
+	Q []float32 `gguf:"attn_q.bias,optional"`
+	K []float32 `gguf:"attn_k.bias,optional"`
+	V []float32 `gguf:"attn_v.bias,optional"`
+}
+
 // MLP is a SwiGLU feed-forward block: Down(silu(Gate h) ⊙ Up h).
 type MLP struct {
 	Gate tensor.Matrix `gguf:"ffn_gate"`
@@ -75,6 +83,13 @@ func (n *QKNorm) check(s *shapeCheck, c *Config, layer int) {
 	p := fmt.Sprintf("blk.%d.", layer)
 	s.vec(p+"attn_q_norm", n.Q, c.HeadDim)
 	s.vec(p+"attn_k_norm", n.K, c.HeadDim)
+}
+
+func (q *QKVBias) check(s *shapeCheck, c *Config, layer int) {
+	p := fmt.Sprintf("blk.%d.", layer)
+	s.vec(p+"attn_q.bias", q.Q, c.QDim())
+	s.vec(p+"attn_k.bias", q.K, c.KVDim())
+	s.vec(p+"attn_v.bias", q.V, c.VDim())
 }
 
 func (m *MLP) check(s *shapeCheck, c *Config, layer int) {
@@ -210,7 +225,8 @@ func (r *runner) begin(b *Batch, logits []float32) error {
 		return fmt.Errorf("model: empty batch")
 	}
 	if len(b.Pos) != n || len(b.Seq) != n || (b.Output != nil && len(b.Output) != n) || (b.ExpertsUsed != nil && len(b.ExpertsUsed) != n) ||
-		(b.Embeds != nil && len(b.Embeds) != n) || (b.Hidden != nil && len(b.Hidden) != n) || (b.KeyEnd != nil && len(b.KeyEnd) != n) {
+		(b.Embeds != nil && len(b.Embeds) != n) || (b.Hidden != nil && len(b.Hidden) != n) || (b.KeyEnd != nil && len(b.KeyEnd) != n) ||
+		(b.RopePos != nil && len(b.RopePos) != n) {
 		return fmt.Errorf("model: batch fields have different lengths")
 	}
 	for i, e := range b.Embeds {
@@ -224,6 +240,9 @@ func (r *runner) begin(b *Batch, logits []float32) error {
 		}
 		if b.Pos[i] < 0 {
 			return fmt.Errorf("model: negative position %d at batch index %d", b.Pos[i], i)
+		}
+		if b.RopePos != nil && min(b.RopePos[i][0], b.RopePos[i][1], b.RopePos[i][2], b.RopePos[i][3]) < 0 {
+			return fmt.Errorf("model: negative rotary position %v at batch index %d", b.RopePos[i], i)
 		}
 		if b.KeyEnd != nil && (b.KeyEnd[i] < b.Pos[i] || i > 0 && b.Seq[i] == b.Seq[i-1] && b.Pos[i] == b.Pos[i-1]+1 && b.KeyEnd[i] < b.KeyEnd[i-1]) {
 			return fmt.Errorf("model: key end %d at batch index %d is before its position %d or its predecessor's key end", b.KeyEnd[i], i, b.Pos[i])
@@ -263,7 +282,10 @@ type localRope struct {
 // as ggml does: theta_i = pos * base^(-2i/d), built by repeated float32
 // products, divided by llama 3's rope_freqs, times the position scale
 // (1/factor); with YaRN, mixed with the unscaled angle by each dimension's
-// ramp and the magnitude scaled (ggml's rope_yarn).
+// ramp and the magnitude scaled (ggml's rope_yarn). With M-RoPE sections
+// (Config.RopeSections), pair i takes pos from its section of
+// Batch.RopePos (ggml_mrope_cache_init: four products, one per section,
+// each advanced every pair).
 func (r *runner) ropeTables(b *Batch) {
 	c := r.cfg
 	r.cos, r.sin = r.ropeTable(b, c.RopeBase, c.RopeScale, r.cos, r.sin)
@@ -288,11 +310,24 @@ func (r *runner) ropeTable(b *Batch, base, pscale float32, cos, sin []float32) (
 		low, high = yarnCorrDims(c.RopeDims, c.Rope.OrigCtx, base, c.Rope.BetaFast, c.Rope.BetaSlow)
 		mscale *= 1 + 0.1*logf(1/pscale)
 	}
+	mrope := c.RopeSections != [4]int{}
 	for t := 0; t < r.n; t++ {
-		theta := float32(b.Pos[t])
+		// One angle per M-RoPE section: the batch's, or as llama.cpp
+		// gives a text token, its position in all but the extra section
+		// (without sections only theta[0] is used).
+		p := float32(b.Pos[t])
+		theta := [4]float32{p, p, p, 0}
+		if mrope && b.RopePos != nil {
+			for s, q := range b.RopePos[t] {
+				theta[s] = float32(q)
+			}
+		}
 		cs, sn := cos[t*half:(t+1)*half], sin[t*half:(t+1)*half]
 		for i := 0; i < half; i++ {
-			th := theta
+			th := theta[0]
+			if mrope {
+				th = theta[c.ropeSection(i)]
+			}
 			if r.ropeFreq != nil {
 				th /= r.ropeFreq[i]
 			}
@@ -304,7 +339,9 @@ func (r *runner) ropeTable(b *Batch, base, pscale float32, cos, sin []float32) (
 			}
 			cs[i] = float32(math.Cos(float64(th))) * mscale
 			sn[i] = float32(math.Sin(float64(th))) * mscale
-			theta *= scale
+			for s := range theta {
+				theta[s] *= scale
+			}
 		}
 	}
 	return cos, sin
@@ -392,6 +429,17 @@ func (r *runner) applyRope(rows []float32, heads int, cos, sin []float32) {
 	}
 }
 
+// addBias adds bias (nil: none) to each of the batch's rows of rows.
+func (r *runner) addBias(rows, bias []float32) {
+	if bias == nil {
+		return
+	}
+	w := len(bias)
+	for t := 0; t < r.n; t++ {
+		tensor.Add(rows[t*w:(t+1)*w], bias)
+	}
+}
+
 // headNorm applies RMSNorm with weights w to every head of rows in place.
 func (r *runner) headNorm(rows []float32, heads int, w []float32) {
 	hd := r.cfg.HeadDim
@@ -403,7 +451,8 @@ func (r *runner) headNorm(rows []float32, heads int, w []float32) {
 
 // attnOpts are an attention block's variations.
 type attnOpts struct {
-	qk *QKNorm // per-head RMSNorm of queries and keys before RoPE (Qwen3, Gemma 3)
+	qk   *QKNorm  // per-head RMSNorm of queries and keys before RoPE (Qwen3, Gemma 3)
+	bias *QKVBias // added to the query, key and value projections (Qwen2-VL)
 	// window, when not 0, limits each query to the keys of its last
 	// window positions (its own included): sliding-window attention.
 	window int
@@ -425,6 +474,11 @@ func (r *runner) attentionWith(layer int, a *Attention, c Cache, b *Batch, o att
 	n, hd := r.n, cfg.HeadDim
 	kvDim := cfg.KVDim()
 	tensor.MatMulMany(r.pool, []tensor.Matrix{a.Q, a.K, a.V}, r.h, n, [][]float32{r.q[:n*cfg.QDim()], r.k[:n*kvDim], r.v[:n*cfg.VDim()]})
+	if o.bias != nil {
+		r.addBias(r.q, o.bias.Q)
+		r.addBias(r.k, o.bias.K)
+		r.addBias(r.v, o.bias.V)
+	}
 	if o.qk != nil {
 		r.headNorm(r.q, cfg.NHead, o.qk.Q)
 		r.headNorm(r.k, cfg.NHeadKV, o.qk.K)

@@ -144,6 +144,12 @@ type Config struct {
 	RopeDims  int
 	RopeType  RopeType
 	RopeScale float32 // position scale (1/factor, llama.cpp's freq_scale); 1 when not scaled
+	// RopeSections, for M-RoPE (qwen2vl), is how many rotated pairs each
+	// section of Batch.RopePos takes: temporal, height, width, extra
+	// (<arch>.rope.dimension_sections). Pair i rotates by the position of
+	// the section that i mod the sum falls in. Zero for architectures
+	// without M-RoPE, which rotate every pair by Batch.Pos.
+	RopeSections [4]int
 	// Rope is how positions are scaled beyond the trained context (the
 	// GGUF's rope.scaling.* keys, or RopeOptions).
 	Rope       RopeScaling
@@ -295,4 +301,64 @@ func ReadConfig(f *gguf.File) (*Config, error) {
 		c.NVocab = len(toks)
 	}
 	return c, nil
+}
+
+// readRopeSections sets c.RopeSections from <arch>.rope.dimension_sections,
+// read as llama.cpp's get_key_or_arr reads it (required): an array of
+// exactly 4 integers, or one integer for all four. The sections must not be
+// negative, must rotate some pair by a temporal, height or width position
+// (ggml asserts one of the first three is positive) and must fit the head
+// (ggml asserts their sum is at most the head dimension).
+func readRopeSections(f *gguf.File, c *Config) error {
+	key := c.Arch + ".rope.dimension_sections"
+	v, ok := f.Get(key)
+	if !ok {
+		return fmt.Errorf("model: %s: metadata %s is missing", c.Arch, key)
+	}
+	var secs []int64
+	if vals, isInts := v.Int32s(); isInts {
+		if len(vals) != 4 {
+			return fmt.Errorf("model: %s: %s has %d values, want 4", c.Arch, key, len(vals))
+		}
+		for _, x := range vals {
+			secs = append(secs, int64(x))
+		}
+	} else if x, isInt := v.Int(); isInt {
+		secs = []int64{x, x, x, x}
+	} else {
+		what := v.Type.String()
+		if v.Type == gguf.Array {
+			what = "an array of " + v.ElemType.String()
+		}
+		return fmt.Errorf("model: %s: %s is %s, want 4 integers", c.Arch, key, what)
+	}
+	sum := int64(0)
+	for i, x := range secs {
+		if x < 0 || x > int64(c.HeadDim) {
+			return fmt.Errorf("model: %s: %s %v: section %d is outside 0..%d", c.Arch, key, secs, i, c.HeadDim)
+		}
+		sum += x
+		c.RopeSections[i] = int(x)
+	}
+	if secs[0]+secs[1]+secs[2] == 0 || sum > int64(c.HeadDim) {
+		return fmt.Errorf("model: %s: %s %v: the temporal, height and width sections must take some pairs and all four at most the head dimension %d", c.Arch, key, secs, c.HeadDim)
+	}
+	return nil
+}
+
+// ropeSection is the section (0 temporal, 1 height, 2 width, 3 extra) whose
+// position rotates pair i under M-RoPE, as ggml_mrope_cache_init picks it:
+// by where i mod the sections' sum falls.
+func (c *Config) ropeSection(i int) int {
+	s := c.RopeSections
+	k := i % (s[0] + s[1] + s[2] + s[3])
+	switch {
+	case k < s[0]:
+		return 0
+	case k < s[0]+s[1]:
+		return 1
+	case k < s[0]+s[1]+s[2]:
+		return 2
+	}
+	return 3
 }

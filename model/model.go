@@ -1,6 +1,6 @@
-// Package model holds the transformer architectures (llama, qwen3, qwen3moe, gemma3, …)
-// that run a batch of tokens through GGUF weights; each architecture is one
-// file that registers itself.
+// Package model holds the transformer architectures (llama, qwen3, qwen3moe,
+// gemma3, qwen2vl, …) that run a batch of tokens through GGUF weights; each
+// architecture is one file that registers itself.
 package model
 
 import (
@@ -45,10 +45,13 @@ type Batch struct {
 	KeyEnd []int
 	// RopePos, when set, gives token i its rotary positions section by
 	// section (M-RoPE as Qwen2-VL uses it: temporal, height, width, extra;
-	// Config.RopeSections says how many rotated pairs each section takes)
-	// in place of Pos[i] in every section. Pos[i] stays the token's cache
-	// position, which attention masks by. An image read with 2-D positions
-	// needs it; architectures without sections ignore it. Nil: Pos.
+	// Config.RopeSections says how many rotated pairs each section takes),
+	// none negative. Pos[i] stays the token's cache position, which
+	// attention masks by. An image read with 2-D positions needs it, and so
+	// does text after one (llama.cpp moves its rotary positions on by the
+	// image's larger side, not by its count of embeddings); architectures
+	// without sections ignore it. Nil: (Pos[i], Pos[i], Pos[i], 0), what
+	// llama.cpp gives a text token.
 	RopePos [][4]int
 }
 

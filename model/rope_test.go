@@ -2,7 +2,10 @@ package model
 
 import (
 	"math"
+	"path/filepath"
 	"testing"
+
+	"github.com/stepflash/stepflash/internal/synthmodels"
 )
 
 // ropeRunner is a runner with only what ropeTables reads.
@@ -122,5 +125,87 @@ func TestApplyRope(t *testing.T) {
 		if err == nil && (c.ContextLimit() != tc.limit || c.RopeScale != tc.scale) {
 			t.Errorf("%s: limit %d scale %v, want %d %v", tc.name, c.ContextLimit(), c.RopeScale, tc.limit, tc.scale)
 		}
+	}
+}
+
+// TestMRopePositions checks qwen2vl's M-RoPE against its definition
+// (ggml_mrope_cache_init with NeoX pairing), in float64: every pair (x[i],
+// x[i+d/2]) of every query head is rotated by pos·base^(-2i/d), where pos
+// is the token's RopePos in the section that i mod the sections' sum falls
+// in (temporal, height, width, extra, in that order); without RopePos a
+// token has its position in the first three sections and 0 in the extra
+// one, as llama.cpp gives a text token. The runner is the loaded
+// synthetic model's (synthmodels.Qwen2VL), with its sections or others.
+func TestMRopePositions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tiny-qwen2vl-F32.gguf")
+	synthmodels.Qwen2VL(t, path)
+	mm, f, err := Open(path, Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	defer mm.Close()
+	m := mm.(*Qwen2VL)
+	if m.cfg.RopeSections != [4]int{4, 6, 6, 0} || m.cfg.HeadDim != 32 || m.cfg.RopeDims != 32 {
+		t.Fatalf("sections %v, head dim %d, rope dims %d: not the model this test is written for", m.cfg.RopeSections, m.cfg.HeadDim, m.cfg.RopeDims)
+	}
+	for _, tc := range []struct {
+		name     string
+		sections [4]int // zero: the file's
+		pos      []int
+		ropePos  [][4]int
+		// section is the test's own reading of the sections: which one
+		// rotates each of the 16 pairs.
+		section [16]int
+	}{
+		{name: "file's sections", pos: []int{5, 6, 7}, ropePos: [][4]int{{5, 9, 13, 40}, {0, 2, 1, 0}, {97, 60, 3, 1}},
+			section: [16]int{0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2}},
+		{name: "file's sections, text", pos: []int{5, 61},
+			section: [16]int{0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2}},
+		{name: "sections summing to 8 repeat, extra used", sections: [4]int{2, 3, 1, 2}, pos: []int{3, 4}, ropePos: [][4]int{{3, 21, 8, 2}, {50, 1, 77, 30}},
+			section: [16]int{0, 0, 1, 1, 1, 2, 3, 3, 0, 0, 1, 1, 1, 2, 3, 3}},
+		{name: "extra of a text token is 0", sections: [4]int{2, 3, 1, 2}, pos: []int{3, 90},
+			section: [16]int{0, 0, 1, 1, 1, 2, 3, 3, 0, 0, 1, 1, 1, 2, 3, 3}},
+		{name: "sections past the pairs", sections: [4]int{1, 2, 20, 9}, pos: []int{0}, ropePos: [][4]int{{4, 8, 15, 16}},
+			section: [16]int{0, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := *m.cfg
+			if tc.sections != [4]int{} {
+				cfg.RopeSections = tc.sections
+			}
+			r := m.run
+			r.cfg = &cfg
+			r.cos, r.sin = nil, nil
+			n, heads, hd := len(tc.pos), cfg.NHead, cfg.HeadDim
+			r.n = n
+			r.ropeTables(&Batch{Pos: tc.pos, RopePos: tc.ropePos})
+			rows := make([]float32, n*heads*hd)
+			for i := range rows {
+				rows[i] = float32(math.Sin(float64(7*i + 1))) // in [-1, 1], no pattern a pairing could hide in
+			}
+			in := append([]float32(nil), rows...)
+			r.applyRope(rows, heads, r.cos, r.sin)
+			for tok := 0; tok < n; tok++ {
+				pos := [4]int{tc.pos[tok], tc.pos[tok], tc.pos[tok], 0}
+				if tc.ropePos != nil {
+					pos = tc.ropePos[tok]
+				}
+				for h := 0; h < heads; h++ {
+					x, y := in[(tok*heads+h)*hd:][:hd], rows[(tok*heads+h)*hd:][:hd]
+					for i := 0; i < hd/2; i++ {
+						th := float64(pos[tc.section[i]]) * math.Pow(float64(cfg.RopeBase), -2*float64(i)/float64(hd))
+						c, s := math.Cos(th), math.Sin(th)
+						w0 := float64(x[i])*c - float64(x[i+hd/2])*s
+						w1 := float64(x[i])*s + float64(x[i+hd/2])*c
+						// float32 angles of up to 100 radians: ~1e-5 off.
+						if math.Abs(float64(y[i])-w0) > 1e-4 || math.Abs(float64(y[i+hd/2])-w1) > 1e-4 {
+							t.Fatalf("token %d head %d pair %d (section %d, position %d): (%.6f, %.6f), want (%.6f, %.6f)",
+								tok, h, i, tc.section[i], pos[tc.section[i]], y[i], y[i+hd/2], w0, w1)
+						}
+					}
+				}
+			}
+		})
 	}
 }

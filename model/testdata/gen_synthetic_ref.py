@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Records what llama.cpp computes on a synthetic model that a test writes (internal/synthmodels):
-tiny-mixtral-ref.json (model/mixtral_test.go), tiny-gemma3-ref.json (model/gemma3_test.go) and
-cmd/stepflash/testdata/tiny-gemma3-vlm-ref.json (cmd/stepflash/gemma3_vision_test.go). Every llama-server below also
-had -nr --no-webui (-nr: the AMX kernels die with SIGILL in the sandbox; F32 weights are not repacked anyway).
+tiny-mixtral-ref.json (model/mixtral_test.go), tiny-gemma3-ref.json (model/gemma3_test.go), tiny-qwen2vl-ref.json
+(model/qwen2vl_test.go) and cmd/stepflash/testdata/tiny-gemma3-vlm-ref.json (cmd/stepflash/gemma3_vision_test.go).
+Every llama-server below also had -nr --no-webui (-nr: the AMX kernels die with SIGILL in the sandbox; F32 weights are
+not repacked anyway).
 
     STEPFLASH_WRITE_MIXTRAL=/tmp/tiny-mixtral-F32.gguf go test ./model -run Mixtral   # writes the model (then fails if the ref is stale)
     llama-server -m /tmp/tiny-mixtral-F32.gguf -t 2 -tb 2 -c 1024 -np 1 -fa off -ctk f32 -ctv f32 --seed 42 --port 8097 &
@@ -11,6 +12,13 @@ had -nr --no-webui (-nr: the AMX kernels die with SIGILL in the sandbox; F32 wei
     STEPFLASH_WRITE_GEMMA3=/tmp/tiny-gemma3-F32.gguf go test ./model -run Gemma3Refs
     llama-server -m /tmp/tiny-gemma3-F32.gguf -t 2 -tb 2 -c 1024 -np 1 -fa off -ctk f32 -ctv f32 --seed 42 --port 8097 &
     python3 gen_synthetic_ref.py /tmp/tiny-gemma3-F32.gguf http://127.0.0.1:8097 tiny-qwen3-F32.json > tiny-gemma3-ref.json
+
+    STEPFLASH_WRITE_QWEN2VL=/tmp/tiny-qwen2vl-F32.gguf go test ./model -run Qwen2VLRefs
+    llama-server -m /tmp/tiny-qwen2vl-F32.gguf -t 2 -tb 2 -c 1024 -np 1 -fa off -ctk f32 -ctv f32 --seed 42 --port 8097 &
+    python3 gen_synthetic_ref.py /tmp/tiny-qwen2vl-F32.gguf http://127.0.0.1:8097 tiny-qwen3-F32.json > tiny-qwen2vl-ref.json
+
+(tiny-qwen2vl's vocabulary is tiny-vlm-text's, whose first 1024 gpt-2 tokens hold tiny-qwen3's 1023: its prompts fit,
+while tiny-vlm-text-F32.json's cases are image cases this text path cannot send.)
 
     STEPFLASH_WRITE_GEMMA3_VLM=/tmp/g3 go test ./cmd/stepflash -run Gemma3Vision   # writes both files into /tmp/g3
     LLAMA_MEDIA_MARKER='<__media__>' llama-server -m /tmp/g3/tiny-gemma3-F32.gguf --mmproj /tmp/g3/tiny-gemma3-mmproj-F32.gguf \
