@@ -1,7 +1,7 @@
 // Package synthmodels writes the synthetic test models that tests across the
-// project derive from the shared ones (a Mixtral-style llama, a Gemma 3 text
-// model and its projector): deterministic files whose llama.cpp references
-// are stored beside the tests that use them.
+// project derive from the shared ones (a Mixtral-style llama, Gemma 3 and
+// Qwen2-VL text models and their projectors): deterministic files whose
+// llama.cpp references are stored beside the tests that use them.
 package synthmodels
 
 import (
