@@ -481,6 +481,11 @@ func matMulCases() []matMulCase {
 		if typ.BlockSize() == 32 {
 			cs = append(cs, matMulCase{typ, 160})
 		}
+		if typ.BlockSize() == 1 {
+			// float rows of lengths that are not multiples of 8 or 32
+			// (Qwen2.5-VL's 14-pixel patches: 588; its feed-forward: 3420)
+			cs = append(cs, matMulCase{typ, 588}, matMulCase{typ, 3420}, matMulCase{typ, 13})
+		}
 	}
 	return cs
 }
