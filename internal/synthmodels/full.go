@@ -172,3 +172,135 @@ func writeGemma3FullText(path string, r *rand.Rand) error {
 	}
 	return w.WriteFile(path)
 }
+
+// Qwen2.5-VL 3B's vision shape (its mmproj as llama.cpp converts it) and
+// text width.
+const (
+	q25Patch, q25Width, q25FF, q25Blocks, q25Heads, q25FullEvery, q25Text = 14, 1280, 3420, 32, 16, 8, 2048
+)
+
+// Qwen25VLFull writes into dir a projector of Qwen2.5-VL 3B's vision shape
+// (patches of 14 from two kernels, width 1280, 32 blocks of 16 heads with
+// RMSNorm and SwiGLU, every 8th attending globally and the rest within
+// 112-pixel windows, the 2x2 merger 5120 -> 5120 -> 2048; random F16
+// weights) and a one-layer qwen2vl text model of width 2048 with
+// tiny-qwen3's vocabulary to pair it with, for timing image encoding side
+// by side with llama.cpp. Files already in dir are kept. It returns the
+// two paths.
+func Qwen25VLFull(dir string) (text, proj string, err error) {
+	text, proj = filepath.Join(dir, "qwen25vl-full-text-F16.gguf"), filepath.Join(dir, "qwen25vl-full-mmproj-F16.gguf")
+	r := rand.New(rand.NewPCG(2026, 26))
+	if _, err := os.Stat(proj); err != nil {
+		if err := writeQwen25VLFullProjector(proj, r); err != nil {
+			return "", "", err
+		}
+	}
+	if _, err := os.Stat(text); err != nil {
+		if err := writeQwen25VLFullText(text, r); err != nil {
+			return "", "", err
+		}
+	}
+	return text, proj, nil
+}
+
+func writeQwen25VLFullProjector(path string, r *rand.Rand) error {
+	w := gguf.NewWriter()
+	for _, p := range []pair{
+		{"general.architecture", "clip"}, {"general.name", "qwen25vl-3b-shaped-mmproj"},
+		{"clip.projector_type", "qwen2.5vl_merger"}, {"clip.has_vision_encoder", true}, {"clip.use_silu", true},
+		{"clip.vision.image_size", uint32(560)}, {"clip.vision.patch_size", uint32(q25Patch)},
+		{"clip.vision.embedding_length", uint32(q25Width)}, {"clip.vision.feed_forward_length", uint32(q25FF)},
+		{"clip.vision.block_count", uint32(q25Blocks)}, {"clip.vision.attention.head_count", uint32(q25Heads)},
+		{"clip.vision.attention.layer_norm_epsilon", float32(1e-6)}, {"clip.vision.projection_dim", uint32(q25Text)},
+		{"clip.vision.image_mean", []float32{0.48145466, 0.4578275, 0.40821073}},
+		{"clip.vision.image_std", []float32{0.26862954, 0.26130258, 0.27577711}},
+		{"clip.vision.n_wa_pattern", uint32(q25FullEvery)},
+	} {
+		if err := w.AddKV(p.key, p.value); err != nil {
+			return err
+		}
+	}
+	t := &randomTensors{w: w, r: r}
+	t.f16("v.patch_embd.weight", q25Patch, q25Patch, 3, q25Width)
+	t.f16("v.patch_embd.weight.1", q25Patch, q25Patch, 3, q25Width)
+	for i := 0; i < q25Blocks; i++ {
+		n := func(s string) string { return fmt.Sprintf("v.blk.%d.%s", i, s) }
+		t.vec(n("ln1.weight"), q25Width, 1)
+		t.vec(n("ln2.weight"), q25Width, 1)
+		for _, m := range []string{"attn_q", "attn_k", "attn_v", "attn_out"} {
+			t.f16(n(m+".weight"), q25Width, q25Width)
+			t.vec(n(m+".bias"), q25Width, 0)
+		}
+		for _, m := range []string{"ffn_gate", "ffn_up"} {
+			t.f16(n(m+".weight"), q25Width, q25FF)
+			t.vec(n(m+".bias"), q25FF, 0)
+		}
+		t.f16(n("ffn_down.weight"), q25FF, q25Width)
+		t.vec(n("ffn_down.bias"), q25Width, 0)
+	}
+	t.vec("v.post_ln.weight", q25Width, 1)
+	t.f16("mm.0.weight", 4*q25Width, 4*q25Width)
+	t.vec("mm.0.bias", 4*q25Width, 0)
+	t.f16("mm.2.weight", 4*q25Width, q25Text)
+	t.vec("mm.2.bias", q25Text, 0)
+	if t.err != nil {
+		return t.err
+	}
+	return w.WriteFile(path)
+}
+
+func writeQwen25VLFullText(path string, r *rand.Rand) error {
+	dir, ok := testmodels.ModelsDir()
+	if !ok {
+		return fmt.Errorf("synthmodels: the shared models directory %s is missing", dir)
+	}
+	src, err := gguf.Open(filepath.Join(dir, "tiny-qwen3-F32.gguf"))
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	w := gguf.NewWriter()
+	const heads, kvHeads, ff = 16, 2, 1024
+	for _, p := range []pair{
+		{"general.architecture", "qwen2vl"}, {"general.name", "qwen25vl-3b-width-1-layer"},
+		{"qwen2vl.context_length", uint32(8192)}, {"qwen2vl.embedding_length", uint32(q25Text)}, {"qwen2vl.block_count", uint32(1)},
+		{"qwen2vl.feed_forward_length", uint32(ff)}, {"qwen2vl.attention.head_count", uint32(heads)},
+		{"qwen2vl.attention.head_count_kv", uint32(kvHeads)}, {"qwen2vl.attention.layer_norm_rms_epsilon", float32(1e-6)},
+		{"qwen2vl.rope.freq_base", float32(1e6)}, {"qwen2vl.rope.dimension_sections", []int32{16, 24, 24, 0}},
+	} {
+		if err := w.AddKV(p.key, p.value); err != nil {
+			return err
+		}
+	}
+	nvocab := uint64(0)
+	for _, kv := range src.KV {
+		if strings.HasPrefix(kv.Key, "tokenizer.") {
+			if err := w.AddKV(kv.Key, kv.Value); err != nil {
+				return err
+			}
+		}
+	}
+	if toks, ok := src.Strings("tokenizer.ggml.tokens"); ok {
+		nvocab = uint64(len(toks))
+	}
+	headDim := uint64(q25Text / heads)
+	t := &randomTensors{w: w, r: r}
+	t.f16("token_embd.weight", q25Text, nvocab)
+	t.vec("output_norm.weight", q25Text, 1)
+	t.vec("blk.0.attn_norm.weight", q25Text, 1)
+	t.vec("blk.0.ffn_norm.weight", q25Text, 1)
+	t.f16("blk.0.attn_q.weight", q25Text, heads*headDim)
+	t.vec("blk.0.attn_q.bias", int(heads*headDim), 0)
+	t.f16("blk.0.attn_k.weight", q25Text, kvHeads*headDim)
+	t.vec("blk.0.attn_k.bias", int(kvHeads*headDim), 0)
+	t.f16("blk.0.attn_v.weight", q25Text, kvHeads*headDim)
+	t.vec("blk.0.attn_v.bias", int(kvHeads*headDim), 0)
+	t.f16("blk.0.attn_output.weight", heads*headDim, q25Text)
+	t.f16("blk.0.ffn_gate.weight", q25Text, ff)
+	t.f16("blk.0.ffn_up.weight", q25Text, ff)
+	t.f16("blk.0.ffn_down.weight", ff, q25Text)
+	if t.err != nil {
+		return t.err
+	}
+	return w.WriteFile(path)
+}
