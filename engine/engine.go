@@ -214,6 +214,15 @@ type Request struct {
 	// causal attention off. A range is never split between forward passes.
 	// Sorted, not overlapping, inside the prompt.
 	Bidirectional []Span
+	// Grids mark prompt ranges of image embeddings that the model reads
+	// with 2-D rotary positions (M-RoPE: Qwen2-VL's images), as llama.cpp's
+	// libmtmd lays them out: the Rows x Cols embeddings from Start
+	// (row-major) all take the temporal position p of their first place,
+	// height p+row and width p+col; the positions after the range go on
+	// from p + max(Rows, Cols), not from its end (the cache positions do
+	// not change). Sorted, not overlapping, inside the prompt; only for
+	// models with M-RoPE.
+	Grids []Grid
 	// JSONObject constrains the answer (after any thinking block) to one
 	// JSON object (OpenAI response_format json_object); generation ends
 	// with an end-of-generation token when the object is complete.
@@ -231,6 +240,13 @@ type Request struct {
 
 // Span is a range [Start, End) of prompt positions.
 type Span struct{ Start, End int }
+
+// Grid is a Rows x Cols grid of image embeddings at prompt positions
+// Start.. (row-major), read with 2-D rotary positions (Request.Grids).
+type Grid struct{ Start, Rows, Cols int }
+
+// end is the position after the grid.
+func (g Grid) end() int { return g.Start + g.Rows*g.Cols }
 
 // Pooling is how an embedding request reduces its prompt's final hidden
 // states (one per position) to one vector, as llama.cpp's pooling types.
@@ -349,6 +365,14 @@ func (e *Engine) Generate(ctx context.Context, req Request, onToken func(Token) 
 		if k.Start < 0 || k.End <= k.Start || k.End > n {
 			return nil, fmt.Errorf("engine: cache key positions [%d, %d) are not a range inside the prompt of %d tokens", k.Start, k.End, n)
 		}
+	}
+	for i, g := range req.Grids {
+		if g.Start < 0 || g.Rows <= 0 || g.Cols <= 0 || g.Rows > n || g.Cols > n || g.Start+g.Rows*g.Cols > n || i > 0 && g.Start < req.Grids[i-1].end() {
+			return nil, fmt.Errorf("engine: image grid of %dx%d at %d is not a range inside the prompt of %d tokens after the one before it", g.Rows, g.Cols, g.Start, n)
+		}
+	}
+	if len(req.Grids) > 0 && e.Model.Config().RopeSections == [4]int{} {
+		return nil, fmt.Errorf("engine: the request has images read with 2-D positions (M-RoPE) but the %s model has no M-RoPE sections", e.Model.Config().Arch)
 	}
 	for i, sp := range req.Bidirectional {
 		if sp.Start < 0 || sp.End <= sp.Start || sp.End > n || i > 0 && sp.Start < req.Bidirectional[i-1].End {

@@ -210,6 +210,7 @@ func (e *Engine) step() {
 	var embeds [][]float32 // per batch token; set in b only when one is given
 	var keyEnd []int       // per batch token; set in b only when a sequence has bidirectional ranges
 	var hidden []bool      // per batch token; set in b only when one is wanted
+	var ropePos [][4]int   // per batch token; set in b only when a sequence has image grids
 	// add puts positions from..to-1 of s in the batch, the last outs of
 	// them with a logits row each; positions past s.tokens are its drafts.
 	add := func(s *sequence, from, to, outs int) {
@@ -243,6 +244,10 @@ func (e *Engine) step() {
 			keyEnd = append(keyEnd, end)
 			if bidi {
 				b.KeyEnd = keyEnd
+			}
+			ropePos = append(ropePos, s.ropePos(p))
+			if len(s.req.Grids) > 0 {
+				b.RopePos = ropePos
 			}
 			b.Pos = append(b.Pos, p)
 			b.Seq = append(b.Seq, s.id)
@@ -315,6 +320,9 @@ func (e *Engine) step() {
 	}
 	if b.KeyEnd != nil {
 		b.KeyEnd = keyEnd
+	}
+	if b.RopePos != nil {
+		b.RopePos = ropePos
 	}
 	d := e.Model.Config().NEmbd
 	if b.Hidden != nil {
@@ -540,6 +548,29 @@ type stepRecord struct {
 // chunkRecord is one prompt chunk of a step: positions From..From+N-1 of
 // sequence Seq.
 type chunkRecord struct{ Seq, From, N int }
+
+// ropePos is the rotary position of s's cache position p in each M-RoPE
+// section (temporal, height, width, extra): p in the first three (and 0
+// in the extra one, as llama.cpp sets it for text) before the first image
+// grid; in a grid starting at cache position g, with
+// temporal position t, t for all its places, t+row and t+col for height and
+// width (extra 0); after a grid, the positions go on from t + max(Rows,
+// Cols). See Request.Grids.
+func (s *sequence) ropePos(p int) [4]int {
+	shift := 0 // cache positions minus rotary positions so far
+	for _, g := range s.req.Grids {
+		if p < g.Start {
+			break
+		}
+		if p < g.end() {
+			t, i := g.Start-shift, p-g.Start
+			return [4]int{t, t + i/g.Cols, t + i%g.Cols, 0}
+		}
+		shift += g.Rows*g.Cols - max(g.Rows, g.Cols)
+	}
+	r := p - shift
+	return [4]int{r, r, r, 0} // llama.cpp gives text tokens extra position 0
+}
 
 // bidirectionalAt returns the request's bidirectional range holding
 // prompt position p, if any.

@@ -23,7 +23,7 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 	}
 	j := &job{b: b, isChat: true, prompts: [][]int32{p.prompt}, sp: p.sp, effort: p.applied, chatSetup: p.setup, imageTokens: p.imageTokens}
 	j.base = b.engineRequest(p.sp, p.applied)
-	j.base.Embeds, j.base.CacheKeys, j.base.Bidirectional = p.embeds, p.keys, p.bidirectional
+	j.base.Embeds, j.base.CacheKeys, j.base.Bidirectional, j.base.Grids = p.embeds, p.keys, p.bidirectional, p.grids
 	j.base.JSONObject = req.ResponseFormat != nil && req.ResponseFormat.Type == "json_object"
 	j.base.JSONSchema = p.schema
 	if p.forcing && p.schema != nil {
@@ -46,9 +46,11 @@ type chatPrompt struct {
 	keys    []engine.CacheKey
 	// bidirectional: image positions read with attention both ways (Gemma 3)
 	bidirectional []engine.Span
-	imageTokens   int
-	schema        *engine.Schema
-	forcing       bool
+	// grids: images read with 2-D positions (Qwen2-VL)
+	grids       []engine.Grid
+	imageTokens int
+	schema      *engine.Schema
+	forcing     bool
 }
 
 // prepareChat checks a chat request's parameters, renders its
@@ -165,7 +167,7 @@ func (b *Backend) prepareChat(ctx context.Context, req *api.ChatCompletionReques
 	// without the special token writes it as plain text.
 	sp.stops = append(sp.stops, tmpl.EOTStrings()...)
 	return &chatPrompt{sp: sp, applied: applied, setup: setup, prompt: ip.Tokens, embeds: ip.Embeds, keys: ip.CacheKeys,
-		bidirectional: ip.Bidirectional, imageTokens: ip.ImageTokens, schema: schema, forcing: forcing}, nil
+		bidirectional: ip.Bidirectional, grids: ip.Grids, imageTokens: ip.ImageTokens, schema: schema, forcing: forcing}, nil
 }
 
 // toolCallSchema is the JSON Schema of a forced tool call's object in the

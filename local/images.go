@@ -37,7 +37,7 @@ func (v VisionEncoder) Encode(img image.Image) ([]ImageSegment, error) {
 	}
 	out := make([]ImageSegment, len(segs))
 	for i, s := range segs {
-		out[i] = ImageSegment{Text: s.Text, Embeds: s.Embeddings, Bidirectional: s.Bidirectional}
+		out[i] = ImageSegment{Text: s.Text, Embeds: s.Embeddings, Bidirectional: s.Bidirectional, Rows: s.Rows, Cols: s.Cols}
 	}
 	return out, nil
 }
@@ -49,6 +49,9 @@ type ImageSegment struct {
 	// Bidirectional: the text model reads these embeddings with
 	// attention in both directions among them (Gemma 3).
 	Bidirectional bool
+	// Rows and Cols, when set, make the embeddings a Rows x Cols grid
+	// (row-major) read with 2-D positions (M-RoPE: Qwen2-VL).
+	Rows, Cols int
 }
 
 // ImageLoader fetches and decodes an image_url (a *media.Fetcher).
@@ -101,11 +104,13 @@ type EncodedImage struct {
 // ImagePrompt is a prompt with images, ready for an engine request.
 type ImagePrompt struct {
 	Tokens []int32 // a placeholder token at each embedding position
-	// Embeds, CacheKeys (each image's positions keyed by its Key) and
-	// Bidirectional are the engine request's fields of the same names.
+	// Embeds, CacheKeys (each image's positions keyed by its Key),
+	// Bidirectional and Grids are the engine request's fields of the same
+	// names.
 	Embeds        [][]float32
 	CacheKeys     []engine.CacheKey
 	Bidirectional []engine.Span
+	Grids         []engine.Grid
 	ImageTokens   int // the positions the images' embeddings take
 }
 
@@ -123,6 +128,9 @@ func (p *ImagePrompt) Prepend(tokens ...int32) {
 	for i := range p.Bidirectional {
 		p.Bidirectional[i].Start += n
 		p.Bidirectional[i].End += n
+	}
+	for i := range p.Grids {
+		p.Grids[i].Start += n
 	}
 }
 
@@ -150,6 +158,12 @@ func PromptWithImages(tok *tokenizer.Tokenizer, text, marker string, bos bool, i
 			}
 			if s.Bidirectional && len(s.Embeds) > 0 {
 				p.Bidirectional = append(p.Bidirectional, engine.Span{Start: len(p.Tokens), End: len(p.Tokens) + len(s.Embeds)})
+			}
+			if s.Rows > 0 || s.Cols > 0 {
+				if s.Rows <= 0 || s.Cols <= 0 || s.Rows*s.Cols != len(s.Embeds) {
+					return nil, fmt.Errorf("image %d: a %dx%d grid of %d embeddings", i, s.Rows, s.Cols, len(s.Embeds))
+				}
+				p.Grids = append(p.Grids, engine.Grid{Start: len(p.Tokens), Rows: s.Rows, Cols: s.Cols})
 			}
 			for _, e := range s.Embeds {
 				p.Tokens = append(p.Tokens, 0) // a placeholder: the embedding is the input

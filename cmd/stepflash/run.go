@@ -129,6 +129,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	var embeds [][]float32
 	var keys []engine.CacheKey
 	var bidi []engine.Span
+	var grids []engine.Grid
 	var venc *vision.Encoder
 	if *mmproj != "" {
 		// Opened (and checked against the model) even with no --image.
@@ -149,12 +150,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		ids, embeds, keys, bidi = ip.Tokens, ip.Embeds, ip.CacheKeys, ip.Bidirectional
+		ids, embeds, keys, bidi, grids = ip.Tokens, ip.Embeds, ip.CacheKeys, ip.Bidirectional, ip.Grids
 	} else {
 		ids = l.tok.Encode(prompt, true, true)
 	}
 	req := engine.Request{Prompt: ids, MaxTokens: sf.nPredict, Sampling: sf.params(), TopLogprobs: sf.topLP, IgnoreEOS: *ignoreEOS,
-		Thinking: local.Thinking(l.tok, l.template().Thinking(), applied.ThinkingBudget), Embeds: embeds, CacheKeys: keys, Bidirectional: bidi}
+		Thinking: local.Thinking(l.tok, l.template().Thinking(), applied.ThinkingBudget), Embeds: embeds, CacheKeys: keys, Bidirectional: bidi, Grids: grids}
 	if applied.ExpertsPerToken != nil {
 		req.ExpertsUsed = *applied.ExpertsPerToken
 	}
