@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Records what llama.cpp computes on a synthetic model that a test writes (internal/synthmodels):
 tiny-mixtral-ref.json (model/mixtral_test.go), tiny-gemma3-ref.json (model/gemma3_test.go), tiny-qwen2vl-ref.json
-(model/qwen2vl_test.go) and cmd/stepflash/testdata/tiny-gemma3-vlm-ref.json (cmd/stepflash/gemma3_vision_test.go).
+(model/qwen2vl_test.go) and, for cmd/stepflash/vision_refs_test.go, cmd/stepflash/testdata/tiny-gemma3-vlm-ref.json,
+tiny-qwen25vl-ref.json and tiny-qwen2vl-vlm-ref.json.
 Every llama-server below also had -nr --no-webui (-nr: the AMX kernels die with SIGILL in the sandbox; F32 weights are
 not repacked anyway).
 
@@ -20,12 +21,17 @@ not repacked anyway).
 (tiny-qwen2vl's vocabulary is tiny-vlm-text's, whose first 1024 gpt-2 tokens hold tiny-qwen3's 1023: its prompts fit,
 while tiny-vlm-text-F32.json's cases are image cases this text path cannot send.)
 
-    STEPFLASH_WRITE_GEMMA3_VLM=/tmp/g3 go test ./cmd/stepflash -run Gemma3Vision   # writes both files into /tmp/g3
+    STEPFLASH_WRITE_GEMMA3_VLM=/tmp/g3 go test ./cmd/stepflash -run RunVisionRefs/gemma3   # writes both files into /tmp/g3
     LLAMA_MEDIA_MARKER='<__media__>' llama-server -m /tmp/g3/tiny-gemma3-F32.gguf --mmproj /tmp/g3/tiny-gemma3-mmproj-F32.gguf \
         -t 2 -tb 2 -c 1024 -np 1 -fa off -ctk f32 -ctv f32 --seed 42 --port 8097 &
     python3 gen_synthetic_ref.py /tmp/g3/tiny-gemma3-F32.gguf http://127.0.0.1:8097 --mmproj /tmp/g3/tiny-gemma3-mmproj-F32.gguf \
         ../../../shared/models/test-image-quadrants-64.png ../../cmd/stepflash/testdata/bands-48x20.png \
         > ../../cmd/stepflash/testdata/tiny-gemma3-vlm-ref.json
+
+The Qwen-VL pairs the same way (STEPFLASH_WRITE_QWEN25VL=/tmp/q25 ... -run RunVisionRefs/qwen2.5vl writes
+tiny-qwen2vl-F32.gguf and tiny-qwen25vl-mmproj-F32.gguf into /tmp/q25, the ref into tiny-qwen25vl-ref.json;
+STEPFLASH_WRITE_QWEN2VL=/tmp/q2 ... -run 'RunVisionRefs/qwen2vl$' writes tiny-qwen2vl-mmproj-F32.gguf beside the same
+text model, the ref into tiny-qwen2vl-vlm-ref.json), with the same llama-server flags and the same two images.
 
 cmd/stepflash/testdata/bands-48x20.png is a 48x20 RGB PNG written once with Go's image/png: four 12-pixel-wide
 bands (220,30,30), (30,200,40), (20,40,230), (240,220,20) left to right in rows 0-9, the same bands right to left in
