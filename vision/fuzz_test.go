@@ -18,18 +18,9 @@ func FuzzPrepareEncode(f *testing.F) {
 	f.Add([]byte{255, 3, 1, 2, 3, 4})
 	f.Add([]byte{7, 200})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) < 2 {
+		img, w, h := fuzzImage(data)
+		if img == nil {
 			return
-		}
-		w, h := int(data[0])+1, int(data[1])+1
-		img := image.NewNRGBA(image.Rect(0, 0, w, h))
-		px := data[2:]
-		for i := range w * h {
-			if len(px) == 0 {
-				break
-			}
-			c := px[i%len(px)]
-			img.Set(i%w, i/w, color.NRGBA{R: c, G: c * 3, B: c * 7, A: 255 - c/2})
 		}
 		p, err := e.Prepare(img)
 		if err != nil {
@@ -58,4 +49,24 @@ func FuzzPrepareEncode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fuzzImage is the image a fuzz input describes: width and height from the
+// first two bytes (1..256), the pixels cycling through the rest (nil for
+// fewer than two bytes).
+func fuzzImage(data []byte) (img *image.NRGBA, w, h int) {
+	if len(data) < 2 {
+		return nil, 0, 0
+	}
+	w, h = int(data[0])+1, int(data[1])+1
+	img = image.NewNRGBA(image.Rect(0, 0, w, h))
+	px := data[2:]
+	for i := range w * h {
+		if len(px) == 0 {
+			break
+		}
+		c := px[i%len(px)]
+		img.Set(i%w, i/w, color.NRGBA{R: c, G: c * 3, B: c * 7, A: 255 - c/2})
+	}
+	return img, w, h
 }

@@ -1,6 +1,7 @@
 package vision
 
 import (
+	"image"
 	"os"
 	"testing"
 
@@ -16,11 +17,20 @@ import (
 // llama.cpp's side of BENCHMARKS.md), else they are written to a
 // temporary one.
 func BenchmarkEncodeGemma3Full(b *testing.B) {
-	dir := os.Getenv("STEPFLASH_GEMMA3_FULL")
+	benchEncode(b, "STEPFLASH_GEMMA3_FULL", synthmodels.Gemma3Full, func(string) image.Image {
+		return loadPNG(b, testmodels.Path(b, "test-image-quadrants-64.png"))
+	}, 256)
+}
+
+// benchEncode times the encoding of one image (made by img, given the
+// files' directory) by the projector that write puts in $env (or a
+// temporary directory): want positions, 2 threads.
+func benchEncode(b *testing.B, env string, write func(dir string) (text, proj string, err error), img func(dir string) image.Image, want int) {
+	dir := os.Getenv(env)
 	if dir == "" {
 		dir = b.TempDir()
 	}
-	_, proj, err := synthmodels.Gemma3Full(dir)
+	_, proj, err := write(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -29,14 +39,14 @@ func BenchmarkEncodeGemma3Full(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer e.Close()
-	img := loadPNG(b, testmodels.Path(b, "test-image-quadrants-64.png"))
+	im := img(dir)
 	for b.Loop() {
-		segs, err := e.Embed(img)
+		segs, err := e.Embed(im)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if Positions(segs) != 256 {
-			b.Fatalf("%d positions, want 256", Positions(segs))
+		if Positions(segs) != want {
+			b.Fatalf("%d positions, want %d", Positions(segs), want)
 		}
 	}
 }

@@ -217,23 +217,13 @@ func (q *Qwen2VL) encode(pool *tensor.Pool, pic *RGB) ([][]float32, error) {
 	}
 	width := 3 * p * p
 	x := make([]float32, n*width)
-	mean, std := c.ImageMean, c.ImageStd
 	for j, tok := range order {
 		Y, X := tok/cols, tok%cols
 		for k := 0; k < 4; k++ {
 			py, px := 2*Y+k/2, 2*X+k%2
 			r := 4*j + k
 			l.pos[r] = [2]int{py, px}
-			row := x[r*width:][:width]
-			for ch := 0; ch < 3; ch++ {
-				for ky := 0; ky < p; ky++ {
-					src := pic.Pix[3*((py*p+ky)*pic.W+px*p):]
-					dst := row[(ch*p+ky)*p:][:p]
-					for kx := range dst {
-						dst[kx] = (float32(src[3*kx+ch])/255 - mean[ch]) / std[ch]
-					}
-				}
-			}
+			q.vit.patch(x[r*width:][:width], pic, py, px)
 		}
 	}
 	h := make([]float32, n*e)

@@ -18,36 +18,17 @@ import (
 // keep the files in, with the image as bench-448.png (for llama.cpp's side
 // of BENCHMARKS.md), else they are written to a temporary one.
 func BenchmarkEncodeQwen25VLFull(b *testing.B) {
-	dir := os.Getenv("STEPFLASH_QWEN25VL_FULL")
-	if dir == "" {
-		dir = b.TempDir()
-	}
-	_, proj, err := synthmodels.Qwen25VLFull(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	e, err := Open(proj, Options{Threads: 2})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
-	img := image.NewNRGBA(image.Rect(0, 0, 448, 448))
-	for y := 0; y < 448; y++ {
-		for x := 0; x < 448; x++ {
-			img.Set(x, y, color.NRGBA{uint8(x), uint8(y), uint8(x ^ y), 255})
+	benchEncode(b, "STEPFLASH_QWEN25VL_FULL", synthmodels.Qwen25VLFull, func(dir string) image.Image {
+		img := image.NewNRGBA(image.Rect(0, 0, 448, 448))
+		for y := 0; y < 448; y++ {
+			for x := 0; x < 448; x++ {
+				img.Set(x, y, color.NRGBA{uint8(x), uint8(y), uint8(x ^ y), 255})
+			}
 		}
-	}
-	if f, err := os.Create(filepath.Join(dir, "bench-448.png")); err == nil {
-		png.Encode(f, img)
-		f.Close()
-	}
-	for b.Loop() {
-		segs, err := e.Embed(img)
-		if err != nil {
-			b.Fatal(err)
+		if f, err := os.Create(filepath.Join(dir, "bench-448.png")); err == nil {
+			png.Encode(f, img)
+			f.Close()
 		}
-		if Positions(segs) != 256 {
-			b.Fatalf("%d positions, want 256", Positions(segs))
-		}
-	}
+		return img
+	}, 256)
 }

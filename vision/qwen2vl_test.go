@@ -2,7 +2,6 @@ package vision
 
 import (
 	"image"
-	"image/color"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -148,18 +147,9 @@ func FuzzPrepareEncodeQwen(f *testing.F) {
 	f.Add([]byte{255, 3, 1, 2, 3, 4})
 	f.Add([]byte{47, 19, 9})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) < 2 {
+		img, w, h := fuzzImage(data)
+		if img == nil {
 			return
-		}
-		w, h := int(data[0])+1, int(data[1])+1
-		img := image.NewNRGBA(image.Rect(0, 0, w, h))
-		px := data[2:]
-		for i := range w * h {
-			if len(px) == 0 {
-				break
-			}
-			c := px[i%len(px)]
-			img.Set(i%w, i/w, color.NRGBA{R: c, G: c * 5, B: c * 3, A: 255})
 		}
 		segs, err := e.Embed(img)
 		if err != nil {

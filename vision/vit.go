@@ -119,21 +119,27 @@ func loadViT(w *weights, cfg *Config, spec vitSpec) *ViT {
 // picture.
 func (v *ViT) embedPatches(pics []*RGB, x []float32) {
 	c := v.cfg
-	p, side, width := c.PatchSize, c.PatchesPerSide(), 3*c.PatchSize*c.PatchSize
-	mean, std := c.ImageMean, c.ImageStd // ggml: (u8/255 - mean) / std, in float32
+	side, width := c.PatchesPerSide(), 3*c.PatchSize*c.PatchSize
 	for pi, pic := range pics {
 		for py := 0; py < side; py++ {
 			for px := 0; px < side; px++ {
-				row := x[((pi*side+py)*side+px)*width:][:width]
-				for ch := 0; ch < 3; ch++ {
-					for ky := 0; ky < p; ky++ {
-						src := pic.Pix[3*((py*p+ky)*pic.W+px*p):]
-						dst := row[(ch*p+ky)*p:][:p]
-						for kx := range dst {
-							dst[kx] = (float32(src[3*kx+ch])/255 - mean[ch]) / std[ch]
-						}
-					}
-				}
+				v.patch(x[((pi*side+py)*side+px)*width:][:width], pic, py, px)
+			}
+		}
+	}
+}
+
+// patch writes the normalized patch (py, px) of pic into row, 3*P*P values
+// ([channel][ky][kx]), as ggml: (u8/255 - mean) / std, in float32.
+func (v *ViT) patch(row []float32, pic *RGB, py, px int) {
+	c := v.cfg
+	p, mean, std := c.PatchSize, c.ImageMean, c.ImageStd
+	for ch := 0; ch < 3; ch++ {
+		for ky := 0; ky < p; ky++ {
+			src := pic.Pix[3*((py*p+ky)*pic.W+px*p):]
+			dst := row[(ch*p+ky)*p:][:p]
+			for kx := range dst {
+				dst[kx] = (float32(src[3*kx+ch])/255 - mean[ch]) / std[ch]
 			}
 		}
 	}

@@ -25,18 +25,58 @@ const (
 // are kept. It returns the two paths.
 func Gemma3Full(dir string) (text, proj string, err error) {
 	text, proj = filepath.Join(dir, "gemma3-full-text-F16.gguf"), filepath.Join(dir, "gemma3-full-mmproj-F16.gguf")
-	r := rand.New(rand.NewPCG(2026, 14))
-	if _, err := os.Stat(proj); err != nil {
-		if err := writeGemma3FullProjector(proj, r); err != nil {
-			return "", "", err
+	err = writeMissing(rand.New(rand.NewPCG(2026, 14)), proj, writeGemma3FullProjector, text, writeGemma3FullText)
+	return text, proj, err
+}
+
+// writeMissing writes proj and then text with their writers (in that
+// order, from one random source) unless the file is already there.
+func writeMissing(r *rand.Rand, proj string, writeProj func(string, *rand.Rand) error, text string, writeText func(string, *rand.Rand) error) error {
+	for _, f := range []struct {
+		path  string
+		write func(string, *rand.Rand) error
+	}{{proj, writeProj}, {text, writeText}} {
+		if _, err := os.Stat(f.path); err != nil {
+			if err := f.write(f.path, r); err != nil {
+				return err
+			}
 		}
 	}
-	if _, err := os.Stat(text); err != nil {
-		if err := writeGemma3FullText(text, r); err != nil {
-			return "", "", err
+	return nil
+}
+
+// newWriter is a gguf.Writer with kvs set.
+func newWriter(kvs []pair) (*gguf.Writer, error) {
+	w := gguf.NewWriter()
+	for _, p := range kvs {
+		if err := w.AddKV(p.key, p.value); err != nil {
+			return nil, err
 		}
 	}
-	return text, proj, nil
+	return w, nil
+}
+
+// tinyQwen3Tokenizer copies tiny-qwen3-F32's tokenizer metadata into w and
+// returns its vocabulary size.
+func tinyQwen3Tokenizer(w *gguf.Writer) (uint64, error) {
+	dir, ok := testmodels.ModelsDir()
+	if !ok {
+		return 0, fmt.Errorf("synthmodels: the shared models directory %s is missing", dir)
+	}
+	src, err := gguf.Open(filepath.Join(dir, "tiny-qwen3-F32.gguf"))
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close()
+	for _, kv := range src.KV {
+		if strings.HasPrefix(kv.Key, "tokenizer.") {
+			if err := w.AddKV(kv.Key, kv.Value); err != nil {
+				return 0, err
+			}
+		}
+	}
+	toks, _ := src.Strings("tokenizer.ggml.tokens")
+	return uint64(len(toks)), nil
 }
 
 // randomTensors adds tensors to a writer: F16 weights N(0, 0.02²), F32
@@ -72,9 +112,8 @@ func (t *randomTensors) vec(name string, n int, value float32) {
 }
 
 func writeGemma3FullProjector(path string, r *rand.Rand) error {
-	w := gguf.NewWriter()
 	side := uint64(g3Image / g3Patch)
-	for _, p := range []pair{
+	w, err := newWriter([]pair{
 		{"general.architecture", "clip"}, {"general.name", "gemma3-4b-shaped-mmproj"},
 		{"clip.projector_type", "gemma3"}, {"clip.has_vision_encoder", true}, {"clip.use_gelu", true},
 		{"clip.vision.image_size", uint32(g3Image)}, {"clip.vision.patch_size", uint32(g3Patch)},
@@ -83,10 +122,9 @@ func writeGemma3FullProjector(path string, r *rand.Rand) error {
 		{"clip.vision.attention.layer_norm_epsilon", float32(1e-6)}, {"clip.vision.projection_dim", uint32(g3Text)},
 		{"clip.vision.image_mean", []float32{0.5, 0.5, 0.5}}, {"clip.vision.image_std", []float32{0.5, 0.5, 0.5}},
 		{"clip.vision.projector.scale_factor", uint32(4)},
-	} {
-		if err := w.AddKV(p.key, p.value); err != nil {
-			return err
-		}
+	})
+	if err != nil {
+		return err
 	}
 	t := &randomTensors{w: w, r: r}
 	t.f16("v.patch_embd.weight", g3Patch, g3Patch, 3, g3Width)
@@ -118,39 +156,21 @@ func writeGemma3FullProjector(path string, r *rand.Rand) error {
 }
 
 func writeGemma3FullText(path string, r *rand.Rand) error {
-	dir, ok := testmodels.ModelsDir()
-	if !ok {
-		return fmt.Errorf("synthmodels: the shared models directory %s is missing", dir)
-	}
-	src, err := gguf.Open(filepath.Join(dir, "tiny-qwen3-F32.gguf"))
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	w := gguf.NewWriter()
 	const heads, kvHeads, headDim, ff = 8, 4, 256, 1024
-	for _, p := range []pair{
+	w, err := newWriter([]pair{
 		{"general.architecture", "gemma3"}, {"general.name", "gemma3-4b-width-1-layer"},
 		{"gemma3.context_length", uint32(8192)}, {"gemma3.embedding_length", uint32(g3Text)}, {"gemma3.block_count", uint32(1)},
 		{"gemma3.feed_forward_length", uint32(ff)}, {"gemma3.attention.head_count", uint32(heads)},
 		{"gemma3.attention.head_count_kv", uint32(kvHeads)}, {"gemma3.attention.key_length", uint32(headDim)},
 		{"gemma3.attention.value_length", uint32(headDim)}, {"gemma3.attention.layer_norm_rms_epsilon", float32(1e-6)},
 		{"gemma3.rope.freq_base", float32(1e6)}, {"gemma3.attention.sliding_window", uint32(1024)},
-	} {
-		if err := w.AddKV(p.key, p.value); err != nil {
-			return err
-		}
+	})
+	if err != nil {
+		return err
 	}
-	nvocab := uint64(0)
-	for _, kv := range src.KV {
-		if strings.HasPrefix(kv.Key, "tokenizer.") {
-			if err := w.AddKV(kv.Key, kv.Value); err != nil {
-				return err
-			}
-		}
-	}
-	if toks, ok := src.Strings("tokenizer.ggml.tokens"); ok {
-		nvocab = uint64(len(toks))
+	nvocab, err := tinyQwen3Tokenizer(w)
+	if err != nil {
+		return err
 	}
 	t := &randomTensors{w: w, r: r}
 	t.f16("token_embd.weight", g3Text, nvocab)
@@ -189,23 +209,12 @@ const (
 // two paths.
 func Qwen25VLFull(dir string) (text, proj string, err error) {
 	text, proj = filepath.Join(dir, "qwen25vl-full-text-F16.gguf"), filepath.Join(dir, "qwen25vl-full-mmproj-F16.gguf")
-	r := rand.New(rand.NewPCG(2026, 26))
-	if _, err := os.Stat(proj); err != nil {
-		if err := writeQwen25VLFullProjector(proj, r); err != nil {
-			return "", "", err
-		}
-	}
-	if _, err := os.Stat(text); err != nil {
-		if err := writeQwen25VLFullText(text, r); err != nil {
-			return "", "", err
-		}
-	}
-	return text, proj, nil
+	err = writeMissing(rand.New(rand.NewPCG(2026, 26)), proj, writeQwen25VLFullProjector, text, writeQwen25VLFullText)
+	return text, proj, err
 }
 
 func writeQwen25VLFullProjector(path string, r *rand.Rand) error {
-	w := gguf.NewWriter()
-	for _, p := range []pair{
+	w, err := newWriter([]pair{
 		{"general.architecture", "clip"}, {"general.name", "qwen25vl-3b-shaped-mmproj"},
 		{"clip.projector_type", "qwen2.5vl_merger"}, {"clip.has_vision_encoder", true}, {"clip.use_silu", true},
 		{"clip.vision.image_size", uint32(560)}, {"clip.vision.patch_size", uint32(q25Patch)},
@@ -215,10 +224,9 @@ func writeQwen25VLFullProjector(path string, r *rand.Rand) error {
 		{"clip.vision.image_mean", []float32{0.48145466, 0.4578275, 0.40821073}},
 		{"clip.vision.image_std", []float32{0.26862954, 0.26130258, 0.27577711}},
 		{"clip.vision.n_wa_pattern", uint32(q25FullEvery)},
-	} {
-		if err := w.AddKV(p.key, p.value); err != nil {
-			return err
-		}
+	})
+	if err != nil {
+		return err
 	}
 	t := &randomTensors{w: w, r: r}
 	t.f16("v.patch_embd.weight", q25Patch, q25Patch, 3, q25Width)
@@ -250,38 +258,20 @@ func writeQwen25VLFullProjector(path string, r *rand.Rand) error {
 }
 
 func writeQwen25VLFullText(path string, r *rand.Rand) error {
-	dir, ok := testmodels.ModelsDir()
-	if !ok {
-		return fmt.Errorf("synthmodels: the shared models directory %s is missing", dir)
-	}
-	src, err := gguf.Open(filepath.Join(dir, "tiny-qwen3-F32.gguf"))
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	w := gguf.NewWriter()
 	const heads, kvHeads, ff = 16, 2, 1024
-	for _, p := range []pair{
+	w, err := newWriter([]pair{
 		{"general.architecture", "qwen2vl"}, {"general.name", "qwen25vl-3b-width-1-layer"},
 		{"qwen2vl.context_length", uint32(8192)}, {"qwen2vl.embedding_length", uint32(q25Text)}, {"qwen2vl.block_count", uint32(1)},
 		{"qwen2vl.feed_forward_length", uint32(ff)}, {"qwen2vl.attention.head_count", uint32(heads)},
 		{"qwen2vl.attention.head_count_kv", uint32(kvHeads)}, {"qwen2vl.attention.layer_norm_rms_epsilon", float32(1e-6)},
 		{"qwen2vl.rope.freq_base", float32(1e6)}, {"qwen2vl.rope.dimension_sections", []int32{16, 24, 24, 0}},
-	} {
-		if err := w.AddKV(p.key, p.value); err != nil {
-			return err
-		}
+	})
+	if err != nil {
+		return err
 	}
-	nvocab := uint64(0)
-	for _, kv := range src.KV {
-		if strings.HasPrefix(kv.Key, "tokenizer.") {
-			if err := w.AddKV(kv.Key, kv.Value); err != nil {
-				return err
-			}
-		}
-	}
-	if toks, ok := src.Strings("tokenizer.ggml.tokens"); ok {
-		nvocab = uint64(len(toks))
+	nvocab, err := tinyQwen3Tokenizer(w)
+	if err != nil {
+		return err
 	}
 	headDim := uint64(q25Text / heads)
 	t := &randomTensors{w: w, r: r}
