@@ -221,7 +221,8 @@ type Request struct {
 	// height p+row and width p+col; the positions after the range go on
 	// from p + max(Rows, Cols), not from its end (the cache positions do
 	// not change). Sorted, not overlapping, inside the prompt; only for
-	// models with M-RoPE.
+	// models with M-RoPE. Each must lie in a CacheKeys range naming the
+	// image; the engine adds the grid's shape to that key.
 	Grids []Grid
 	// JSONObject constrains the answer (after any thinking block) to one
 	// JSON object (OpenAI response_format json_object); generation ends
@@ -373,6 +374,21 @@ func (e *Engine) Generate(ctx context.Context, req Request, onToken func(Token) 
 	}
 	if len(req.Grids) > 0 && e.Model.Config().RopeSections == [4]int{} {
 		return nil, fmt.Errorf("engine: the request has images read with 2-D positions (M-RoPE) but the %s model has no M-RoPE sections", e.Model.Config().Arch)
+	}
+	if len(req.Grids) > 0 {
+		// A grid changes the keys and values of its positions and of every
+		// one after it: its shape goes into the key of the range holding
+		// it, so the prefix cache never shares blocks between requests
+		// that read the same image with other positions.
+		keys := slices.Clone(req.CacheKeys)
+		for _, g := range req.Grids {
+			i := slices.IndexFunc(keys, func(k CacheKey) bool { return k.Start <= g.Start && g.end() <= k.End && k.Key != "" })
+			if i < 0 {
+				return nil, fmt.Errorf("engine: the image grid of %dx%d at %d has no cache key naming it", g.Rows, g.Cols, g.Start)
+			}
+			keys[i].Key += fmt.Sprintf("|grid %d:%dx%d", g.Start-keys[i].Start, g.Rows, g.Cols)
+		}
+		req.CacheKeys = keys
 	}
 	for i, sp := range req.Bidirectional {
 		if sp.Start < 0 || sp.End <= sp.Start || sp.End > n || i > 0 && sp.Start < req.Bidirectional[i-1].End {

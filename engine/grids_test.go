@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -44,7 +45,8 @@ func TestRopePos(t *testing.T) {
 // TestGrids: a prompt with a 3x4 grid of image embeddings on the synthetic
 // qwen2vl model gives the same answer in passes of 5 tokens (the grid
 // split across passes, the generated tokens after it) as in one pass, a
-// different one from reading the grid with 1-D positions, and malformed
+// different one from reading the grid with 1-D positions (also when the
+// prefix cache holds the grid request's blocks), and malformed or unkeyed
 // grids, or a grid for a model without M-RoPE, are errors.
 func TestGrids(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tiny-qwen2vl-F32.gguf")
@@ -91,6 +93,23 @@ func TestGrids(t *testing.T) {
 	}
 	if diff < 1e-3 {
 		t.Errorf("reading the grid with 1-D positions changes the first log-probs by %.3g: the grid has no effect", diff)
+	}
+	// With the prefix cache on, the same prompt read without the grid
+	// reuses nothing computed with it (the grid is in the image's key).
+	cached := New(m, tok, Options{Context: 256})
+	defer cached.Close()
+	mustGenerate(t, cached, req(grid))
+	if again := mustGenerate(t, cached, req()); fmt.Sprint(ids(again)) != fmt.Sprint(ids(flat)) {
+		t.Errorf("after the grid request, the same prompt without the grid gives %v; fresh, %v", ids(again), ids(flat))
+	}
+	if again := mustGenerate(t, cached, req(grid)); fmt.Sprint(ids(again)) != fmt.Sprint(ids(want)) {
+		t.Errorf("the grid request again, from the cache: %v; fresh, %v", ids(again), ids(want))
+	}
+	unkeyed := req(grid)
+	unkeyed.CacheKeys = nil
+	unkeyed.Embeds = nil
+	if _, err := one.Generate(t.Context(), unkeyed, nil); err == nil || !strings.Contains(err.Error(), "no cache key") {
+		t.Errorf("a grid with no cache key: err %v, want one saying so", err)
 	}
 	for _, tc := range []struct {
 		name  string
