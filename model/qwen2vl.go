@@ -15,7 +15,9 @@ func init() { Register("qwen2vl", newQwen2VL) }
 // rotation whose pairs take their positions from the sections of
 // Config.RopeSections, temporal, height, width and extra, so that an
 // image's embeddings can be read with 2-D positions (Batch.RopePos). A
-// text token has its position in every section, which is NeoX RoPE.
+// text token has its position in the first three sections and 0 in the
+// extra one (as llama.cpp gives text): NeoX RoPE when, as in Qwen2-VL's
+// files, the extra section is empty.
 // Embeddings are tied unless the file has output.weight. As llama.cpp's
 // qwen2vl.
 type Qwen2VL struct {

@@ -77,7 +77,7 @@ func TestQwen2VLRopePos(t *testing.T) {
 		{"text positions", positions(func(i int) [4]int { return [4]int{i, i, i, 0} }), true},
 		{"all four equal", positions(func(i int) [4]int { return [4]int{i, i, i, i} }), true},
 		{"a 3x3 image's", positions(func(i int) [4]int { return [4]int{0, i / 3, i % 3, 0} }), false},
-		{"height and width swapped", positions(func(i int) [4]int { return [4]int{i, i, i + 1, 0} }), false},
+		{"width one ahead", positions(func(i int) [4]int { return [4]int{i, i, i + 1, 0} }), false},
 	} {
 		got, err := run(tc.pos)
 		if err != nil {

@@ -61,6 +61,11 @@ func newQwen2VL(f *gguf.File, cfg *Config) (Projector, error) {
 	if merge != 0 && merge != 2 {
 		return nil, fmt.Errorf("vision: %s: spatial_merge_size %d is not supported (only 2, as llama.cpp's graph)", t, merge)
 	}
+	if p := cfg.PatchSize; 4*qwenMaxTokens*3*p*p > maxElements {
+		// 4,096 tokens of 2x2 patches: the encoder's input alone would
+		// pass maxElements (real files have patches of 14 or 16).
+		return nil, fmt.Errorf("vision: %s: patch_size %d is too large (at most %d)", t, p, int(math.Sqrt(maxElements/(4*qwenMaxTokens*3))))
+	}
 	if cfg.HeadDim()%4 != 0 {
 		return nil, fmt.Errorf("vision: %s: head size %d is not a multiple of 4 (the 2-D RoPE's sections)", t, cfg.HeadDim())
 	}
@@ -112,6 +117,9 @@ func newQwen2VL(f *gguf.File, cfg *Config) (Projector, error) {
 // SmartResize).
 func (q *Qwen2VL) TokensPerPicture() int { return 0 }
 
+// Grids is true: the text model must read the embeddings with M-RoPE.
+func (q *Qwen2VL) Grids() bool { return true }
+
 // SmartResize is the size Qwen-VL preprocessing resizes a w x h image to, as
 // llama.cpp computes it (transformers' smart_resize): each side rounded to a
 // multiple of align (at least align); if the area is then above maxPixels,
@@ -120,7 +128,7 @@ func (q *Qwen2VL) TokensPerPicture() int { return 0 }
 // up. Float32 arithmetic, as llama.cpp's.
 func SmartResize(w, h, align, minPixels, maxPixels int) (int, int) {
 	f := float32(align)
-	round := func(x float32) int { return int(math.RoundToEven(float64(x/f)+0)*0+math.Round(float64(x/f))) * align }
+	round := func(x float32) int { return int(math.Round(float64(x/f))) * align } // std::round: half away from zero
 	floor := func(x float32) int { return int(math.Floor(float64(x/f))) * align }
 	ceil := func(x float32) int { return int(math.Ceil(float64(x/f))) * align }
 	hb := max(align, round(float32(h)))

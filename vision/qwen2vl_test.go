@@ -104,6 +104,7 @@ func TestHostileQwenVL(t *testing.T) {
 		{"qwen2vl without pattern", v2, map[string]any{"clip.vision.n_wa_pattern": nil}, nil, ""},
 		{"merge 3", v25, map[string]any{"clip.vision.spatial_merge_size": uint32(3)}, nil, "spatial_merge_size 3 is not supported"},
 		{"heads of 2", v25, map[string]any{"clip.vision.attention.head_count": uint32(32)}, nil, "not a multiple of 4"},
+		{"patches past the limit", v25, map[string]any{"clip.vision.patch_size": uint32(128), "clip.vision.image_size": uint32(256)}, nil, "patch_size 128 is too large"},
 		{"huge patches", v25, map[string]any{"clip.vision.patch_size": uint32(64), "clip.vision.image_size": uint32(128)}, nil, "too large for the 112-pixel"},
 		{"no merger", v25, nil, map[string]*tensorSpec{"mm.0.weight": nil}, "mm.0.weight"},
 		{"merger misshapen", v25, nil, map[string]*tensorSpec{"mm.0.weight": f32Tensor(128, 256)}, "mm.0.weight"},

@@ -167,6 +167,13 @@ func (e *Encoder) Config() *Config { return e.cfg }
 // must equal it.
 func (e *Encoder) EmbeddingDim() int { return e.cfg.ProjectionDim }
 
+// Grids says whether the encoder's embeddings are grids read with 2-D
+// positions (Segment.Rows, Cols): the text model must have M-RoPE.
+func (e *Encoder) Grids() bool {
+	g, ok := e.proj.(interface{ Grids() bool })
+	return ok && g.Grids()
+}
+
 // TokensPerPicture is the number of embeddings (positions) one picture
 // takes; 0 when it depends on the image.
 func (e *Encoder) TokensPerPicture() int { return e.proj.TokensPerPicture() }

@@ -234,14 +234,12 @@ func (v *ViT) blocks(pool *tensor.Pool, h []float32, l *vitLayout) {
 			if c.Activation == GELU {
 				glu = tensor.GeGLU
 			}
-			pool.For(n, func(lo, hi int) {
-				glu(gate[lo*ff:hi*ff], up[lo*ff:hi*ff])
-				copy(up[lo*ff:hi*ff], gate[lo*ff:hi*ff])
-			})
+			pool.For(n, func(lo, hi int) { glu(gate[lo*ff:hi*ff], up[lo*ff:hi*ff]) })
+			tensor.MatMul(pool, b.Down, gate, n, cur)
 		} else {
 			pool.For(n, func(lo, hi int) { v.act(up[lo*ff : hi*ff]) })
+			tensor.MatMul(pool, b.Down, up, n, cur)
 		}
-		tensor.MatMul(pool, b.Down, up, n, cur)
 		addBias(pool, cur, b.DownB)
 		tensor.Add(h, cur)
 	}

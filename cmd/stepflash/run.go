@@ -133,7 +133,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	var venc *vision.Encoder
 	if *mmproj != "" {
 		// Opened (and checked against the model) even with no --image.
-		enc, err := openVision(*mmproj, mf.threads, mf.loading, cfg.NEmbd)
+		enc, err := openVision(*mmproj, mf.threads, mf.loading, cfg)
 		if err != nil {
 			return err
 		}

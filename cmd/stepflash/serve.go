@@ -825,7 +825,7 @@ func loadLocal(path string, spec modelSpec, o *serveOptions, stderr io.Writer) (
 		beside = mmproj != ""
 	}
 	if mmproj != "" {
-		enc, err := openVision(mmproj, o.threads, o.load, cfg.NEmbd)
+		enc, err := openVision(mmproj, o.threads, o.load, cfg)
 		switch {
 		case err != nil && beside:
 			fmt.Fprintf(stderr, "stepflash serve: %s: not using %s found beside it: %v\n", path, mmproj, err)

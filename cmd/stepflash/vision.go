@@ -12,12 +12,15 @@ import (
 	"github.com/stepflash/stepflash/gguf"
 	"github.com/stepflash/stepflash/local"
 	"github.com/stepflash/stepflash/media"
+	"github.com/stepflash/stepflash/model"
 	"github.com/stepflash/stepflash/vision"
 )
 
-// openVision opens a vision projector (--mmproj) for a text model of width
-// textWidth.
-func openVision(path string, threads int, load gguf.Loading, textWidth int) (*vision.Encoder, error) {
+// openVision opens a vision projector (--mmproj) for the text model cfg
+// describes: its width must match, and a projector whose images are read
+// with 2-D positions needs a model with M-RoPE.
+func openVision(path string, threads int, load gguf.Loading, cfg *model.Config) (*vision.Encoder, error) {
+	textWidth := cfg.NEmbd
 	e, err := vision.Open(path, vision.Options{Threads: threads, Loading: load})
 	if err != nil {
 		return nil, fmt.Errorf("--mmproj %s: %w", path, err)
@@ -25,6 +28,10 @@ func openVision(path string, threads int, load gguf.Loading, textWidth int) (*vi
 	if d := e.EmbeddingDim(); d != textWidth {
 		e.Close()
 		return nil, fmt.Errorf("--mmproj %s: its embeddings have %d values, but the text model's width is %d: not this model's projector", path, d, textWidth)
+	}
+	if e.Grids() && cfg.RopeSections == [4]int{} {
+		e.Close()
+		return nil, fmt.Errorf("--mmproj %s: a %s projector's images are read with M-RoPE positions, which the %s text model does not have: not this model's projector", path, e.Config().ProjectorType, cfg.Arch)
 	}
 	return e, nil
 }

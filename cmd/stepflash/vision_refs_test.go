@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
@@ -207,5 +208,17 @@ func TestServeVisionRefs(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestQwenProjectorNeedsMRoPE: a Qwen-VL projector with a text model of
+// its width but without M-RoPE (tiny-vlm-text, llama) is refused at start,
+// not at the first image.
+func TestQwenProjectorNeedsMRoPE(t *testing.T) {
+	proj := filepath.Join(t.TempDir(), "tiny-qwen25vl-mmproj-F32.gguf")
+	synthmodels.Qwen25VLProjector(t, proj)
+	rc, _, errs := run(t, "run", "-m", testmodels.Path(t, "tiny-vlm-text-F32.gguf"), "--mmproj", proj, "-n", "1", "--", "hi")
+	if rc == 0 || !strings.Contains(errs, "M-RoPE") || !strings.Contains(errs, "not this model's projector") {
+		t.Errorf("rc %d, %q; want an error saying the llama model has no M-RoPE", rc, errs)
 	}
 }
