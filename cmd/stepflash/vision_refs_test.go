@@ -26,11 +26,12 @@ type visionRef struct {
 	ModelSHA  string `json:"model_sha256"`
 	MMProjSHA string `json:"mmproj_sha256"`
 	Cases     []struct {
-		Name      string  `json:"name"`
-		Prompt    string  `json:"prompt"`
-		Image     string  `json:"image"`
-		Positions int     `json:"prompt_positions"`
-		Generated []int32 `json:"generated_token_ids"`
+		Name      string   `json:"name"`
+		Prompt    string   `json:"prompt"`
+		Image     string   `json:"image"`
+		Images    []string `json:"images"` // several images in one prompt, in order
+		Positions int      `json:"prompt_positions"`
+		Generated []int32  `json:"generated_token_ids"`
 		Steps     []struct {
 			ID  int32 `json:"id"`
 			Top []struct {
@@ -60,8 +61,10 @@ type visionPair struct {
 	// fp16 tables, so an input a hair off rounds the other way now and
 	// then, 1e-4 in an embedding. Measured: qwen2.5vl 6.9e-4 (its only
 	// table is the merger's GELU; where no input flips, 2e-5), qwen2vl
-	// 2.6e-3 (quick GELU in every encoder layer); wrong positions give
-	// 0.25 and more.
+	// 2.6e-3 with one image and 4.4e-3 with two (quick GELU in every
+	// encoder layer); the results are deterministic (the same bits on
+	// every thread count and kernel path), and wrong positions give 0.25
+	// and more.
 	tol float64
 }
 
@@ -78,7 +81,8 @@ type visionPair struct {
 //     image spans two 4x4-token windows, and a global one), the 2x2 merger, laid out
 //     between <|vision_start|> and <|vision_end|> and read by the text model
 //     with M-RoPE positions (the text after an image goes on from its
-//     start + max(rows, cols)).
+//     start + max(rows, cols)); their refs add a case with both images in
+//     one prompt, text between them.
 var visionPairs = []visionPair{
 	{"gemma3", "tiny-gemma3-F32.gguf", "tiny-gemma3-mmproj-F32.gguf", synthmodels.Gemma3, synthmodels.Gemma3Projector,
 		"tiny-gemma3-vlm-ref.json", "STEPFLASH_WRITE_GEMMA3_VLM", 16, 2e-4},
@@ -129,8 +133,14 @@ func TestRunVisionRefs(t *testing.T) {
 			images := map[string]string{"test-image-quadrants-64.png": testmodels.Path(t, "test-image-quadrants-64.png"), "bands-48x20.png": "testdata/bands-48x20.png"}
 			worst := 0.0
 			for _, c := range ref.Cases {
-				rc, out, errs := run(t, "run", "-m", text, "--mmproj", proj, "--image", images[c.Image], "--temp", "0", "--json", "-t", "2",
-					"-n", fmt.Sprint(len(c.Generated)), "--ignore-eos", "--top-logprobs", "20", "--", c.Prompt)
+				args := []string{"run", "-m", text, "--mmproj", proj, "--temp", "0", "--json", "-t", "2",
+					"-n", fmt.Sprint(len(c.Generated)), "--ignore-eos", "--top-logprobs", "20"}
+				for _, im := range append(c.Images, c.Image) {
+					if im != "" {
+						args = append(args, "--image", images[im])
+					}
+				}
+				rc, out, errs := run(t, append(args, "--", c.Prompt)...)
 				var o runOutput
 				if rc != 0 || json.Unmarshal([]byte(out), &o) != nil {
 					t.Fatalf("%s: rc %d: %s", c.Name, rc, errs)

@@ -31,7 +31,8 @@ while tiny-vlm-text-F32.json's cases are image cases this text path cannot send.
 The Qwen-VL pairs the same way (STEPFLASH_WRITE_QWEN25VL=/tmp/q25 ... -run RunVisionRefs/qwen2.5vl writes
 tiny-qwen2vl-F32.gguf and tiny-qwen25vl-mmproj-F32.gguf into /tmp/q25, the ref into tiny-qwen25vl-ref.json;
 STEPFLASH_WRITE_QWEN2VL=/tmp/q2 ... -run 'RunVisionRefs/qwen2vl$' writes tiny-qwen2vl-mmproj-F32.gguf beside the same
-text model, the ref into tiny-qwen2vl-vlm-ref.json), with the same llama-server flags and the same two images.
+text model, the ref into tiny-qwen2vl-vlm-ref.json), with the same llama-server flags and the same two images, and
+REF_OPTS=--two in the script's environment for a fifth case with both images in one prompt.
 
 cmd/stepflash/testdata/bands-48x20.png is a 48x20 RGB PNG written once with Go's image/png: four 12-pixel-wide
 bands (220,30,30), (30,200,40), (20,40,230), (240,220,20) left to right in rows 0-9, the same bands right to left in
@@ -49,6 +50,10 @@ if len(sys.argv) > 4 and sys.argv[3] == "--mmproj":
     mmproj, images = sys.argv[4], sys.argv[5:]
     prompts = ["User: <__media__> Describe the image.", "<__media__>What colour is the top left corner?"]
     todo = [{"name": f"{os.path.basename(im)}/{i}", "prompt": p, "image": im} for im in images for i, p in enumerate(prompts)]
+    if "--two" in os.environ.get("REF_OPTS", ""):
+        # Two images in one prompt, text between them (REF_OPTS=--two; the
+        # Qwen-VL refs have it: the positions after each image move on).
+        todo.append({"name": "two", "prompt": "User: <__media__> then <__media__> Describe both.", "images": images[:2]})
     n_predict = 16
 else:
     mmproj = None
@@ -63,9 +68,10 @@ def post(path, body):
 cases = []
 for c in todo:
     prompt = c["prompt"]
-    if "image" in c:
+    if "image" in c or "images" in c:
         ids = None  # the server does not tokenize images; the test checks the count of positions instead
-        prompt = {"prompt_string": c["prompt"], "multimodal_data": [base64.b64encode(open(c["image"], "rb").read()).decode()]}
+        prompt = {"prompt_string": c["prompt"], "multimodal_data": [base64.b64encode(open(im, "rb").read()).decode()
+                                                                    for im in c.get("images", [c.get("image")])]}
     else:
         ids = post("/tokenize", {"content": c["prompt"], "add_special": True, "parse_special": True})["tokens"]
     r = post("/completion", {"prompt": prompt, "n_predict": n_predict, "temperature": 0.0, "top_k": 1, "top_p": 1.0,
@@ -80,6 +86,9 @@ for c in todo:
             "steps": steps, "margins": margins}
     if "image" in c:
         case["image"] = os.path.basename(c["image"])
+    if "images" in c:
+        case["images"] = [os.path.basename(im) for im in c["images"]]
+    if ids is None:
         case["prompt_positions"] = r["timings"]["prompt_n"]
     cases.append(case)
 sha = lambda f: hashlib.sha256(open(f, "rb").read()).hexdigest()
