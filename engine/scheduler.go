@@ -211,6 +211,9 @@ func (e *Engine) step() {
 	var keyEnd []int       // per batch token; set in b only when a sequence has bidirectional ranges
 	var hidden []bool      // per batch token; set in b only when one is wanted
 	var ropePos [][4]int   // per batch token; set in b only when a sequence has image grids
+	// Only when a live sequence has such ranges are keyEnd and ropePos
+	// filled at all (add runs after live is known).
+	var anyBidi, anyGrids bool
 	// add puts positions from..to-1 of s in the batch, the last outs of
 	// them with a logits row each; positions past s.tokens are its drafts.
 	add := func(s *sequence, from, to, outs int) {
@@ -236,18 +239,20 @@ func (e *Engine) step() {
 			} else {
 				b.Tokens = append(b.Tokens, s.draft[p-len(s.tokens)])
 			}
-			end := p
-			sp, bidi := s.bidirectionalAt(p)
-			if bidi {
-				end = sp.End - 1
+			if anyBidi {
+				end := p
+				sp, bidi := s.bidirectionalAt(p)
+				if bidi {
+					end = sp.End - 1
+					b.KeyEnd = keyEnd
+				}
+				keyEnd = append(keyEnd, end)
 			}
-			keyEnd = append(keyEnd, end)
-			if bidi {
-				b.KeyEnd = keyEnd
-			}
-			ropePos = append(ropePos, s.ropePos(p))
-			if len(s.req.Grids) > 0 {
-				b.RopePos = ropePos
+			if anyGrids {
+				ropePos = append(ropePos, s.ropePos(p))
+				if len(s.req.Grids) > 0 {
+					b.RopePos = ropePos
+				}
 			}
 			b.Pos = append(b.Pos, p)
 			b.Seq = append(b.Seq, s.id)
@@ -271,6 +276,8 @@ func (e *Engine) step() {
 			continue
 		}
 		live = append(live, s)
+		anyBidi = anyBidi || len(s.req.Bidirectional) > 0
+		anyGrids = anyGrids || len(s.req.Grids) > 0
 	}
 	// Decoding sequences first: each needs one token, and they must not
 	// starve. Then prompt chunks, as many positions as fit in what is left

@@ -339,8 +339,12 @@ func (r *runner) ropeTable(b *Batch, base, pscale float32, cos, sin []float32) (
 			}
 			cs[i] = float32(math.Cos(float64(th))) * mscale
 			sn[i] = float32(math.Sin(float64(th))) * mscale
-			for s := range theta {
-				theta[s] *= scale
+			if mrope {
+				for s := range theta {
+					theta[s] *= scale
+				}
+			} else {
+				theta[0] *= scale
 			}
 		}
 	}
