@@ -18,12 +18,12 @@ func (b *Backend) Chat(ctx context.Context, req *api.ChatCompletionRequest, emit
 	if err != nil {
 		return err
 	}
-	if e := b.checkContext(p.prompt, p.sp.maxTokens, "messages"); e != nil {
+	if e := b.checkContext(p.img.Tokens, p.sp.maxTokens, "messages"); e != nil {
 		return e
 	}
-	j := &job{b: b, isChat: true, prompts: [][]int32{p.prompt}, sp: p.sp, effort: p.applied, chatSetup: p.setup, imageTokens: p.imageTokens}
+	j := &job{b: b, isChat: true, prompts: [][]int32{p.img.Tokens}, sp: p.sp, effort: p.applied, chatSetup: p.setup, imageTokens: p.img.ImageTokens}
 	j.base = b.engineRequest(p.sp, p.applied)
-	j.base.Embeds, j.base.CacheKeys, j.base.Bidirectional, j.base.Grids = p.embeds, p.keys, p.bidirectional, p.grids
+	p.img.Apply(&j.base)
 	j.base.JSONObject = req.ResponseFormat != nil && req.ResponseFormat.Type == "json_object"
 	j.base.JSONSchema = p.schema
 	if p.forcing && p.schema != nil {
@@ -41,16 +41,11 @@ type chatPrompt struct {
 	sp      sampling
 	applied effort.Applied
 	setup   chatSetup
-	prompt  []int32
-	embeds  [][]float32
-	keys    []engine.CacheKey
-	// bidirectional: image positions read with attention both ways (Gemma 3)
-	bidirectional []engine.Span
-	// grids: images read with 2-D positions (Qwen2-VL)
-	grids       []engine.Grid
-	imageTokens int
-	schema      *engine.Schema
-	forcing     bool
+	// img is the tokenized prompt with its images' fields (none for a
+	// text-only chat).
+	img     *ImagePrompt
+	schema  *engine.Schema
+	forcing bool
 }
 
 // prepareChat checks a chat request's parameters, renders its
@@ -166,8 +161,7 @@ func (b *Backend) prepareChat(ctx context.Context, req *api.ChatCompletionReques
 	// The template's end of turn (e.g. ChatML's <|im_end|>): a vocabulary
 	// without the special token writes it as plain text.
 	sp.stops = append(sp.stops, tmpl.EOTStrings()...)
-	return &chatPrompt{sp: sp, applied: applied, setup: setup, prompt: ip.Tokens, embeds: ip.Embeds, keys: ip.CacheKeys,
-		bidirectional: ip.Bidirectional, grids: ip.Grids, imageTokens: ip.ImageTokens, schema: schema, forcing: forcing}, nil
+	return &chatPrompt{sp: sp, applied: applied, setup: setup, img: ip, schema: schema, forcing: forcing}, nil
 }
 
 // toolCallSchema is the JSON Schema of a forced tool call's object in the

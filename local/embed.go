@@ -192,7 +192,7 @@ func (b *Backend) Tokenize(ctx context.Context, req *api.TokenizeRequest) (*api.
 		if err != nil {
 			return nil, err
 		}
-		ids = p.prompt
+		ids = p.img.Tokens
 	default:
 		text := req.Content
 		if text == nil {
@@ -269,7 +269,7 @@ func (b *Backend) CountChat(ctx context.Context, req *api.ChatCompletionRequest)
 	if err != nil {
 		return 0, err
 	}
-	return len(p.prompt), nil
+	return len(p.img.Tokens), nil
 }
 
 func boolInt(b bool) int {

@@ -114,6 +114,12 @@ type ImagePrompt struct {
 	ImageTokens   int // the positions the images' embeddings take
 }
 
+// Apply sets the request's prompt and its image fields (Embeds, CacheKeys,
+// Bidirectional, Grids) from p.
+func (p *ImagePrompt) Apply(r *engine.Request) {
+	r.Prompt, r.Embeds, r.CacheKeys, r.Bidirectional, r.Grids = p.Tokens, p.Embeds, p.CacheKeys, p.Bidirectional, p.Grids
+}
+
 // Prepend puts tokens (text, no embeddings) before the prompt.
 func (p *ImagePrompt) Prepend(tokens ...int32) {
 	n := len(tokens)

@@ -125,11 +125,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	var ids []int32
-	var embeds [][]float32
-	var keys []engine.CacheKey
-	var bidi []engine.Span
-	var grids []engine.Grid
+	ip := &local.ImagePrompt{}
 	var venc *vision.Encoder
 	if *mmproj != "" {
 		// Opened (and checked against the model) even with no --image.
@@ -146,16 +142,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		if prompt, encoded, err = runImages(prompt, images, enc); err != nil {
 			return err
 		}
-		ip, err := local.PromptWithImages(l.tok, prompt, runMarker, true, encoded)
-		if err != nil {
+		if ip, err = local.PromptWithImages(l.tok, prompt, runMarker, true, encoded); err != nil {
 			return err
 		}
-		ids, embeds, keys, bidi, grids = ip.Tokens, ip.Embeds, ip.CacheKeys, ip.Bidirectional, ip.Grids
 	} else {
-		ids = l.tok.Encode(prompt, true, true)
+		ip.Tokens = l.tok.Encode(prompt, true, true)
 	}
-	req := engine.Request{Prompt: ids, MaxTokens: sf.nPredict, Sampling: sf.params(), TopLogprobs: sf.topLP, IgnoreEOS: *ignoreEOS,
-		Thinking: local.Thinking(l.tok, l.template().Thinking(), applied.ThinkingBudget), Embeds: embeds, CacheKeys: keys, Bidirectional: bidi, Grids: grids}
+	req := engine.Request{MaxTokens: sf.nPredict, Sampling: sf.params(), TopLogprobs: sf.topLP, IgnoreEOS: *ignoreEOS,
+		Thinking: local.Thinking(l.tok, l.template().Thinking(), applied.ThinkingBudget)}
+	ip.Apply(&req)
 	if applied.ExpertsPerToken != nil {
 		req.ExpertsUsed = *applied.ExpertsPerToken
 	}
@@ -176,10 +171,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if !*asJSON {
 		fmt.Fprintln(stdout)
 		fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generated: %d tokens, %.1f tok/s; finish: %s; effort: %s%s\n",
-			len(ids), res.PrefillTPS(len(ids)), len(res.Tokens), res.DecodeTPS(), res.FinishReason, describeEffort(applied), describeDrafts(res))
+			len(req.Prompt), res.PrefillTPS(len(req.Prompt)), len(res.Tokens), res.DecodeTPS(), res.FinishReason, describeEffort(applied), describeDrafts(res))
 		return nil
 	}
-	out := runOutput{Model: mf.model, PromptTokens: ids, Tokens: []int32{}, TopLogprobs: [][]topLogprob{}, FinishReason: res.FinishReason,
+	out := runOutput{Model: mf.model, PromptTokens: req.Prompt, Tokens: []int32{}, TopLogprobs: [][]topLogprob{}, FinishReason: res.FinishReason,
 		Effort: applied, ReasoningTokens: res.ReasoningTokens}
 	for _, t := range res.Tokens {
 		out.Tokens = append(out.Tokens, t.ID)
@@ -192,7 +187,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 			out.TopLogprobs = append(out.TopLogprobs, row)
 		}
 	}
-	out.Timings.PrefillTPS = res.PrefillTPS(len(ids))
+	out.Timings.PrefillTPS = res.PrefillTPS(len(req.Prompt))
 	out.Timings.DecodeTPS = res.DecodeTPS()
 	if l.spec.mode != engine.SpecOff {
 		out.Timings.DraftTokens, out.Timings.AcceptedTokens = &res.DraftTokens, &res.AcceptedTokens
